@@ -1,0 +1,121 @@
+//! Command-line arguments (argh) and their translation into a server [`Config`].
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use argh::FromArgs;
+
+use crate::server::Config;
+
+/// duet: a tiny, fast TCP relay. Clients talk in rooms or pipe raw bytes to each other; plain
+/// `nc` is a complete client.
+#[derive(FromArgs, Debug)]
+pub struct Args {
+    /// print the version and exit
+    #[argh(switch, short = 'V')]
+    pub version: bool,
+
+    #[argh(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Serve(Serve),
+}
+
+/// Run the relay server: log every line as `IP:PORT -> MSG`, host rooms and pipes.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "serve")]
+pub struct Serve {
+    /// port to listen on; 0 lets the system choose (default 4004)
+    #[argh(option, short = 'p', default = "4004")]
+    pub port: u16,
+
+    /// address to listen on (default ::, all interfaces, IPv6 and IPv4)
+    #[argh(option, short = 'b', default = "IpAddr::V6(Ipv6Addr::UNSPECIFIED)")]
+    pub bind: IpAddr,
+
+    /// longest line accepted, in bytes, not counting the newline (default 65536)
+    #[argh(option, default = "crate::line::MAX_LINE_BYTES")]
+    pub max_line: usize,
+
+    /// most clients connected at once; more are told the server is full (default 10000)
+    #[argh(option, default = "crate::server::MAX_CONNS")]
+    pub max_conns: usize,
+
+    /// most members in a room (default 2)
+    #[argh(option, default = "crate::rooms::ROOM_SIZE")]
+    pub room_size: usize,
+
+    /// pair every new client with the next one at once, no command needed
+    #[argh(switch)]
+    pub auto_pair: bool,
+
+    /// bytes that may wait for a client that reads slowly before it is cut off (default 1048576)
+    #[argh(option, default = "crate::outbox::OUTBOX_BYTES")]
+    pub outbox: usize,
+
+    /// seconds a pipe waits for its peer before it expires (default 600)
+    #[argh(option, default = "crate::pipes::PIPE_WAIT_SECS")]
+    pub pipe_wait: u64,
+
+    /// milliseconds the greeting is held back so a first-line /pipe opens a silent pipe;
+    /// 0 greets at once (default 100)
+    #[argh(option, default = "crate::server::GREET_WAIT_MS")]
+    pub greet_wait: u64,
+
+    /// milliseconds clients and pipes get to finish when the server stops (default 500)
+    #[argh(option, default = "crate::server::DRAIN_MS")]
+    pub drain: u64,
+
+    /// executor threads (default: one per CPU)
+    #[argh(option)]
+    pub threads: Option<usize>,
+
+    /// relay pipes with a read/write loop instead of zero-copy splice(2)
+    #[argh(switch)]
+    pub no_splice: bool,
+}
+
+impl Serve {
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.port)
+    }
+
+    /// The server configuration, or a message saying which option is out of range.
+    pub fn config(&self) -> Result<Config, String> {
+        let defaults = Config::default();
+        if self.max_line == 0 {
+            return Err("--max-line must be at least 1".into());
+        }
+        if self.max_conns == 0 {
+            return Err("--max-conns must be at least 1".into());
+        }
+        if self.room_size < 2 {
+            return Err("--room-size must be at least 2".into());
+        }
+        if self.outbox < 1024 {
+            return Err("--outbox must be at least 1024 bytes".into());
+        }
+        if self.pipe_wait == 0 {
+            return Err("--pipe-wait must be at least 1 second".into());
+        }
+        if self.threads == Some(0) {
+            return Err("--threads must be at least 1".into());
+        }
+        Ok(Config {
+            max_line_bytes: self.max_line,
+            max_conns: self.max_conns,
+            room_size: self.room_size,
+            auto_pair: self.auto_pair,
+            outbox_bytes: self.outbox,
+            pipe_wait: Duration::from_secs(self.pipe_wait),
+            greet_wait: Duration::from_millis(self.greet_wait),
+            drain: Duration::from_millis(self.drain),
+            splice: !self.no_splice,
+            threads: self.threads.unwrap_or(defaults.threads),
+        })
+    }
+}

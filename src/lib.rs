@@ -1,0 +1,25 @@
+//! duet: a tiny, fast TCP relay.
+//!
+//! `duet serve` greets every client and logs each line it sends as `IP:PORT -> MSG` (the
+//! format of the Go server duet grew out of), lets clients talk in rooms, and pairs
+//! connections into pipes that carry any bytes at full speed. Plain `nc` is a complete client.
+//!
+//! The shape: [`server::run`] accepts on a listener the caller bound and spawns one task per
+//! connection ([`conn`]) on a smol executor; lines are read by [`line::LineReader`]; log
+//! records go to one [`printer`] over a bounded channel; rooms and pipes are registries with
+//! short locks ([`rooms`], [`pipes`]); bytes in pipes move with [`relay`].
+//! `docs/PROTOCOL.md` describes the wire protocol.
+
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+pub mod cli;
+pub mod conn;
+pub mod line;
+pub mod outbox;
+pub mod pipes;
+pub mod printer;
+pub mod proto;
+pub mod relay;
+pub mod rooms;
+pub mod server;

@@ -1,0 +1,187 @@
+//! A bounded, cancel-safe line reader over futures-lite's `BufReader`.
+//!
+//! The seed server made a new `bufio.Reader` for every line and so threw away whatever it had
+//! read past the first newline; it also let one line grow without limit. [`LineReader`] keeps
+//! one buffer for the life of the connection, caps a line at `max` bytes (the rest of an
+//! over-long line is discarded as it streams in, so memory stays flat), and keeps its partial
+//! line inside itself, so dropping a [`LineReader::next`] future (e.g. when a timer wins a race)
+//! loses nothing.
+
+use std::io;
+
+use futures_lite::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+/// Default for `--max-line`: the most bytes a line may have, not counting its line ending.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// Size of each connection's read buffer.
+pub const READ_BUFFER_BYTES: usize = 8 * 1024;
+
+/// What the reader found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A complete line without its `\n` (and without a `\r` before it). At end of stream a
+    /// final line with no newline is returned too.
+    Text(Vec<u8>),
+    /// A line exceeded the limit. Reported once, as soon as the limit is passed; the rest of
+    /// that line is skipped up to its newline.
+    TooLong,
+}
+
+/// Reads lines of at most `max` bytes.
+#[derive(Debug)]
+pub struct LineReader<R> {
+    reader: BufReader<R>,
+    line: Vec<u8>,
+    max: usize,
+    skipping: bool,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    pub fn new(inner: R, max: usize) -> Self {
+        LineReader {
+            reader: BufReader::with_capacity(READ_BUFFER_BYTES, inner),
+            line: Vec::new(),
+            max,
+            skipping: false,
+        }
+    }
+
+    /// The next line, or `None` at end of stream.
+    pub async fn next(&mut self) -> io::Result<Option<Line>> {
+        loop {
+            // The only await point: everything read so far lives in `self`, so a cancelled
+            // call resumes where it stopped.
+            let buf = self.reader.fill_buf().await?;
+            if buf.is_empty() {
+                self.skipping = false;
+                if self.line.is_empty() {
+                    return Ok(None);
+                }
+                return Ok(Some(Line::Text(self.take_line())));
+            }
+            match buf.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    let fits = self.line.len() + end <= self.max;
+                    let skipping = std::mem::replace(&mut self.skipping, false);
+                    if !skipping && fits {
+                        self.line.extend_from_slice(&buf[..end]);
+                    }
+                    self.reader.consume(end + 1);
+                    if skipping {
+                        continue;
+                    }
+                    if !fits {
+                        self.line.clear();
+                        return Ok(Some(Line::TooLong));
+                    }
+                    return Ok(Some(Line::Text(self.take_line())));
+                }
+                None => {
+                    let n = buf.len();
+                    if !self.skipping && self.line.len() + n > self.max {
+                        self.line = Vec::new();
+                        self.skipping = true;
+                        self.reader.consume(n);
+                        return Ok(Some(Line::TooLong));
+                    }
+                    if !self.skipping {
+                        self.line.extend_from_slice(buf);
+                    }
+                    self.reader.consume(n);
+                }
+            }
+        }
+    }
+
+    /// Bytes read from the stream but not yet returned as lines (e.g. the first bytes of a
+    /// pipe that arrived together with its handshake line).
+    pub fn buffered(&self) -> Vec<u8> {
+        let mut rest = self.line.clone();
+        rest.extend_from_slice(self.reader.buffer());
+        rest
+    }
+
+    fn take_line(&mut self) -> Vec<u8> {
+        let mut line = std::mem::take(&mut self.line);
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::block_on;
+    use futures_lite::io::Cursor;
+
+    fn lines(input: &[u8], max: usize) -> Vec<Line> {
+        block_on(async {
+            let mut r = LineReader::new(Cursor::new(input.to_vec()), max);
+            let mut out = Vec::new();
+            while let Some(l) = r.next().await.unwrap() {
+                out.push(l);
+            }
+            out
+        })
+    }
+
+    fn text(s: &str) -> Line {
+        Line::Text(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn back_to_back_lines_are_all_returned() {
+        assert_eq!(lines(b"a\nbb\n\nccc\n", 10), vec![text("a"), text("bb"), text(""), text("ccc")]);
+    }
+
+    #[test]
+    fn crlf_and_last_line_without_newline() {
+        assert_eq!(lines(b"one\r\ntwo", 10), vec![text("one"), text("two")]);
+    }
+
+    #[test]
+    fn lone_cr_inside_a_line_is_kept() {
+        assert_eq!(lines(b"a\rb\n", 10), vec![text("a\rb")]);
+    }
+
+    #[test]
+    fn too_long_is_reported_once_and_skipped() {
+        assert_eq!(
+            lines(b"12345\n123456\nok\n", 5),
+            vec![text("12345"), Line::TooLong, text("ok")]
+        );
+    }
+
+    #[test]
+    fn too_long_across_buffers_is_skipped_to_newline() {
+        let mut input = vec![b'x'; READ_BUFFER_BYTES * 5];
+        input.extend_from_slice(b"\nafter\n");
+        assert_eq!(lines(&input, 100), vec![Line::TooLong, text("after")]);
+    }
+
+    #[test]
+    fn too_long_without_newline_before_eof() {
+        let input = vec![b'x'; READ_BUFFER_BYTES * 3];
+        assert_eq!(lines(&input, 100), vec![Line::TooLong]);
+    }
+
+    #[test]
+    fn line_of_exactly_max_over_several_reads() {
+        let mut input = vec![b'y'; READ_BUFFER_BYTES * 2];
+        input.push(b'\n');
+        let got = lines(&input, READ_BUFFER_BYTES * 2);
+        assert_eq!(got, vec![Line::Text(vec![b'y'; READ_BUFFER_BYTES * 2])]);
+    }
+
+    #[test]
+    fn buffered_returns_bytes_after_the_line() {
+        block_on(async {
+            let mut r = LineReader::new(Cursor::new(b"/pipe k\nPAYLOAD".to_vec()), 100);
+            assert_eq!(r.next().await.unwrap(), Some(text("/pipe k")));
+            assert_eq!(r.buffered(), b"PAYLOAD");
+        });
+    }
+}

@@ -1,0 +1,51 @@
+//! The `duet` binary: parse arguments, bind, run, turn errors into an exit code.
+
+use std::io;
+use std::process::ExitCode;
+
+use async_signal::{Signal, Signals};
+use duet::cli::{Args, Command, Serve};
+use duet::printer::Printer;
+use duet::server;
+use futures_lite::StreamExt;
+
+fn main() -> ExitCode {
+    let args: Args = argh::from_env();
+    if args.version {
+        println!("duet {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let result = match args.command {
+        Some(Command::Serve(serve)) => run_server(serve),
+        None => {
+            eprintln!("duet: no command given; try `duet --help`");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("duet: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_server(serve: Serve) -> io::Result<()> {
+    let config = serve
+        .config()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let addr = serve.addr();
+    let listener = server::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    // Registered before serving so that a signal during start-up is not lost.
+    let mut signals = Signals::new([Signal::Term, Signal::Int])?;
+    let (log, printer) = Printer::spawn(Box::new(io::stdout()))?;
+    let served = server::run(listener, config, log.clone(), async move {
+        signals.next().await;
+    });
+    log.close();
+    drop(log);
+    printer.join();
+    served
+}

@@ -1,0 +1,123 @@
+//! Pipes: pairing two connections by token. No I/O happens here.
+//!
+//! The first connection with a token waits; the second hands its end over to the first, whose
+//! task then relays both ways. A token stays taken until that relay ends, so a third
+//! connection with the same token is told the pipe is busy.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_channel::{Receiver, Sender};
+use async_net::TcpStream;
+
+use crate::server::Ticket;
+
+/// Default for `--pipe-wait`: how long a pipe waits for its peer, in seconds.
+pub const PIPE_WAIT_SECS: u64 = 600;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // See rooms::lock: the map is consistent after every critical section.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One side of a pipe, as handed from the task that accepted it to the task that relays.
+#[derive(Debug)]
+pub struct End {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    /// Bytes that arrived with the handshake line; relayed before anything else.
+    pub early: Vec<u8>,
+    /// Silent ends get no notices, only their peer's bytes.
+    pub silent: bool,
+    /// Keeps the connection counted until the relay is over.
+    pub ticket: Ticket,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Waiting { id: u64, handoff: Sender<End> },
+    Open,
+}
+
+/// The outcome of arriving with a token.
+#[derive(Debug)]
+pub enum Arrival {
+    /// First with this token: wait on `handoff` for the peer's end.
+    Wait {
+        id: u64,
+        handoff: Receiver<End>,
+        end: End,
+    },
+    /// The waiting peer was given this end and relays from now on.
+    HandedOver,
+    /// Two connections already use this token.
+    Busy(End),
+}
+
+#[derive(Debug, Default)]
+pub struct Pipes {
+    slots: Mutex<HashMap<Arc<str>, Slot>>,
+    next_id: AtomicU64,
+}
+
+impl Pipes {
+    pub fn arrive(&self, token: &Arc<str>, end: End) -> Arrival {
+        let mut slots = lock(&self.slots);
+        match slots.remove(token) {
+            None => {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let (handoff, receive) = async_channel::bounded(1);
+                slots.insert(token.clone(), Slot::Waiting { id, handoff });
+                Arrival::Wait {
+                    id,
+                    handoff: receive,
+                    end,
+                }
+            }
+            Some(Slot::Open) => {
+                slots.insert(token.clone(), Slot::Open);
+                Arrival::Busy(end)
+            }
+            Some(Slot::Waiting { handoff, .. }) => match handoff.try_send(end) {
+                Ok(()) => {
+                    slots.insert(token.clone(), Slot::Open);
+                    Arrival::HandedOver
+                }
+                // The waiter's task is gone without giving up (it can only have been
+                // cancelled): take its place instead.
+                Err(e) => {
+                    drop(slots);
+                    self.arrive(token, e.into_inner())
+                }
+            },
+        }
+    }
+
+    /// A waiter gives up (expired, shut down, or its client left). Returns false if a peer
+    /// took the slot meanwhile: its end is then on the way and must be relayed.
+    pub fn give_up(&self, token: &str, id: u64) -> bool {
+        let mut slots = lock(&self.slots);
+        match slots.get(token) {
+            Some(Slot::Waiting { id: waiting, .. }) if *waiting == id => {
+                slots.remove(token);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The relay for `token` is over: the token is free again.
+    pub fn close(&self, token: &str) {
+        let mut slots = lock(&self.slots);
+        if matches!(slots.get(token), Some(Slot::Open)) {
+            slots.remove(token);
+        }
+    }
+
+    /// Tokens now waiting or open.
+    pub fn count(&self) -> usize {
+        lock(&self.slots).len()
+    }
+}

@@ -1,0 +1,303 @@
+//! Log records and the single printer that writes them.
+//!
+//! Connections never write to stdout themselves: they send structured [`Record`]s over a
+//! bounded channel to one printer, which formats them (this module is the only place that
+//! knows the log format) and writes them, buffered, flushing whenever its queue runs empty.
+//! Because there is one writer, log lines never interleave; because the channel is bounded,
+//! a slow stdout slows the clients that produce log lines instead of growing memory.
+//!
+//! The printer runs on a thread of its own rather than on the executor: writing to stdout is
+//! blocking I/O, and a stalled terminal must not stall an executor thread that serves sockets.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use async_channel::{Receiver, Sender};
+
+/// How many records may wait for the printer before producers are slowed down.
+pub const LOG_QUEUE_RECORDS: usize = 4096;
+
+/// Bytes of formatted output collected before they are written out in one call.
+const WRITE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// One thing worth a line in the server's log.
+#[derive(Debug)]
+pub enum Record {
+    /// The server is listening (the port the kernel chose when asked for port 0).
+    Listening { port: u16 },
+    /// A client was accepted.
+    Connected { peer: SocketAddr },
+    /// A client sent a line (without its line ending; raw bytes, escaped when printed).
+    Line { peer: SocketAddr, text: Vec<u8> },
+    /// A client closed its side of the connection.
+    Left { peer: SocketAddr },
+    /// A client's connection ended for a reason other than a clean close.
+    Dropped { peer: SocketAddr, reason: String },
+    /// A client was sent an error line (`* error: ERROR`), e.g. refused as the server is full.
+    ClientError { peer: SocketAddr, error: String },
+    /// `accept(2)` failed; the server goes on.
+    AcceptError { error: io::Error, retry: Duration },
+    /// Something happened in a room: `room NAME: EVENT`.
+    Room { room: Arc<str>, event: String },
+    /// Something happened to a pipe: `pipe TOKEN: EVENT`.
+    Pipe { token: Arc<str>, event: String },
+    /// A server-wide message, e.g. that it is shutting down.
+    Server { message: String },
+}
+
+/// The producers' end: cheap to clone, one per connection.
+#[derive(Clone, Debug)]
+pub struct Log {
+    records: Sender<Record>,
+}
+
+impl Log {
+    /// Queues a record, waiting while the printer is behind (this is the backpressure).
+    pub async fn send(&self, record: Record) {
+        // An error means the printer is gone, which only happens while the process exits.
+        self.records.send(record).await.ok();
+    }
+
+    /// Queues a record from code that cannot wait; dropped only if the queue is full.
+    pub fn try_send(&self, record: Record) {
+        // Used for rare events on paths that must not block (e.g. a slow client being cut);
+        // losing such a line under extreme log pressure is better than stalling a room.
+        self.records.try_send(record).ok();
+    }
+
+    /// Tells the printer to finish: it prints what is queued and then stops.
+    pub fn close(&self) {
+        self.records.close();
+    }
+}
+
+/// Handle on the printer thread.
+#[derive(Debug)]
+pub struct Printer {
+    thread: thread::JoinHandle<()>,
+}
+
+impl Printer {
+    /// Starts the printer writing to `out`.
+    pub fn spawn(out: Box<dyn Write + Send>) -> io::Result<(Log, Printer)> {
+        let (records, queue) = async_channel::bounded(LOG_QUEUE_RECORDS);
+        let thread = thread::Builder::new()
+            .name("duet-printer".into())
+            .spawn(move || print_all(queue, out))?;
+        Ok((Log { records }, Printer { thread }))
+    }
+
+    /// Waits until every queued record is written. Call [`Log::close`] (or drop every [`Log`])
+    /// first, or this waits forever.
+    pub fn join(self) {
+        // A panic in the printer was already reported on stderr by the panic hook.
+        self.thread.join().ok();
+    }
+}
+
+fn print_all(queue: Receiver<Record>, mut out: Box<dyn Write + Send>) {
+    let mut buf = Vec::with_capacity(WRITE_CHUNK_BYTES * 2);
+    let mut broken = false;
+    while let Ok(first) = queue.recv_blocking() {
+        format_record(&mut buf, &first);
+        // Take whatever else is already queued, so a busy server writes in large chunks.
+        while let Ok(record) = queue.try_recv() {
+            format_record(&mut buf, &record);
+            if buf.len() >= WRITE_CHUNK_BYTES {
+                write_out(&mut out, &buf, &mut broken);
+                buf.clear();
+            }
+        }
+        write_out(&mut out, &buf, &mut broken);
+        buf.clear();
+        if !broken {
+            if let Err(e) = out.flush() {
+                report_broken(&e, &mut broken);
+            }
+        }
+    }
+}
+
+/// Writes a chunk; on failure (e.g. stdout piped into a program that quit) keeps draining the
+/// queue so clients are never stalled, and says so once on stderr.
+fn write_out(out: &mut Box<dyn Write + Send>, buf: &[u8], broken: &mut bool) {
+    if *broken || buf.is_empty() {
+        return;
+    }
+    if let Err(e) = out.write_all(buf) {
+        report_broken(&e, broken);
+    }
+}
+
+fn report_broken(e: &io::Error, broken: &mut bool) {
+    *broken = true;
+    if e.kind() != io::ErrorKind::BrokenPipe {
+        eprintln!("duet: cannot write the log: {e}; log lines are discarded from now on");
+    }
+}
+
+/// Formats one record as one log line (with its newline) onto `buf`.
+pub fn format_record(buf: &mut Vec<u8>, record: &Record) {
+    match record {
+        Record::Line { peer, text } => {
+            // The hot path: no `format!`, no intermediate String.
+            push_addr(buf, peer);
+            buf.extend_from_slice(b" -> ");
+            push_escaped(buf, text);
+            buf.push(b'\n');
+            return;
+        }
+        Record::Listening { port } => line(buf, format_args!("waiting for clients on port {port}...")),
+        Record::Connected { peer } => line(buf, format_args!("client connected: {}", Addr(peer))),
+        Record::Left { peer } => line(buf, format_args!("client '{}' left the session.", Addr(peer))),
+        Record::Dropped { peer, reason } => {
+            line(buf, format_args!("client '{}' dropped: {reason}", Addr(peer)))
+        }
+        Record::ClientError { peer, error } => {
+            line(buf, format_args!("client '{}' error: {error}", Addr(peer)))
+        }
+        Record::AcceptError { error, retry } => line(
+            buf,
+            format_args!("accept error: {error} (retrying in {} ms)", retry.as_millis()),
+        ),
+        Record::Room { room, event } => {
+            buf.extend_from_slice(b"room ");
+            push_escaped(buf, room.as_bytes());
+            line(buf, format_args!(": {event}"))
+        }
+        Record::Pipe { token, event } => line(buf, format_args!("pipe {token}: {event}")),
+        Record::Server { message } => line(buf, format_args!("{message}")),
+    }
+}
+
+fn line(buf: &mut Vec<u8>, args: std::fmt::Arguments<'_>) {
+    // Writing into a Vec cannot fail.
+    buf.write_fmt(args).ok();
+    buf.push(b'\n');
+}
+
+fn push_addr(buf: &mut Vec<u8>, peer: &SocketAddr) {
+    let mut s = String::with_capacity(48);
+    // Writing into a String cannot fail.
+    write!(s, "{}", Addr(peer)).ok();
+    buf.extend_from_slice(s.as_bytes());
+}
+
+/// Displays an address the way the log shows it: IPv4-mapped IPv6 addresses as plain IPv4.
+#[derive(Debug)]
+pub struct Addr<'a>(pub &'a SocketAddr);
+
+impl std::fmt::Display for Addr<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ip = self.0.ip().to_canonical();
+        SocketAddr::new(ip, self.0.port()).fmt(f)
+    }
+}
+
+/// Appends client bytes so that they cannot do anything to the operator's terminal:
+/// invalid UTF-8 becomes U+FFFD (never dropped), C0 and C1 control characters and DEL
+/// (which start ANSI escape sequences) become visible `\xNN` / `\u{NN}` escapes. Tabs stay.
+pub fn push_escaped(buf: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.iter().all(|&b| (0x20..0x7f).contains(&b) || b == b'\t') {
+        buf.extend_from_slice(bytes);
+        return;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let mut tmp = [0u8; 4];
+    for c in text.chars() {
+        match c {
+            '\t' => buf.push(b'\t'),
+            '\0'..='\x1f' | '\x7f' => {
+                // Writing into a Vec cannot fail.
+                write!(buf, "\\x{:02x}", c as u32).ok();
+            }
+            '\u{80}'..='\u{9f}' => {
+                write!(buf, "\\u{{{:x}}}", c as u32).ok();
+            }
+            _ => buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmt(record: Record) -> String {
+        let mut buf = Vec::new();
+        format_record(&mut buf, &record);
+        String::from_utf8(buf).unwrap()
+    }
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:5555".parse().unwrap()
+    }
+
+    #[test]
+    fn seed_formats_are_kept() {
+        assert_eq!(
+            fmt(Record::Listening { port: 4004 }),
+            "waiting for clients on port 4004...\n"
+        );
+        assert_eq!(
+            fmt(Record::Connected { peer: peer() }),
+            "client connected: 127.0.0.1:5555\n"
+        );
+        assert_eq!(
+            fmt(Record::Line { peer: peer(), text: b"hello".to_vec() }),
+            "127.0.0.1:5555 -> hello\n"
+        );
+        assert_eq!(
+            fmt(Record::Left { peer: peer() }),
+            "client '127.0.0.1:5555' left the session.\n"
+        );
+    }
+
+    #[test]
+    fn mapped_ipv6_is_logged_as_ipv4() {
+        let mapped: SocketAddr = "[::ffff:10.1.2.3]:99".parse().unwrap();
+        assert_eq!(
+            fmt(Record::Connected { peer: mapped }),
+            "client connected: 10.1.2.3:99\n"
+        );
+        let v6: SocketAddr = "[::1]:99".parse().unwrap();
+        assert_eq!(fmt(Record::Connected { peer: v6 }), "client connected: [::1]:99\n");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let text = b"red \x1b[31mX\x1b[0m bell\x07 del\x7f tab\tok".to_vec();
+        assert_eq!(
+            fmt(Record::Line { peer: peer(), text }),
+            "127.0.0.1:5555 -> red \\x1b[31mX\\x1b[0m bell\\x07 del\\x7f tab\tok\n"
+        );
+    }
+
+    #[test]
+    fn c1_controls_and_invalid_utf8() {
+        // U+009B is a one-character CSI on some terminals.
+        let text = "a\u{9b}31mb".as_bytes().to_vec();
+        assert_eq!(
+            fmt(Record::Line { peer: peer(), text }),
+            "127.0.0.1:5555 -> a\\u{9b}31mb\n"
+        );
+        let text = b"caf\xc3\xa9 \xff\xfe end".to_vec();
+        assert_eq!(
+            fmt(Record::Line { peer: peer(), text }),
+            "127.0.0.1:5555 -> caf\u{e9} \u{fffd}\u{fffd} end\n"
+        );
+    }
+
+    #[test]
+    fn room_names_are_escaped_too() {
+        let room: Arc<str> = Arc::from("a\x1bb");
+        assert_eq!(
+            fmt(Record::Room { room, event: "x joined".into() }),
+            "room a\\x1bb: x joined\n"
+        );
+    }
+}

@@ -1,0 +1,220 @@
+//! The line protocol: parsing what clients send and formatting what the server says.
+//!
+//! Pure functions, no I/O. `docs/PROTOCOL.md` is the prose version of this file; keep them in
+//! step. Every line the server sends on its own behalf starts with `* `; errors start with
+//! `* error: `, so scripts and the `duet` clients can tell them from peers' messages.
+
+/// The greeting, sent to every client that does not open a silent pipe. The first line is the
+/// seed's, byte for byte.
+pub const GREETING: &[u8] = b"Hello, Client!\nYou deserve a new task... type /help for commands.\n";
+
+/// Longest room name, in bytes.
+pub const MAX_ROOM_BYTES: usize = 64;
+/// Longest pipe token, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 128;
+/// Longest nickname, in bytes.
+pub const MAX_NICK_BYTES: usize = 32;
+
+/// What a line from a client in line mode means.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// Text to log (lobby) or relay (room). `//x` arrives here as `/x`.
+    Text(&'a [u8]),
+    Command(Command<'a>),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `/join ROOM`, or `/join` alone for matchmaking (`None`).
+    Join(Option<&'a str>),
+    Nick(&'a str),
+    Who,
+    Leave,
+    Quit,
+    Help,
+    Pipe(&'a str),
+}
+
+/// Parses one line. `Err` carries the text of the `* error:` line to send back.
+pub fn parse(line: &[u8]) -> Result<Input<'_>, String> {
+    if line.first() != Some(&b'/') {
+        return Ok(Input::Text(line));
+    }
+    if line.starts_with(b"//") {
+        return Ok(Input::Text(&line[1..]));
+    }
+    let Ok(line) = std::str::from_utf8(line) else {
+        return Err("commands must be UTF-8 text (try /help)".into());
+    };
+    let mut words = line.split_ascii_whitespace();
+    let name = words.next().unwrap_or("/");
+    let arg = words.next();
+    let extra = words.next().is_some();
+    let command = match (name, arg) {
+        ("/join", None) => Command::Join(None),
+        ("/join", Some(room)) => {
+            check_name(room, "room name", MAX_ROOM_BYTES)?;
+            Command::Join(Some(room))
+        }
+        ("/nick", Some(nick)) => {
+            check_nick(nick)?;
+            Command::Nick(nick)
+        }
+        ("/nick", None) => return Err("usage: /nick NAME".into()),
+        ("/pipe", Some(token)) => {
+            check_name(token, "pipe token", MAX_TOKEN_BYTES)?;
+            Command::Pipe(token)
+        }
+        ("/pipe", None) => return Err("usage: /pipe TOKEN".into()),
+        ("/who", None) => Command::Who,
+        ("/leave", None) => Command::Leave,
+        ("/quit", None) => Command::Quit,
+        ("/help", None) => Command::Help,
+        ("/who" | "/leave" | "/quit" | "/help", Some(_)) => {
+            return Err(format!("{name} takes no argument (try /help)"))
+        }
+        _ => {
+            let shown: String = name.chars().take(32).collect();
+            return Err(format!(
+                "unknown command {shown} (try /help; start a line with // to send a /)"
+            ));
+        }
+    };
+    if extra {
+        return Err(format!("{name} takes one word (try /help)"));
+    }
+    Ok(Input::Command(command))
+}
+
+/// Room names and pipe tokens: 1 to `max` characters of `A-Z a-z 0-9 . _ -`.
+fn check_name(name: &str, what: &str, max: usize) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        let shown: String = name.chars().take(max).collect();
+        Err(format!(
+            "bad {what} {shown:?}: use 1 to {max} characters of A-Z a-z 0-9 . _ -"
+        ))
+    }
+}
+
+/// Nicknames: 1 to 32 bytes of printable characters, no spaces, no `<` or `>`.
+fn check_nick(nick: &str) -> Result<(), String> {
+    let ok = nick.len() <= MAX_NICK_BYTES
+        && !nick
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "bad nickname: use 1 to {MAX_NICK_BYTES} bytes, no spaces, controls, < or >"
+        ))
+    }
+}
+
+/// A notice line: `* TEXT\n`.
+pub fn notice(text: &str) -> Vec<u8> {
+    format!("* {text}\n").into_bytes()
+}
+
+/// An error line: `* error: TEXT\n`.
+pub fn error(text: &str) -> Vec<u8> {
+    format!("* error: {text}\n").into_bytes()
+}
+
+/// A room message as the other members see it: `<NICK> MSG\n`.
+pub fn message(nick: &str, text: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(nick.len() + text.len() + 4);
+    line.push(b'<');
+    line.extend_from_slice(nick.as_bytes());
+    line.extend_from_slice(b"> ");
+    line.extend_from_slice(text);
+    line.push(b'\n');
+    line
+}
+
+/// The reply to `/help`.
+pub fn help(room_size: usize) -> Vec<u8> {
+    let lines = [
+        "commands:".to_string(),
+        format!("  /join ROOM   enter ROOM (created on first join; at most {room_size} members)"),
+        "  /join        meet the next person who also types /join, in a private room".into(),
+        "  /nick NAME   choose the name others see".into(),
+        "  /who         list the members of your room".into(),
+        "  /leave       go back to the lobby".into(),
+        "  /pipe TOKEN  connect raw to whoever else sends /pipe TOKEN; bytes only from then on".into(),
+        "  /quit        disconnect".into(),
+        "  //text       send a line that starts with /".into(),
+        "room and token names: 1-64 (tokens 1-128) characters of A-Z a-z 0-9 . _ -".into(),
+    ];
+    let mut out = Vec::new();
+    for l in lines {
+        out.extend_from_slice(&notice(&l));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_and_escaped_slash() {
+        assert_eq!(parse(b"hello"), Ok(Input::Text(b"hello")));
+        assert_eq!(parse(b""), Ok(Input::Text(b"")));
+        assert_eq!(parse(b"//etc/passwd"), Ok(Input::Text(b"/etc/passwd")));
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(parse(b"/join"), Ok(Input::Command(Command::Join(None))));
+        assert_eq!(parse(b"/join  lab-1 "), Ok(Input::Command(Command::Join(Some("lab-1")))));
+        assert_eq!(parse(b"/nick ana"), Ok(Input::Command(Command::Nick("ana"))));
+        assert_eq!(parse(b"/pipe k3y"), Ok(Input::Command(Command::Pipe("k3y"))));
+        assert_eq!(parse(b"/who"), Ok(Input::Command(Command::Who)));
+        assert_eq!(parse(b"/leave"), Ok(Input::Command(Command::Leave)));
+        assert_eq!(parse(b"/quit"), Ok(Input::Command(Command::Quit)));
+        assert_eq!(parse(b"/help"), Ok(Input::Command(Command::Help)));
+    }
+
+    #[test]
+    fn errors_name_the_problem_and_the_fix() {
+        let e = parse(b"/frobnicate").unwrap_err();
+        assert!(e.contains("unknown command /frobnicate") && e.contains("/help"), "{e}");
+        let e = parse(b"/join a/b").unwrap_err();
+        assert!(e.contains("bad room name") && e.contains("A-Z"), "{e}");
+        let e = parse(b"/pipe").unwrap_err();
+        assert_eq!(e, "usage: /pipe TOKEN");
+        let e = parse(b"/nick <x>").unwrap_err();
+        assert!(e.contains("bad nickname"), "{e}");
+        let e = parse(b"/join a b").unwrap_err();
+        assert!(e.contains("one word"), "{e}");
+        let e = parse(b"/who me").unwrap_err();
+        assert!(e.contains("no argument"), "{e}");
+        assert!(parse(b"/\xff").is_err());
+    }
+
+    #[test]
+    fn token_limits() {
+        let long = "a".repeat(MAX_TOKEN_BYTES);
+        assert!(parse(format!("/pipe {long}").as_bytes()).is_ok());
+        let too_long = "a".repeat(MAX_TOKEN_BYTES + 1);
+        assert!(parse(format!("/pipe {too_long}").as_bytes()).is_err());
+        let room = "r".repeat(MAX_ROOM_BYTES + 1);
+        assert!(parse(format!("/join {room}").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(message("ana", b"hi"), b"<ana> hi\n");
+        assert_eq!(notice("pipe open"), b"* pipe open\n");
+        assert_eq!(error("server full"), b"* error: server full\n");
+        assert!(help(2).split(|&b| b == b'\n').filter(|l| !l.is_empty()).all(|l| l.starts_with(b"* ")));
+    }
+}

@@ -1,0 +1,166 @@
+//! The byte relay behind a pipe: both directions at once, half-close passed on.
+//!
+//! On Linux the bytes move with `splice(2)` through a kernel pipe, socket to pipe to socket,
+//! so they are never copied into duet's memory; elsewhere (or with `--no-splice`) a plain
+//! read/write loop with a fixed buffer does the same job. Either way memory per direction is
+//! fixed ([`RELAY_BUFFER_BYTES`]) and a receiver that stops reading stalls its sender through
+//! TCP flow control rather than growing anything in duet.
+
+use std::io;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_net::TcpStream;
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+
+/// Bytes in flight per direction: the kernel pipe's size with splice, the buffer otherwise.
+pub const RELAY_BUFFER_BYTES: usize = 256 * 1024;
+
+/// How a relay ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Both sides finished sending.
+    Eof,
+    /// One side failed (reset, or the other side's writes failed).
+    Reset,
+}
+
+/// Byte counts, readable while the relay runs.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub a_to_b: AtomicU64,
+    pub b_to_a: AtomicU64,
+}
+
+/// Relays between `a` and `b` until both directions are done. `a_early`/`b_early` are bytes
+/// already read from `a`/`b` that go out first.
+pub async fn run(
+    a: &TcpStream,
+    b: &TcpStream,
+    a_early: &[u8],
+    b_early: &[u8],
+    splice: bool,
+    counts: &Counts,
+) -> Ending {
+    let (ab, ba) = future::zip(
+        one_way(a, b, a_early, splice, &counts.a_to_b),
+        one_way(b, a, b_early, splice, &counts.b_to_a),
+    )
+    .await;
+    if ab.is_ok() && ba.is_ok() {
+        Ending::Eof
+    } else {
+        Ending::Reset
+    }
+}
+
+/// Copies `from` → `to` until `from` ends, then shuts down `to`'s write side (passing the
+/// half-close on). On an error both sockets are shut down, which ends the other direction too.
+async fn one_way(
+    from: &TcpStream,
+    to: &TcpStream,
+    early: &[u8],
+    splice: bool,
+    count: &AtomicU64,
+) -> io::Result<()> {
+    let copied = async {
+        if !early.is_empty() {
+            to.clone().write_all(early).await?;
+            count.fetch_add(early.len() as u64, Ordering::Relaxed);
+        }
+        #[cfg(target_os = "linux")]
+        if splice {
+            if let Ok(kernel_pipe) = linux::KernelPipe::new() {
+                return linux::splice_all(from, to, &kernel_pipe, count).await;
+            }
+            // No pipe to be had (e.g. out of file descriptors): copy instead.
+        }
+        let _ = splice;
+        copy_all(from, to, count).await
+    }
+    .await;
+    match copied {
+        Ok(()) => {
+            // The peer may already be gone; that shows up on the other direction.
+            to.shutdown(Shutdown::Write).ok();
+            Ok(())
+        }
+        Err(e) => {
+            from.shutdown(Shutdown::Both).ok();
+            to.shutdown(Shutdown::Both).ok();
+            Err(e)
+        }
+    }
+}
+
+/// The portable path: read into a fixed buffer, write it all, repeat.
+async fn copy_all(from: &TcpStream, to: &TcpStream, count: &AtomicU64) -> io::Result<()> {
+    let (mut from, mut to) = (from.clone(), to.clone());
+    let mut buf = vec![0u8; RELAY_BUFFER_BYTES];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        to.write_all(&buf[..n]).await?;
+        count.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    //! Zero-copy relay with `splice(2)` on the async-io reactor.
+
+    use super::*;
+    use smol::Async;
+    use rustix::fd::OwnedFd;
+    use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
+
+    pub struct KernelPipe {
+        read: OwnedFd,
+        write: OwnedFd,
+    }
+
+    impl KernelPipe {
+        pub fn new() -> io::Result<KernelPipe> {
+            let (read, write) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
+            // Larger pipes mean fewer syscalls; the kernel may refuse (per-user pipe quota),
+            // in which case the default 64 KiB works too.
+            fcntl_setpipe_size(&write, RELAY_BUFFER_BYTES).ok();
+            Ok(KernelPipe { read, write })
+        }
+    }
+
+    /// Moves bytes socket → pipe → socket. The pipe is always drained before the next read,
+    /// so EAGAIN from the first splice means "socket not readable", never "pipe full".
+    pub async fn splice_all(
+        from: &TcpStream,
+        to: &TcpStream,
+        pipe: &KernelPipe,
+        count: &AtomicU64,
+    ) -> io::Result<()> {
+        let from: Arc<Async<std::net::TcpStream>> = from.clone().into();
+        let to: Arc<Async<std::net::TcpStream>> = to.clone().into();
+        let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
+        loop {
+            let n = from
+                .read_with(|s| Ok(splice(s, None, &pipe.write, None, RELAY_BUFFER_BYTES, flags)?))
+                .await?;
+            if n == 0 {
+                return Ok(());
+            }
+            let mut left = n;
+            while left > 0 {
+                let m = to
+                    .write_with(|s| Ok(splice(&pipe.read, None, s, None, left, flags)?))
+                    .await?;
+                if m == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                left -= m;
+            }
+            count.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Rooms: who is talking with whom. No I/O happens here.
+//!
+//! Locks are short and never held across an `.await`: sending to a member means pushing onto
+//! its [`Outbox`], which never waits. Lock order is always the room map, then a room's members.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::outbox::Outbox;
+use crate::printer::Addr;
+use crate::proto;
+
+/// Default for `--room-size`: the blog's pair.
+pub const ROOM_SIZE: usize = 2;
+
+/// Locks a mutex, carrying on if another task panicked while holding it: every critical
+/// section here leaves the data consistent, and one bad connection must not poison the rest.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A client in line mode, as the rest of the server sees it.
+#[derive(Debug)]
+pub struct Session {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub outbox: Arc<Outbox>,
+    nick: Mutex<Arc<str>>,
+    room: Mutex<Option<Arc<Room>>>,
+}
+
+impl Session {
+    pub fn new(id: u64, peer: SocketAddr, outbox: Arc<Outbox>) -> Session {
+        Session {
+            id,
+            peer,
+            outbox,
+            nick: Mutex::new(Addr(&peer).to_string().into()),
+            room: Mutex::new(None),
+        }
+    }
+
+    pub fn nick(&self) -> Arc<str> {
+        lock(&self.nick).clone()
+    }
+
+    pub fn set_nick(&self, nick: &str) -> Arc<str> {
+        std::mem::replace(&mut *lock(&self.nick), nick.into())
+    }
+
+    /// The room this client is in, if any (matchmaking may put it in one at any time).
+    pub fn room(&self) -> Option<Arc<Room>> {
+        lock(&self.room).clone()
+    }
+
+    /// Sends bytes to this client; false if it was cut off.
+    pub fn send(&self, bytes: impl Into<Arc<[u8]>>) -> bool {
+        self.outbox.push(bytes)
+    }
+}
+
+#[derive(Debug)]
+pub struct Room {
+    pub name: Arc<str>,
+    members: Mutex<Vec<Arc<Session>>>,
+}
+
+impl Room {
+    /// Sends `bytes` to every member but `from`.
+    pub fn broadcast(&self, from: u64, bytes: &[u8]) {
+        let bytes: Arc<[u8]> = bytes.into();
+        for member in lock(&self.members).iter() {
+            if member.id != from {
+                // A member that overflows is cut off by its outbox; its own task then
+                // takes it out of the room and tells the others.
+                member.send(bytes.clone());
+            }
+        }
+    }
+
+    pub fn nicks(&self) -> Vec<Arc<str>> {
+        lock(&self.members).iter().map(|m| m.nick()).collect()
+    }
+
+    pub fn nicks_except(&self, id: u64) -> Vec<Arc<str>> {
+        lock(&self.members)
+            .iter()
+            .filter(|m| m.id != id)
+            .map(|m| m.nick())
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.members).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why `/join ROOM` failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum JoinError {
+    Full,
+}
+
+/// The outcome of `/join` without a name.
+#[derive(Debug)]
+pub enum Match {
+    /// Nobody was waiting; this client now is.
+    Waiting,
+    /// Paired with the client that was waiting, in a new private room.
+    Paired { room: Arc<Room>, partner: Arc<Session> },
+}
+
+/// Every room on the server, and the client waiting for a partner.
+#[derive(Debug)]
+pub struct Rooms {
+    size: usize,
+    rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
+    waiting: Mutex<Option<Arc<Session>>>,
+    private: AtomicU64,
+}
+
+impl Rooms {
+    pub fn new(size: usize) -> Rooms {
+        Rooms {
+            size: size.max(1),
+            rooms: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(None),
+            private: AtomicU64::new(0),
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Number of rooms that exist now.
+    pub fn count(&self) -> usize {
+        lock(&self.rooms).len()
+    }
+
+    /// Puts `session` (which must be in no room) into room `name`, creating it.
+    pub fn join(&self, session: &Arc<Session>, name: &str) -> Result<Arc<Room>, JoinError> {
+        let mut rooms = lock(&self.rooms);
+        let room = rooms
+            .entry(name.into())
+            .or_insert_with(|| {
+                Arc::new(Room {
+                    name: name.into(),
+                    members: Mutex::new(Vec::new()),
+                })
+            })
+            .clone();
+        let mut members = lock(&room.members);
+        if members.len() >= self.size {
+            return Err(JoinError::Full);
+        }
+        members.push(session.clone());
+        drop(members);
+        *lock(&session.room) = Some(room.clone());
+        Ok(room)
+    }
+
+    /// Matchmaking: pairs `session` (which must be in no room) with the client waiting, or
+    /// makes it the one waiting.
+    pub fn pair(&self, session: &Arc<Session>) -> Match {
+        let mut waiting = lock(&self.waiting);
+        let partner = match waiting.take() {
+            Some(w) if w.id != session.id => w,
+            _ => {
+                *waiting = Some(session.clone());
+                return Match::Waiting;
+            }
+        };
+        // '~' cannot appear in a name given to /join, so nobody can walk into this room.
+        let n = self.private.fetch_add(1, Ordering::Relaxed);
+        let name: Arc<str> = format!("~{n}").into();
+        let room = Arc::new(Room {
+            name: name.clone(),
+            members: Mutex::new(vec![partner.clone(), session.clone()]),
+        });
+        lock(&self.rooms).insert(name, room.clone());
+        *lock(&partner.room) = Some(room.clone());
+        *lock(&session.room) = Some(room.clone());
+        Match::Paired { room, partner }
+    }
+
+    /// Takes `session` out of its room (deleting the room when it empties) and out of
+    /// matchmaking. Returns the room it left.
+    pub fn leave(&self, session: &Session) -> Option<Arc<Room>> {
+        {
+            let mut waiting = lock(&self.waiting);
+            if waiting.as_ref().is_some_and(|w| w.id == session.id) {
+                *waiting = None;
+            }
+        }
+        let room = lock(&session.room).take()?;
+        let mut rooms = lock(&self.rooms);
+        let mut members = lock(&room.members);
+        members.retain(|m| m.id != session.id);
+        if members.is_empty() {
+            if let Some(current) = rooms.get(&room.name) {
+                if Arc::ptr_eq(current, &room) {
+                    rooms.remove(&room.name);
+                }
+            }
+        }
+        drop(members);
+        Some(room)
+    }
+
+    /// Whether `session` is the one waiting for a partner.
+    pub fn is_waiting(&self, session: &Session) -> bool {
+        lock(&self.waiting)
+            .as_ref()
+            .is_some_and(|w| w.id == session.id)
+    }
+}
+
+/// The reply to `/who`.
+pub fn who(room: &Room) -> Vec<u8> {
+    let nicks: Vec<String> = room.nicks().iter().map(|n| n.to_string()).collect();
+    let name = if room.name.starts_with('~') {
+        "this private room".to_string()
+    } else {
+        format!("room {}", room.name)
+    };
+    proto::notice(&format!("in {name}: {}", nicks.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: u64) -> Arc<Session> {
+        let peer = format!("127.0.0.1:{}", 1000 + id).parse().unwrap();
+        let (outbox, _drain) = Outbox::new(1024);
+        Arc::new(Session::new(id, peer, outbox))
+    }
+
+    #[test]
+    fn room_size_is_enforced_and_rooms_vanish_when_empty() {
+        let rooms = Rooms::new(2);
+        let (a, b, c) = (session(1), session(2), session(3));
+        rooms.join(&a, "r").unwrap();
+        rooms.join(&b, "r").unwrap();
+        assert_eq!(rooms.join(&c, "r").unwrap_err(), JoinError::Full);
+        assert_eq!(rooms.count(), 1);
+        rooms.leave(&a).unwrap();
+        rooms.join(&c, "r").unwrap();
+        rooms.leave(&b);
+        rooms.leave(&c);
+        assert_eq!(rooms.count(), 0);
+        assert!(rooms.leave(&c).is_none());
+    }
+
+    #[test]
+    fn matchmaking_pairs_the_next_two() {
+        let rooms = Rooms::new(2);
+        let (a, b, c) = (session(1), session(2), session(3));
+        assert!(matches!(rooms.pair(&a), Match::Waiting));
+        assert!(matches!(rooms.pair(&a), Match::Waiting), "pairing with itself");
+        match rooms.pair(&b) {
+            Match::Paired { room, partner } => {
+                assert_eq!(partner.id, 1);
+                assert_eq!(room.len(), 2);
+                assert!(Arc::ptr_eq(&a.room().unwrap(), &room));
+            }
+            Match::Waiting => panic!("b should be paired with a"),
+        }
+        assert!(matches!(rooms.pair(&c), Match::Waiting));
+        rooms.leave(&c);
+        assert!(!rooms.is_waiting(&c));
+    }
+
+    #[test]
+    fn nick_changes_show_in_who() {
+        let rooms = Rooms::new(3);
+        let a = session(1);
+        rooms.join(&a, "r").unwrap();
+        a.set_nick("ana");
+        assert_eq!(who(&a.room().unwrap()), b"* in room r: ana\n");
+    }
+}

@@ -1,0 +1,261 @@
+//! The server's life: bind, accept, spawn a task per connection, shut down in order.
+//!
+//! The caller binds the listener ([`bind`]) and decides when to stop (the `shutdown` future),
+//! so tests can bind port 0 and run many servers in parallel. Accept errors never end the
+//! server: they are logged and retried with backoff. Shutdown is signalled by dropping the
+//! `stop` sender, which every connection watches; the server knows all connections are done
+//! when every [`Ticket`] (each holds a clone of the `done` sender) has been dropped.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use async_channel::{Receiver, Sender};
+use async_net::{TcpListener, TcpStream};
+use futures_lite::{future, AsyncWriteExt};
+use smol::{Executor, Timer};
+
+use crate::line::MAX_LINE_BYTES;
+use crate::outbox::OUTBOX_BYTES;
+use crate::pipes::{Pipes, PIPE_WAIT_SECS};
+use crate::printer::{Log, Record};
+use crate::rooms::{Rooms, ROOM_SIZE};
+use crate::{conn, proto};
+
+/// Default for `--max-conns`.
+pub const MAX_CONNS: usize = 10_000;
+/// Default for `--greet-wait`: how long the greeting is held back so that a client whose first
+/// line is `/pipe TOKEN` can open a silent pipe, in milliseconds.
+pub const GREET_WAIT_MS: u64 = 100;
+/// Default for `--drain`: at shutdown, how long clients get to receive what is queued for
+/// them and pipes get to finish, in milliseconds.
+pub const DRAIN_MS: u64 = 500;
+/// Listen backlog: connections the kernel may queue before we accept them.
+pub const LISTEN_BACKLOG: i32 = 4096;
+/// First and last delay between retries after `accept(2)` fails.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// At shutdown, time beyond `--drain` for connections to close before the server stops
+/// waiting for them.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
+
+/// Everything `duet serve` can be told.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub max_line_bytes: usize,
+    pub max_conns: usize,
+    pub room_size: usize,
+    pub auto_pair: bool,
+    pub outbox_bytes: usize,
+    pub pipe_wait: Duration,
+    pub greet_wait: Duration,
+    pub drain: Duration,
+    pub splice: bool,
+    pub threads: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_line_bytes: MAX_LINE_BYTES,
+            max_conns: MAX_CONNS,
+            room_size: ROOM_SIZE,
+            auto_pair: false,
+            outbox_bytes: OUTBOX_BYTES,
+            pipe_wait: Duration::from_secs(PIPE_WAIT_SECS),
+            greet_wait: Duration::from_millis(GREET_WAIT_MS),
+            drain: Duration::from_millis(DRAIN_MS),
+            splice: true,
+            threads: thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct Hub {
+    pub config: Config,
+    pub log: Log,
+    pub rooms: Rooms,
+    pub pipes: Pipes,
+    conns: AtomicUsize,
+    next_id: AtomicU64,
+    /// Cloned into every ticket; taken away at shutdown so that `all_done` closes when the
+    /// last ticket is dropped.
+    done: Mutex<Option<Sender<()>>>,
+}
+
+impl Hub {
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Proof that a connection is counted: while it exists the connection uses a slot of
+/// `--max-conns` and shutdown waits for it. It moves with the socket (e.g. into a pipe).
+#[derive(Debug)]
+pub struct Ticket {
+    hub: Arc<Hub>,
+    _done: Sender<()>,
+}
+
+impl Ticket {
+    fn take(hub: &Arc<Hub>) -> Option<Ticket> {
+        let done = hub.done.lock().ok()?.clone()?;
+        let max = hub.config.max_conns;
+        let taken = hub
+            .conns
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
+        taken.ok().map(|_| Ticket {
+            hub: hub.clone(),
+            _done: done,
+        })
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.hub.conns.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Binds a listening socket. For the unspecified IPv6 address (`::`) the socket takes IPv4
+/// too, whatever the system default, like the seed's `:4004`.
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let socket = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    sockopt::set_socket_reuseaddr(&socket, true)?;
+    if addr.ip() == IpAddr::from([0u16; 8]) {
+        sockopt::set_ipv6_v6only(&socket, false)?;
+    }
+    rustix::net::bind(&socket, &addr)?;
+    rustix::net::listen(&socket, LISTEN_BACKLOG)?;
+    Ok(std::net::TcpListener::from(socket))
+}
+
+/// Serves on `listener` until `shutdown` completes, then stops in order: no new
+/// connections, every client told `* server shutting down`, pipes given `drain` to finish,
+/// every log line flushed by the caller's printer. Blocks the calling thread; runs the
+/// executor on `config.threads` threads.
+pub fn run(
+    listener: std::net::TcpListener,
+    config: Config,
+    log: Log,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    let listener = TcpListener::try_from(listener)?;
+    let port = listener.local_addr()?.port();
+    let threads = config.threads.max(1);
+    let (done, all_done) = async_channel::bounded::<()>(1);
+    let hub = Arc::new(Hub {
+        rooms: Rooms::new(config.room_size),
+        pipes: Pipes::default(),
+        config,
+        log,
+        conns: AtomicUsize::new(0),
+        next_id: AtomicU64::new(0),
+        done: Mutex::new(Some(done)),
+    });
+    let ex = Executor::new();
+    let (stop_workers, workers_stop) = async_channel::bounded::<()>(1);
+    thread::scope(|scope| {
+        for i in 1..threads {
+            let (ex, workers_stop) = (&ex, workers_stop.clone());
+            thread::Builder::new()
+                .name(format!("duet-worker-{i}"))
+                .spawn_scoped(scope, move || {
+                    future::block_on(ex.run(workers_stop.recv())).ok();
+                })?;
+        }
+        let served = future::block_on(ex.run(async {
+            hub.log.send(Record::Listening { port }).await;
+            let (stop, stopping) = async_channel::bounded::<()>(1);
+            future::or(accept_all(&ex, &listener, &hub, &stopping), shutdown).await;
+            drop(listener);
+            hub.log
+                .send(Record::Server {
+                    message: "shutting down".into(),
+                })
+                .await;
+            // Every connection watches `stopping`; closing it tells them all at once.
+            drop(stop);
+            // The hub's own `done` sender goes too; then `all_done` closes with the last ticket.
+            if let Ok(mut done) = hub.done.lock() {
+                done.take();
+            }
+            let deadline = hub.config.drain + SHUTDOWN_GRACE;
+            future::or(
+                async {
+                    all_done.recv().await.ok();
+                },
+                async {
+                    Timer::after(deadline).await;
+                },
+            )
+            .await;
+            Ok(())
+        }));
+        drop(stop_workers);
+        served
+    })
+}
+
+/// Accepts until cancelled. Never returns an error: a failed accept is logged and retried.
+async fn accept_all(
+    ex: &Executor<'_>,
+    listener: &TcpListener,
+    hub: &Arc<Hub>,
+    stopping: &Receiver<()>,
+) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                match Ticket::take(hub) {
+                    Some(ticket) => {
+                        let hub = hub.clone();
+                        let stopping = stopping.clone();
+                        ex.spawn(conn::serve(stream, peer, hub, ticket, stopping))
+                            .detach();
+                    }
+                    None => refuse(stream, peer, hub).await,
+                }
+            }
+            Err(error) => {
+                // ECONNABORTED and friends are one client's problem; EMFILE/ENFILE/ENOMEM
+                // are ours, and clear up only as connections close. Either way: wait, retry.
+                hub.log
+                    .send(Record::AcceptError {
+                        error,
+                        retry: backoff,
+                    })
+                    .await;
+                Timer::after(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Tells a client over `--max-conns` that the server is full, without waiting on it.
+async fn refuse(mut stream: TcpStream, peer: SocketAddr, hub: &Hub) {
+    // One non-blocking write into an empty socket buffer; a client that cannot take even
+    // that much is closed without the message.
+    future::poll_once(stream.write(&proto::error("server full"))).await;
+    hub.log
+        .send(Record::ClientError {
+            peer,
+            error: "server full".into(),
+        })
+        .await;
+}
