@@ -223,7 +223,10 @@ impl Conn {
         let command = match proto::parse(&text) {
             Ok(Input::Text(message)) => {
                 if let Some(room) = self.session.room() {
-                    room.broadcast(self.session.id, &proto::message(&self.session.nick(), message));
+                    room.broadcast(
+                        self.session.id,
+                        &proto::message(&self.session.nick(), message),
+                    );
                 }
                 None
             }
@@ -255,7 +258,8 @@ impl Conn {
             }
             Command::Nick(nick) => {
                 let old = self.session.set_nick(nick);
-                self.session.send(proto::notice(&format!("you are now {nick}")));
+                self.session
+                    .send(proto::notice(&format!("you are now {nick}")));
                 if let Some(room) = self.session.room() {
                     let note = format!("{old} is now {nick}");
                     room.broadcast(self.session.id, &proto::notice(&note));
@@ -281,7 +285,8 @@ impl Conn {
                     self.session.send(proto::notice(&note));
                 } else if self.hub.rooms.is_waiting(&self.session) {
                     self.hub.rooms.leave(&self.session);
-                    self.session.send(proto::notice("stopped waiting for a partner"));
+                    self.session
+                        .send(proto::notice("stopped waiting for a partner"));
                 } else {
                     self.session
                         .send(proto::error("you are not in a room (try /join ROOM)"));
@@ -550,7 +555,9 @@ async fn relay_pair(hub: &Hub, stopping: &Receiver<()>, token: &Arc<str>, a: End
     hub.log
         .send(Record::Pipe {
             token: token.clone(),
-            event: format!("closed: {pa} -> {pb} {ab} bytes, {pb} -> {pa} {ba} bytes, {secs:.3} s, {reason}"),
+            event: format!(
+                "closed: {pa} -> {pb} {ab} bytes, {pb} -> {pa} {ba} bytes, {secs:.3} s, {reason}"
+            ),
         })
         .await;
     drop((a.ticket, b.ticket));

@@ -134,7 +134,10 @@ mod tests {
 
     #[test]
     fn back_to_back_lines_are_all_returned() {
-        assert_eq!(lines(b"a\nbb\n\nccc\n", 10), vec![text("a"), text("bb"), text(""), text("ccc")]);
+        assert_eq!(
+            lines(b"a\nbb\n\nccc\n", 10),
+            vec![text("a"), text("bb"), text(""), text("ccc")]
+        );
     }
 
     #[test]

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 
+use crate::proto::push_escaped;
+
 /// How many records may wait for the printer before producers are slowed down.
 pub const LOG_QUEUE_RECORDS: usize = 4096;
 
@@ -151,18 +153,27 @@ pub fn format_record(buf: &mut Vec<u8>, record: &Record) {
             buf.push(b'\n');
             return;
         }
-        Record::Listening { port } => line(buf, format_args!("waiting for clients on port {port}...")),
-        Record::Connected { peer } => line(buf, format_args!("client connected: {}", Addr(peer))),
-        Record::Left { peer } => line(buf, format_args!("client '{}' left the session.", Addr(peer))),
-        Record::Dropped { peer, reason } => {
-            line(buf, format_args!("client '{}' dropped: {reason}", Addr(peer)))
+        Record::Listening { port } => {
+            line(buf, format_args!("waiting for clients on port {port}..."))
         }
+        Record::Connected { peer } => line(buf, format_args!("client connected: {}", Addr(peer))),
+        Record::Left { peer } => line(
+            buf,
+            format_args!("client '{}' left the session.", Addr(peer)),
+        ),
+        Record::Dropped { peer, reason } => line(
+            buf,
+            format_args!("client '{}' dropped: {reason}", Addr(peer)),
+        ),
         Record::ClientError { peer, error } => {
             line(buf, format_args!("client '{}' error: {error}", Addr(peer)))
         }
         Record::AcceptError { error, retry } => line(
             buf,
-            format_args!("accept error: {error} (retrying in {} ms)", retry.as_millis()),
+            format_args!(
+                "accept error: {error} (retrying in {} ms)",
+                retry.as_millis()
+            ),
         ),
         Record::Room { room, event } => {
             buf.extend_from_slice(b"room ");
@@ -198,31 +209,6 @@ impl std::fmt::Display for Addr<'_> {
     }
 }
 
-/// Appends client bytes so that they cannot do anything to the operator's terminal:
-/// invalid UTF-8 becomes U+FFFD (never dropped), C0 and C1 control characters and DEL
-/// (which start ANSI escape sequences) become visible `\xNN` / `\u{NN}` escapes. Tabs stay.
-pub fn push_escaped(buf: &mut Vec<u8>, bytes: &[u8]) {
-    if bytes.iter().all(|&b| (0x20..0x7f).contains(&b) || b == b'\t') {
-        buf.extend_from_slice(bytes);
-        return;
-    }
-    let text = String::from_utf8_lossy(bytes);
-    let mut tmp = [0u8; 4];
-    for c in text.chars() {
-        match c {
-            '\t' => buf.push(b'\t'),
-            '\0'..='\x1f' | '\x7f' => {
-                // Writing into a Vec cannot fail.
-                write!(buf, "\\x{:02x}", c as u32).ok();
-            }
-            '\u{80}'..='\u{9f}' => {
-                write!(buf, "\\u{{{:x}}}", c as u32).ok();
-            }
-            _ => buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,7 +234,10 @@ mod tests {
             "client connected: 127.0.0.1:5555\n"
         );
         assert_eq!(
-            fmt(Record::Line { peer: peer(), text: b"hello".to_vec() }),
+            fmt(Record::Line {
+                peer: peer(),
+                text: b"hello".to_vec()
+            }),
             "127.0.0.1:5555 -> hello\n"
         );
         assert_eq!(
@@ -265,7 +254,10 @@ mod tests {
             "client connected: 10.1.2.3:99\n"
         );
         let v6: SocketAddr = "[::1]:99".parse().unwrap();
-        assert_eq!(fmt(Record::Connected { peer: v6 }), "client connected: [::1]:99\n");
+        assert_eq!(
+            fmt(Record::Connected { peer: v6 }),
+            "client connected: [::1]:99\n"
+        );
     }
 
     #[test]
@@ -296,7 +288,10 @@ mod tests {
     fn room_names_are_escaped_too() {
         let room: Arc<str> = Arc::from("a\x1bb");
         assert_eq!(
-            fmt(Record::Room { room, event: "x joined".into() }),
+            fmt(Record::Room {
+                room,
+                event: "x joined".into()
+            }),
             "room a\\x1bb: x joined\n"
         );
     }

@@ -4,6 +4,8 @@
 //! step. Every line the server sends on its own behalf starts with `* `; errors start with
 //! `* error: `, so scripts and the `duet` clients can tell them from peers' messages.
 
+use std::io::Write as _;
+
 /// The greeting, sent to every client that does not open a silent pipe. The first line is the
 /// seed's, byte for byte.
 pub const GREETING: &[u8] = b"Hello, Client!\nYou deserve a new task... type /help for commands.\n";
@@ -128,15 +130,44 @@ pub fn error(text: &str) -> Vec<u8> {
     format!("* error: {text}\n").into_bytes()
 }
 
-/// A room message as the other members see it: `<NICK> MSG\n`.
+/// A room message as the other members see it: `<NICK> MSG\n`, with MSG escaped like the
+/// log so that no member can send escape sequences to another's terminal.
 pub fn message(nick: &str, text: &[u8]) -> Vec<u8> {
     let mut line = Vec::with_capacity(nick.len() + text.len() + 4);
     line.push(b'<');
     line.extend_from_slice(nick.as_bytes());
     line.extend_from_slice(b"> ");
-    line.extend_from_slice(text);
+    push_escaped(&mut line, text);
     line.push(b'\n');
     line
+}
+
+/// Appends client bytes so that they cannot do anything to the operator's terminal:
+/// invalid UTF-8 becomes U+FFFD (never dropped), C0 and C1 control characters and DEL
+/// (which start ANSI escape sequences) become visible `\xNN` / `\u{NN}` escapes. Tabs stay.
+pub fn push_escaped(buf: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) || b == b'\t')
+    {
+        buf.extend_from_slice(bytes);
+        return;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let mut tmp = [0u8; 4];
+    for c in text.chars() {
+        match c {
+            '\t' => buf.push(b'\t'),
+            '\0'..='\x1f' | '\x7f' => {
+                // Writing into a Vec cannot fail.
+                write!(buf, "\\x{:02x}", c as u32).ok();
+            }
+            '\u{80}'..='\u{9f}' => {
+                write!(buf, "\\u{{{:x}}}", c as u32).ok();
+            }
+            _ => buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes()),
+        }
+    }
 }
 
 /// The reply to `/help`.
@@ -148,7 +179,8 @@ pub fn help(room_size: usize) -> Vec<u8> {
         "  /nick NAME   choose the name others see".into(),
         "  /who         list the members of your room".into(),
         "  /leave       go back to the lobby".into(),
-        "  /pipe TOKEN  connect raw to whoever else sends /pipe TOKEN; bytes only from then on".into(),
+        "  /pipe TOKEN  connect raw to whoever else sends /pipe TOKEN; bytes only from then on"
+            .into(),
         "  /quit        disconnect".into(),
         "  //text       send a line that starts with /".into(),
         "room and token names: 1-64 (tokens 1-128) characters of A-Z a-z 0-9 . _ -".into(),
@@ -174,9 +206,18 @@ mod tests {
     #[test]
     fn commands() {
         assert_eq!(parse(b"/join"), Ok(Input::Command(Command::Join(None))));
-        assert_eq!(parse(b"/join  lab-1 "), Ok(Input::Command(Command::Join(Some("lab-1")))));
-        assert_eq!(parse(b"/nick ana"), Ok(Input::Command(Command::Nick("ana"))));
-        assert_eq!(parse(b"/pipe k3y"), Ok(Input::Command(Command::Pipe("k3y"))));
+        assert_eq!(
+            parse(b"/join  lab-1 "),
+            Ok(Input::Command(Command::Join(Some("lab-1"))))
+        );
+        assert_eq!(
+            parse(b"/nick ana"),
+            Ok(Input::Command(Command::Nick("ana")))
+        );
+        assert_eq!(
+            parse(b"/pipe k3y"),
+            Ok(Input::Command(Command::Pipe("k3y")))
+        );
         assert_eq!(parse(b"/who"), Ok(Input::Command(Command::Who)));
         assert_eq!(parse(b"/leave"), Ok(Input::Command(Command::Leave)));
         assert_eq!(parse(b"/quit"), Ok(Input::Command(Command::Quit)));
@@ -186,7 +227,10 @@ mod tests {
     #[test]
     fn errors_name_the_problem_and_the_fix() {
         let e = parse(b"/frobnicate").unwrap_err();
-        assert!(e.contains("unknown command /frobnicate") && e.contains("/help"), "{e}");
+        assert!(
+            e.contains("unknown command /frobnicate") && e.contains("/help"),
+            "{e}"
+        );
         let e = parse(b"/join a/b").unwrap_err();
         assert!(e.contains("bad room name") && e.contains("A-Z"), "{e}");
         let e = parse(b"/pipe").unwrap_err();
@@ -213,8 +257,12 @@ mod tests {
     #[test]
     fn formats() {
         assert_eq!(message("ana", b"hi"), b"<ana> hi\n");
+        assert_eq!(message("ana", b"\x1b[2J"), b"<ana> \\x1b[2J\n");
         assert_eq!(notice("pipe open"), b"* pipe open\n");
         assert_eq!(error("server full"), b"* error: server full\n");
-        assert!(help(2).split(|&b| b == b'\n').filter(|l| !l.is_empty()).all(|l| l.starts_with(b"* ")));
+        assert!(help(2)
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .all(|l| l.starts_with(b"* ")));
     }
 }

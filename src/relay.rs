@@ -113,9 +113,9 @@ mod linux {
     //! Zero-copy relay with `splice(2)` on the async-io reactor.
 
     use super::*;
-    use smol::Async;
     use rustix::fd::OwnedFd;
     use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
+    use smol::Async;
 
     pub struct KernelPipe {
         read: OwnedFd,
@@ -145,7 +145,16 @@ mod linux {
         let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
         loop {
             let n = from
-                .read_with(|s| Ok(splice(s, None, &pipe.write, None, RELAY_BUFFER_BYTES, flags)?))
+                .read_with(|s| {
+                    Ok(splice(
+                        s,
+                        None,
+                        &pipe.write,
+                        None,
+                        RELAY_BUFFER_BYTES,
+                        flags,
+                    )?)
+                })
                 .await?;
             if n == 0 {
                 return Ok(());

@@ -113,7 +113,10 @@ pub enum Match {
     /// Nobody was waiting; this client now is.
     Waiting,
     /// Paired with the client that was waiting, in a new private room.
-    Paired { room: Arc<Room>, partner: Arc<Session> },
+    Paired {
+        room: Arc<Room>,
+        partner: Arc<Session>,
+    },
 }
 
 /// Every room on the server, and the client waiting for a partner.
@@ -264,7 +267,10 @@ mod tests {
         let rooms = Rooms::new(2);
         let (a, b, c) = (session(1), session(2), session(3));
         assert!(matches!(rooms.pair(&a), Match::Waiting));
-        assert!(matches!(rooms.pair(&a), Match::Waiting), "pairing with itself");
+        assert!(
+            matches!(rooms.pair(&a), Match::Waiting),
+            "pairing with itself"
+        );
         match rooms.pair(&b) {
             Match::Paired { room, partner } => {
                 assert_eq!(partner.id, 1);

@@ -109,7 +109,9 @@ impl Ticket {
         let max = hub.config.max_conns;
         let taken = hub
             .conns
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            });
         taken.ok().map(|_| Ticket {
             hub: hub.clone(),
             _done: done,

@@ -1,0 +1,464 @@
+//! Test support: start the real `duet` binary on port 0, talk to it, read its log.
+//!
+//! Every wait is raced against a timeout, so a bug fails a test instead of hanging it.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::io::{BufRead, BufReader as StdBufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use async_channel::Receiver;
+use async_net::TcpStream;
+use futures_lite::io::BufReader;
+use futures_lite::{future, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use smol::Timer;
+
+/// Long enough for a slow CI machine, short enough that a hang is reported.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+pub const GREETING: &str = "Hello, Client!\nYou deserve a new task... type /help for commands.\n";
+
+/// Runs `fut`, failing the test if it takes longer than `limit`.
+pub async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
+    future::or(fut, async {
+        Timer::after(limit).await;
+        panic!("timed out after {limit:?}: {what}");
+    })
+    .await
+}
+
+/// `within(TIMEOUT, …)`.
+pub async fn timeout<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    within(TIMEOUT, what, fut).await
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_duet")
+}
+
+/// A running `duet serve`.
+pub struct Duet {
+    pub child: Child,
+    pub port: u16,
+    log: Receiver<String>,
+    /// Log lines read so far, in order.
+    pub seen: Vec<String>,
+}
+
+impl Duet {
+    /// `duet serve -p 0 -b 127.0.0.1 ARGS…`.
+    pub fn start(args: &[&str]) -> Duet {
+        Duet::start_on("127.0.0.1", args)
+    }
+
+    pub fn start_on(bind: &str, args: &[&str]) -> Duet {
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "-p", "0", "-b", bind]).args(args);
+        Duet::spawn(cmd)
+    }
+
+    /// Starts a prepared command whose stdout is duet's log.
+    pub fn spawn(mut cmd: Command) -> Duet {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start duet");
+        let stdout = child.stdout.take().unwrap();
+        let (lines, log) = async_channel::unbounded();
+        std::thread::spawn(move || {
+            let mut reader = StdBufReader::new(stdout);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf);
+                        if lines
+                            .send_blocking(line.trim_end_matches('\n').to_string())
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let first = smol::block_on(within(TIMEOUT, "duet to start", log.recv()))
+            .expect("duet exited before listening");
+        let port = first
+            .strip_prefix("waiting for clients on port ")
+            .and_then(|s| s.strip_suffix("..."))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"));
+        Duet {
+            child,
+            port,
+            log,
+            seen: vec![first],
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub async fn connect(&self) -> Client {
+        Client::connect(self.addr()).await
+    }
+
+    /// A client that has read its greeting.
+    pub async fn greeted(&self) -> Client {
+        let mut c = self.connect().await;
+        c.expect_greeting().await;
+        c
+    }
+
+    /// The next log line (waits for it).
+    pub async fn next_line(&mut self) -> String {
+        let line = timeout("a log line", self.log.recv())
+            .await
+            .expect("duet's stdout closed");
+        self.seen.push(line.clone());
+        line
+    }
+
+    /// Reads the log until a line matches; returns it.
+    pub async fn wait_for(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let log = self.log.clone();
+        let mut seen = Vec::new();
+        let found = within(TIMEOUT, &format!("log line: {what}"), async {
+            loop {
+                let line = log.recv().await.expect("duet's stdout closed");
+                seen.push(line.clone());
+                if pred(&line) {
+                    return line;
+                }
+            }
+        })
+        .await;
+        self.seen.extend(seen);
+        found
+    }
+
+    /// Waits for a log line containing `needle`.
+    pub async fn wait_for_text(&mut self, needle: &str) -> String {
+        self.wait_for(needle, |l| l.contains(needle)).await
+    }
+
+    /// Sends SIGTERM and waits for exit; returns the status and the rest of the log.
+    pub fn stop(&mut self) -> (ExitStatus, Vec<String>) {
+        signal(self.pid(), rustix::process::Signal::TERM);
+        self.wait_exit()
+    }
+
+    pub fn wait_exit(&mut self) -> (ExitStatus, Vec<String>) {
+        let status = smol::block_on(within(TIMEOUT, "duet to exit", async {
+            loop {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    return status;
+                }
+                Timer::after(Duration::from_millis(10)).await;
+            }
+        }));
+        let mut rest = Vec::new();
+        smol::block_on(within(TIMEOUT, "log to close", async {
+            while let Ok(line) = self.log.recv().await {
+                rest.push(line);
+            }
+        }));
+        self.seen.extend(rest.iter().cloned());
+        (status, rest)
+    }
+
+    /// Resident set size now and at its peak, in KiB.
+    pub fn rss_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap()
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
+    }
+}
+
+impl Drop for Duet {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+pub fn signal(pid: u32, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    rustix::process::kill_process(pid, sig).unwrap();
+}
+
+/// A line-oriented test client.
+pub struct Client {
+    pub reader: BufReader<TcpStream>,
+    pub writer: TcpStream,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = timeout("connect", TcpStream::connect(addr))
+            .await
+            .expect("connect");
+        Client {
+            reader: BufReader::new(stream.clone()),
+            writer: stream,
+        }
+    }
+
+    pub fn local_addr(&self) -> String {
+        self.writer.local_addr().unwrap().to_string()
+    }
+
+    pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        timeout("write", self.writer.write_all(bytes.as_ref()))
+            .await
+            .expect("write");
+    }
+
+    /// Sends a line (adds the newline).
+    pub async fn say(&mut self, line: &str) {
+        self.send(format!("{line}\n")).await;
+    }
+
+    /// The next line without its newline; panics at EOF.
+    pub async fn line(&mut self) -> String {
+        self.try_line().await.expect("connection closed")
+    }
+
+    /// The next line, or `None` at EOF.
+    pub async fn try_line(&mut self) -> Option<String> {
+        let mut buf = Vec::new();
+        let n = timeout("read a line", self.reader.read_until(b'\n', &mut buf))
+            .await
+            .expect("read");
+        if n == 0 {
+            return None;
+        }
+        Some(
+            String::from_utf8_lossy(&buf)
+                .trim_end_matches('\n')
+                .to_string(),
+        )
+    }
+
+    pub async fn expect(&mut self, want: &str) {
+        let got = self.line().await;
+        assert_eq!(got, want);
+    }
+
+    /// Skips lines until one contains `needle`; returns it.
+    pub async fn expect_containing(&mut self, needle: &str) -> String {
+        loop {
+            let line = self.line().await;
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    pub async fn expect_greeting(&mut self) {
+        for want in GREETING.lines() {
+            self.expect(want).await;
+        }
+    }
+
+    /// Reads until EOF; returns everything.
+    pub async fn read_to_end(&mut self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        timeout("read to EOF", self.reader.read_to_end(&mut buf))
+            .await
+            .ok();
+        buf
+    }
+
+    /// Closes the connection with a reset (RST) instead of a FIN.
+    pub fn reset(self) {
+        use rustix::net::sockopt;
+        sockopt::set_socket_linger(&self.writer, Some(Duration::ZERO)).unwrap();
+    }
+
+    pub fn shutdown_write(&self) {
+        self.writer.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+}
+
+/// Closes a socket with a reset (RST) instead of a FIN.
+pub fn reset(stream: std::net::TcpStream) {
+    use rustix::net::sockopt;
+    sockopt::set_socket_linger(&stream, Some(Duration::ZERO)).unwrap();
+    drop(stream);
+}
+
+/// Makes sure a command-line tool is there, or fails with a clear message (`make test`
+/// installs them).
+pub fn need(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is not installed: run `make test`, which installs it"
+    );
+}
+
+/// Deterministic pseudo-random bytes (xorshift), for payloads that are checked byte for byte.
+pub fn payload(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A child process (nc, ncat, socat, python…) with its stdin and stdout in reach.
+pub struct Proc {
+    pub child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: Receiver<String>,
+}
+
+impl Proc {
+    /// Starts `program ARGS…` with piped stdin and stdout (stdout read line by line).
+    pub fn start(program: &str, args: &[&str]) -> Proc {
+        need(program);
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program}: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = async_channel::unbounded();
+        std::thread::spawn(move || {
+            for line in StdBufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send_blocking(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    pub fn say(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin closed");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    pub async fn line(&mut self) -> String {
+        timeout("a line from a child process", self.lines.recv())
+            .await
+            .expect("child's stdout closed")
+    }
+
+    pub async fn expect_containing(&mut self, needle: &str) -> String {
+        loop {
+            let line = self.line().await;
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    pub async fn expect(&mut self, want: &str) {
+        assert_eq!(self.line().await, want);
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// Runs a shell script to completion (bounded by `TIMEOUT` × 3); returns its stdout.
+pub fn sh(script: &str) -> String {
+    Script::start(script).wait()
+}
+
+/// Runs a shell script in the background; `wait` it to get its stdout.
+pub struct Script {
+    child: Child,
+}
+
+impl Script {
+    pub fn start(script: &str) -> Script {
+        let child = Command::new("bash")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Script { child }
+    }
+
+    pub fn wait(mut self) -> String {
+        let mut stdout = self.child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut out = String::new();
+            std::io::Read::read_to_string(&mut stdout, &mut out).ok();
+            out
+        });
+        let child = &mut self.child;
+        let status = smol::block_on(within(TIMEOUT * 3, "background script", async {
+            loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    return status;
+                }
+                Timer::after(Duration::from_millis(20)).await;
+            }
+        }));
+        assert!(status.success(), "background script: {status:?}");
+        reader.join().unwrap()
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
