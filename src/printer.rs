@@ -151,7 +151,6 @@ pub fn format_record(buf: &mut Vec<u8>, record: &Record) {
             buf.extend_from_slice(b" -> ");
             push_escaped(buf, text);
             buf.push(b'\n');
-            return;
         }
         Record::Listening { port } => {
             line(buf, format_args!("waiting for clients on port {port}..."))

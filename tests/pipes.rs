@@ -136,11 +136,20 @@ fn readme_recipe_with_files() {
     std::fs::write(&input, &data).unwrap();
     let p = duet.port;
     let d = dir.display();
-    let receiver = Script::start(&format!("echo '/pipe k3y' | nc 127.0.0.1 {p} > {d}/out.bin"));
-    sh(&format!("(echo '/pipe k3y'; cat {d}/in.bin) | nc -N 127.0.0.1 {p}"));
+    let receiver = Script::start(&format!(
+        "echo '/pipe k3y' | nc 127.0.0.1 {p} > {d}/out.bin"
+    ));
+    sh(&format!(
+        "(echo '/pipe k3y'; cat {d}/in.bin) | nc -N 127.0.0.1 {p}"
+    ));
     receiver.wait();
     let out = std::fs::read(dir.join("out.bin")).unwrap();
-    assert!(out == data, "out.bin differs: {} bytes vs {}", out.len(), data.len());
+    assert!(
+        out == data,
+        "out.bin differs: {} bytes vs {}",
+        out.len(),
+        data.len()
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -159,7 +168,10 @@ fn handshake_and_payload_in_one_segment() {
         b.send(b"/pipe seg\nFIRST BYTES\0\xff with the handshake".as_slice())
             .await;
         b.shutdown_write();
-        assert_eq!(a.read_to_end().await, b"FIRST BYTES\0\xff with the handshake");
+        assert_eq!(
+            a.read_to_end().await,
+            b"FIRST BYTES\0\xff with the handshake"
+        );
         a.shutdown_write();
         assert_eq!(b.read_to_end().await, b"");
     });
@@ -201,10 +213,14 @@ fn a_third_connection_is_told_the_pipe_is_busy() {
         // The first two are undisturbed.
         a.send("ping").await;
         let mut buf = [0u8; 4];
-        timeout("ping", b.reader.read_exact(&mut buf)).await.unwrap();
+        timeout("ping", b.reader.read_exact(&mut buf))
+            .await
+            .unwrap();
         assert_eq!(&buf, b"ping");
         b.send("pong").await;
-        timeout("pong", a.reader.read_exact(&mut buf)).await.unwrap();
+        timeout("pong", a.reader.read_exact(&mut buf))
+            .await
+            .unwrap();
         assert_eq!(&buf, b"pong");
     });
 }
@@ -266,11 +282,14 @@ fn shutdown_mid_transfer_closes_pipes_and_exits_zero() {
         duet.wait_for_text("pipe sd:").await;
         a.send("some bytes").await;
         let mut buf = [0u8; 10];
-        timeout("bytes", b.reader.read_exact(&mut buf)).await.unwrap();
+        timeout("bytes", b.reader.read_exact(&mut buf))
+            .await
+            .unwrap();
         let (status, rest) = duet.stop();
         assert!(status.success());
         assert!(
-            rest.iter().any(|l| l.starts_with("pipe sd: closed") && l.ends_with("server shutting down")),
+            rest.iter()
+                .any(|l| l.starts_with("pipe sd: closed") && l.ends_with("server shutting down")),
             "{rest:?}"
         );
         b.read_to_end().await;
@@ -290,12 +309,16 @@ fn a_pipe_from_the_lobby_gets_notices_first() {
         a.expect("* pipe open").await;
         b.send("raw\x00bytes").await;
         let mut buf = [0u8; 9];
-        timeout("raw bytes", a.reader.read_exact(&mut buf)).await.unwrap();
+        timeout("raw bytes", a.reader.read_exact(&mut buf))
+            .await
+            .unwrap();
         assert_eq!(&buf, b"raw\x00bytes");
         // From now on a's lines are bytes, not commands.
         a.send("/quit\n").await;
         let mut buf = [0u8; 6];
-        timeout("bytes", b.reader.read_exact(&mut buf)).await.unwrap();
+        timeout("bytes", b.reader.read_exact(&mut buf))
+            .await
+            .unwrap();
         assert_eq!(&buf, b"/quit\n");
     });
 }

@@ -1,0 +1,57 @@
+# duet — `make run` starts the server on port 4004, `make test` runs every test.
+# Both work on a fresh Debian machine with cargo: test tools are installed when missing.
+
+CARGO   ?= cargo
+PORT    ?= 4004
+TARGET  ?= x86_64-unknown-linux-gnu
+STATIC  := target/$(TARGET)/release/duet
+# Test peers: command → Debian package.
+TOOLS   := nc:netcat-openbsd ncat:ncat socat:socat python3:python3 sha256sum:coreutils file:file
+
+.PHONY: run test deps unit smoke lint release bench clean
+
+run:
+	$(CARGO) run --release --bin duet -- serve -p $(PORT)
+
+test: deps lint unit smoke
+
+# Installs the programs the tests talk to, only when they are missing.
+deps:
+	@missing=""; for pair in $(TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing test tools:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; } \
+	    || { echo "could not install:$$missing — install them by hand (Debian package names)"; exit 1; }; \
+	fi
+
+# Unit and integration tests. Release mode: the tests move gigabytes through the server.
+unit:
+	$(CARGO) test --release
+
+# The real binary driven by real nc, the way a user would.
+smoke:
+	$(CARGO) build --release --bin duet
+	bash tests/smoke.sh target/release/duet
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets --all-features -- -D warnings
+
+# A small static binary (glibc, +crt-static, LTO, stripped).
+release:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --bin duet --target $(TARGET)
+	@ls -l $(STATIC) | awk '{print "size:", $$5, "bytes"}'
+	@file $(STATIC)
+
+# duet beside its peers (direct loopback, the seed Go server, socat, ncat) in one run.
+bench: deps release
+	@command -v go >/dev/null 2>&1 || { echo "installing golang-go (for the seed server)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null; }
+	$(CARGO) build --release --features bench --bins
+	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); python3 bench/run.py
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,387 @@
+#!/usr/bin/env python3
+"""make bench: duet side by side with its peers, in one run, on loopback.
+
+Each workload runs RUNS times per server (default 3); the table shows medians and duet's ratio
+to each peer. Servers: duet (release build), the seed Go server from ../shared/seed (built
+with `go` when it is installed), socat, ncat. Everything talks to 127.0.0.1 only, and every
+loop is bounded (the load generator caps counts and time). Results go to stdout and to
+bench/results/latest.md.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DUET = ROOT / "target/release/duet"
+LOAD = ROOT / "target/release/duet-load"
+STATIC = ROOT / "target/x86_64-unknown-linux-gnu/release/duet"
+SEED_SRC = ROOT.parent / "shared/seed"
+SEED = ROOT / "target/seedserver"
+RUNS = int(os.environ.get("RUNS", "3"))
+GIB = 1 << 30
+rows = []
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, limit=10.0):
+    end = time.time() + limit
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.args}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"server did not listen on {port}: {proc.args}")
+
+
+class Server:
+    """A server process with stdout to a file; knows its pid for /proc readings."""
+
+    def __init__(self, argv, port, log="/dev/null", probe=True):
+        self.log = log
+        self.out = open(log, "wb")
+        self.proc = subprocess.Popen(argv, stdout=self.out, stderr=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL)
+        self.port = port
+        if probe:
+            wait_port(port, self.proc)
+
+    def status(self, field):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1])
+        return 0
+
+    def cpu_secs(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.out.close()
+
+
+def duet(*extra, log="/dev/null"):
+    port = free_port()
+    return Server([str(DUET), "serve", "-p", str(port), "-b", "127.0.0.1", *extra], port, log)
+
+
+def seed(log="/dev/null"):
+    port = free_port()
+    return Server([str(SEED), "-p", str(port)], port, log)
+
+
+def load(*args, stdin=None):
+    out = subprocess.run([str(LOAD), *map(str, args)], capture_output=True, text=True,
+                         timeout=300, stdin=stdin)
+    if out.returncode != 0:
+        raise RuntimeError(f"duet-load {args}: {out.stderr.strip()}")
+    return dict(kv.split("=") for kv in out.stdout.split() if "=" in kv)
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def row(workload, unit, results, better="higher", note=""):
+    """results: {server: [values]}; the first key is duet."""
+    meds = {k: median(v) for k, v in results.items()}
+    rows.append((workload, unit, meds, better, note))
+    shown = ", ".join(f"{k}={fmt(v)}" for k, v in meds.items())
+    print(f"  {workload}: {shown}", flush=True)
+
+
+def fmt(v):
+    if v is None:
+        return "n/a"
+    if isinstance(v, str):
+        return v
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.3g}"
+
+
+def count_logged(path):
+    n = 0
+    with open(path, "rb") as f:
+        for line in f:
+            if b" -> " in line:
+                n += 1
+    return n
+
+
+def bench_lines(have_seed):
+    print("line logging (64-byte lines, stdout to a file)", flush=True)
+    for clients, per in [(1, 1_000_000), (10, 100_000), (100, 10_000)]:
+        total = clients * per
+        rate = {"duet": [], "seed": []}
+        lost = {"duet": [], "seed": []}
+        servers = [("duet", duet)] + ([("seed", seed)] if have_seed else [])
+        for _ in range(RUNS):
+            for name, start in servers:
+                log = f"/tmp/duet-bench-{name}.log"
+                s = start(log=log)
+                r = load("lines", "--addr", f"127.0.0.1:{s.port}", "--clients", clients,
+                         "--lines", per)
+                s.stop()
+                logged = count_logged(log)
+                os.unlink(log)
+                rate[name].append(logged / float(r["secs"]))
+                lost[name].append(total - logged)
+        if not have_seed:
+            del rate["seed"], lost["seed"]
+        row(f"lines logged/s, {clients} client(s)", "lines/s", rate)
+        row(f"lines lost of {total:,}, {clients} client(s)", "lines", lost, better="lower")
+
+
+def bench_idle(have_seed):
+    print("idle connections (RSS per connection at 10,000; ncat at 500)", flush=True)
+    per = {"duet": [], "seed": [], "ncat": []}
+    for _ in range(RUNS):
+        starts = [("duet", lambda: duet(), 2, 10_000)]
+        if have_seed:
+            starts.append(("seed", lambda: seed(), 2, 10_000))
+        if shutil.which("ncat"):
+            def ncat():
+                port = free_port()
+                return Server(["ncat", "-lk", "-m", "20000", "127.0.0.1", str(port)], port)
+            # ncat waits with select(2), which stops at 1,024 descriptors.
+            starts.append(("ncat", ncat, 0, 500))
+        for name, start, greeting, conns in starts:
+            s = start()
+            base = s.status("VmRSS:")
+            p = subprocess.Popen([str(LOAD), "idle", "--addr", f"127.0.0.1:{s.port}",
+                                  "--conns", str(conns), "--greeting", str(greeting)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            line = p.stdout.readline()
+            if not line.startswith("ready"):
+                p.kill()
+                s.stop()
+                raise RuntimeError(f"idle load against {name} failed")
+            time.sleep(0.5)
+            rss = s.status("VmRSS:")
+            p.stdin.close()
+            p.wait(30)
+            s.stop()
+            per[name].append((rss - base) * 1024 / conns)
+    row("RSS per idle connection", "bytes", {k: v for k, v in per.items() if v}, better="lower",
+        note="ncat measured at 500: it waits with select(2), capped at 1,024 descriptors")
+
+
+def bench_churn(have_seed):
+    print("connection churn (connect, read greeting, close; 10 parallel)", flush=True)
+    rate = {"duet": [], "seed": []}
+    for _ in range(RUNS):
+        for name, start in [("duet", lambda: duet("--greet-wait", "0"))] + (
+                [("seed", seed)] if have_seed else []):
+            s = start()
+            r = load("churn", "--addr", f"127.0.0.1:{s.port}", "--parallel", 10, "--secs", 2)
+            s.stop()
+            rate[name].append(float(r["conns_per_sec"]))
+    row("connections/s (duet with --greet-wait 0)", "conns/s", {k: v for k, v in rate.items() if v})
+    rate = []
+    for _ in range(RUNS):
+        s = duet()
+        r = load("churn", "--addr", f"127.0.0.1:{s.port}", "--parallel", 10, "--secs", 2)
+        s.stop()
+        rate.append(float(r["conns_per_sec"]))
+    row("connections/s (duet, default 100 ms greet-wait)", "conns/s", {"duet": rate},
+        note="each greeting is held 100 ms for silent pipes")
+
+
+def bench_chat():
+    print("chat round trip (64-byte line A -> relay -> B -> relay -> A, 10,000 rounds)", flush=True)
+    p50 = {"duet": [], "ncat --broker": []}
+    p99 = {"duet": [], "ncat --broker": []}
+    for _ in range(RUNS):
+        s = duet()
+        r = load("chat", "--addr", f"127.0.0.1:{s.port}", "--rounds", 10000)
+        s.stop()
+        p50["duet"].append(float(r["p50_us"]))
+        p99["duet"].append(float(r["p99_us"]))
+        if shutil.which("ncat"):
+            port = free_port()
+            n = Server(["ncat", "--broker", "-l", "127.0.0.1", str(port)], port, probe=False)
+            time.sleep(0.3)
+            r = load("chat", "--addr", f"127.0.0.1:{port}", "--rounds", 10000, "--mode", "ncat")
+            n.stop()
+            p50["ncat --broker"].append(float(r["p50_us"]))
+            p99["ncat --broker"].append(float(r["p99_us"]))
+    row("chat round trip p50", "µs", {k: v for k, v in p50.items() if v}, better="lower")
+    row("chat round trip p99", "µs", {k: v for k, v in p99.items() if v}, better="lower")
+    many50, many99, rate = [], [], []
+    for _ in range(RUNS):
+        s = duet("--max-conns", "10000")
+        r = load("chat", "--addr", f"127.0.0.1:{s.port}", "--pairs", 1000, "--rounds", 100)
+        s.stop()
+        many50.append(float(r["p50_us"]))
+        many99.append(float(r["p99_us"]))
+        rate.append(float(r["lines_per_sec"]))
+    row("1,000 rooms of two: lines relayed/s", "lines/s", {"duet": rate})
+    row("1,000 rooms of two: round trip p99", "µs", {"duet": many99}, better="lower")
+    pipe50 = []
+    for _ in range(RUNS):
+        s = duet()
+        r = load("chat", "--addr", f"127.0.0.1:{s.port}", "--rounds", 10000, "--mode", "pipe")
+        s.stop()
+        pipe50.append(float(r["p50_us"]))
+    row("ping-pong through a pipe p50", "µs", {"duet": pipe50}, better="lower")
+
+
+def bench_pipe():
+    print("pipe throughput (1 GiB, every byte checked)", flush=True)
+    rate = {"duet": [], "direct": [], "duet --no-splice": [], "socat -b 131072": [],
+            "socat": [], "ncat --broker": []}
+    cpu = []
+    for i in range(RUNS):
+        rate["direct"].append(float(load("pipe", "--bytes", GIB)["gb_per_sec"]))
+        for name, extra in [("duet", []), ("duet --no-splice", ["--no-splice"])]:
+            s = duet(*extra)
+            before = s.cpu_secs()
+            r = load("pipe", "--send", f"127.0.0.1:{s.port}", "--token", f"b{i}", "--bytes", GIB)
+            if name == "duet":
+                cpu.append(s.cpu_secs() - before)
+            s.stop()
+            rate[name].append(float(r["gb_per_sec"]))
+        if shutil.which("socat"):
+            for name, extra in [("socat -b 131072", ["-b", "131072"]), ("socat", [])]:
+                a, b = free_port(), free_port()
+                s = Server(["socat", *extra, f"TCP-LISTEN:{a},bind=127.0.0.1,reuseaddr",
+                            f"TCP-LISTEN:{b},bind=127.0.0.1,reuseaddr"], a, probe=False)
+                time.sleep(0.3)
+                r = load("pipe", "--recv", f"127.0.0.1:{a}", "--send", f"127.0.0.1:{b}",
+                         "--bytes", GIB)
+                s.stop()
+                rate[name].append(float(r["gb_per_sec"]))
+        if shutil.which("ncat"):
+            port = free_port()
+            s = Server(["ncat", "--broker", "-l", "127.0.0.1", str(port)], port, probe=False)
+            time.sleep(0.3)
+            r = load("pipe", "--send", f"127.0.0.1:{port}", "--bytes", GIB)
+            s.stop()
+            rate["ncat --broker"].append(float(r["gb_per_sec"]))
+    row("pipe throughput", "GB/s", {k: v for k, v in rate.items() if v})
+    row("duet CPU per GiB piped", "s", {"duet": cpu}, better="lower")
+
+
+def bench_flood(have_seed):
+    print("flood: one client sends bytes without a newline", flush=True)
+    growth = {"duet (1 GiB)": [], "seed (200 MB)": []}
+    for _ in range(RUNS):
+        for name, start, size in [("duet (1 GiB)", duet, GIB)] + (
+                [("seed (200 MB)", seed, 200_000_000)] if have_seed else []):
+            s = start()
+            before = s.status("VmHWM:")
+            subprocess.run(f"head -c {size} /dev/zero | tr '\\0' x | "
+                           f"timeout 120 nc -N 127.0.0.1 {s.port} >/dev/null",
+                           shell=True, check=False)
+            after = s.status("VmHWM:")
+            s.stop()
+            growth[name].append((after - before) / 1024)
+    row("peak RSS growth during flood", "MiB", {k: v for k, v in growth.items() if v},
+        better="lower", note="target: duet < 4 x max-line = 0.25 MiB")
+
+
+def bench_binary():
+    print("binary", flush=True)
+    if STATIC.exists():
+        row("static release binary size", "KiB", {"duet": [STATIC.stat().st_size / 1024]},
+            better="lower")
+    starts = []
+    for _ in range(max(RUNS, 5)):
+        t = time.perf_counter()
+        p = subprocess.Popen([str(STATIC if STATIC.exists() else DUET), "serve", "-p", "0",
+                              "-b", "127.0.0.1"], stdout=subprocess.PIPE)
+        p.stdout.readline()
+        starts.append((time.perf_counter() - t) * 1000)
+        p.terminate()
+        p.wait()
+    row("exec to listening", "ms", {"duet": starts}, better="lower")
+
+
+def table():
+    peers = []
+    for _, _, meds, _, _ in rows:
+        for k in list(meds)[1:]:
+            if k not in peers:
+                peers.append(k)
+    head = ["workload", "unit", "duet"] + peers + [f"duet ÷ {p}" for p in peers]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for workload, unit, meds, better, note in rows:
+        duet_name = list(meds)[0]
+        d = meds[duet_name]
+        cells = [workload + (f" ({note})" if note else ""), unit, fmt(d)]
+        ratios = []
+        for p in peers:
+            v = meds.get(p)
+            cells.append(fmt(v) if p in meds else "")
+            if p in meds and v and d is not None:
+                ratios.append(f"{d / v:.2f}")
+            else:
+                ratios.append("")
+        lines.append("| " + " | ".join(cells + ratios) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    if not LOAD.exists() or not DUET.exists():
+        sys.exit("build first: cargo build --release --features bench")
+    have_seed = False
+    if shutil.which("go") and SEED_SRC.exists():
+        build = ROOT / "target/seed-src"
+        shutil.rmtree(build, ignore_errors=True)
+        shutil.copytree(SEED_SRC, build)
+        have_seed = subprocess.run(["go", "build", "-o", str(SEED), "."], cwd=build,
+                                   env={**os.environ, "GOFLAGS": "-mod=mod",
+                                        "GOCACHE": str(ROOT / "target/go-cache")}).returncode == 0
+    if not have_seed:
+        print("note: the seed server is not built (needs golang-go and ../shared/seed)")
+    started = time.time()
+    bench_lines(have_seed)
+    bench_idle(have_seed)
+    bench_churn(have_seed)
+    bench_chat()
+    bench_pipe()
+    bench_flood(have_seed)
+    bench_binary()
+    cpu = subprocess.run(["sh", "-c", "nproc; grep -m1 'model name' /proc/cpuinfo"],
+                         capture_output=True, text=True).stdout.split("\n")
+    header = (f"duet bench, {date.today()}, {cpu[0]} cores ({cpu[1].split(':')[-1].strip()}), "
+              f"medians of {RUNS} runs, {time.time() - started:.0f} s in all. "
+              "Ratios are duet ÷ peer (for GB/s and lines/s higher is better; for µs, MiB, "
+              "bytes lower is better).")
+    out = header + "\n\n" + table() + "\n"
+    print()
+    print(out)
+    results = ROOT / "bench/results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "latest.md").write_text(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,421 @@
+//! `duet-load`: the load generator behind `make bench`.
+//!
+//! Each mode drives one workload against a server on loopback and prints one line of
+//! `key=value` results for `bench/run.sh` to collect. Every loop is bounded in count and time.
+//! Build with `cargo build --release --features bench`.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use argh::FromArgs;
+use futures_lite::{future, AsyncBufReadExt, AsyncWriteExt};
+
+/// Load generator for duet's benchmarks (loopback only, bounded in count and time).
+#[derive(FromArgs)]
+struct Args {
+    #[argh(subcommand)]
+    mode: Mode,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Mode {
+    Lines(Lines),
+    Idle(Idle),
+    Churn(Churn),
+    Chat(Chat),
+    Pipe(Pipe),
+}
+
+/// clients pipeline lines to a line server, then close; prints lines/s
+#[derive(FromArgs)]
+#[argh(subcommand, name = "lines")]
+struct Lines {
+    /// server address
+    #[argh(option)]
+    addr: SocketAddr,
+    /// concurrent clients
+    #[argh(option, default = "1")]
+    clients: usize,
+    /// lines per client
+    #[argh(option, default = "100000")]
+    lines: usize,
+    /// bytes per line, newline included
+    #[argh(option, default = "64")]
+    size: usize,
+}
+
+/// opens idle connections, reads each greeting, holds them until stdin closes
+#[derive(FromArgs)]
+#[argh(subcommand, name = "idle")]
+struct Idle {
+    /// server address
+    #[argh(option)]
+    addr: SocketAddr,
+    /// connections to open
+    #[argh(option, default = "10000")]
+    conns: usize,
+    /// greeting lines to read on each connection (0: none)
+    #[argh(option, default = "2")]
+    greeting: usize,
+}
+
+/// connect, read the greeting, close, over and over; prints connections/s
+#[derive(FromArgs)]
+#[argh(subcommand, name = "churn")]
+struct Churn {
+    /// server address
+    #[argh(option)]
+    addr: SocketAddr,
+    /// parallel clients
+    #[argh(option, default = "10")]
+    parallel: usize,
+    /// seconds to run
+    #[argh(option, default = "3")]
+    secs: u64,
+    /// greeting lines to read each time
+    #[argh(option, default = "2")]
+    greeting: usize,
+}
+
+/// round trips of a 64-byte line between pairs of clients; prints p50/p99 in microseconds
+#[derive(FromArgs)]
+#[argh(subcommand, name = "chat")]
+struct Chat {
+    /// server address
+    #[argh(option)]
+    addr: SocketAddr,
+    /// pairs talking at once
+    #[argh(option, default = "1")]
+    pairs: usize,
+    /// round trips per pair
+    #[argh(option, default = "10000")]
+    rounds: usize,
+    /// duet (join a room per pair), ncat (ncat --broker: one pair, raw lines), or pipe (a
+    /// duet pipe per pair)
+    #[argh(option, default = "String::from(\"duet\")")]
+    mode: String,
+}
+
+/// moves bytes from a sender to a receiver through a relay, every byte checked; prints GB/s
+#[derive(FromArgs)]
+#[argh(subcommand, name = "pipe")]
+struct Pipe {
+    /// relay address the sender connects to (none: direct loopback, no relay)
+    #[argh(option)]
+    send: Option<SocketAddr>,
+    /// relay address the receiver connects to (default: same as --send)
+    #[argh(option)]
+    recv: Option<SocketAddr>,
+    /// bytes to move
+    #[argh(option, default = "1 << 30")]
+    bytes: u64,
+    /// send `/pipe TOKEN` first (for duet)
+    #[argh(option)]
+    token: Option<String>,
+}
+
+const TIME_LIMIT: Duration = Duration::from_secs(120);
+
+fn main() -> io::Result<()> {
+    let args: Args = argh::from_env();
+    match args.mode {
+        Mode::Lines(m) => lines(m),
+        Mode::Idle(m) => idle(m),
+        Mode::Churn(m) => churn(m),
+        Mode::Chat(m) => smol::block_on(chat(m)),
+        Mode::Pipe(m) => pipe(m),
+    }
+}
+
+fn lines(m: Lines) -> io::Result<()> {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..m.clients)
+        .map(|c| {
+            thread::spawn(move || -> io::Result<()> {
+                let mut s = TcpStream::connect(m.addr)?;
+                s.set_read_timeout(Some(TIME_LIMIT))?;
+                let mut batch = Vec::with_capacity(64 * 1024 + m.size);
+                for i in 0..m.lines {
+                    let head = format!("c{c} {i} ");
+                    batch.extend_from_slice(head.as_bytes());
+                    batch.resize(batch.len() + m.size.saturating_sub(head.len() + 1), b'x');
+                    batch.push(b'\n');
+                    if batch.len() >= 64 * 1024 {
+                        s.write_all(&batch)?;
+                        batch.clear();
+                    }
+                }
+                s.write_all(&batch)?;
+                s.shutdown(Shutdown::Write)?;
+                // The server closes after it has read (and logged) everything.
+                io::copy(&mut s, &mut io::sink())?;
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("client thread")?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let total = m.clients * m.lines;
+    println!(
+        "lines={total} secs={secs:.3} lines_per_sec={:.0}",
+        total as f64 / secs
+    );
+    Ok(())
+}
+
+fn read_lines(s: &mut BufReader<TcpStream>, n: usize) -> io::Result<()> {
+    let mut line = String::new();
+    for _ in 0..n {
+        line.clear();
+        if s.read_line(&mut line)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
+}
+
+fn idle(m: Idle) -> io::Result<()> {
+    let mut conns = Vec::with_capacity(m.conns);
+    for _ in 0..m.conns {
+        let s = TcpStream::connect_timeout(&m.addr, Duration::from_secs(10))?;
+        s.set_read_timeout(Some(TIME_LIMIT))?;
+        conns.push(BufReader::new(s));
+    }
+    for c in &mut conns {
+        read_lines(c, m.greeting)?;
+    }
+    println!("ready conns={}", conns.len());
+    io::stdout().flush()?;
+    // Hold until the caller closes our stdin.
+    io::copy(&mut io::stdin(), &mut io::sink())?;
+    Ok(())
+}
+
+fn churn(m: Churn) -> io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(m.secs);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..m.parallel)
+        .map(|_| {
+            thread::spawn(move || -> io::Result<u64> {
+                let mut n = 0;
+                while Instant::now() < deadline && n < 1_000_000 {
+                    let s = TcpStream::connect(m.addr)?;
+                    s.set_read_timeout(Some(TIME_LIMIT))?;
+                    read_lines(&mut BufReader::new(s), m.greeting)?;
+                    n += 1;
+                }
+                Ok(n)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for h in handles {
+        total += h.join().expect("churn thread")?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "conns={total} secs={secs:.3} conns_per_sec={:.0}",
+        total as f64 / secs
+    );
+    Ok(())
+}
+
+async fn chat(m: Chat) -> io::Result<()> {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..m.pairs)
+        .map(|p| {
+            let mode = m.mode.clone();
+            smol::spawn(async move { chat_pair(m.addr, p, m.rounds, &mode).await })
+        })
+        .collect();
+    let mut rtts = Vec::with_capacity(m.pairs * m.rounds);
+    for t in tasks {
+        rtts.extend(future::or(t, async {
+            smol::Timer::after(TIME_LIMIT).await;
+            Err(io::Error::new(io::ErrorKind::TimedOut, "chat took too long"))
+        })
+        .await?);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    rtts.sort_unstable();
+    let pct = |p: f64| rtts[((rtts.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
+    println!(
+        "rounds={} p50_us={:.1} p99_us={:.1} lines_per_sec={:.0}",
+        rtts.len(),
+        pct(0.5),
+        pct(0.99),
+        (rtts.len() * 2) as f64 / secs
+    );
+    Ok(())
+}
+
+type Conn = (
+    futures_lite::io::BufReader<async_net::TcpStream>,
+    async_net::TcpStream,
+);
+
+async fn open(addr: SocketAddr) -> io::Result<Conn> {
+    let s = async_net::TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    Ok((futures_lite::io::BufReader::new(s.clone()), s))
+}
+
+async fn next_line(c: &mut Conn, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    if c.0.read_until(b'\n', buf).await? == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+/// Reads lines until one starts with `prefix`.
+async fn wait_line(c: &mut Conn, prefix: &[u8]) -> io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        next_line(c, &mut buf).await?;
+        if buf.starts_with(prefix) {
+            return Ok(());
+        }
+    }
+}
+
+async fn chat_pair(addr: SocketAddr, p: usize, rounds: usize, mode: &str) -> io::Result<Vec<Duration>> {
+    let mut a = open(addr).await?;
+    let mut b = match mode {
+        "duet" => {
+            a.1.write_all(format!("/join bench-{p}\n").as_bytes()).await?;
+            wait_line(&mut a, b"* you joined").await?;
+            let mut b = open(addr).await?;
+            b.1.write_all(format!("/join bench-{p}\n").as_bytes()).await?;
+            wait_line(&mut b, b"* you joined").await?;
+            wait_line(&mut a, b"* ").await?;
+            b
+        }
+        "pipe" => {
+            a.1.write_all(format!("/pipe bench-{p}\n").as_bytes()).await?;
+            let mut b = open(addr).await?;
+            b.1.write_all(format!("/pipe bench-{p}\n").as_bytes()).await?;
+            // Silent pipes: nothing to read before the payload. Make sure both ends are
+            // connected by one round trip before timing.
+            a.1.write_all(b"sync\n").await?;
+            wait_line(&mut b, b"sync").await?;
+            b
+        }
+        _ => {
+            let b = open(addr).await?;
+            // ncat --broker: both are connected once a line makes it across.
+            a.1.write_all(b"sync\n").await?;
+            let mut b = b;
+            wait_line(&mut b, b"sync").await?;
+            b
+        }
+    };
+    let line = format!("{:063}\n", p);
+    let mut buf = Vec::new();
+    let mut rtts = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        a.1.write_all(line.as_bytes()).await?;
+        next_line(&mut b, &mut buf).await?;
+        b.1.write_all(line.as_bytes()).await?;
+        next_line(&mut a, &mut buf).await?;
+        rtts.push(t.elapsed());
+    }
+    Ok(rtts)
+}
+
+/// A stream of bytes that repeats with a period that is no power of two, so a dropped,
+/// repeated or reordered chunk shows.
+const PATTERN_BYTES: usize = (1 << 20) + 7;
+
+fn pattern() -> Vec<u8> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut once: Vec<u8> = (0..PATTERN_BYTES)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    // Twice over, so any window of up to one period is one contiguous slice.
+    once.extend_from_within(..);
+    once
+}
+
+fn pipe(m: Pipe) -> io::Result<()> {
+    let pat = pattern();
+    let (sender, receiver) = match m.send {
+        Some(send) => {
+            let recv = m.recv.unwrap_or(send);
+            let receiver = TcpStream::connect(recv)?;
+            if let Some(t) = &m.token {
+                (&receiver).write_all(format!("/pipe {t}\n").as_bytes())?;
+            }
+            // ncat --broker and socat need the receiver in place before the sender.
+            thread::sleep(Duration::from_millis(100));
+            let sender = TcpStream::connect(send)?;
+            if let Some(t) = &m.token {
+                (&sender).write_all(format!("/pipe {t}\n").as_bytes())?;
+            }
+            (sender, receiver)
+        }
+        None => {
+            let listener = TcpListener::bind("127.0.0.1:0")?;
+            let sender = TcpStream::connect(listener.local_addr()?)?;
+            (sender, listener.accept()?.0)
+        }
+    };
+    receiver.set_read_timeout(Some(TIME_LIMIT))?;
+    let start = Instant::now();
+    let bytes = m.bytes;
+    let pat_send = pat.clone();
+    let send = thread::spawn(move || -> io::Result<()> {
+        let mut sender = sender;
+        let mut sent = 0u64;
+        while sent < bytes {
+            let off = (sent % PATTERN_BYTES as u64) as usize;
+            let n = (PATTERN_BYTES as u64).min(bytes - sent) as usize;
+            sender.write_all(&pat_send[off..off + n])?;
+            sent += n as u64;
+        }
+        sender.shutdown(Shutdown::Write)?;
+        // Hold the socket open until the receiver is done (socat and ncat close early
+        // otherwise).
+        let mut rest = Vec::new();
+        sender.read_to_end(&mut rest).ok();
+        Ok(())
+    });
+    let mut receiver = receiver;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0u64;
+    while got < bytes {
+        let n = receiver.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let off = (got % PATTERN_BYTES as u64) as usize;
+        if buf[..n] != pat[off..off + n] {
+            eprintln!("pipe: data differs near byte {got}");
+            std::process::exit(1);
+        }
+        got += n as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(receiver);
+    send.join().expect("sender thread")?;
+    if got != bytes {
+        eprintln!("pipe: got {got} of {bytes} bytes");
+        std::process::exit(1);
+    }
+    println!(
+        "bytes={bytes} secs={secs:.3} gb_per_sec={:.3}",
+        bytes as f64 / secs / 1e9
+    );
+    Ok(())
+}
