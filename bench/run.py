@@ -325,26 +325,17 @@ def bench_binary():
 
 
 def table():
-    peers = []
-    for _, _, meds, _, _ in rows:
-        for k in list(meds)[1:]:
-            if k not in peers:
-                peers.append(k)
-    head = ["workload", "unit", "duet"] + peers + [f"duet ÷ {p}" for p in peers]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    """One line per workload and server: the median, and duet's ratio to that server."""
+    lines = ["| workload | unit | server | median | duet ÷ server |", "|---|---|---|---|---|"]
     for workload, unit, meds, better, note in rows:
-        duet_name = list(meds)[0]
-        d = meds[duet_name]
-        cells = [workload + (f" ({note})" if note else ""), unit, fmt(d)]
-        ratios = []
-        for p in peers:
-            v = meds.get(p)
-            cells.append(fmt(v) if p in meds else "")
-            if p in meds and v and d is not None:
-                ratios.append(f"{d / v:.2f}")
-            else:
-                ratios.append("")
-        lines.append("| " + " | ".join(cells + ratios) + " |")
+        names = list(meds)
+        d = meds[names[0]]
+        title = workload + (f" ({note})" if note else "")
+        for k, name in enumerate(names):
+            v = meds[name]
+            ratio = f"{d / v:.2f}" if k and v and d is not None else ""
+            lines.append(f"| {title if k == 0 else ''} | {unit if k == 0 else ''} | {name} "
+                         f"| {fmt(v)} | {ratio} |")
     return "\n".join(lines)
 
 

@@ -235,11 +235,16 @@ async fn chat(m: Chat) -> io::Result<()> {
         .collect();
     let mut rtts = Vec::with_capacity(m.pairs * m.rounds);
     for t in tasks {
-        rtts.extend(future::or(t, async {
-            smol::Timer::after(TIME_LIMIT).await;
-            Err(io::Error::new(io::ErrorKind::TimedOut, "chat took too long"))
-        })
-        .await?);
+        rtts.extend(
+            future::or(t, async {
+                smol::Timer::after(TIME_LIMIT).await;
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "chat took too long",
+                ))
+            })
+            .await?,
+        );
     }
     let secs = start.elapsed().as_secs_f64();
     rtts.sort_unstable();
@@ -284,22 +289,31 @@ async fn wait_line(c: &mut Conn, prefix: &[u8]) -> io::Result<()> {
     }
 }
 
-async fn chat_pair(addr: SocketAddr, p: usize, rounds: usize, mode: &str) -> io::Result<Vec<Duration>> {
+async fn chat_pair(
+    addr: SocketAddr,
+    p: usize,
+    rounds: usize,
+    mode: &str,
+) -> io::Result<Vec<Duration>> {
     let mut a = open(addr).await?;
     let mut b = match mode {
         "duet" => {
-            a.1.write_all(format!("/join bench-{p}\n").as_bytes()).await?;
+            a.1.write_all(format!("/join bench-{p}\n").as_bytes())
+                .await?;
             wait_line(&mut a, b"* you joined").await?;
             let mut b = open(addr).await?;
-            b.1.write_all(format!("/join bench-{p}\n").as_bytes()).await?;
+            b.1.write_all(format!("/join bench-{p}\n").as_bytes())
+                .await?;
             wait_line(&mut b, b"* you joined").await?;
             wait_line(&mut a, b"* ").await?;
             b
         }
         "pipe" => {
-            a.1.write_all(format!("/pipe bench-{p}\n").as_bytes()).await?;
+            a.1.write_all(format!("/pipe bench-{p}\n").as_bytes())
+                .await?;
             let mut b = open(addr).await?;
-            b.1.write_all(format!("/pipe bench-{p}\n").as_bytes()).await?;
+            b.1.write_all(format!("/pipe bench-{p}\n").as_bytes())
+                .await?;
             // Silent pipes: nothing to read before the payload. Make sure both ends are
             // connected by one round trip before timing.
             a.1.write_all(b"sync\n").await?;
