@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -311,20 +312,33 @@ fn one_stalled_member_never_slows_the_room() {
         let mut a = in_room(&duet, "busy").await;
         let mut b = in_room(&duet, "busy").await;
         let stalled = in_room(&duet, "busy").await;
+        // A small receive window: the ~6 MB sent to it must overflow the kernel's buffers
+        // (send side autotuned up to 4 MiB on loopback) plus its 1 MiB outbox.
+        rustix::net::sockopt::set_socket_recv_buffer_size(&stalled.writer, 4096).unwrap();
         let ns = stalled.local_addr();
         a.expect_containing("joined").await;
         a.expect_containing("joined").await;
         b.expect_containing("joined").await;
         let (_, peak_before) = duet.rss_kib();
+        // Lines each talker has received. A sender stays at most WINDOW lines ahead of its
+        // reader: a healthy reader that fell a whole outbox behind would be cut off too (see
+        // outbox.rs); the point here is that the stalled member slows nobody.
+        const WINDOW: usize = 10_000;
+        let received = std::sync::Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
         let mut talkers = Vec::new();
-        for (me, mut c) in [("a", a), ("b", b)] {
+        for (k, me, mut c) in [(0, "a", a), (1, "b", b)] {
+            let received = received.clone();
             talkers.push(smol::spawn(async move {
                 let mut writer = c.writer.clone();
+                let theirs = received.clone();
                 let send = smol::spawn(async move {
                     let mut batch = String::new();
                     for i in 0..LINES {
                         batch.push_str(&format!("{me} {i}\n"));
-                        if batch.len() > 60_000 {
+                        if batch.len() > 30_000 {
+                            while i > theirs[1 - k].load(Ordering::Relaxed) + WINDOW {
+                                smol::Timer::after(Duration::from_millis(1)).await;
+                            }
                             writer.write_all(batch.as_bytes()).await.unwrap();
                             batch.clear();
                         }
@@ -343,6 +357,7 @@ fn one_stalled_member_never_slows_the_room() {
                     let (_, msg) = line.split_once("> ").unwrap();
                     assert_eq!(msg, format!("{other} {next}"));
                     next += 1;
+                    received[k].store(next, Ordering::Relaxed);
                 }
                 send.await;
                 (c, notices)
