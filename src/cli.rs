@@ -57,6 +57,11 @@ pub struct Serve {
     #[argh(option, default = "crate::outbox::OUTBOX_BYTES")]
     pub outbox: usize,
 
+    /// milliseconds a room waits for a member whose queue is over half full before cutting it
+    /// off (default 2000)
+    #[argh(option, default = "crate::rooms::SLOW_GRACE_MS")]
+    pub slow_grace: u64,
+
     /// seconds a pipe waits for its peer before it expires (default 600)
     #[argh(option, default = "crate::pipes::PIPE_WAIT_SECS")]
     pub pipe_wait: u64,
@@ -111,6 +116,7 @@ impl Serve {
             room_size: self.room_size,
             auto_pair: self.auto_pair,
             outbox_bytes: self.outbox,
+            slow_grace: Duration::from_millis(self.slow_grace),
             pipe_wait: Duration::from_secs(self.pipe_wait),
             greet_wait: Duration::from_millis(self.greet_wait),
             drain: Duration::from_millis(self.drain),

@@ -135,7 +135,7 @@ pub async fn serve(
         (_, Fate::TooSlow) => Record::Dropped {
             peer,
             reason: format!(
-                "too slow (more than {} bytes queued for it)",
+                "too slow ({}-byte outbox not drained in time)",
                 hub.config.outbox_bytes
             ),
         },
@@ -163,6 +163,10 @@ pub async fn serve(
             reason: "write failed".into(),
         },
     };
+    // Release the socket and the connection slot before saying the client is gone, so that
+    // whoever reads the log line (a test counting descriptors, a client retrying after
+    // "server full") sees them free.
+    drop((lines, stream, ticket));
     hub.log.send(record).await;
 }
 
@@ -223,6 +227,8 @@ impl Conn {
         let command = match proto::parse(&text) {
             Ok(Input::Text(message)) => {
                 if let Some(room) = self.session.room() {
+                    let grace = self.hub.config.slow_grace;
+                    room.wait_for_readers(self.session.id, grace).await;
                     room.broadcast(
                         self.session.id,
                         &proto::message(&self.session.nick(), message),

@@ -1,16 +1,19 @@
 //! A connection's bounded outbound queue and the writer that drains it.
 //!
 //! Anything sent to a client (room messages, notices) is pushed onto that client's [`Outbox`]
-//! without waiting; only the client's own writer ever waits on its socket. So a client that
-//! stops reading never stalls the sender or the rest of its room: once more than the limit is
-//! queued for it, it is cut off (IRC's "SendQ exceeded") and told `* error: too slow,
-//! disconnected` on a best-effort basis.
+//! without waiting; only the client's own writer ever waits on its socket. Past half its
+//! limit an outbox is "high": senders in its room wait for it to drain (see
+//! [`Outbox::drained`]), so a reader that is merely slower than a sender slows the sender
+//! through TCP instead of being dropped. A client that stays high for the room's grace period,
+//! or whose queue would pass the limit, is cut off (IRC's "SendQ exceeded") and told
+//! `* error: too slow, disconnected` on a best-effort basis.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_channel::{Receiver, Sender};
 use async_net::TcpStream;
+use event_listener::Event;
 use futures_lite::{future, AsyncWriteExt};
 
 /// Default for `--outbox`: bytes that may wait for one slow client before it is cut off.
@@ -42,6 +45,8 @@ pub struct Outbox {
     queued: AtomicUsize,
     limit: usize,
     fate: AtomicU8,
+    /// Notified whenever the writer has written a batch.
+    wrote: Event,
 }
 
 /// The writer's side: owned by the connection's task.
@@ -62,6 +67,7 @@ impl Outbox {
             queued: AtomicUsize::new(0),
             limit,
             fate: AtomicU8::new(OPEN),
+            wrote: Event::new(),
         };
         (
             Arc::new(outbox),
@@ -95,6 +101,26 @@ impl Outbox {
         self.queue.close();
     }
 
+    /// Whether more than half the limit is waiting for this client.
+    pub fn is_high(&self) -> bool {
+        self.queued.load(Ordering::Acquire) > self.limit / 2
+    }
+
+    /// Waits until this outbox is no longer high, or has ended.
+    pub async fn drained(&self) {
+        loop {
+            if !self.is_high() || self.fate() != Fate::Open {
+                return;
+            }
+            let listener = self.wrote.listen();
+            // Checked again after listening, so a write in between is not missed.
+            if !self.is_high() || self.fate() != Fate::Open {
+                return;
+            }
+            listener.await;
+        }
+    }
+
     /// Cuts the client off as too slow (e.g. it did not read its last notices in time).
     pub fn cut_off(&self) {
         self.end(TOO_SLOW);
@@ -117,6 +143,7 @@ impl Outbox {
         {
             self.queue.close();
             self.cut.close();
+            self.wrote.notify(usize::MAX);
         }
     }
 }
@@ -150,6 +177,7 @@ impl Drain {
             match written {
                 Some(Ok(())) => {
                     outbox.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+                    outbox.wrote.notify(usize::MAX);
                 }
                 Some(Err(_)) => {
                     outbox.end(BROKEN);

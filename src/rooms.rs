@@ -7,13 +7,20 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use crate::outbox::Outbox;
+use futures_lite::future;
+use smol::Timer;
+
+use crate::outbox::{Fate, Outbox};
 use crate::printer::Addr;
 use crate::proto;
 
 /// Default for `--room-size`: the blog's pair.
 pub const ROOM_SIZE: usize = 2;
+/// Default for `--slow-grace`: how long a room waits for a member that is not reading before
+/// cutting it off, in milliseconds.
+pub const SLOW_GRACE_MS: u64 = 2000;
 
 /// Locks a mutex, carrying on if another task panicked while holding it: every critical
 /// section here leaves the data consistent, and one bad connection must not poison the rest.
@@ -76,6 +83,38 @@ impl Room {
                 // A member that overflows is cut off by its outbox; its own task then
                 // takes it out of the room and tells the others.
                 member.send(bytes.clone());
+            }
+        }
+    }
+
+    /// Waits until no other member's outbox is high, for at most `grace`; members still high
+    /// after it are cut off. This is the room's flow control: a sender goes at the speed of
+    /// the slowest member that is reading, and a member that reads nothing costs the room at
+    /// most `grace`, once.
+    pub async fn wait_for_readers(&self, from: u64, grace: Duration) {
+        let high: Vec<Arc<Session>> = lock(&self.members)
+            .iter()
+            .filter(|m| m.id != from && m.outbox.is_high() && m.outbox.fate() == Fate::Open)
+            .cloned()
+            .collect();
+        if high.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + grace;
+        for member in high {
+            let drained = future::or(
+                async {
+                    member.outbox.drained().await;
+                    true
+                },
+                async {
+                    Timer::at(deadline).await;
+                    false
+                },
+            )
+            .await;
+            if !drained {
+                member.outbox.cut_off();
             }
         }
     }

@@ -23,7 +23,7 @@ use crate::line::MAX_LINE_BYTES;
 use crate::outbox::OUTBOX_BYTES;
 use crate::pipes::{Pipes, PIPE_WAIT_SECS};
 use crate::printer::{Log, Record};
-use crate::rooms::{Rooms, ROOM_SIZE};
+use crate::rooms::{Rooms, ROOM_SIZE, SLOW_GRACE_MS};
 use crate::{conn, proto};
 
 /// Default for `--max-conns`.
@@ -51,6 +51,7 @@ pub struct Config {
     pub room_size: usize,
     pub auto_pair: bool,
     pub outbox_bytes: usize,
+    pub slow_grace: Duration,
     pub pipe_wait: Duration,
     pub greet_wait: Duration,
     pub drain: Duration,
@@ -66,6 +67,7 @@ impl Default for Config {
             room_size: ROOM_SIZE,
             auto_pair: false,
             outbox_bytes: OUTBOX_BYTES,
+            slow_grace: Duration::from_millis(SLOW_GRACE_MS),
             pipe_wait: Duration::from_secs(PIPE_WAIT_SECS),
             greet_wait: Duration::from_millis(GREET_WAIT_MS),
             drain: Duration::from_millis(DRAIN_MS),

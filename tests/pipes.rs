@@ -5,7 +5,6 @@ mod common;
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::Duration;
 
 use common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -56,14 +55,7 @@ fn check(child: &mut Child, mib: usize) -> thread::JoinHandle<()> {
 }
 
 fn finish(child: &mut Child) {
-    let status = smol::block_on(within(TIMEOUT * 3, "nc to exit", async {
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return s;
-            }
-            smol::Timer::after(Duration::from_millis(10)).await;
-        }
-    }));
+    let status = wait_child(child, TIMEOUT * 3, "nc to exit");
     assert!(status.success(), "nc: {status:?}");
 }
 

@@ -223,22 +223,8 @@ fn ten_thousand_connections_leave_no_fd_behind() {
             }
         }
         duet.seen.clear();
-        // Sockets close just after their "left" line is logged: poll, bounded, until they have.
-        let fds = duet.open_fds();
-        let settled = within(TIMEOUT, "fds to settle", async {
-            loop {
-                let now = duet.open_fds();
-                if now <= before {
-                    return now;
-                }
-                smol::Timer::after(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
-        assert!(
-            settled <= before,
-            "{fds} fds open after churn, {before} before"
-        );
+        // duet closes a socket before it logs that its client left.
+        assert_eq!(duet.open_fds(), before);
     });
 }
 
@@ -392,6 +378,7 @@ fn help_version_and_bad_options() {
         "--room-size",
         "--auto-pair",
         "--outbox",
+        "--slow-grace",
         "--pipe-wait",
         "--greet-wait",
         "--drain",

@@ -161,14 +161,7 @@ impl Duet {
     }
 
     pub fn wait_exit(&mut self) -> (ExitStatus, Vec<String>) {
-        let status = smol::block_on(within(TIMEOUT, "duet to exit", async {
-            loop {
-                if let Some(status) = self.child.try_wait().unwrap() {
-                    return status;
-                }
-                Timer::after(Duration::from_millis(10)).await;
-            }
-        }));
+        let status = wait_child(&mut self.child, TIMEOUT, "duet to exit");
         let mut rest = Vec::new();
         smol::block_on(within(TIMEOUT, "log to close", async {
             while let Ok(line) = self.log.recv().await {
@@ -205,6 +198,16 @@ impl Drop for Duet {
         self.child.kill().ok();
         self.child.wait().ok();
     }
+}
+
+/// Waits for a child process to exit, failing the test after `limit`. A pidfd becomes
+/// readable when the process exits, so this waits on the reactor instead of polling.
+pub fn wait_child(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    use rustix::process::{pidfd_open, Pid, PidfdFlags};
+    let pid = Pid::from_raw(child.id() as i32).unwrap();
+    let exited = smol::Async::new(pidfd_open(pid, PidfdFlags::NONBLOCK).unwrap()).unwrap();
+    smol::block_on(within(limit, what, exited.readable())).unwrap();
+    child.wait().unwrap()
 }
 
 pub fn signal(pid: u32, sig: rustix::process::Signal) {
@@ -442,15 +445,7 @@ impl Script {
             std::io::Read::read_to_string(&mut stdout, &mut out).ok();
             out
         });
-        let child = &mut self.child;
-        let status = smol::block_on(within(TIMEOUT * 3, "background script", async {
-            loop {
-                if let Some(status) = child.try_wait().unwrap() {
-                    return status;
-                }
-                Timer::after(Duration::from_millis(20)).await;
-            }
-        }));
+        let status = wait_child(&mut self.child, TIMEOUT * 3, "background script");
         assert!(status.success(), "background script: {status:?}");
         reader.join().unwrap()
     }
