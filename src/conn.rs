@@ -13,19 +13,19 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_channel::Receiver;
 use async_net::TcpStream;
 use futures_lite::{future, AsyncWriteExt};
 use smol::Timer;
 
 use crate::line::{Line, LineReader};
-use crate::outbox::{Fate, Outbox};
+use crate::outbox::Fate;
 use crate::pipes::{Arrival, End};
 use crate::printer::{Addr, Record};
 use crate::proto::{self, Command, Input};
 use crate::relay::{self, Ending};
 use crate::rooms::{self, JoinError, Match, Session};
 use crate::server::{Hub, Ticket};
+use crate::socket::Socket;
 
 /// After a client leaves (EOF, `/quit`), how long it has to read what is still queued for it.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -46,17 +46,11 @@ enum Exit {
 struct Conn {
     hub: Arc<Hub>,
     session: Arc<Session>,
-    stopping: Receiver<()>,
 }
 
 /// Serves one accepted connection until it closes.
-pub async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    hub: Arc<Hub>,
-    ticket: Ticket,
-    stopping: Receiver<()>,
-) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, ticket: Ticket) {
+    let stream = Socket::from(stream);
     hub.log.send(Record::Connected { peer }).await;
     let mut lines = LineReader::new(stream.clone(), hub.config.max_line_bytes);
 
@@ -66,10 +60,11 @@ pub async fn serve(
     let first = if greet_wait.is_zero() {
         None
     } else {
-        future::or(async { Some(lines.next().await) }, async {
+        // Boxed: only the first moments of a connection need it.
+        Box::pin(future::or(async { Some(lines.next().await) }, async {
             Timer::after(greet_wait).await;
             None
-        })
+        }))
         .await
     };
     if let Some(Ok(Some(Line::Text(text)))) = &first {
@@ -88,39 +83,28 @@ pub async fn serve(
                 silent: true,
                 ticket,
             };
-            return pipe(&hub, &stopping, token, end).await;
+            // Boxed: the pipe's state is large and would otherwise sit in every
+            // connection's task, piped or not.
+            return Box::pin(pipe(&hub, token, end)).await;
         }
     }
 
-    let (outbox, drain) = Outbox::new(hub.config.outbox_bytes);
-    let session = Arc::new(Session::new(hub.next_id(), peer, outbox.clone()));
     let conn = Conn {
         hub: hub.clone(),
-        session,
-        stopping: stopping.clone(),
+        session: Arc::new(Session::new(hub.next_id(), peer, hub.config.outbox_bytes)),
     };
+    let outbox = &conn.session.outbox;
     outbox.push(proto::GREETING);
-    let (linger, lingering) = async_channel::bounded::<Duration>(1);
     let (exit, ()) = future::zip(
         async {
             let exit = conn.read_lines(&mut lines, first).await;
-            outbox.close();
-            let wait = match exit {
+            outbox.close(match exit {
                 Exit::Shutdown => hub.config.drain,
                 _ => CLOSE_LINGER,
-            };
-            linger.try_send(wait).ok();
+            });
             exit
         },
-        async {
-            future::or(drain.run(&outbox, stream.clone()), async {
-                if let Ok(wait) = lingering.recv().await {
-                    Timer::after(wait).await;
-                    outbox.cut_off();
-                }
-            })
-            .await
-        },
+        outbox.write_to(stream.clone()),
     )
     .await;
     let fate = outbox.fate();
@@ -147,7 +131,9 @@ pub async fn serve(
                 silent: false,
                 ticket,
             };
-            return pipe(&hub, &stopping, token, end).await;
+            // Boxed: the pipe's state is large and would otherwise sit in every
+            // connection's task, piped or not.
+            return Box::pin(pipe(&hub, token, end)).await;
         }
         (Exit::Eof | Exit::Quit, _) => Record::Left { peer },
         (Exit::Error(e), _) => Record::Dropped {
@@ -174,7 +160,7 @@ impl Conn {
     /// Line mode's reader half: until EOF, an error, `/quit`, `/pipe` or shutdown.
     async fn read_lines(
         &self,
-        lines: &mut LineReader<TcpStream>,
+        lines: &mut LineReader<Socket>,
         first: Option<io::Result<Option<Line>>>,
     ) -> Exit {
         if self.hub.config.auto_pair {
@@ -186,7 +172,7 @@ impl Conn {
                 Some(next) => next,
                 None => {
                     let stop = async {
-                        self.stopping.recv().await.ok();
+                        self.hub.stopped().await;
                         None
                     };
                     match future::or(async { Some(lines.next().await) }, stop).await {
@@ -227,8 +213,11 @@ impl Conn {
         let command = match proto::parse(&text) {
             Ok(Input::Text(message)) => {
                 if let Some(room) = self.session.room() {
-                    let grace = self.hub.config.slow_grace;
-                    room.wait_for_readers(self.session.id, grace).await;
+                    if room.has_high_reader(self.session.id) {
+                        // Boxed: rare, and it would otherwise enlarge every connection's task.
+                        let grace = self.hub.config.slow_grace;
+                        Box::pin(room.wait_for_readers(self.session.id, grace)).await;
+                    }
                     room.broadcast(
                         self.session.id,
                         &proto::message(&self.session.nick(), message),
@@ -392,7 +381,7 @@ fn room_label(name: &str) -> String {
 }
 
 /// Writes a notice straight to a socket that is out of line mode, giving up after a moment.
-async fn tell(stream: &TcpStream, line: &[u8]) {
+async fn tell(stream: &Socket, line: &[u8]) {
     let mut stream = stream.clone();
     future::or(
         async {
@@ -407,7 +396,7 @@ async fn tell(stream: &TcpStream, line: &[u8]) {
 }
 
 /// Pipe mode: waits for the peer with the same token (or hands this end to it), then relays.
-async fn pipe(hub: &Arc<Hub>, stopping: &Receiver<()>, token: Arc<str>, end: End) {
+async fn pipe(hub: &Arc<Hub>, token: Arc<str>, end: End) {
     let (id, handoff, mine) = match hub.pipes.arrive(&token, end) {
         Arrival::HandedOver => return,
         Arrival::Busy(end) => {
@@ -447,7 +436,7 @@ async fn pipe(hub: &Arc<Hub>, stopping: &Receiver<()>, token: Arc<str>, end: End
         ),
         future::or(
             async {
-                stopping.recv().await.ok();
+                hub.stopped().await;
                 Waited::Shutdown
             },
             async {
@@ -493,21 +482,22 @@ async fn pipe(hub: &Arc<Hub>, stopping: &Receiver<()>, token: Arc<str>, end: End
             }
         }
     };
-    relay_pair(hub, stopping, &token, mine, theirs).await;
+    relay_pair(hub, &token, mine, theirs).await;
     hub.pipes.close(&token);
 }
 
 /// Returns only when reading from `stream` fails (a reset), without consuming any data.
-async fn wait_until_reset(stream: &TcpStream) {
+async fn wait_until_reset(stream: &Socket) {
     let mut probe = [0u8; 1];
-    if stream.peek(&mut probe).await.is_ok() {
+    let peeked = stream.source().read_with(|s| s.peek(&mut probe)).await;
+    if peeked.is_ok() {
         // Data is waiting (it stays for the relay), or the client half-closed, which is
         // fine for a receiver: nothing more to watch for.
         future::pending::<()>().await;
     }
 }
 
-async fn relay_pair(hub: &Hub, stopping: &Receiver<()>, token: &Arc<str>, a: End, b: End) {
+async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
     let started = Instant::now();
     let (pa, pb) = (Addr(&a.peer), Addr(&b.peer));
     hub.log
@@ -518,7 +508,7 @@ async fn relay_pair(hub: &Hub, stopping: &Receiver<()>, token: &Arc<str>, a: End
         .await;
     for end in [&a, &b] {
         // Small writes (voice frames, keystrokes) go out at once.
-        end.stream.set_nodelay(true).ok();
+        end.stream.get_ref().set_nodelay(true).ok();
         if !end.silent {
             tell(&end.stream, &proto::notice("pipe open")).await;
         }
@@ -533,7 +523,7 @@ async fn relay_pair(hub: &Hub, stopping: &Receiver<()>, token: &Arc<str>, a: End
         &counts,
     ));
     let ending = future::or(async { Some(relay.as_mut().await) }, async {
-        stopping.recv().await.ok();
+        hub.stopped().await;
         None
     })
     .await;
@@ -567,4 +557,33 @@ async fn relay_pair(hub: &Hub, stopping: &Receiver<()>, token: &Arc<str>, a: End
         })
         .await;
     drop((a.ticket, b.ticket));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::printer::Printer;
+    use crate::server::Config;
+
+    /// Every connection's task holds this future for its whole life: keep it small.
+    #[test]
+    fn the_connection_future_is_small() {
+        smol::block_on(async {
+            let listener = async_net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (stream, peer) = listener.accept().await.unwrap();
+            let (log, _printer) = Printer::spawn(Box::new(std::io::sink())).unwrap();
+            let (done, _all_done) = async_channel::bounded(1);
+            let hub = Arc::new(Hub::new(Config::default(), log, done));
+            let ticket = hub.ticket().unwrap();
+            let serving = serve(stream, peer, hub, ticket);
+            let size = std::mem::size_of_val(&serving);
+            // Idle connections cost about 2 KiB in all, and this is most of it (see
+            // `make bench`, "RSS per idle connection"): keep it from creeping up.
+            assert!(size <= 1200, "the connection future is {size} bytes");
+            drop(client);
+        });
+    }
 }

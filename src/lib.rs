@@ -23,3 +23,4 @@ pub mod proto;
 pub mod relay;
 pub mod rooms;
 pub mod server;
+pub mod socket;

@@ -6,16 +6,30 @@
 //! over-long line is discarded as it streams in, so memory stays flat), and keeps its partial
 //! line inside itself, so dropping a [`LineReader::next`] future (e.g. when a timer wins a race)
 //! loses nothing.
+//!
+//! The read buffer is allocated only when the first bytes arrive (they are read into a few
+//! bytes on the stack and put in front of the stream): a client that connects and says
+//! nothing costs no buffer, which is most of what an idle connection would otherwise cost.
 
 use std::io;
 
-use futures_lite::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use futures_lite::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, Chain, Cursor};
 
 /// Default for `--max-line`: the most bytes a line may have, not counting its line ending.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
-/// Size of each connection's read buffer.
+/// Size of each connection's read buffer, allocated when its first bytes arrive.
 pub const READ_BUFFER_BYTES: usize = 8 * 1024;
+
+/// The first read, before the buffer exists, takes at most this many bytes.
+const FIRST_READ_BYTES: usize = 16;
+
+/// Before the first bytes, the bare stream; after, the buffered one with those bytes in front.
+#[derive(Debug)]
+enum Source<R> {
+    Unread(Option<R>),
+    Buffered(BufReader<Chain<Cursor<Vec<u8>>, R>>),
+}
 
 /// What the reader found.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,7 +45,7 @@ pub enum Line {
 /// Reads lines of at most `max` bytes.
 #[derive(Debug)]
 pub struct LineReader<R> {
-    reader: BufReader<R>,
+    source: Source<R>,
     line: Vec<u8>,
     max: usize,
     skipping: bool,
@@ -40,7 +54,7 @@ pub struct LineReader<R> {
 impl<R: AsyncRead + Unpin> LineReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
         LineReader {
-            reader: BufReader::with_capacity(READ_BUFFER_BYTES, inner),
+            source: Source::Unread(Some(inner)),
             line: Vec::new(),
             max,
             skipping: false,
@@ -49,16 +63,35 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 
     /// The next line, or `None` at end of stream.
     pub async fn next(&mut self) -> io::Result<Option<Line>> {
+        if let Source::Unread(slot) = &mut self.source {
+            let Some(inner) = slot.as_mut() else {
+                return Err(io::Error::other("line reader lost its stream"));
+            };
+            let mut first = [0u8; FIRST_READ_BYTES];
+            // Cancel-safe too: nothing happens between this read completing and its bytes
+            // being stored below.
+            let n = inner.read(&mut first).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            if let Some(inner) = slot.take() {
+                let stream = Cursor::new(first[..n].to_vec()).chain(inner);
+                self.source = Source::Buffered(BufReader::with_capacity(READ_BUFFER_BYTES, stream));
+            }
+        }
+        let Source::Buffered(reader) = &mut self.source else {
+            return Err(io::Error::other("line reader lost its stream"));
+        };
         loop {
             // The only await point: everything read so far lives in `self`, so a cancelled
             // call resumes where it stopped.
-            let buf = self.reader.fill_buf().await?;
+            let buf = reader.fill_buf().await?;
             if buf.is_empty() {
                 self.skipping = false;
                 if self.line.is_empty() {
                     return Ok(None);
                 }
-                return Ok(Some(Line::Text(self.take_line())));
+                return Ok(Some(Line::Text(take_line(&mut self.line))));
             }
             match buf.iter().position(|&b| b == b'\n') {
                 Some(end) => {
@@ -67,7 +100,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                     if !skipping && fits {
                         self.line.extend_from_slice(&buf[..end]);
                     }
-                    self.reader.consume(end + 1);
+                    reader.consume(end + 1);
                     if skipping {
                         continue;
                     }
@@ -75,20 +108,20 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                         self.line.clear();
                         return Ok(Some(Line::TooLong));
                     }
-                    return Ok(Some(Line::Text(self.take_line())));
+                    return Ok(Some(Line::Text(take_line(&mut self.line))));
                 }
                 None => {
                     let n = buf.len();
                     if !self.skipping && self.line.len() + n > self.max {
                         self.line = Vec::new();
                         self.skipping = true;
-                        self.reader.consume(n);
+                        reader.consume(n);
                         return Ok(Some(Line::TooLong));
                     }
                     if !self.skipping {
                         self.line.extend_from_slice(buf);
                     }
-                    self.reader.consume(n);
+                    reader.consume(n);
                 }
             }
         }
@@ -98,17 +131,23 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// pipe that arrived together with its handshake line).
     pub fn buffered(&self) -> Vec<u8> {
         let mut rest = self.line.clone();
-        rest.extend_from_slice(self.reader.buffer());
+        if let Source::Buffered(reader) = &self.source {
+            rest.extend_from_slice(reader.buffer());
+            let (first, _) = reader.get_ref().get_ref();
+            let unread = usize::try_from(first.position()).unwrap_or(usize::MAX);
+            rest.extend_from_slice(first.get_ref().get(unread..).unwrap_or_default());
+        }
         rest
     }
+}
 
-    fn take_line(&mut self) -> Vec<u8> {
-        let mut line = std::mem::take(&mut self.line);
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        line
+/// Takes the finished line out of `line`, without a trailing `\r`.
+fn take_line(line: &mut Vec<u8>) -> Vec<u8> {
+    let mut line = std::mem::take(line);
+    if line.last() == Some(&b'\r') {
+        line.pop();
     }
+    line
 }
 
 #[cfg(test)]
@@ -177,6 +216,19 @@ mod tests {
         input.push(b'\n');
         let got = lines(&input, READ_BUFFER_BYTES * 2);
         assert_eq!(got, vec![Line::Text(vec![b'y'; READ_BUFFER_BYTES * 2])]);
+    }
+
+    #[test]
+    fn the_buffer_is_allocated_only_when_bytes_arrive() {
+        block_on(async {
+            let mut r = LineReader::new(Cursor::new(b"a\n".to_vec()), 100);
+            assert!(matches!(r.source, Source::Unread(Some(_))));
+            assert_eq!(r.next().await.unwrap(), Some(text("a")));
+            assert!(matches!(r.source, Source::Buffered(_)));
+            let mut empty = LineReader::new(Cursor::new(Vec::new()), 100);
+            assert_eq!(empty.next().await.unwrap(), None);
+            assert!(matches!(empty.source, Source::Unread(Some(_))));
+        });
     }
 
     #[test]

@@ -7,14 +7,20 @@
 //! through TCP instead of being dropped. A client that stays high for the room's grace period,
 //! or whose queue would pass the limit, is cut off (IRC's "SendQ exceeded") and told
 //! `* error: too slow, disconnected` on a best-effort basis.
+//!
+//! An idle outbox holds no heap memory: the queue is a `VecDeque` that is given back to the
+//! allocator whenever it empties, which matters with ten thousand idle clients.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use async_channel::{Receiver, Sender};
-use async_net::TcpStream;
-use event_listener::Event;
+use event_listener::{listener, Event};
 use futures_lite::{future, AsyncWriteExt};
+use smol::Timer;
+
+use crate::socket::Socket;
 
 /// Default for `--outbox`: bytes that may wait for one slow client before it is cut off.
 pub const OUTBOX_BYTES: usize = 1024 * 1024;
@@ -26,7 +32,7 @@ const WRITE_BATCH_BYTES: usize = 64 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fate {
     Open,
-    /// More than the limit was queued: the client was not reading.
+    /// The client did not read what was queued for it.
     TooSlow,
     /// Writing to the socket failed (the client reset or went away).
     Broken,
@@ -36,46 +42,42 @@ const OPEN: u8 = 0;
 const TOO_SLOW: u8 = 1;
 const BROKEN: u8 = 2;
 
-/// The producers' side, shared by everyone who may write to this client.
+#[derive(Debug, Default)]
+struct Queue {
+    messages: VecDeque<Arc<[u8]>>,
+    /// Set by [`Outbox::close`]: what is queued must be written by then.
+    closed: Option<Instant>,
+}
+
+/// Shared by everyone who may write to this client; drained by [`Outbox::write_to`].
 #[derive(Debug)]
 pub struct Outbox {
-    queue: Sender<Arc<[u8]>>,
-    /// Closed (never sent on) to make the writer give up at once.
-    cut: Sender<()>,
+    queue: Mutex<Queue>,
+    /// Bytes pushed and not yet written.
     queued: AtomicUsize,
     limit: usize,
     fate: AtomicU8,
-    /// Notified whenever the writer has written a batch.
+    /// Notified on push, close and cut-off: wakes the writer.
+    changed: Event,
+    /// Notified after each write and on cut-off: wakes senders waiting in [`Outbox::drained`].
     wrote: Event,
 }
 
-/// The writer's side: owned by the connection's task.
-#[derive(Debug)]
-pub struct Drain {
-    queue: Receiver<Arc<[u8]>>,
-    cut: Receiver<()>,
-}
-
 impl Outbox {
-    pub fn new(limit: usize) -> (Arc<Outbox>, Drain) {
-        // Unbounded in messages, bounded in bytes by `queued`/`limit` below.
-        let (queue, queue_rx) = async_channel::unbounded();
-        let (cut, cut_rx) = async_channel::bounded(1);
-        let outbox = Outbox {
-            queue,
-            cut,
+    pub fn new(limit: usize) -> Outbox {
+        Outbox {
+            queue: Mutex::new(Queue::default()),
             queued: AtomicUsize::new(0),
             limit,
             fate: AtomicU8::new(OPEN),
+            changed: Event::new(),
             wrote: Event::new(),
-        };
-        (
-            Arc::new(outbox),
-            Drain {
-                queue: queue_rx,
-                cut: cut_rx,
-            },
-        )
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Every critical section leaves the queue consistent; carry on after a panic.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Queues bytes for the client. Returns false (and cuts the client off) when that would
@@ -83,22 +85,32 @@ impl Outbox {
     pub fn push(&self, bytes: impl Into<Arc<[u8]>>) -> bool {
         let bytes = bytes.into();
         let len = bytes.len();
-        let before = self.queued.fetch_add(len, Ordering::AcqRel);
-        if before + len > self.limit {
-            self.queued.fetch_sub(len, Ordering::AcqRel);
-            self.end(TOO_SLOW);
-            return false;
+        {
+            let mut queue = self.lock();
+            if queue.closed.is_some() {
+                return false;
+            }
+            if self.queued.load(Ordering::Acquire) + len > self.limit {
+                drop(queue);
+                self.end(TOO_SLOW);
+                return false;
+            }
+            self.queued.fetch_add(len, Ordering::AcqRel);
+            queue.messages.push_back(bytes);
         }
-        if self.queue.try_send(bytes).is_err() {
-            self.queued.fetch_sub(len, Ordering::AcqRel);
-            return false;
-        }
+        self.changed.notify(1);
         true
     }
 
-    /// No more messages: the writer sends what is queued and then finishes.
-    pub fn close(&self) {
-        self.queue.close();
+    /// No more messages: the writer sends what is queued and then finishes, giving up (the
+    /// client is cut off as too slow) if that takes longer than `linger`.
+    pub fn close(&self, linger: Duration) {
+        let mut queue = self.lock();
+        if queue.closed.is_none() {
+            queue.closed = Some(Instant::now() + linger);
+        }
+        drop(queue);
+        self.changed.notify(1);
     }
 
     /// Whether more than half the limit is waiting for this client.
@@ -112,12 +124,12 @@ impl Outbox {
             if !self.is_high() || self.fate() != Fate::Open {
                 return;
             }
-            let listener = self.wrote.listen();
+            listener!(self.wrote => wrote);
             // Checked again after listening, so a write in between is not missed.
             if !self.is_high() || self.fate() != Fate::Open {
                 return;
             }
-            listener.await;
+            wrote.await;
         }
     }
 
@@ -141,59 +153,140 @@ impl Outbox {
             .compare_exchange(OPEN, fate, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            self.queue.close();
-            self.cut.close();
+            self.lock().closed.get_or_insert_with(Instant::now);
+            self.changed.notify(usize::MAX);
             self.wrote.notify(usize::MAX);
         }
     }
-}
 
-impl Drain {
+    /// Moves up to a batch of queued bytes into `batch`. `None`: nothing more will come.
+    fn take_batch(&self, batch: &mut Vec<u8>) -> Option<bool> {
+        if self.fate() != Fate::Open {
+            return None;
+        }
+        let mut queue = self.lock();
+        while batch.len() < WRITE_BATCH_BYTES {
+            match queue.messages.pop_front() {
+                Some(message) => batch.extend_from_slice(&message),
+                None => break,
+            }
+        }
+        if queue.messages.is_empty() {
+            // Give the ring buffer back: idle clients should cost nothing here.
+            queue.messages = VecDeque::new();
+        }
+        match (batch.is_empty(), queue.closed.is_some()) {
+            (false, _) => Some(true),
+            (true, true) => None,
+            (true, false) => Some(false),
+        }
+    }
+
+    /// Resolves once the writer must stop: the client was cut off, its socket failed, or
+    /// the outbox was closed and its linger time is up (then the client is cut off).
+    async fn must_stop(&self) {
+        loop {
+            if self.fate() != Fate::Open {
+                return;
+            }
+            listener!(self.changed => changed);
+            if self.fate() != Fate::Open {
+                return;
+            }
+            let closed = self.lock().closed;
+            if let Some(deadline) = closed {
+                // Boxed: needed once per connection, at its end.
+                Box::pin(future::or(changed, async {
+                    Timer::at(deadline).await;
+                    self.cut_off();
+                }))
+                .await;
+            } else {
+                changed.await;
+            }
+        }
+    }
+
     /// Writes queued messages to `stream` until the outbox is closed and empty, or the client
     /// is cut off. On a cut or a write error the socket is shut down both ways, which also
     /// ends the connection's reader.
-    pub async fn run(self, outbox: &Outbox, mut stream: TcpStream) {
+    pub async fn write_to(&self, mut stream: Socket) {
         let mut batch: Vec<u8> = Vec::new();
         loop {
-            let first = future::or(async { self.queue.recv().await.ok() }, async {
-                self.cut.recv().await.ok();
-                None
-            })
-            .await;
-            let Some(first) = first else { break };
-            batch.clear();
-            batch.extend_from_slice(&first);
-            while batch.len() < WRITE_BATCH_BYTES {
-                match self.queue.try_recv() {
-                    Ok(more) => batch.extend_from_slice(&more),
-                    Err(_) => break,
+            match self.take_batch(&mut batch) {
+                None => break,
+                Some(false) => {
+                    // The listener lives in this future: an idle client allocates nothing.
+                    listener!(self.changed => changed);
+                    if self.take_batch(&mut batch) == Some(false) {
+                        changed.await;
+                    }
+                    continue;
                 }
+                Some(true) => {}
             }
             let written = future::or(async { Some(stream.write_all(&batch).await) }, async {
-                self.cut.recv().await.ok();
+                self.must_stop().await;
                 None
             })
             .await;
             match written {
                 Some(Ok(())) => {
-                    outbox.queued.fetch_sub(batch.len(), Ordering::AcqRel);
-                    outbox.wrote.notify(usize::MAX);
+                    self.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+                    self.wrote.notify(usize::MAX);
+                    if batch.capacity() > WRITE_BATCH_BYTES * 2 {
+                        batch = Vec::new();
+                    } else {
+                        batch.clear();
+                    }
                 }
                 Some(Err(_)) => {
-                    outbox.end(BROKEN);
+                    self.end(BROKEN);
                     break;
                 }
                 None => break,
             }
         }
-        if outbox.fate() == Fate::TooSlow {
+        if self.fate() == Fate::TooSlow {
             // Best effort: one non-blocking attempt; the client is not reading anyway.
             let line = b"\n* error: too slow, disconnected\n";
             future::poll_once(stream.write(line)).await;
         }
-        if outbox.fate() != Fate::Open {
+        if self.fate() != Fate::Open {
             // Wakes the reader of this connection with end-of-stream.
-            stream.shutdown(std::net::Shutdown::Both).ok();
+            stream.shutdown(std::net::Shutdown::Both);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_cuts_and_closed_refuses() {
+        let outbox = Outbox::new(10);
+        assert!(outbox.push(&b"12345"[..]));
+        assert!(!outbox.is_high());
+        assert!(outbox.push(&b"1"[..]));
+        assert!(outbox.is_high());
+        assert!(!outbox.push(&b"12345"[..]), "over the limit");
+        assert_eq!(outbox.fate(), Fate::TooSlow);
+        assert!(!outbox.push(&b"1"[..]), "closed after a cut");
+    }
+
+    #[test]
+    fn batches_and_gives_memory_back() {
+        let outbox = Outbox::new(1 << 20);
+        outbox.push(&b"ab"[..]);
+        outbox.push(&b"cd"[..]);
+        let mut batch = Vec::new();
+        assert_eq!(outbox.take_batch(&mut batch), Some(true));
+        assert_eq!(batch, b"abcd");
+        assert_eq!(outbox.lock().messages.capacity(), 0);
+        batch.clear();
+        assert_eq!(outbox.take_batch(&mut batch), Some(false));
+        outbox.close(Duration::from_secs(1));
+        assert_eq!(outbox.take_batch(&mut batch), None);
     }
 }

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_channel::{Receiver, Sender};
-use async_net::TcpStream;
 
 use crate::server::Ticket;
+use crate::socket::Socket;
 
 /// Default for `--pipe-wait`: how long a pipe waits for its peer, in seconds.
 pub const PIPE_WAIT_SECS: u64 = 600;
@@ -25,7 +25,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One side of a pipe, as handed from the task that accepted it to the task that relays.
 #[derive(Debug)]
 pub struct End {
-    pub stream: TcpStream,
+    pub stream: Socket,
     pub peer: SocketAddr,
     /// Bytes that arrived with the handshake line; relayed before anything else.
     pub early: Vec<u8>,

@@ -10,6 +10,7 @@
 //! blocking I/O, and a stalled terminal must not stall an executor thread that serves sockets.
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,9 +60,23 @@ pub struct Log {
 
 impl Log {
     /// Queues a record, waiting while the printer is behind (this is the backpressure).
-    pub async fn send(&self, record: Record) {
-        // An error means the printer is gone, which only happens while the process exits.
-        self.records.send(record).await.ok();
+    ///
+    /// The record is queued at once when there is room; only the slow path (a full queue)
+    /// keeps a boxed future, so awaiting this adds a few bytes to a connection's task, not
+    /// the size of a record and a channel send.
+    pub fn send(&self, record: Record) -> impl Future<Output = ()> + Send + '_ {
+        let slow = match self.records.try_send(record) {
+            Ok(()) | Err(async_channel::TrySendError::Closed(_)) => None,
+            Err(async_channel::TrySendError::Full(record)) => {
+                Some(Box::pin(self.records.send(record)))
+            }
+        };
+        async move {
+            if let Some(slow) = slow {
+                // An error means the printer is gone, which only happens while exiting.
+                slow.await.ok();
+            }
+        }
     }
 
     /// Queues a record from code that cannot wait; dropped only if the queue is full.

@@ -9,10 +9,10 @@
 use std::io;
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
-use async_net::TcpStream;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+
+use crate::socket::Socket;
 
 /// Bytes in flight per direction: the kernel pipe's size with splice, the buffer otherwise.
 pub const RELAY_BUFFER_BYTES: usize = 256 * 1024;
@@ -36,8 +36,8 @@ pub struct Counts {
 /// Relays between `a` and `b` until both directions are done. `a_early`/`b_early` are bytes
 /// already read from `a`/`b` that go out first.
 pub async fn run(
-    a: &TcpStream,
-    b: &TcpStream,
+    a: &Socket,
+    b: &Socket,
     a_early: &[u8],
     b_early: &[u8],
     splice: bool,
@@ -58,8 +58,8 @@ pub async fn run(
 /// Copies `from` → `to` until `from` ends, then shuts down `to`'s write side (passing the
 /// half-close on). On an error both sockets are shut down, which ends the other direction too.
 async fn one_way(
-    from: &TcpStream,
-    to: &TcpStream,
+    from: &Socket,
+    to: &Socket,
     early: &[u8],
     splice: bool,
     count: &AtomicU64,
@@ -83,19 +83,19 @@ async fn one_way(
     match copied {
         Ok(()) => {
             // The peer may already be gone; that shows up on the other direction.
-            to.shutdown(Shutdown::Write).ok();
+            to.shutdown(Shutdown::Write);
             Ok(())
         }
         Err(e) => {
-            from.shutdown(Shutdown::Both).ok();
-            to.shutdown(Shutdown::Both).ok();
+            from.shutdown(Shutdown::Both);
+            to.shutdown(Shutdown::Both);
             Err(e)
         }
     }
 }
 
 /// The portable path: read into a fixed buffer, write it all, repeat.
-async fn copy_all(from: &TcpStream, to: &TcpStream, count: &AtomicU64) -> io::Result<()> {
+async fn copy_all(from: &Socket, to: &Socket, count: &AtomicU64) -> io::Result<()> {
     let (mut from, mut to) = (from.clone(), to.clone());
     let mut buf = vec![0u8; RELAY_BUFFER_BYTES];
     loop {
@@ -115,7 +115,6 @@ mod linux {
     use super::*;
     use rustix::fd::OwnedFd;
     use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
-    use smol::Async;
 
     pub struct KernelPipe {
         read: OwnedFd,
@@ -135,13 +134,12 @@ mod linux {
     /// Moves bytes socket → pipe → socket. The pipe is always drained before the next read,
     /// so EAGAIN from the first splice means "socket not readable", never "pipe full".
     pub async fn splice_all(
-        from: &TcpStream,
-        to: &TcpStream,
+        from: &Socket,
+        to: &Socket,
         pipe: &KernelPipe,
         count: &AtomicU64,
     ) -> io::Result<()> {
-        let from: Arc<Async<std::net::TcpStream>> = from.clone().into();
-        let to: Arc<Async<std::net::TcpStream>> = to.clone().into();
+        let (from, to) = (from.source(), to.source());
         let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
         loop {
             let n = from

@@ -33,28 +33,37 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Session {
     pub id: u64,
     pub peer: SocketAddr,
-    pub outbox: Arc<Outbox>,
-    nick: Mutex<Arc<str>>,
+    /// Inline, not an `Arc` of its own: one allocation per client instead of two.
+    pub outbox: Outbox,
+    /// `None` until `/nick`: the default, `IP:PORT`, is made when needed.
+    nick: Mutex<Option<Arc<str>>>,
     room: Mutex<Option<Arc<Room>>>,
 }
 
 impl Session {
-    pub fn new(id: u64, peer: SocketAddr, outbox: Arc<Outbox>) -> Session {
+    /// A client with an outbox of `outbox_bytes` (see `--outbox`).
+    pub fn new(id: u64, peer: SocketAddr, outbox_bytes: usize) -> Session {
         Session {
             id,
             peer,
-            outbox,
-            nick: Mutex::new(Addr(&peer).to_string().into()),
+            outbox: Outbox::new(outbox_bytes),
+            nick: Mutex::new(None),
             room: Mutex::new(None),
         }
     }
 
     pub fn nick(&self) -> Arc<str> {
-        lock(&self.nick).clone()
+        match &*lock(&self.nick) {
+            Some(nick) => nick.clone(),
+            None => Addr(&self.peer).to_string().into(),
+        }
     }
 
+    /// Sets the nickname; returns the old one.
     pub fn set_nick(&self, nick: &str) -> Arc<str> {
-        std::mem::replace(&mut *lock(&self.nick), nick.into())
+        let old = self.nick();
+        *lock(&self.nick) = Some(nick.into());
+        old
     }
 
     /// The room this client is in, if any (matchmaking may put it in one at any time).
@@ -75,6 +84,14 @@ pub struct Room {
 }
 
 impl Room {
+    #[cfg(test)]
+    pub fn test_room() -> Room {
+        Room {
+            name: "t".into(),
+            members: Mutex::new(Vec::new()),
+        }
+    }
+
     /// Sends `bytes` to every member but `from`.
     pub fn broadcast(&self, from: u64, bytes: &[u8]) {
         let bytes: Arc<[u8]> = bytes.into();
@@ -85,6 +102,13 @@ impl Room {
                 member.send(bytes.clone());
             }
         }
+    }
+
+    /// Whether any member but `from` has a high outbox (see [`Room::wait_for_readers`]).
+    pub fn has_high_reader(&self, from: u64) -> bool {
+        lock(&self.members)
+            .iter()
+            .any(|m| m.id != from && m.outbox.is_high() && m.outbox.fate() == Fate::Open)
     }
 
     /// Waits until no other member's outbox is high, for at most `grace`; members still high
@@ -281,8 +305,7 @@ mod tests {
 
     fn session(id: u64) -> Arc<Session> {
         let peer = format!("127.0.0.1:{}", 1000 + id).parse().unwrap();
-        let (outbox, _drain) = Outbox::new(1024);
-        Arc::new(Session::new(id, peer, outbox))
+        Arc::new(Session::new(id, peer, 1024))
     }
 
     #[test]

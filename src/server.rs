@@ -2,20 +2,22 @@
 //!
 //! The caller binds the listener ([`bind`]) and decides when to stop (the `shutdown` future),
 //! so tests can bind port 0 and run many servers in parallel. Accept errors never end the
-//! server: they are logged and retried with backoff. Shutdown is signalled by dropping the
-//! `stop` sender, which every connection watches; the server knows all connections are done
-//! when every [`Ticket`] (each holds a clone of the `done` sender) has been dropped.
+//! server: they are logged and retried with backoff. Shutdown is one flag and one
+//! notification ([`Hub::stopped`]), which every connection watches with a listener that lives
+//! inside its own task (no allocation per idle client); the server knows all connections are
+//! done when every [`Ticket`] (each holds a clone of the `done` sender) has been dropped.
 
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use async_channel::{Receiver, Sender};
+use async_channel::Sender;
 use async_net::{TcpListener, TcpStream};
+use event_listener::{listener, Event};
 use futures_lite::{future, AsyncWriteExt};
 use smol::{Executor, Timer};
 
@@ -89,9 +91,51 @@ pub struct Hub {
     /// Cloned into every ticket; taken away at shutdown so that `all_done` closes when the
     /// last ticket is dropped.
     done: Mutex<Option<Sender<()>>>,
+    stopping: AtomicBool,
+    stop: Event,
 }
 
 impl Hub {
+    pub(crate) fn new(config: Config, log: Log, done: Sender<()>) -> Hub {
+        Hub {
+            rooms: Rooms::new(config.room_size),
+            pipes: Pipes::default(),
+            config,
+            log,
+            conns: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+            done: Mutex::new(Some(done)),
+            stopping: AtomicBool::new(false),
+            stop: Event::new(),
+        }
+    }
+
+    /// Resolves once the server is shutting down.
+    pub async fn stopped(&self) {
+        loop {
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            listener!(self.stop => stopped);
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            stopped.await;
+        }
+    }
+
+    /// Tells every connection to finish.
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.stop.notify(usize::MAX);
+    }
+
+    /// A connection slot, or `None` when `--max-conns` are taken or the server is stopping.
+    #[cfg(test)]
+    pub(crate) fn ticket(self: &Arc<Hub>) -> Option<Ticket> {
+        Ticket::take(self)
+    }
+
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -159,15 +203,7 @@ pub fn run(
     let port = listener.local_addr()?.port();
     let threads = config.threads.max(1);
     let (done, all_done) = async_channel::bounded::<()>(1);
-    let hub = Arc::new(Hub {
-        rooms: Rooms::new(config.room_size),
-        pipes: Pipes::default(),
-        config,
-        log,
-        conns: AtomicUsize::new(0),
-        next_id: AtomicU64::new(0),
-        done: Mutex::new(Some(done)),
-    });
+    let hub = Arc::new(Hub::new(config, log, done));
     let ex = Executor::new();
     let (stop_workers, workers_stop) = async_channel::bounded::<()>(1);
     thread::scope(|scope| {
@@ -181,16 +217,14 @@ pub fn run(
         }
         let served = future::block_on(ex.run(async {
             hub.log.send(Record::Listening { port }).await;
-            let (stop, stopping) = async_channel::bounded::<()>(1);
-            future::or(accept_all(&ex, &listener, &hub, &stopping), shutdown).await;
+            future::or(accept_all(&ex, &listener, &hub), shutdown).await;
             drop(listener);
             hub.log
                 .send(Record::Server {
                     message: "shutting down".into(),
                 })
                 .await;
-            // Every connection watches `stopping`; closing it tells them all at once.
-            drop(stop);
+            hub.stop();
             // The hub's own `done` sender goes too; then `all_done` closes with the last ticket.
             if let Ok(mut done) = hub.done.lock() {
                 done.take();
@@ -213,12 +247,7 @@ pub fn run(
 }
 
 /// Accepts until cancelled. Never returns an error: a failed accept is logged and retried.
-async fn accept_all(
-    ex: &Executor<'_>,
-    listener: &TcpListener,
-    hub: &Arc<Hub>,
-    stopping: &Receiver<()>,
-) {
+async fn accept_all(ex: &Executor<'_>, listener: &TcpListener, hub: &Arc<Hub>) {
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         match listener.accept().await {
@@ -228,9 +257,7 @@ async fn accept_all(
                 match Ticket::take(hub) {
                     Some(ticket) => {
                         let hub = hub.clone();
-                        let stopping = stopping.clone();
-                        ex.spawn(conn::serve(stream, peer, hub, ticket, stopping))
-                            .detach();
+                        ex.spawn(conn::serve(stream, peer, hub, ticket)).detach();
                     }
                     None => refuse(stream, peer, hub).await,
                 }
