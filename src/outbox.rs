@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use event_listener::{listener, Event};
@@ -47,6 +48,10 @@ struct Queue {
     messages: VecDeque<Arc<[u8]>>,
     /// Set by [`Outbox::close`]: what is queued must be written by then.
     closed: Option<Instant>,
+    /// The writer, when it waits for a push, a close or a cut-off. One slot is enough: the
+    /// writer waits for one of these at a time, and a slot costs nothing while idle (an
+    /// event-listener would allocate).
+    writer: Option<Waker>,
 }
 
 /// Shared by everyone who may write to this client; drained by [`Outbox::write_to`].
@@ -57,8 +62,6 @@ pub struct Outbox {
     queued: AtomicUsize,
     limit: usize,
     fate: AtomicU8,
-    /// Notified on push, close and cut-off: wakes the writer.
-    changed: Event,
     /// Notified after each write and on cut-off: wakes senders waiting in [`Outbox::drained`].
     wrote: Event,
 }
@@ -70,7 +73,6 @@ impl Outbox {
             queued: AtomicUsize::new(0),
             limit,
             fate: AtomicU8::new(OPEN),
-            changed: Event::new(),
             wrote: Event::new(),
         }
     }
@@ -85,7 +87,7 @@ impl Outbox {
     pub fn push(&self, bytes: impl Into<Arc<[u8]>>) -> bool {
         let bytes = bytes.into();
         let len = bytes.len();
-        {
+        let writer = {
             let mut queue = self.lock();
             if queue.closed.is_some() {
                 return false;
@@ -97,8 +99,9 @@ impl Outbox {
             }
             self.queued.fetch_add(len, Ordering::AcqRel);
             queue.messages.push_back(bytes);
-        }
-        self.changed.notify(1);
+            queue.writer.take()
+        };
+        wake(writer);
         true
     }
 
@@ -109,8 +112,9 @@ impl Outbox {
         if queue.closed.is_none() {
             queue.closed = Some(Instant::now() + linger);
         }
+        let writer = queue.writer.take();
         drop(queue);
-        self.changed.notify(1);
+        wake(writer);
     }
 
     /// Whether more than half the limit is waiting for this client.
@@ -153,8 +157,12 @@ impl Outbox {
             .compare_exchange(OPEN, fate, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            self.lock().closed.get_or_insert_with(Instant::now);
-            self.changed.notify(usize::MAX);
+            let writer = {
+                let mut queue = self.lock();
+                queue.closed.get_or_insert_with(Instant::now);
+                queue.writer.take()
+            };
+            wake(writer);
             self.wrote.notify(usize::MAX);
         }
     }
@@ -182,28 +190,34 @@ impl Outbox {
         }
     }
 
+    /// Waits (as the writer) until `ready` holds for the queue or the outbox has ended.
+    async fn writer_wait(&self, ready: impl Fn(&Queue) -> bool) {
+        future::poll_fn(|cx| {
+            let mut queue = self.lock();
+            if self.fate() != Fate::Open || ready(&queue) {
+                return Poll::Ready(());
+            }
+            match &queue.writer {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => queue.writer = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
     /// Resolves once the writer must stop: the client was cut off, its socket failed, or
     /// the outbox was closed and its linger time is up (then the client is cut off).
     async fn must_stop(&self) {
-        loop {
-            if self.fate() != Fate::Open {
-                return;
-            }
-            listener!(self.changed => changed);
-            if self.fate() != Fate::Open {
-                return;
-            }
-            let closed = self.lock().closed;
-            if let Some(deadline) = closed {
-                // Boxed: needed once per connection, at its end.
-                Box::pin(future::or(changed, async {
-                    Timer::at(deadline).await;
-                    self.cut_off();
-                }))
-                .await;
-            } else {
-                changed.await;
-            }
+        self.writer_wait(|queue| queue.closed.is_some()).await;
+        let closed = self.lock().closed;
+        if let (Fate::Open, Some(deadline)) = (self.fate(), closed) {
+            // Boxed: needed once per connection, at its end.
+            Box::pin(future::or(self.writer_wait(|_| false), async {
+                Timer::at(deadline).await;
+                self.cut_off();
+            }))
+            .await;
         }
     }
 
@@ -216,11 +230,8 @@ impl Outbox {
             match self.take_batch(&mut batch) {
                 None => break,
                 Some(false) => {
-                    // The listener lives in this future: an idle client allocates nothing.
-                    listener!(self.changed => changed);
-                    if self.take_batch(&mut batch) == Some(false) {
-                        changed.await;
-                    }
+                    self.writer_wait(|queue| !queue.messages.is_empty() || queue.closed.is_some())
+                        .await;
                     continue;
                 }
                 Some(true) => {}
@@ -256,6 +267,13 @@ impl Outbox {
             // Wakes the reader of this connection with end-of-stream.
             stream.shutdown(std::net::Shutdown::Both);
         }
+    }
+}
+
+/// Wakes the writer, if it was waiting; never under the queue's lock.
+fn wake(writer: Option<Waker>) {
+    if let Some(writer) = writer {
+        writer.wake();
     }
 }
 
