@@ -93,8 +93,8 @@ struct Chat {
     /// round trips per pair
     #[argh(option, default = "10000")]
     rounds: usize,
-    /// duet (join a room per pair), ncat (ncat --broker: one pair, raw lines), or pipe (a
-    /// duet pipe per pair)
+    /// duet (join a room per pair), ncat (ncat --broker: one pair, raw lines), pipe (a
+    /// duet pipe per pair), or direct (no relay; --addr is ignored)
     #[argh(option, default = "String::from(\"duet\")")]
     mode: String,
 }
@@ -230,7 +230,8 @@ async fn chat(m: Chat) -> io::Result<()> {
     let tasks: Vec<_> = (0..m.pairs)
         .map(|p| {
             let mode = m.mode.clone();
-            smol::spawn(async move { chat_pair(m.addr, p, m.rounds, &mode).await })
+            let blocking = m.pairs == 1;
+            smol::spawn(async move { chat_pair(m.addr, p, m.rounds, &mode, blocking).await })
         })
         .collect();
     let mut rtts = Vec::with_capacity(m.pairs * m.rounds);
@@ -294,9 +295,19 @@ async fn chat_pair(
     p: usize,
     rounds: usize,
     mode: &str,
+    blocking: bool,
 ) -> io::Result<Vec<Duration>> {
+    if mode == "direct" {
+        // No relay at all: the floor for the other modes.
+        let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
+        let a = open(listener.local_addr()?).await?;
+        let (b, _) = listener.accept().await?;
+        b.set_nodelay(true)?;
+        let b = (futures_lite::io::BufReader::new(b.clone()), b);
+        return time_rounds(a, b, p, rounds, blocking).await;
+    }
     let mut a = open(addr).await?;
-    let mut b = match mode {
+    let b = match mode {
         "duet" => {
             a.1.write_all(format!("/join bench-{p}\n").as_bytes())
                 .await?;
@@ -329,7 +340,25 @@ async fn chat_pair(
             b
         }
     };
+    time_rounds(a, b, p, rounds, blocking).await
+}
+
+/// Bounces a 64-byte line A → B → A `rounds` times; returns each round trip.
+async fn time_rounds(
+    mut a: Conn,
+    mut b: Conn,
+    p: usize,
+    rounds: usize,
+    blocking: bool,
+) -> io::Result<Vec<Duration>> {
     let line = format!("{:063}\n", p);
+    if blocking {
+        // One pair: time it with plain blocking sockets on this thread, so the measurement
+        // carries as little of the load generator's own scheduling as possible.
+        let a = blocking_stream(a)?;
+        let b = blocking_stream(b)?;
+        return smol::unblock(move || rounds_blocking(a, b, rounds, &line)).await;
+    }
     let mut buf = Vec::new();
     let mut rtts = Vec::with_capacity(rounds);
     for _ in 0..rounds {
@@ -338,6 +367,45 @@ async fn chat_pair(
         next_line(&mut b, &mut buf).await?;
         b.1.write_all(line.as_bytes()).await?;
         next_line(&mut a, &mut buf).await?;
+        rtts.push(t.elapsed());
+    }
+    Ok(rtts)
+}
+
+/// The blocking std socket behind an async one (nothing may be left in its read buffer).
+fn blocking_stream(c: Conn) -> io::Result<TcpStream> {
+    assert!(
+        c.0.buffer().is_empty(),
+        "bytes left over from the handshake"
+    );
+    let inner: std::sync::Arc<smol::Async<TcpStream>> = c.1.into();
+    let s = inner.get_ref().try_clone()?;
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(TIME_LIMIT))?;
+    Ok(s)
+}
+
+fn rounds_blocking(
+    a: TcpStream,
+    b: TcpStream,
+    rounds: usize,
+    line: &str,
+) -> io::Result<Vec<Duration>> {
+    let (mut ra, mut rb) = (
+        BufReader::new(a.try_clone()?),
+        BufReader::new(b.try_clone()?),
+    );
+    let (mut a, mut b) = (a, b);
+    let mut buf = String::new();
+    let mut rtts = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        a.write_all(line.as_bytes())?;
+        buf.clear();
+        rb.read_line(&mut buf)?;
+        b.write_all(line.as_bytes())?;
+        buf.clear();
+        ra.read_line(&mut buf)?;
         rtts.push(t.elapsed());
     }
     Ok(rtts)

@@ -51,6 +51,7 @@ struct Conn {
 /// Serves one accepted connection until it closes.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, ticket: Ticket) {
     let stream = Socket::from(stream);
+    stream.get_ref().set_nodelay(true).ok();
     hub.log.send(Record::Connected { peer }).await;
     let mut lines = LineReader::new(stream.clone(), hub.config.max_line_bytes);
 
@@ -91,7 +92,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, ticket: T
 
     let conn = Conn {
         hub: hub.clone(),
-        session: Arc::new(Session::new(hub.next_id(), peer, hub.config.outbox_bytes)),
+        session: Arc::new(Session::new(
+            hub.next_id(),
+            peer,
+            hub.config.outbox_bytes,
+            Some(stream.clone()),
+        )),
     };
     let outbox = &conn.session.outbox;
     outbox.push(proto::GREETING);
@@ -152,7 +158,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, ticket: T
     // Release the socket and the connection slot before saying the client is gone, so that
     // whoever reads the log line (a test counting descriptors, a client retrying after
     // "server full") sees them free.
-    drop((lines, stream, ticket));
+    drop((lines, stream, ticket, conn));
     hub.log.send(record).await;
 }
 

@@ -27,6 +27,11 @@ pub const LOG_QUEUE_RECORDS: usize = 4096;
 /// Bytes of formatted output collected before they are written out in one call.
 const WRITE_CHUNK_BYTES: usize = 64 * 1024;
 
+/// After writing, the printer rests this long before it waits for the next record. Records
+/// that arrive meanwhile queue up without waking it, so a busy chat costs one wake-up per
+/// pause instead of one per line; log lines are at most this much later.
+const PRINTER_PAUSE: Duration = Duration::from_millis(1);
+
 /// One thing worth a line in the server's log.
 #[derive(Debug)]
 pub enum Record {
@@ -136,6 +141,7 @@ fn print_all(queue: Receiver<Record>, mut out: Box<dyn Write + Send>) {
                 report_broken(&e, &mut broken);
             }
         }
+        thread::sleep(PRINTER_PAUSE);
     }
 }
 

@@ -15,6 +15,7 @@ use smol::Timer;
 use crate::outbox::{Fate, Outbox};
 use crate::printer::Addr;
 use crate::proto;
+use crate::socket::Socket;
 
 /// Default for `--room-size`: the blog's pair.
 pub const ROOM_SIZE: usize = 2;
@@ -41,12 +42,12 @@ pub struct Session {
 }
 
 impl Session {
-    /// A client with an outbox of `outbox_bytes` (see `--outbox`).
-    pub fn new(id: u64, peer: SocketAddr, outbox_bytes: usize) -> Session {
+    /// A client on `socket` with an outbox of `outbox_bytes` (see `--outbox`).
+    pub fn new(id: u64, peer: SocketAddr, outbox_bytes: usize, socket: Option<Socket>) -> Session {
         Session {
             id,
             peer,
-            outbox: Outbox::new(outbox_bytes),
+            outbox: Outbox::new(outbox_bytes, socket),
             nick: Mutex::new(None),
             room: Mutex::new(None),
         }
@@ -305,7 +306,7 @@ mod tests {
 
     fn session(id: u64) -> Arc<Session> {
         let peer = format!("127.0.0.1:{}", 1000 + id).parse().unwrap();
-        Arc::new(Session::new(id, peer, 1024))
+        Arc::new(Session::new(id, peer, 1024, None))
     }
 
     #[test]

@@ -212,10 +212,13 @@ pub fn run(
             thread::Builder::new()
                 .name(format!("duet-worker-{i}"))
                 .spawn_scoped(scope, move || {
-                    future::block_on(ex.run(workers_stop.recv())).ok();
+                    // smol::block_on (async-io's), not futures-lite's: idle workers wait in the
+                    // reactor themselves, so an event wakes the thread that runs its task
+                    // instead of going through async-io's fallback thread first.
+                    smol::block_on(ex.run(workers_stop.recv())).ok();
                 })?;
         }
-        let served = future::block_on(ex.run(async {
+        let served = smol::block_on(ex.run(async {
             hub.log.send(Record::Listening { port }).await;
             future::or(accept_all(&ex, &listener, &hub), shutdown).await;
             drop(listener);
