@@ -216,9 +216,12 @@ def bench_churn(have_seed):
 
 def bench_chat():
     print("chat round trip (64-byte line A -> relay -> B -> relay -> A, 10,000 rounds)", flush=True)
-    p50 = {"duet": [], "ncat --broker": []}
-    p99 = {"duet": [], "ncat --broker": []}
+    p50 = {"duet": [], "ncat --broker": [], "direct (no relay)": []}
+    p99 = {"duet": [], "ncat --broker": [], "direct (no relay)": []}
     for _ in range(RUNS):
+        r = load("chat", "--addr", "127.0.0.1:9", "--rounds", 10000, "--mode", "direct")
+        p50["direct (no relay)"].append(float(r["p50_us"]))
+        p99["direct (no relay)"].append(float(r["p99_us"]))
         s = duet()
         r = load("chat", "--addr", f"127.0.0.1:{s.port}", "--rounds", 10000)
         s.stop()

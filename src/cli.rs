@@ -23,6 +23,43 @@ pub struct Args {
 #[argh(subcommand)]
 pub enum Command {
     Serve(Serve),
+    Pipe(Pipe),
+    Chat(Chat),
+}
+
+/// Send stdin to whoever opens the same pipe and write what they send to stdout, byte for
+/// byte (`tar c dir | duet pipe k` here, `duet pipe k | tar x` there).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "pipe")]
+pub struct Pipe {
+    /// the pipe's name, shared with the other side (1-128 of A-Z a-z 0-9 . _ -)
+    #[argh(positional)]
+    pub token: String,
+
+    /// relay address, HOST:PORT (default $DUET_RELAY, else 127.0.0.1:4004)
+    #[argh(option)]
+    pub relay: Option<String>,
+}
+
+/// Chat in ROOM, or with the next person who runs `duet chat` without a room.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "chat")]
+pub struct Chat {
+    /// the room to join (default: be paired with the next person who also gives none)
+    #[argh(positional)]
+    pub room: Option<String>,
+
+    /// the name others see (default IP:PORT)
+    #[argh(option)]
+    pub nick: Option<String>,
+
+    /// relay address, HOST:PORT (default $DUET_RELAY, else 127.0.0.1:4004)
+    #[argh(option)]
+    pub relay: Option<String>,
+
+    /// exit when the connection is lost instead of reconnecting
+    #[argh(switch)]
+    pub no_reconnect: bool,
 }
 
 /// Run the relay server: log every line as `IP:PORT -> MSG`, host rooms and pipes.

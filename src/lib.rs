@@ -14,6 +14,7 @@
 #![warn(missing_debug_implementations)]
 
 pub mod cli;
+pub mod client;
 pub mod conn;
 pub mod line;
 pub mod outbox;

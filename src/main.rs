@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use async_signal::{Signal, Signals};
 use duet::cli::{Args, Command, Serve};
+use duet::client;
 use duet::printer::Printer;
 use duet::server;
 use futures_lite::StreamExt;
@@ -17,6 +18,15 @@ fn main() -> ExitCode {
     }
     let result = match args.command {
         Some(Command::Serve(serve)) => run_server(serve),
+        Some(Command::Pipe(pipe)) => {
+            client::pipe::run(&client::relay_addr(pipe.relay), &pipe.token)
+        }
+        Some(Command::Chat(chat)) => client::chat::run(&client::chat::Options {
+            relay: client::relay_addr(chat.relay),
+            room: chat.room,
+            nick: chat.nick,
+            reconnect: !chat.no_reconnect,
+        }),
         None => {
             eprintln!("duet: no command given; try `duet --help`");
             return ExitCode::from(2);

@@ -87,8 +87,13 @@ async fn one_way(
             Ok(())
         }
         Err(e) => {
-            from.shutdown(Shutdown::Both);
-            to.shutdown(Shutdown::Both);
+            // Pass the failure on: both sockets will close with a reset, not a FIN, so the
+            // other side's client knows its stream did not end cleanly. Shutting down the
+            // reading halves (which sends nothing) ends the other direction now.
+            for socket in [from, to] {
+                socket.reset_on_close();
+                socket.shutdown(Shutdown::Read);
+            }
             Err(e)
         }
     }

@@ -34,9 +34,11 @@ impl Socket {
         self.0.get_ref().shutdown(how).ok();
     }
 
-    /// Waits until the socket is readable, without reading.
-    pub async fn readable(&self) -> io::Result<()> {
-        self.0.readable().await
+    /// Makes the final close send a reset (RST) instead of an orderly FIN, so that the peer
+    /// learns the stream did not end well.
+    pub fn reset_on_close(&self) {
+        rustix::net::sockopt::set_socket_linger(self.0.get_ref(), Some(std::time::Duration::ZERO))
+            .ok();
     }
 }
 

@@ -2,56 +2,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::thread;
+use std::process::Child;
 
 use common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-const CHUNK: usize = 1 << 20;
-
-/// The `i`th MiB of a deterministic stream.
-fn chunk(i: usize) -> Vec<u8> {
-    payload(CHUNK, 0x9e37_79b9 ^ i as u64)
-}
-
 fn nc(args: &[&str]) -> Child {
-    need("nc");
-    Command::new("nc")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Feeds `first` then `mib` MiB into `child`'s stdin on a thread, then closes it.
-fn feed(child: &mut Child, first: &'static [u8], mib: usize) -> thread::JoinHandle<()> {
-    let mut stdin = child.stdin.take().unwrap();
-    thread::spawn(move || {
-        stdin.write_all(first).unwrap();
-        for i in 0..mib {
-            stdin.write_all(&chunk(i)).unwrap();
-        }
-    })
-}
-
-/// Reads `child`'s stdout to EOF on a thread, checking it is exactly `mib` MiB of the stream.
-fn check(child: &mut Child, mib: usize) -> thread::JoinHandle<()> {
-    let mut stdout = child.stdout.take().unwrap();
-    thread::spawn(move || {
-        let mut got = vec![0u8; CHUNK];
-        for i in 0..mib {
-            stdout
-                .read_exact(&mut got)
-                .unwrap_or_else(|e| panic!("MiB {i}: {e}"));
-            assert!(got == chunk(i), "MiB {i} differs");
-        }
-        let mut rest = Vec::new();
-        stdout.read_to_end(&mut rest).unwrap();
-        assert!(rest.is_empty(), "{} bytes too many", rest.len());
-    })
+    spawn_piped("nc", args)
 }
 
 fn finish(child: &mut Child) {

@@ -355,13 +355,11 @@ pub struct Proc {
 impl Proc {
     /// Starts `program ARGS…` with piped stdin and stdout (stdout read line by line).
     pub fn start(program: &str, args: &[&str]) -> Proc {
-        need(program);
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {program}: {e}"));
+        Proc::from_child(spawn_piped(program, args))
+    }
+
+    /// Takes over a child started with piped stdin and stdout.
+    pub fn from_child(mut child: Child) -> Proc {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = async_channel::unbounded();
@@ -389,6 +387,11 @@ impl Proc {
 
     pub fn close_stdin(&mut self) {
         self.stdin = None;
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        wait_child(&mut self.child, TIMEOUT, "a child process to exit")
     }
 
     pub async fn line(&mut self) -> String {
@@ -456,4 +459,54 @@ impl Drop for Script {
         self.child.kill().ok();
         self.child.wait().ok();
     }
+}
+
+/// A MiB: the unit of the streams below.
+pub const CHUNK: usize = 1 << 20;
+
+/// The `i`th MiB of a deterministic stream.
+pub fn chunk(i: usize) -> Vec<u8> {
+    payload(CHUNK, 0x9e37_79b9 ^ i as u64)
+}
+
+/// Starts `program ARGS…` with stdin and stdout piped (stderr inherited).
+pub fn spawn_piped(program: &str, args: &[&str]) -> Child {
+    need(program);
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {program}: {e}"))
+}
+
+/// Feeds `first` then `mib` MiB of the stream into `child`'s stdin on a thread, then closes
+/// it.
+pub fn feed(child: &mut Child, first: &'static [u8], mib: usize) -> std::thread::JoinHandle<()> {
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        stdin.write_all(first).unwrap();
+        for i in 0..mib {
+            stdin.write_all(&chunk(i)).unwrap();
+        }
+    })
+}
+
+/// Reads `child`'s stdout to EOF on a thread, checking it is exactly `mib` MiB of the stream.
+pub fn check(child: &mut Child, mib: usize) -> std::thread::JoinHandle<()> {
+    use std::io::Read;
+    let mut stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        let mut got = vec![0u8; CHUNK];
+        for i in 0..mib {
+            stdout
+                .read_exact(&mut got)
+                .unwrap_or_else(|e| panic!("MiB {i}: {e}"));
+            assert!(got == chunk(i), "MiB {i} differs");
+        }
+        let mut rest = Vec::new();
+        stdout.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "{} bytes too many", rest.len());
+    })
 }

@@ -1,0 +1,93 @@
+//! The client side: subcommands that speak duet's protocol for you.
+//!
+//! Each client connects to a relay (`--relay HOST:PORT`, else `$DUET_RELAY`, else
+//! `127.0.0.1:4004`), reads the greeting, and then does its job: [`pipe`] streams stdin and
+//! stdout through a pipe, [`chat`] is a line chat in a room. Clients use plain blocking sockets and threads: each has a
+//! handful of streams, and blocking code is the simplest correct way to move them.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+pub mod chat;
+pub mod pipe;
+
+/// The relay used when neither `--relay` nor `$DUET_RELAY` says otherwise.
+pub const DEFAULT_RELAY: &str = "127.0.0.1:4004";
+
+/// How long connecting and the protocol handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `--relay`, else `$DUET_RELAY`, else [`DEFAULT_RELAY`].
+pub fn relay_addr(flag: Option<String>) -> String {
+    flag.or_else(|| std::env::var("DUET_RELAY").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| DEFAULT_RELAY.to_string())
+}
+
+/// Connects to the relay and reads its greeting; returns the socket and a reader on it
+/// (whose buffer may already hold bytes that follow the greeting).
+pub fn connect(relay: &str) -> io::Result<(TcpStream, BufReader<TcpStream>)> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{relay}: no address"));
+    for addr in relay.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT) {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+                let mut reader = BufReader::new(stream.try_clone()?);
+                let first = read_line(&mut reader)?;
+                if first != "Hello, Client!" {
+                    return Err(protocol_error(relay, &first));
+                }
+                read_line(&mut reader)?;
+                return Ok((stream, reader));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(io::Error::new(
+        last.kind(),
+        format!("cannot connect to {relay}: {last}"),
+    ))
+}
+
+/// Reads one line without its ending; EOF is an error here.
+pub fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the relay closed the connection",
+        ));
+    }
+    let trimmed = line.trim_end_matches(['\n', '\r']).len();
+    line.truncate(trimmed);
+    Ok(line)
+}
+
+/// Sends `line` and reads notices until one starts with `want`; a `* error:` line becomes
+/// the error (its text, as the server said it).
+pub fn command(
+    stream: &mut TcpStream,
+    reader: &mut impl BufRead,
+    line: &str,
+    want: &str,
+) -> io::Result<String> {
+    writeln!(stream, "{line}")?;
+    loop {
+        let got = read_line(reader)?;
+        if let Some(error) = got.strip_prefix("* error: ") {
+            return Err(io::Error::other(error.to_string()));
+        }
+        if got.starts_with(want) {
+            return Ok(got);
+        }
+    }
+}
+
+fn protocol_error(relay: &str, got: &str) -> io::Error {
+    let shown: String = got.chars().take(60).collect();
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{relay} does not look like a duet relay (it said {shown:?})"),
+    )
+}
