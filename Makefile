@@ -6,7 +6,8 @@ PORT    ?= 4004
 TARGET  ?= x86_64-unknown-linux-gnu
 STATIC  := target/$(TARGET)/release/duet
 # Test peers: command → Debian package.
-TOOLS   := nc:netcat-openbsd ncat:ncat socat:socat python3:python3 sha256sum:coreutils file:file
+TOOLS   := nc:netcat-openbsd ncat:ncat socat:socat python3:python3 sha256sum:coreutils file:file \
+           espeak-ng:espeak-ng sox:sox
 
 .PHONY: run test deps unit smoke lint release bench clean
 

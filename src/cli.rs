@@ -25,6 +25,43 @@ pub enum Command {
     Serve(Serve),
     Pipe(Pipe),
     Chat(Chat),
+    Voice(Voice),
+}
+
+/// Talk live with whoever opens the same pipe: audio from a capture command to the peer's
+/// playback command, with latency kept under --max-delay.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "voice")]
+pub struct Voice {
+    /// the pipe's name, shared with the other side
+    #[argh(positional)]
+    pub token: String,
+
+    /// relay address, HOST:PORT (default $DUET_RELAY, else 127.0.0.1:4004)
+    #[argh(option)]
+    pub relay: Option<String>,
+
+    /// command that writes raw 16 kHz 16-bit mono PCM to stdout (default: arecord -q -f
+    /// S16_LE -r 16000 -c 1)
+    #[argh(option, default = "crate::client::voice::DEFAULT_CAPTURE.to_string()")]
+    pub capture: String,
+
+    /// command that plays raw PCM from stdin (default: aplay -q -f S16_LE -r 16000 -c 1)
+    #[argh(option, default = "crate::client::voice::DEFAULT_PLAYBACK.to_string()")]
+    pub playback: String,
+
+    /// audio collected before playing starts, in ms (default 60)
+    #[argh(option, default = "crate::client::voice::JITTER_MS")]
+    pub jitter: u32,
+
+    /// most audio in flight or waiting to be played, in ms; beyond it frames are dropped
+    /// or skipped (default 200)
+    #[argh(option, default = "crate::client::voice::MAX_DELAY_MS")]
+    pub max_delay: u32,
+
+    /// print frames sent, received, dropped, late, missing and the buffer depth every second
+    #[argh(switch)]
+    pub stats: bool,
 }
 
 /// Send stdin to whoever opens the same pipe and write what they send to stdout, byte for

@@ -2,15 +2,17 @@
 //!
 //! Each client connects to a relay (`--relay HOST:PORT`, else `$DUET_RELAY`, else
 //! `127.0.0.1:4004`), reads the greeting, and then does its job: [`pipe`] streams stdin and
-//! stdout through a pipe, [`chat`] is a line chat in a room. Clients use plain blocking sockets and threads: each has a
+//! stdout through a pipe, [`chat`] is a line chat in a room, [`voice`] carries live audio
+//! with bounded latency. Clients use plain blocking sockets and threads: each has a
 //! handful of streams, and blocking code is the simplest correct way to move them.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, IsTerminal, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 pub mod chat;
 pub mod pipe;
+pub mod voice;
 
 /// The relay used when neither `--relay` nor `$DUET_RELAY` says otherwise.
 pub const DEFAULT_RELAY: &str = "127.0.0.1:4004";
@@ -80,6 +82,33 @@ pub fn command(
         }
         if got.starts_with(want) {
             return Ok(got);
+        }
+    }
+}
+
+/// Opens pipe `token` from the lobby and waits (as long as the relay lets a pipe wait) for
+/// its peer. Returns the socket, now carrying raw bytes, and any of the peer's bytes that
+/// were read along with `* pipe open`.
+pub fn open_pipe(relay: &str, token: &str) -> io::Result<(TcpStream, Vec<u8>)> {
+    let (mut stream, mut reader) = connect(relay)?;
+    writeln!(stream, "/pipe {token}")?;
+    // The first side gets `* waiting for peer`, then (maybe much later) `* pipe open`; the
+    // second gets `* pipe open` at once.
+    loop {
+        let notice = read_line(&mut reader)?;
+        if let Some(error) = notice.strip_prefix("* error: ") {
+            return Err(io::Error::other(error.to_string()));
+        }
+        if notice == "* waiting for peer" {
+            if io::stderr().is_terminal() {
+                eprintln!("duet: waiting for the other side of pipe {token}...");
+            }
+            // The peer may take its time (up to the relay's --pipe-wait).
+            stream.set_read_timeout(None)?;
+        }
+        if notice == "* pipe open" {
+            stream.set_read_timeout(None)?;
+            return Ok((stream, reader.buffer().to_vec()));
         }
     }
 }

@@ -27,6 +27,15 @@ fn main() -> ExitCode {
             nick: chat.nick,
             reconnect: !chat.no_reconnect,
         }),
+        Some(Command::Voice(voice)) => client::voice::run(&client::voice::Options {
+            relay: client::relay_addr(voice.relay),
+            token: voice.token,
+            capture: voice.capture,
+            playback: voice.playback,
+            jitter_ms: voice.jitter,
+            max_delay_ms: voice.max_delay,
+            stats: voice.stats,
+        }),
         None => {
             eprintln!("duet: no command given; try `duet --help`");
             return ExitCode::from(2);

@@ -20,33 +20,14 @@ const COPY_BUFFER_BYTES: usize = 256 * 1024;
 /// Runs the pipe to completion. `Ok` means the peer's stream ended cleanly and all of stdin
 /// was sent.
 pub fn run(relay: &str, token: &str) -> io::Result<()> {
-    let (mut stream, mut reader) = client::connect(relay)?;
-    writeln!(stream, "/pipe {token}")?;
-    // The first side gets `* waiting for peer`, then (maybe much later) `* pipe open`; the
-    // second gets `* pipe open` at once.
-    loop {
-        let notice = client::read_line(&mut reader)?;
-        if let Some(error) = notice.strip_prefix("* error: ") {
-            return Err(io::Error::other(error.to_string()));
-        }
-        if notice == "* waiting for peer" {
-            if io::stderr().is_terminal() {
-                eprintln!("duet: waiting for the other side of pipe {token}...");
-            }
-            // The peer may take its time (up to the relay's --pipe-wait).
-            stream.set_read_timeout(None)?;
-        }
-        if notice == "* pipe open" {
-            break;
-        }
-    }
+    let (stream, leftover) = client::open_pipe(relay, token)?;
 
     // Raw file handles, unbuffered: every byte goes on as soon as it is read.
     let mut stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
     let stdin = File::from(io::stdin().as_fd().try_clone_to_owned()?);
     let stdin_is_terminal = io::stdin().is_terminal();
-    stdout.write_all(reader.buffer())?;
-    let mut download = reader.into_inner();
+    stdout.write_all(&leftover)?;
+    let mut download = stream.try_clone()?;
 
     let upload = {
         let mut to_peer = stream.try_clone()?;

@@ -1,0 +1,184 @@
+//! `duet voice`: speech from espeak-ng through a real relay, compared byte for byte.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const FRAME_BYTES: usize = 640;
+
+/// Speech as raw 16 kHz 16-bit mono PCM, `times` sentences long.
+fn speech(dir: &Path, times: usize) -> Vec<u8> {
+    need("espeak-ng");
+    need("sox");
+    let wav = dir.join("speech.wav");
+    let raw = dir.join("speech.raw");
+    let text = "Hello from duet. This is a voice test over a relay. ".repeat(times);
+    let ok = Command::new("espeak-ng")
+        .args(["-w", wav.to_str().unwrap(), &text])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "espeak-ng failed");
+    let ok = Command::new("sox")
+        .arg(&wav)
+        .args([
+            "-r",
+            "16000",
+            "-c",
+            "1",
+            "-b",
+            "16",
+            "-e",
+            "signed-integer",
+            "-t",
+            "raw",
+        ])
+        .arg(&raw)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "sox failed");
+    std::fs::read(raw).unwrap()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("duet-voice-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn voice(duet: &Duet, token: &str, capture: &str, playback: &str, extra: &[&str]) -> Child {
+    Command::new(bin())
+        .args([
+            "voice",
+            token,
+            "--stats",
+            "--capture",
+            capture,
+            "--playback",
+            playback,
+        ])
+        .args(extra)
+        .env("DUET_RELAY", duet.addr().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for exit; returns the `--stats` lines.
+fn finish(child: &mut Child) -> Vec<String> {
+    let status = wait_child(child, TIMEOUT * 3, "duet voice to exit");
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "duet voice: {status:?}\n{err}");
+    err.lines().map(str::to_string).collect()
+}
+
+/// The number after `name` in the last stats line.
+fn stat(lines: &[String], name: &str) -> u64 {
+    let last = lines.last().expect("no stats");
+    let mut words = last.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == name {
+            return words.next().unwrap().parse().unwrap();
+        }
+    }
+    panic!("no {name} in {last}");
+}
+
+#[test]
+fn speech_arrives_unchanged_when_nothing_is_dropped() {
+    let dir = temp_dir("clean");
+    let sent = speech(&dir, 1);
+    let duet = Duet::start(&[]);
+    let out = dir.join("out.raw");
+    let mut listener = voice(
+        &duet,
+        "talk",
+        "cat /dev/null",
+        &format!("cat > {}", out.display()),
+        // A deep buffer: this test is about bytes, not latency, on a busy machine.
+        &["--jitter", "300", "--max-delay", "3000"],
+    );
+    let mut speaker = voice(
+        &duet,
+        "talk",
+        &format!("cat {}", dir.join("speech.raw").display()),
+        "cat > /dev/null",
+        &["--jitter", "300", "--max-delay", "3000"],
+    );
+    let spoke = finish(&mut speaker);
+    let heard = finish(&mut listener);
+    let frames = sent.len().div_ceil(FRAME_BYTES) as u64;
+    assert_eq!(stat(&spoke, "sent"), frames, "{spoke:?}");
+    assert_eq!(stat(&heard, "received"), frames, "{heard:?}");
+    assert_eq!(stat(&heard, "missing"), 0, "{heard:?}");
+    let got = std::fs::read(&out).unwrap();
+    assert!(
+        got == sent,
+        "audio differs: {} bytes sent, {} played",
+        sent.len(),
+        got.len()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The listener stops for 2 s mid-speech: the speaker drops frames instead of queueing
+/// them, the listener's buffer never holds more than --max-delay, and what follows the
+/// stall plays intact.
+#[test]
+fn a_stalled_listener_costs_frames_not_latency() {
+    let dir = temp_dir("stall");
+    let sent = speech(&dir, 3);
+    let mut duet = Duet::start(&[]);
+    let out = dir.join("out.raw");
+    let mut listener = voice(
+        &duet,
+        "stall",
+        "cat /dev/null",
+        &format!("cat > {}", out.display()),
+        &[],
+    );
+    smol::block_on(duet.wait_for_text("-> /pipe stall"));
+    let mut speaker = voice(
+        &duet,
+        "stall",
+        &format!("cat {}", dir.join("speech.raw").display()),
+        "cat > /dev/null",
+        &[],
+    );
+    smol::block_on(duet.wait_for_text("pipe stall: "));
+    // Let a second of speech through, then stop the listener for two.
+    std::thread::sleep(Duration::from_secs(1));
+    signal(listener.id(), rustix::process::Signal::STOP);
+    std::thread::sleep(Duration::from_secs(2));
+    signal(listener.id(), rustix::process::Signal::CONT);
+    let spoke = finish(&mut speaker);
+    let heard = finish(&mut listener);
+    assert!(
+        stat(&spoke, "dropped") > 0,
+        "the speaker dropped nothing: {spoke:?}"
+    );
+    let deepest = heard
+        .iter()
+        .filter_map(|l| l.split("buffer ").nth(1))
+        .filter_map(|v| v.trim_end_matches(" ms").parse::<u64>().ok())
+        .max()
+        .unwrap();
+    assert!(
+        deepest <= 200,
+        "the listener buffered {deepest} ms: {heard:?}"
+    );
+    let got = std::fs::read(&out).unwrap();
+    assert!(got.len() < sent.len(), "nothing was lost in a 2 s stall?");
+    // The last second of speech came after the stall: it must be there unchanged.
+    let tail = 50 * FRAME_BYTES;
+    assert!(got.len() > tail && got[got.len() - tail..] == sent[sent.len() - tail..]);
+    std::fs::remove_dir_all(&dir).ok();
+}
