@@ -2,20 +2,13 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use common::*;
 
 /// `duet ARGS…` with `DUET_RELAY` pointing at `duet`, stdin and stdout piped.
 fn client(duet: &Duet, args: &[&str]) -> Child {
-    Command::new(bin())
-        .args(args)
-        .env("DUET_RELAY", duet.addr().to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    duet.client_command(args).spawn().unwrap()
 }
 
 fn finish(child: &mut Child) -> (std::process::ExitStatus, String) {

@@ -52,23 +52,19 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn voice(duet: &Duet, token: &str, capture: &str, playback: &str, extra: &[&str]) -> Child {
-    Command::new(bin())
-        .args([
-            "voice",
-            token,
-            "--stats",
-            "--capture",
-            capture,
-            "--playback",
-            playback,
-        ])
-        .args(extra)
-        .env("DUET_RELAY", duet.addr().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    let mut args = vec![
+        "voice",
+        token,
+        "--stats",
+        "--capture",
+        capture,
+        "--playback",
+        playback,
+    ];
+    args.extend_from_slice(extra);
+    let mut cmd = duet.client_command(&args);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    cmd.spawn().unwrap()
 }
 
 /// Waits for exit; returns the `--stats` lines.

@@ -107,6 +107,17 @@ impl Duet {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// `duet ARGS…` as a client of this server (`DUET_RELAY` set), all three streams piped.
+    pub fn client_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .env("DUET_RELAY", self.addr().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
