@@ -86,7 +86,9 @@ class Server:
 
 def duet(*extra, log="/dev/null"):
     port = free_port()
-    return Server([str(DUET), "serve", "-p", str(port), "-b", "127.0.0.1", *extra], port, log)
+    # Every load client comes from 127.0.0.1: lift the per-address cap.
+    return Server([str(DUET), "serve", "-p", str(port), "-b", "127.0.0.1",
+                   "--max-per-ip", "1000000", *extra], port, log)
 
 
 def seed(log="/dev/null"):

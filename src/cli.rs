@@ -119,6 +119,15 @@ pub struct Serve {
     #[argh(option, default = "crate::server::MAX_CONNS")]
     pub max_conns: usize,
 
+    /// most clients connected at once from one address (default 64)
+    #[argh(option, default = "crate::server::MAX_PER_IP")]
+    pub max_per_ip: usize,
+
+    /// seconds a client may go without completing a line before it is disconnected
+    /// (default 3600)
+    #[argh(option, default = "crate::server::IDLE_TIMEOUT_SECS")]
+    pub idle_timeout: u64,
+
     /// most members in a room (default 2)
     #[argh(option, default = "crate::rooms::ROOM_SIZE")]
     pub room_size: usize,
@@ -172,6 +181,12 @@ impl Serve {
         if self.max_conns == 0 {
             return Err("--max-conns must be at least 1".into());
         }
+        if self.max_per_ip == 0 {
+            return Err("--max-per-ip must be at least 1".into());
+        }
+        if self.idle_timeout == 0 {
+            return Err("--idle-timeout must be at least 1 second".into());
+        }
         if self.room_size < 2 {
             return Err("--room-size must be at least 2".into());
         }
@@ -187,6 +202,8 @@ impl Serve {
         Ok(Config {
             max_line_bytes: self.max_line,
             max_conns: self.max_conns,
+            max_per_ip: self.max_per_ip,
+            idle_timeout: Duration::from_secs(self.idle_timeout),
             room_size: self.room_size,
             auto_pair: self.auto_pair,
             outbox_bytes: self.outbox,

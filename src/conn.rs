@@ -40,6 +40,7 @@ enum Exit {
     Quit,
     Error(io::Error),
     Shutdown,
+    Idle,
     Pipe(Arc<str>),
 }
 
@@ -100,6 +101,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, ticket: T
         )),
     };
     let outbox = &conn.session.outbox;
+    hub.idle.watch(&conn.session);
     outbox.push(proto::GREETING);
     let (exit, ()) = future::zip(
         async {
@@ -113,6 +115,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, ticket: T
         outbox.write_to(stream.clone()),
     )
     .await;
+    hub.idle.forget(conn.session.id);
     let fate = outbox.fate();
     let why = match (&exit, fate) {
         (_, Fate::TooSlow) => "was too slow and was disconnected",
@@ -149,6 +152,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, ticket: T
         (Exit::Shutdown, _) => Record::Dropped {
             peer,
             reason: "server shutting down".into(),
+        },
+        (Exit::Idle, _) => Record::Dropped {
+            peer,
+            reason: format!("idle timeout ({} s)", hub.config.idle_timeout.as_secs()),
         },
         (Exit::Pipe(_), _) => Record::Dropped {
             peer,
@@ -190,6 +197,10 @@ impl Conn {
                     }
                 }
             };
+            if self.session.is_timed_out() {
+                // The reaper shut our reading side: the end of input is its doing.
+                return Exit::Idle;
+            }
             match next {
                 Ok(None) => return Exit::Eof,
                 Err(e) => return Exit::Error(e),
@@ -201,6 +212,7 @@ impl Conn {
                     self.hub.log.send(Record::ClientError { peer, error }).await;
                 }
                 Ok(Some(Line::Text(text))) => {
+                    self.session.touch();
                     if let Some(exit) = self.line(text).await {
                         return exit;
                     }
@@ -583,7 +595,7 @@ mod tests {
             let (log, _printer) = Printer::spawn(Box::new(std::io::sink())).unwrap();
             let (done, _all_done) = async_channel::bounded(1);
             let hub = Arc::new(Hub::new(Config::default(), log, done));
-            let ticket = hub.ticket().unwrap();
+            let ticket = hub.ticket(peer.ip()).unwrap();
             let serving = serve(stream, peer, hub, ticket);
             let size = std::mem::size_of_val(&serving);
             // Idle connections cost about 2 KiB in all, and this is most of it (see

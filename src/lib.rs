@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod pipes;
 pub mod printer;
 pub mod proto;
+pub mod reaper;
 pub mod relay;
 pub mod rooms;
 pub mod server;

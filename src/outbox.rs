@@ -139,6 +139,13 @@ impl Outbox {
         wake(writer);
     }
 
+    /// Shuts down the reading side of the client's socket: its reader sees end of input.
+    pub fn stop_reading(&self) {
+        if let Some(socket) = &self.socket {
+            socket.shutdown(std::net::Shutdown::Read);
+        }
+    }
+
     /// Whether more than half the limit is waiting for this client.
     pub fn is_high(&self) -> bool {
         self.queued.load(Ordering::Acquire) > self.limit / 2

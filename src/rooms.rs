@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use smol::Timer;
 use crate::outbox::{Fate, Outbox};
 use crate::printer::Addr;
 use crate::proto;
+use crate::reaper::Stamp;
 use crate::socket::Socket;
 
 /// Default for `--room-size`: the blog's pair.
@@ -39,6 +40,9 @@ pub struct Session {
     /// `None` until `/nick`: the default, `IP:PORT`, is made when needed.
     nick: Mutex<Option<Arc<str>>>,
     room: Mutex<Option<Arc<Room>>>,
+    /// When the client last completed a line (see `--idle-timeout`).
+    pub last_line: Stamp,
+    timed_out: AtomicBool,
 }
 
 impl Session {
@@ -50,7 +54,23 @@ impl Session {
             outbox: Outbox::new(outbox_bytes, socket),
             nick: Mutex::new(None),
             room: Mutex::new(None),
+            last_line: Stamp::now(),
+            timed_out: AtomicBool::new(false),
         }
+    }
+
+    /// The client completed a line.
+    pub fn touch(&self) {
+        self.last_line.touch();
+    }
+
+    /// Marks the client as timed out; true the first time only.
+    pub fn time_out(&self) -> bool {
+        !self.timed_out.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn is_timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Acquire)
     }
 
     pub fn nick(&self) -> Arc<str> {

@@ -7,11 +7,12 @@
 //! inside its own task (no allocation per idle client); the server knows all connections are
 //! done when every [`Ticket`] (each holds a clone of the `done` sender) has been dropped.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
@@ -25,11 +26,17 @@ use crate::line::MAX_LINE_BYTES;
 use crate::outbox::OUTBOX_BYTES;
 use crate::pipes::{Pipes, PIPE_WAIT_SECS};
 use crate::printer::{Log, Record};
+use crate::reaper::Reaper;
 use crate::rooms::{Rooms, ROOM_SIZE, SLOW_GRACE_MS};
 use crate::{conn, proto};
 
 /// Default for `--max-conns`.
 pub const MAX_CONNS: usize = 10_000;
+/// Default for `--max-per-ip`: connections from one address at once.
+pub const MAX_PER_IP: usize = 64;
+/// Default for `--idle-timeout`: how long a line-mode client may go without completing a
+/// line, in seconds.
+pub const IDLE_TIMEOUT_SECS: u64 = 3600;
 /// Default for `--greet-wait`: how long the greeting is held back so that a client whose first
 /// line is `/pipe TOKEN` can open a silent pipe, in milliseconds.
 pub const GREET_WAIT_MS: u64 = 100;
@@ -50,6 +57,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
 pub struct Config {
     pub max_line_bytes: usize,
     pub max_conns: usize,
+    pub max_per_ip: usize,
+    pub idle_timeout: Duration,
     pub room_size: usize,
     pub auto_pair: bool,
     pub outbox_bytes: usize,
@@ -66,6 +75,8 @@ impl Default for Config {
         Config {
             max_line_bytes: MAX_LINE_BYTES,
             max_conns: MAX_CONNS,
+            max_per_ip: MAX_PER_IP,
+            idle_timeout: Duration::from_secs(IDLE_TIMEOUT_SECS),
             room_size: ROOM_SIZE,
             auto_pair: false,
             outbox_bytes: OUTBOX_BYTES,
@@ -86,7 +97,10 @@ pub struct Hub {
     pub log: Log,
     pub rooms: Rooms,
     pub pipes: Pipes,
+    pub idle: Reaper,
     conns: AtomicUsize,
+    /// Connections now open from each address (see `--max-per-ip`).
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
     next_id: AtomicU64,
     /// Cloned into every ticket; taken away at shutdown so that `all_done` closes when the
     /// last ticket is dropped.
@@ -100,9 +114,11 @@ impl Hub {
         Hub {
             rooms: Rooms::new(config.room_size),
             pipes: Pipes::default(),
+            idle: Reaper::new(config.idle_timeout),
             config,
             log,
             conns: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             done: Mutex::new(Some(done)),
             stopping: AtomicBool::new(false),
@@ -130,10 +146,10 @@ impl Hub {
         self.stop.notify(usize::MAX);
     }
 
-    /// A connection slot, or `None` when `--max-conns` are taken or the server is stopping.
+    /// A connection slot for a client at `ip` (see [`Ticket::take`]).
     #[cfg(test)]
-    pub(crate) fn ticket(self: &Arc<Hub>) -> Option<Ticket> {
-        Ticket::take(self)
+    pub(crate) fn ticket(self: &Arc<Hub>, ip: IpAddr) -> Result<Ticket, String> {
+        Ticket::take(self, ip)
     }
 
     pub fn next_id(&self) -> u64 {
@@ -146,29 +162,64 @@ impl Hub {
 #[derive(Debug)]
 pub struct Ticket {
     hub: Arc<Hub>,
+    ip: IpAddr,
     _done: Sender<()>,
 }
 
 impl Ticket {
-    fn take(hub: &Arc<Hub>) -> Option<Ticket> {
-        let done = hub.done.lock().ok()?.clone()?;
+    /// A slot for a client at `ip`, or the error line to refuse it with: the server is full
+    /// (`--max-conns`), that address has `--max-per-ip` connections, or it is stopping.
+    fn take(hub: &Arc<Hub>, ip: IpAddr) -> Result<Ticket, String> {
+        let stopping = || "server shutting down".to_string();
+        let done = hub
+            .done
+            .lock()
+            .map_err(|_| stopping())?
+            .clone()
+            .ok_or_else(stopping)?;
         let max = hub.config.max_conns;
-        let taken = hub
-            .conns
+        hub.conns
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
-            });
-        taken.ok().map(|_| Ticket {
+            })
+            .map_err(|_| "server full".to_string())?;
+        let ticket = Ticket {
             hub: hub.clone(),
+            ip,
             _done: done,
-        })
+        };
+        let mut per_ip = lock(&hub.per_ip);
+        let count = per_ip.entry(ip).or_insert(0);
+        if *count >= hub.config.max_per_ip {
+            drop(per_ip);
+            // Dropping the ticket gives back the global slot (and the zero entry).
+            drop(ticket);
+            let max = hub.config.max_per_ip;
+            return Err(format!(
+                "too many connections from your address (max {max})"
+            ));
+        }
+        *count += 1;
+        Ok(ticket)
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.hub.conns.fetch_sub(1, Ordering::AcqRel);
+        let mut per_ip = lock(&self.hub.per_ip);
+        if let Some(count) = per_ip.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The map is consistent after every critical section; carry on after a panic.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Binds a listening socket. For the unspecified IPv6 address (`::`) the socket takes IPv4
@@ -220,7 +271,8 @@ pub fn run(
         }
         let served = smol::block_on(ex.run(async {
             hub.log.send(Record::Listening { port }).await;
-            future::or(accept_all(&ex, &listener, &hub), shutdown).await;
+            let accepting = future::or(accept_all(&ex, &listener, &hub), hub.idle.run());
+            future::or(accepting, shutdown).await;
             drop(listener);
             hub.log
                 .send(Record::Server {
@@ -257,12 +309,12 @@ async fn accept_all(ex: &Executor<'_>, listener: &TcpListener, hub: &Arc<Hub>) {
             Ok((stream, peer)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
                 let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-                match Ticket::take(hub) {
-                    Some(ticket) => {
+                match Ticket::take(hub, peer.ip()) {
+                    Ok(ticket) => {
                         let hub = hub.clone();
                         ex.spawn(conn::serve(stream, peer, hub, ticket)).detach();
                     }
-                    None => refuse(stream, peer, hub).await,
+                    Err(error) => refuse(stream, peer, hub, error).await,
                 }
             }
             Err(error) => {
@@ -281,15 +333,10 @@ async fn accept_all(ex: &Executor<'_>, listener: &TcpListener, hub: &Arc<Hub>) {
     }
 }
 
-/// Tells a client over `--max-conns` that the server is full, without waiting on it.
-async fn refuse(mut stream: TcpStream, peer: SocketAddr, hub: &Hub) {
+/// Tells a client it cannot be served (`* error: ERROR`), without waiting on it.
+async fn refuse(mut stream: TcpStream, peer: SocketAddr, hub: &Hub, error: String) {
     // One non-blocking write into an empty socket buffer; a client that cannot take even
     // that much is closed without the message.
-    future::poll_once(stream.write(&proto::error("server full"))).await;
-    hub.log
-        .send(Record::ClientError {
-            peer,
-            error: "server full".into(),
-        })
-        .await;
+    future::poll_once(stream.write(&proto::error(&error))).await;
+    hub.log.send(Record::ClientError { peer, error }).await;
 }

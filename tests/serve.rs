@@ -308,7 +308,7 @@ fn accept_errors_are_retried_not_fatal() {
         cmd.args([
             "-c",
             &format!(
-                "ulimit -n 64 && exec {} serve -p 0 -b 127.0.0.1 --greet-wait 0",
+                "ulimit -n 64 && exec {} serve -p 0 -b 127.0.0.1 --greet-wait 0 --max-per-ip 1000",
                 bin()
             ),
         ]);
@@ -375,6 +375,8 @@ fn help_version_and_bad_options() {
         "--bind",
         "--max-line",
         "--max-conns",
+        "--max-per-ip",
+        "--idle-timeout",
         "--room-size",
         "--auto-pair",
         "--outbox",
@@ -396,6 +398,8 @@ fn help_version_and_bad_options() {
         ["--room-size", "1"],
         ["--max-line", "0"],
         ["--max-conns", "0"],
+        ["--max-per-ip", "0"],
+        ["--idle-timeout", "0"],
         ["--outbox", "10"],
         ["--pipe-wait", "0"],
         ["--threads", "0"],
@@ -421,5 +425,59 @@ fn greeting_waits_for_the_first_line_within_greet_wait() {
         let mut c = duet.connect().await;
         c.say("hi").await;
         c.expect_greeting().await;
+    });
+}
+
+#[test]
+fn one_address_cannot_take_every_slot() {
+    smol::block_on(async {
+        let mut duet = Duet::start(&["--max-per-ip", "3"]);
+        let mut mine = Vec::new();
+        for _ in 0..3 {
+            mine.push(duet.greeted().await);
+        }
+        let mut fourth = duet.connect().await;
+        assert_eq!(
+            fourth.read_to_end().await,
+            b"* error: too many connections from your address (max 3)\n"
+        );
+        duet.wait_for_text("too many connections from your address")
+            .await;
+        // Another address is still welcome (127.0.0.2 is loopback too).
+        let other = std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::from(([127, 0, 0, 2], duet.port)),
+            TIMEOUT,
+        );
+        if let Ok(other) = other {
+            let other: async_net::TcpStream = other.try_into().unwrap();
+            let mut other = Client {
+                reader: futures_lite::io::BufReader::new(other.clone()),
+                writer: other,
+            };
+            other.expect_greeting().await;
+        }
+        // A slot comes back when one of the three leaves.
+        drop(mine.pop());
+        duet.wait_for_text("left the session").await;
+        duet.greeted().await;
+    });
+}
+
+#[test]
+fn a_client_that_never_completes_a_line_is_timed_out() {
+    smol::block_on(async {
+        let mut duet = Duet::start(&["--idle-timeout", "1"]);
+        let mut silent = duet.greeted().await;
+        let mut trickler = duet.greeted().await;
+        let me = trickler.local_addr();
+        // One byte, no newline: not a line, so it does not count as activity.
+        trickler.send("x").await;
+        for c in [&mut silent, &mut trickler] {
+            c.expect("* error: idle timeout (no complete line in 1 s)")
+                .await;
+            assert_eq!(c.try_line().await, None);
+        }
+        duet.wait_for_text(&format!("client '{me}' dropped: idle timeout (1 s)"))
+            .await;
     });
 }

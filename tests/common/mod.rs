@@ -57,6 +57,11 @@ impl Duet {
     pub fn start_on(bind: &str, args: &[&str]) -> Duet {
         let mut cmd = Command::new(bin());
         cmd.args(["serve", "-p", "0", "-b", bind]).args(args);
+        // Every test client comes from 127.0.0.1: lift the per-address cap unless the test
+        // is about it.
+        if !args.contains(&"--max-per-ip") {
+            cmd.args(["--max-per-ip", "1000000"]);
+        }
         Duet::spawn(cmd)
     }
 
