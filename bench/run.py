@@ -88,7 +88,8 @@ def duet(*extra, log="/dev/null"):
     port = free_port()
     # Every load client comes from 127.0.0.1: lift the per-address cap.
     return Server([str(DUET), "serve", "-p", str(port), "-b", "127.0.0.1",
-                   "--max-per-ip", "1000000", *extra], port, log)
+                   "--max-per-ip", "1000000", "--rate", "0",
+                   "--max-waiting-pipes", "100000", *extra], port, log)
 
 
 def seed(log="/dev/null"):

@@ -1,10 +1,14 @@
 //! Command-line arguments (argh) and their translation into a server [`Config`].
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use argh::FromArgs;
 
+use crate::access::{Access, Cidr};
+use crate::printer::LogFormat;
 use crate::server::Config;
 
 /// duet: a tiny, fast TCP relay. Clients talk in rooms or pipe raw bytes to each other; plain
@@ -165,6 +169,52 @@ pub struct Serve {
     /// relay pipes with a read/write loop instead of zero-copy splice(2)
     #[argh(switch)]
     pub no_splice: bool,
+
+    /// only accept clients from this address range (ADDRESS or ADDRESS/BITS, IPv4 or IPv6);
+    /// repeatable
+    #[argh(option)]
+    pub allow: Vec<Cidr>,
+
+    /// refuse clients from this address range; repeatable, and wins over --allow
+    #[argh(option)]
+    pub deny: Vec<Cidr>,
+
+    /// file holding a secret; clients must send /auth SECRET before anything else
+    #[argh(option)]
+    pub secret_file: Option<PathBuf>,
+
+    /// seconds a client has to authenticate with /auth when --secret-file is set (default 30)
+    #[argh(option, default = "crate::server::HANDSHAKE_TIMEOUT_SECS")]
+    pub handshake_timeout: u64,
+
+    /// joins and pipes one address may open per minute; 0 is no limit (default 60)
+    #[argh(option, default = "crate::throttle::RATE_PER_MINUTE")]
+    pub rate: u32,
+
+    /// most rooms open at once, matchmade ones included (default 5000)
+    #[argh(option, default = "crate::rooms::MAX_ROOMS")]
+    pub max_rooms: usize,
+
+    /// most pipes waiting for their peer at once (default 1000)
+    #[argh(option, default = "crate::pipes::MAX_WAITING_PIPES")]
+    pub max_waiting_pipes: usize,
+
+    /// most bytes a pipe carries in each direction before it is cut; 0 is no limit (default 0)
+    #[argh(option, default = "0")]
+    pub pipe_max_bytes: u64,
+
+    /// most seconds a pipe stays open before it is cut; 0 is no limit (default 0)
+    #[argh(option, default = "0")]
+    pub pipe_max_time: u64,
+
+    /// log format: text (the seed's lines) or json (one object per line) (default text)
+    #[argh(option, default = "LogFormat::Text")]
+    pub log_format: LogFormat,
+
+    /// log a summary line (connections, rooms, pipes, bytes, refusals) every SECS seconds;
+    /// 0 is never (default 0)
+    #[argh(option, default = "0")]
+    pub stats_interval: u64,
 }
 
 impl Serve {
@@ -199,6 +249,19 @@ impl Serve {
         if self.threads == Some(0) {
             return Err("--threads must be at least 1".into());
         }
+        if self.handshake_timeout == 0 {
+            return Err("--handshake-timeout must be at least 1 second".into());
+        }
+        if self.max_rooms == 0 {
+            return Err("--max-rooms must be at least 1".into());
+        }
+        if self.max_waiting_pipes == 0 {
+            return Err("--max-waiting-pipes must be at least 1".into());
+        }
+        let secret = match &self.secret_file {
+            None => None,
+            Some(path) => Some(read_secret(path)?),
+        };
         Ok(Config {
             max_line_bytes: self.max_line,
             max_conns: self.max_conns,
@@ -213,6 +276,32 @@ impl Serve {
             drain: Duration::from_millis(self.drain),
             splice: !self.no_splice,
             threads: self.threads.unwrap_or(defaults.threads),
+            access: Access {
+                allow: self.allow.clone(),
+                deny: self.deny.clone(),
+            },
+            secret,
+            handshake_timeout: Duration::from_secs(self.handshake_timeout),
+            rate: self.rate,
+            max_rooms: self.max_rooms,
+            max_waiting_pipes: self.max_waiting_pipes,
+            pipe_max_bytes: self.pipe_max_bytes,
+            pipe_max_time: Duration::from_secs(self.pipe_max_time),
+            stats_interval: Duration::from_secs(self.stats_interval),
         })
     }
+}
+
+/// Reads `--secret-file`: one word, surrounding whitespace (the final newline) ignored.
+fn read_secret(path: &Path) -> Result<Arc<[u8]>, String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read --secret-file {shown}: {e}"))?;
+    let secret = text.trim();
+    if secret.is_empty() || secret.contains(char::is_whitespace) {
+        return Err(format!(
+            "--secret-file {shown} must hold one word (no spaces), the secret clients send with /auth"
+        ));
+    }
+    Ok(secret.as_bytes().into())
 }

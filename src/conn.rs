@@ -17,10 +17,11 @@ use async_net::TcpStream;
 use futures_lite::{future, AsyncWriteExt};
 use smol::Timer;
 
+use crate::access::secret_matches;
 use crate::line::{Line, LineReader};
 use crate::outbox::Fate;
 use crate::pipes::{Arrival, End};
-use crate::printer::{Addr, Record};
+use crate::printer::{Addr, Mood, Record};
 use crate::proto::{self, Command, Input};
 use crate::relay::{self, Ending};
 use crate::rooms::{self, JoinError, Match, Session};
@@ -41,6 +42,7 @@ enum Exit {
     Error(io::Error),
     Shutdown,
     Idle,
+    AuthFailed,
     Pipe(Arc<str>),
 }
 
@@ -57,19 +59,25 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, ticket: T
     let mut lines = LineReader::new(stream.clone(), hub.config.max_line_bytes);
 
     // Hold the greeting back briefly: a client whose first line is `/pipe TOKEN` (netcat in a
-    // script) gets a silent pipe, with nothing but its peer's bytes.
-    let greet_wait = hub.config.greet_wait;
-    let first = if greet_wait.is_zero() {
+    // script) gets a silent pipe, with nothing but its peer's bytes. With `--secret-file`,
+    // `/auth SECRET` may come first.
+    let greet_until = Instant::now() + hub.config.greet_wait;
+    let mut first = if hub.config.greet_wait.is_zero() {
         None
     } else {
-        // Boxed: only the first moments of a connection need it.
-        Box::pin(future::or(async { Some(lines.next().await) }, async {
-            Timer::after(greet_wait).await;
-            None
-        }))
-        .await
+        Box::pin(early_line(&mut lines, greet_until)).await
     };
-    if let Some(Ok(Some(Line::Text(text)))) = &first {
+    let mut authed = hub.config.secret.is_none();
+    if let (Some(secret), Some(Ok(Some(Line::Text(text))))) = (&hub.config.secret, &first) {
+        if let Ok(Input::Command(Command::Auth(given))) = proto::parse(text) {
+            if secret_matches(given.as_bytes(), secret) {
+                authed = true;
+                hub.log.send(redacted_auth(peer)).await;
+                first = Box::pin(early_line(&mut lines, greet_until)).await;
+            }
+        }
+    }
+    if let (true, Some(Ok(Some(Line::Text(text))))) = (authed, &first) {
         if let Ok(Input::Command(Command::Pipe(token))) = proto::parse(text) {
             let token: Arc<str> = token.into();
             hub.log
@@ -87,7 +95,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, ticket: T
             };
             // Boxed: the pipe's state is large and would otherwise sit in every
             // connection's task, piped or not.
-            return Box::pin(pipe(&hub, token, end)).await;
+            return Box::pin(silent_pipe(&hub, token, end)).await;
         }
     }
 
@@ -101,8 +109,14 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, ticket: T
         )),
     };
     let outbox = &conn.session.outbox;
+    if !authed {
+        conn.session.require_auth();
+    }
     hub.idle.watch(&conn.session);
     outbox.push(proto::GREETING);
+    if authed && hub.config.secret.is_some() {
+        outbox.push(proto::notice("authenticated"));
+    }
     let (exit, ()) = future::zip(
         async {
             let exit = conn.read_lines(&mut lines, first).await;
@@ -131,6 +145,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, ticket: T
                 "too slow ({}-byte outbox not drained in time)",
                 hub.config.outbox_bytes
             ),
+            mood: Mood::TooSlow,
         },
         (Exit::Pipe(token), Fate::Open) => {
             let end = End {
@@ -148,18 +163,35 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, ticket: T
         (Exit::Error(e), _) => Record::Dropped {
             peer,
             reason: e.to_string(),
+            mood: Mood::Errored,
         },
         (Exit::Shutdown, _) => Record::Dropped {
             peer,
             reason: "server shutting down".into(),
+            mood: Mood::Shutdown,
+        },
+        (Exit::Idle, _) if !conn.session.is_authed() => Record::Dropped {
+            peer,
+            reason: format!(
+                "authentication timed out ({} s)",
+                hub.config.handshake_timeout.as_secs()
+            ),
+            mood: Mood::TimedOut,
         },
         (Exit::Idle, _) => Record::Dropped {
             peer,
             reason: format!("idle timeout ({} s)", hub.config.idle_timeout.as_secs()),
+            mood: Mood::TimedOut,
+        },
+        (Exit::AuthFailed, _) => Record::Dropped {
+            peer,
+            reason: "authentication failed".into(),
+            mood: Mood::Refused,
         },
         (Exit::Pipe(_), _) => Record::Dropped {
             peer,
             reason: "write failed".into(),
+            mood: Mood::Errored,
         },
     };
     // Release the socket and the connection slot before saying the client is gone, so that
@@ -176,7 +208,7 @@ impl Conn {
         lines: &mut LineReader<Socket>,
         first: Option<io::Result<Option<Line>>>,
     ) -> Exit {
-        if self.hub.config.auto_pair {
+        if self.hub.config.auto_pair && self.session.is_authed() {
             self.matchmake();
         }
         let mut pending = first;
@@ -212,8 +244,15 @@ impl Conn {
                     self.hub.log.send(Record::ClientError { peer, error }).await;
                 }
                 Ok(Some(Line::Text(text))) => {
-                    self.session.touch();
-                    if let Some(exit) = self.line(text).await {
+                    let exit = if self.session.is_authed() {
+                        self.session.touch();
+                        self.line(text).await
+                    } else {
+                        // Not touched: until the client authenticates, its stamp says when it
+                        // connected (see `--handshake-timeout`). Boxed: rare.
+                        Box::pin(self.authenticate(text)).await
+                    };
+                    if let Some(exit) = exit {
                         return exit;
                     }
                 }
@@ -253,17 +292,33 @@ impl Conn {
             self.hub.log.send(Record::Line { peer, text }).await;
             return None;
         }
-        self.hub
-            .log
-            .send(Record::Line {
-                peer,
-                text: text.clone(),
-            })
-            .await;
         let Ok(Input::Command(command)) = proto::parse(&text) else {
             return None;
         };
+        let record = match command {
+            Command::Auth(_) => redacted_auth(peer),
+            _ => Record::Line {
+                peer,
+                text: text.clone(),
+            },
+        };
+        self.hub.log.send(record).await;
+        if let Command::Join(_) | Command::Pipe(_) = command {
+            if let Err(error) = throttle(&self.hub, peer) {
+                self.session.send(proto::error(&error));
+                self.hub.log.send(Record::ClientError { peer, error }).await;
+                return None;
+            }
+        }
         match command {
+            Command::Auth(_) => {
+                let note = if self.hub.config.secret.is_some() {
+                    "already authenticated"
+                } else {
+                    "this server needs no /auth"
+                };
+                self.session.send(proto::notice(note));
+            }
             Command::Join(Some(name)) => self.join(name),
             Command::Join(None) => {
                 self.leave_room("left");
@@ -352,6 +407,57 @@ impl Conn {
                 let error = format!("room {name} is full (at most {size} members)");
                 self.session.send(proto::error(&error));
             }
+            Err(JoinError::TooManyRooms) => self.too_many_rooms(),
+        }
+    }
+
+    fn too_many_rooms(&self) {
+        let max = self.hub.rooms.max_rooms();
+        let error = format!("too many rooms open (max {max}); try again later");
+        self.session.send(proto::error(&error));
+        self.hub.stats.refused();
+        let peer = self.session.peer;
+        self.hub.log.try_send(Record::ClientError { peer, error });
+    }
+
+    /// Handles a line from a client that has not authenticated yet; `Some` ends line mode.
+    async fn authenticate(&self, text: Vec<u8>) -> Option<Exit> {
+        let peer = self.session.peer;
+        let secret = self.hub.config.secret.as_deref().unwrap_or_default();
+        match proto::parse(&text) {
+            Ok(Input::Command(Command::Auth(given))) => {
+                self.hub.log.send(redacted_auth(peer)).await;
+                if secret_matches(given.as_bytes(), secret) {
+                    self.session.set_authed();
+                    self.session.touch();
+                    self.session.send(proto::notice("authenticated"));
+                    if self.hub.config.auto_pair {
+                        self.matchmake();
+                    }
+                    None
+                } else {
+                    // One guess per connection: guessing costs a connection each time.
+                    self.session.send(proto::error("authentication failed"));
+                    self.hub.stats.refused();
+                    Some(Exit::AuthFailed)
+                }
+            }
+            Ok(Input::Command(Command::Quit)) => {
+                self.hub.log.send(Record::Line { peer, text }).await;
+                self.session.send(proto::notice("bye"));
+                Some(Exit::Quit)
+            }
+            Ok(Input::Command(Command::Help)) => {
+                self.hub.log.send(Record::Line { peer, text }).await;
+                self.session.send(proto::help(self.hub.rooms.size()));
+                None
+            }
+            _ => {
+                self.hub.log.send(Record::Line { peer, text }).await;
+                let error = "authentication required (send /auth SECRET first)";
+                self.session.send(proto::error(error));
+                None
+            }
         }
     }
 
@@ -367,6 +473,7 @@ impl Conn {
                 partner.send(proto::notice(&format!("paired with {me}; say hello")));
                 self.room_event(&room, format!("{them} and {me} paired"));
             }
+            Match::TooManyRooms => self.too_many_rooms(),
         }
     }
 
@@ -398,6 +505,36 @@ fn room_label(name: &str) -> String {
     }
 }
 
+/// Reads a line that arrives before `until`, if one does.
+async fn early_line(
+    lines: &mut LineReader<Socket>,
+    until: Instant,
+) -> Option<io::Result<Option<Line>>> {
+    future::or(async { Some(lines.next().await) }, async {
+        Timer::at(until).await;
+        None
+    })
+    .await
+}
+
+/// What the log shows for `/auth`: never the secret.
+fn redacted_auth(peer: SocketAddr) -> Record {
+    Record::Line {
+        peer,
+        text: b"/auth ***".to_vec(),
+    }
+}
+
+/// Takes one of the client's joins or pipes for this minute (`--rate`), or says why not.
+fn throttle(hub: &Hub, peer: SocketAddr) -> Result<(), String> {
+    hub.throttle.take(peer.ip()).map_err(|wait| {
+        hub.stats.refused();
+        let rate = hub.throttle.rate();
+        let secs = wait.as_secs() + 1;
+        format!("too many joins and pipes from your address (max {rate} a minute); try again in {secs} s")
+    })
+}
+
 /// Writes a notice straight to a socket that is out of line mode, giving up after a moment.
 async fn tell(stream: &Socket, line: &[u8]) {
     let mut stream = stream.clone();
@@ -413,6 +550,22 @@ async fn tell(stream: &Socket, line: &[u8]) {
     .await;
 }
 
+/// A pipe opened by the first line: rate-limited like any other (see `--rate`).
+async fn silent_pipe(hub: &Arc<Hub>, token: Arc<str>, end: End) {
+    if let Err(error) = throttle(hub, end.peer) {
+        tell(&end.stream, &proto::error(&error)).await;
+        hub.log
+            .send(Record::Dropped {
+                peer: end.peer,
+                reason: error,
+                mood: Mood::Refused,
+            })
+            .await;
+        return;
+    }
+    pipe(hub, token, end).await
+}
+
 /// Pipe mode: waits for the peer with the same token (or hands this end to it), then relays.
 async fn pipe(hub: &Arc<Hub>, token: Arc<str>, end: End) {
     let (id, handoff, mine) = match hub.pipes.arrive(&token, end) {
@@ -420,10 +573,26 @@ async fn pipe(hub: &Arc<Hub>, token: Arc<str>, end: End) {
         Arrival::Busy(end) => {
             let error = format!("pipe {token} is busy");
             tell(&end.stream, &proto::error(&error)).await;
+            hub.stats.refused();
             hub.log
-                .send(Record::ClientError {
+                .send(Record::Dropped {
                     peer: end.peer,
-                    error,
+                    reason: error,
+                    mood: Mood::Refused,
+                })
+                .await;
+            return;
+        }
+        Arrival::TooManyWaiting(end) => {
+            let max = hub.pipes.max_waiting();
+            let error = format!("too many pipes waiting for a peer (max {max}); try again later");
+            tell(&end.stream, &proto::error(&error)).await;
+            hub.stats.refused();
+            hub.log
+                .send(Record::Dropped {
+                    peer: end.peer,
+                    reason: error,
+                    mood: Mood::Refused,
                 })
                 .await;
             return;
@@ -474,26 +643,27 @@ async fn pipe(hub: &Arc<Hub>, token: Arc<str>, end: End) {
                     Err(_) => return,
                 }
             } else {
-                let reason = match other {
+                let (reason, mood) = match other {
                     Waited::Expired => {
                         let secs = hub.config.pipe_wait.as_secs();
                         let error = format!("pipe {token} expired (no peer within {secs} s)");
                         tell(&mine.stream, &proto::error(&error)).await;
-                        "expired waiting for a peer"
+                        ("expired waiting for a peer", Mood::Lonely)
                     }
                     Waited::Shutdown => {
                         if !mine.silent {
                             tell(&mine.stream, &proto::notice("server shutting down")).await;
                         }
-                        "server shutting down while waiting"
+                        ("server shutting down while waiting", Mood::Shutdown)
                     }
-                    _ => "client went away while waiting",
+                    _ => ("client went away while waiting", Mood::Jilted),
                 };
-                let peer = Addr(&mine.peer);
                 hub.log
-                    .send(Record::Pipe {
+                    .send(Record::PipeAbandoned {
                         token,
-                        event: format!("{peer} {reason}"),
+                        peer: mine.peer,
+                        reason,
+                        mood,
                     })
                     .await;
                 return;
@@ -517,11 +687,11 @@ async fn wait_until_reset(stream: &Socket) {
 
 async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
     let started = Instant::now();
-    let (pa, pb) = (Addr(&a.peer), Addr(&b.peer));
     hub.log
-        .send(Record::Pipe {
+        .send(Record::PipeOpen {
             token: token.clone(),
-            event: format!("{pa} <-> {pb} open"),
+            a: a.peer,
+            b: b.peer,
         })
         .await;
     for end in [&a, &b] {
@@ -532,22 +702,49 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
         }
     }
     let counts = relay::Counts::default();
+    let options = relay::Options {
+        splice: hub.config.splice,
+        limit: match hub.config.pipe_max_bytes {
+            0 => u64::MAX,
+            n => n,
+        },
+    };
     let mut relay = pin!(relay::run(
-        &a.stream,
-        &b.stream,
-        &a.early,
-        &b.early,
-        hub.config.splice,
-        &counts,
+        &a.stream, &b.stream, &a.early, &b.early, options, &counts,
     ));
-    let ending = future::or(async { Some(relay.as_mut().await) }, async {
-        hub.stopped().await;
-        None
-    })
+    let max_time = hub.config.pipe_max_time;
+    let ending = future::or(
+        async { Some(Some(relay.as_mut().await)) },
+        future::or(
+            async {
+                hub.stopped().await;
+                None
+            },
+            async {
+                if max_time.is_zero() {
+                    future::pending::<()>().await;
+                }
+                Timer::after(max_time).await;
+                Some(None)
+            },
+        ),
+    )
     .await;
-    let reason = match ending {
-        Some(Ending::Eof) => "EOF both ways",
-        Some(Ending::Reset) => "reset",
+    let (reason, mood) = match ending {
+        Some(Some(Ending::Eof)) => ("EOF both ways".to_string(), Mood::Happy),
+        Some(Some(Ending::Reset)) => ("reset".to_string(), Mood::Errored),
+        Some(Some(Ending::Quota)) => (
+            format!("over the byte quota ({} bytes each way)", options.limit),
+            Mood::OverQuota,
+        ),
+        Some(None) => {
+            // Over time: end it with a reset, so neither side takes it for a clean end.
+            for end in [&a, &b] {
+                end.stream.reset_on_close();
+            }
+            let secs = max_time.as_secs();
+            (format!("time limit reached ({secs} s)"), Mood::OverQuota)
+        }
         None => {
             // Shutting down: a short while to finish, then cut.
             let finished = future::or(async { Some(relay.as_mut().await) }, async {
@@ -556,8 +753,8 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
             })
             .await;
             match finished {
-                Some(Ending::Eof) => "EOF both ways (during shutdown)",
-                _ => "server shutting down",
+                Some(Ending::Eof) => ("EOF both ways (during shutdown)".into(), Mood::Happy),
+                _ => ("server shutting down".into(), Mood::Shutdown),
             }
         }
     };
@@ -566,12 +763,23 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
         counts.b_to_a.load(std::sync::atomic::Ordering::Relaxed),
     );
     let secs = started.elapsed().as_secs_f64();
+    let stats = &hub.stats;
+    stats
+        .piped_bytes
+        .fetch_add(ab + ba, std::sync::atomic::Ordering::Relaxed);
+    stats
+        .pipes_closed
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     hub.log
-        .send(Record::Pipe {
+        .send(Record::PipeClosed {
             token: token.clone(),
-            event: format!(
-                "closed: {pa} -> {pb} {ab} bytes, {pb} -> {pa} {ba} bytes, {secs:.3} s, {reason}"
-            ),
+            a: a.peer,
+            b: b.peer,
+            a_to_b: ab,
+            b_to_a: ba,
+            secs,
+            reason,
+            mood,
         })
         .await;
     drop((a.ticket, b.ticket));
@@ -592,7 +800,8 @@ mod tests {
                 .await
                 .unwrap();
             let (stream, peer) = listener.accept().await.unwrap();
-            let (log, _printer) = Printer::spawn(Box::new(std::io::sink())).unwrap();
+            let (log, _printer) =
+                Printer::spawn(Box::new(std::io::sink()), Default::default()).unwrap();
             let (done, _all_done) = async_channel::bounded(1);
             let hub = Arc::new(Hub::new(Config::default(), log, done));
             let ticket = hub.ticket(peer.ip()).unwrap();

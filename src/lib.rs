@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod access;
 pub mod cli;
 pub mod client;
 pub mod conn;
@@ -26,3 +27,4 @@ pub mod relay;
 pub mod rooms;
 pub mod server;
 pub mod socket;
+pub mod throttle;

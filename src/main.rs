@@ -59,7 +59,7 @@ fn run_server(serve: Serve) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     // Registered before serving so that a signal during start-up is not lost.
     let mut signals = Signals::new([Signal::Term, Signal::Int])?;
-    let (log, printer) = Printer::spawn(Box::new(io::stdout()))?;
+    let (log, printer) = Printer::spawn(Box::new(io::stdout()), serve.log_format)?;
     let served = server::run(listener, config, log.clone(), async move {
         signals.next().await;
     });

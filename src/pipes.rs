@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_channel::{Receiver, Sender};
@@ -16,6 +16,8 @@ use crate::socket::Socket;
 
 /// Default for `--pipe-wait`: how long a pipe waits for its peer, in seconds.
 pub const PIPE_WAIT_SECS: u64 = 600;
+/// Default for `--max-waiting-pipes`: pipes waiting for their peer at once.
+pub const MAX_WAITING_PIPES: usize = 1000;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // See rooms::lock: the map is consistent after every critical section.
@@ -54,19 +56,41 @@ pub enum Arrival {
     HandedOver,
     /// Two connections already use this token.
     Busy(End),
+    /// `--max-waiting-pipes` pipes are waiting already.
+    TooManyWaiting(End),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pipes {
     slots: Mutex<HashMap<Arc<str>, Slot>>,
+    /// How many slots are `Waiting`.
+    waiting: AtomicUsize,
+    max_waiting: usize,
     next_id: AtomicU64,
 }
 
 impl Pipes {
+    pub fn new(max_waiting: usize) -> Pipes {
+        Pipes {
+            slots: Mutex::new(HashMap::new()),
+            waiting: AtomicUsize::new(0),
+            max_waiting,
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    pub fn max_waiting(&self) -> usize {
+        self.max_waiting
+    }
+
     pub fn arrive(&self, token: &Arc<str>, end: End) -> Arrival {
         let mut slots = lock(&self.slots);
         match slots.remove(token) {
+            None if self.waiting.load(Ordering::Relaxed) >= self.max_waiting => {
+                Arrival::TooManyWaiting(end)
+            }
             None => {
+                self.waiting.fetch_add(1, Ordering::Relaxed);
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 let (handoff, receive) = async_channel::bounded(1);
                 slots.insert(token.clone(), Slot::Waiting { id, handoff });
@@ -82,12 +106,14 @@ impl Pipes {
             }
             Some(Slot::Waiting { handoff, .. }) => match handoff.try_send(end) {
                 Ok(()) => {
+                    self.waiting.fetch_sub(1, Ordering::Relaxed);
                     slots.insert(token.clone(), Slot::Open);
                     Arrival::HandedOver
                 }
                 // The waiter's task is gone without giving up (it can only have been
                 // cancelled): take its place instead.
                 Err(e) => {
+                    self.waiting.fetch_sub(1, Ordering::Relaxed);
                     drop(slots);
                     self.arrive(token, e.into_inner())
                 }
@@ -102,6 +128,7 @@ impl Pipes {
         match slots.get(token) {
             Some(Slot::Waiting { id: waiting, .. }) if *waiting == id => {
                 slots.remove(token);
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
                 true
             }
             _ => false,
@@ -116,8 +143,10 @@ impl Pipes {
         }
     }
 
-    /// Tokens now waiting or open.
-    pub fn count(&self) -> usize {
-        lock(&self.slots).len()
+    /// Pipes now (waiting, open).
+    pub fn count(&self) -> (usize, usize) {
+        let slots = lock(&self.slots);
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        (waiting, slots.len() - waiting)
     }
 }

@@ -21,6 +21,8 @@ use async_channel::{Receiver, Sender};
 
 use crate::proto::push_escaped;
 
+mod json;
+
 /// How many records may wait for the printer before producers are slowed down.
 pub const LOG_QUEUE_RECORDS: usize = 4096;
 
@@ -44,17 +46,120 @@ pub enum Record {
     /// A client closed its side of the connection.
     Left { peer: SocketAddr },
     /// A client's connection ended for a reason other than a clean close.
-    Dropped { peer: SocketAddr, reason: String },
-    /// A client was sent an error line (`* error: ERROR`), e.g. refused as the server is full.
+    Dropped {
+        peer: SocketAddr,
+        reason: String,
+        mood: Mood,
+    },
+    /// A client was sent an error line (`* error: ERROR`) and stays connected.
     ClientError { peer: SocketAddr, error: String },
+    /// A client was refused at once (access rule, server full, …) and closed.
+    Refused { peer: SocketAddr, error: String },
     /// `accept(2)` failed; the server goes on.
     AcceptError { error: io::Error, retry: Duration },
     /// Something happened in a room: `room NAME: EVENT`.
     Room { room: Arc<str>, event: String },
-    /// Something happened to a pipe: `pipe TOKEN: EVENT`.
-    Pipe { token: Arc<str>, event: String },
+    /// Two connections were paired into a pipe.
+    PipeOpen {
+        token: Arc<str>,
+        a: SocketAddr,
+        b: SocketAddr,
+    },
+    /// A pipe ended: bytes each way, how long it was open and why it ended.
+    PipeClosed {
+        token: Arc<str>,
+        a: SocketAddr,
+        b: SocketAddr,
+        a_to_b: u64,
+        b_to_a: u64,
+        secs: f64,
+        reason: String,
+        mood: Mood,
+    },
+    /// A connection waiting on a pipe ended without a peer.
+    PipeAbandoned {
+        token: Arc<str>,
+        peer: SocketAddr,
+        reason: &'static str,
+        mood: Mood,
+    },
     /// A server-wide message, e.g. that it is shutting down.
     Server { message: String },
+    /// The `--stats-interval` summary. The printer adds the lines it logged since the last.
+    Stats(Stats),
+}
+
+/// How a connection ended, in one word (in the spirit of magic-wormhole's transit relay).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mood {
+    /// It ended the way the client meant it to: EOF, `/quit`, a pipe finished both ways.
+    Happy,
+    /// A pipe waited for a peer that never came.
+    Lonely,
+    /// The client went away while waiting for its pipe's peer.
+    Jilted,
+    /// It said nothing for `--idle-timeout`, or did not `/auth` in `--handshake-timeout`.
+    TimedOut,
+    /// A network error or a reset.
+    Errored,
+    /// A limit or an access rule turned it away.
+    Refused,
+    /// It did not read what was sent to it fast enough.
+    TooSlow,
+    /// A pipe went over `--pipe-max-bytes` or `--pipe-max-time`.
+    OverQuota,
+    /// The server stopped.
+    Shutdown,
+}
+
+impl Mood {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mood::Happy => "happy",
+            Mood::Lonely => "lonely",
+            Mood::Jilted => "jilted",
+            Mood::TimedOut => "timed_out",
+            Mood::Errored => "errored",
+            Mood::Refused => "refused",
+            Mood::TooSlow => "too_slow",
+            Mood::OverQuota => "over_quota",
+            Mood::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A snapshot of the server's counters, for `--stats-interval`.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub conns: usize,
+    pub rooms: usize,
+    pub pipes_waiting: usize,
+    pub pipes_open: usize,
+    pub pipes_closed: u64,
+    pub piped_bytes: u64,
+    pub refused: u64,
+}
+
+/// The log's format (`--log-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// The seed's plain lines.
+    #[default]
+    Text,
+    /// One JSON object per line, with a time stamp.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("unknown log format {s:?}: use text or json")),
+        }
+    }
 }
 
 /// The producers' end: cheap to clone, one per connection.
@@ -105,11 +210,11 @@ pub struct Printer {
 
 impl Printer {
     /// Starts the printer writing to `out`.
-    pub fn spawn(out: Box<dyn Write + Send>) -> io::Result<(Log, Printer)> {
+    pub fn spawn(out: Box<dyn Write + Send>, format: LogFormat) -> io::Result<(Log, Printer)> {
         let (records, queue) = async_channel::bounded(LOG_QUEUE_RECORDS);
         let thread = thread::Builder::new()
             .name("duet-printer".into())
-            .spawn(move || print_all(queue, out))?;
+            .spawn(move || print_all(queue, out, format))?;
         Ok((Log { records }, Printer { thread }))
     }
 
@@ -121,14 +226,27 @@ impl Printer {
     }
 }
 
-fn print_all(queue: Receiver<Record>, mut out: Box<dyn Write + Send>) {
+fn print_all(queue: Receiver<Record>, mut out: Box<dyn Write + Send>, format: LogFormat) {
     let mut buf = Vec::with_capacity(WRITE_CHUNK_BYTES * 2);
     let mut broken = false;
+    // Lines logged since the last stats record: counted here, so the hot path pays nothing.
+    let mut lines = 0u64;
+    let mut put = |buf: &mut Vec<u8>, record: &Record| {
+        match record {
+            Record::Line { .. } => lines += 1,
+            Record::Stats(_) => {
+                let logged = std::mem::take(&mut lines);
+                return write_record(buf, record, format, logged);
+            }
+            _ => {}
+        }
+        write_record(buf, record, format, 0)
+    };
     while let Ok(first) = queue.recv_blocking() {
-        format_record(&mut buf, &first);
+        put(&mut buf, &first);
         // Take whatever else is already queued, so a busy server writes in large chunks.
         while let Ok(record) = queue.try_recv() {
-            format_record(&mut buf, &record);
+            put(&mut buf, &record);
             if buf.len() >= WRITE_CHUNK_BYTES {
                 write_out(&mut out, &buf, &mut broken);
                 buf.clear();
@@ -163,8 +281,16 @@ fn report_broken(e: &io::Error, broken: &mut bool) {
     }
 }
 
-/// Formats one record as one log line (with its newline) onto `buf`.
-pub fn format_record(buf: &mut Vec<u8>, record: &Record) {
+fn write_record(buf: &mut Vec<u8>, record: &Record, format: LogFormat, lines: u64) {
+    match format {
+        LogFormat::Text => format_record(buf, record, lines),
+        LogFormat::Json => json::format_record(buf, record, lines, std::time::SystemTime::now()),
+    }
+}
+
+/// Formats one record as one log line (with its newline) onto `buf`. `lines` is the number
+/// of lines logged since the last stats record (used by [`Record::Stats`] only).
+pub fn format_record(buf: &mut Vec<u8>, record: &Record, lines: u64) {
     match record {
         Record::Line { peer, text } => {
             // The hot path: no `format!`, no intermediate String.
@@ -181,11 +307,11 @@ pub fn format_record(buf: &mut Vec<u8>, record: &Record) {
             buf,
             format_args!("client '{}' left the session.", Addr(peer)),
         ),
-        Record::Dropped { peer, reason } => line(
+        Record::Dropped { peer, reason, .. } => line(
             buf,
             format_args!("client '{}' dropped: {reason}", Addr(peer)),
         ),
-        Record::ClientError { peer, error } => {
+        Record::ClientError { peer, error } | Record::Refused { peer, error } => {
             line(buf, format_args!("client '{}' error: {error}", Addr(peer)))
         }
         Record::AcceptError { error, retry } => line(
@@ -200,8 +326,51 @@ pub fn format_record(buf: &mut Vec<u8>, record: &Record) {
             push_escaped(buf, room.as_bytes());
             line(buf, format_args!(": {event}"))
         }
-        Record::Pipe { token, event } => line(buf, format_args!("pipe {token}: {event}")),
+        Record::PipeOpen { token, a, b } => line(
+            buf,
+            format_args!("pipe {token}: {} <-> {} open", Addr(a), Addr(b)),
+        ),
+        Record::PipeClosed {
+            token,
+            a,
+            b,
+            a_to_b,
+            b_to_a,
+            secs,
+            reason,
+            ..
+        } => {
+            let (a, b) = (Addr(a), Addr(b));
+            line(
+                buf,
+                format_args!(
+                    "pipe {token}: closed: {a} -> {b} {a_to_b} bytes, {b} -> {a} {b_to_a} bytes, \
+                     {secs:.3} s, {reason}"
+                ),
+            )
+        }
+        Record::PipeAbandoned {
+            token,
+            peer,
+            reason,
+            ..
+        } => line(buf, format_args!("pipe {token}: {} {reason}", Addr(peer))),
         Record::Server { message } => line(buf, format_args!("{message}")),
+        Record::Stats(s) => line(
+            buf,
+            format_args!(
+                "stats: {} connections, {} rooms, {} pipes waiting, {} pipes open, \
+                 {} lines, {} refused, {} pipes closed carrying {} bytes",
+                s.conns,
+                s.rooms,
+                s.pipes_waiting,
+                s.pipes_open,
+                lines,
+                s.refused,
+                s.pipes_closed,
+                s.piped_bytes
+            ),
+        ),
     }
 }
 
@@ -235,7 +404,7 @@ mod tests {
 
     fn fmt(record: Record) -> String {
         let mut buf = Vec::new();
-        format_record(&mut buf, &record);
+        format_record(&mut buf, &record, 0);
         String::from_utf8(buf).unwrap()
     }
 

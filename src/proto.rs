@@ -35,6 +35,8 @@ pub enum Command<'a> {
     Quit,
     Help,
     Pipe(&'a str),
+    /// `/auth SECRET` (see `--secret-file`).
+    Auth(&'a str),
 }
 
 /// Parses one line. `Err` carries the text of the `* error:` line to send back.
@@ -68,6 +70,8 @@ pub fn parse(line: &[u8]) -> Result<Input<'_>, String> {
             Command::Pipe(token)
         }
         ("/pipe", None) => return Err("usage: /pipe TOKEN".into()),
+        ("/auth", Some(secret)) => Command::Auth(secret),
+        ("/auth", None) => return Err("usage: /auth SECRET".into()),
         ("/who", None) => Command::Who,
         ("/leave", None) => Command::Leave,
         ("/quit", None) => Command::Quit,
@@ -181,6 +185,7 @@ pub fn help(room_size: usize) -> Vec<u8> {
         "  /leave       go back to the lobby".into(),
         "  /pipe TOKEN  connect raw to whoever else sends /pipe TOKEN; bytes only from then on"
             .into(),
+        "  /auth SECRET log in, on a server that asks for it".into(),
         "  /quit        disconnect".into(),
         "  //text       send a line that starts with /".into(),
         "room and token names: 1-64 (tokens 1-128) characters of A-Z a-z 0-9 . _ -".into(),
@@ -222,6 +227,11 @@ mod tests {
         assert_eq!(parse(b"/leave"), Ok(Input::Command(Command::Leave)));
         assert_eq!(parse(b"/quit"), Ok(Input::Command(Command::Quit)));
         assert_eq!(parse(b"/help"), Ok(Input::Command(Command::Help)));
+        assert_eq!(
+            parse(b"/auth s3cret"),
+            Ok(Input::Command(Command::Auth("s3cret")))
+        );
+        assert_eq!(parse(b"/auth").unwrap_err(), "usage: /auth SECRET");
     }
 
     #[test]

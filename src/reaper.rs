@@ -44,13 +44,16 @@ impl Stamp {
 #[derive(Debug)]
 pub struct Reaper {
     timeout: Duration,
+    /// With `--secret-file`: how long a client may stay without authenticating.
+    auth_timeout: Option<Duration>,
     sessions: Mutex<HashMap<u64, Weak<Session>>>,
 }
 
 impl Reaper {
-    pub fn new(timeout: Duration) -> Reaper {
+    pub fn new(timeout: Duration, auth_timeout: Option<Duration>) -> Reaper {
         Reaper {
             timeout,
+            auth_timeout,
             sessions: Mutex::new(HashMap::new()),
         }
     }
@@ -72,7 +75,8 @@ impl Reaper {
 
     /// Sweeps forever, a few times per timeout (at least every second).
     pub async fn run(&self) {
-        let period = (self.timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let shortest = self.timeout.min(self.auth_timeout.unwrap_or(Duration::MAX));
+        let period = (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         loop {
             Timer::after(period).await;
             self.sweep();
@@ -81,16 +85,31 @@ impl Reaper {
 
     fn sweep(&self) {
         let now = clock_ms();
+        // Until it authenticates, a client's stamp stays at the time it connected.
+        let too_late = |s: &Session| match self.auth_timeout {
+            Some(limit) if !s.is_authed() => s.last_line.age(now) > limit,
+            _ => s.last_line.age(now) > self.timeout,
+        };
         let idle: Vec<Arc<Session>> = self
             .lock()
             .values()
             .filter_map(Weak::upgrade)
-            .filter(|s| s.last_line.age(now) > self.timeout)
+            .filter(|s| too_late(s))
             .collect();
         for session in idle {
             if session.time_out() {
-                let secs = self.timeout.as_secs();
-                let error = format!("idle timeout (no complete line in {secs} s)");
+                let error = match self.auth_timeout {
+                    Some(limit) if !session.is_authed() => {
+                        format!(
+                            "authentication timed out (no /auth in {} s)",
+                            limit.as_secs()
+                        )
+                    }
+                    _ => format!(
+                        "idle timeout (no complete line in {} s)",
+                        self.timeout.as_secs()
+                    ),
+                };
                 session.send(proto::error(&error));
                 session.outbox.stop_reading();
             }

@@ -24,6 +24,22 @@ pub enum Ending {
     Eof,
     /// One side failed (reset, or the other side's writes failed).
     Reset,
+    /// One side sent more than `--pipe-max-bytes`.
+    Quota,
+}
+
+/// Why one direction stopped early.
+enum Stop {
+    /// A read or write failed (the log says "reset"; the error itself tells no more).
+    Io,
+    /// More bytes arrived than the quota allows; none of them were passed on.
+    Quota,
+}
+
+impl From<io::Error> for Stop {
+    fn from(_: io::Error) -> Stop {
+        Stop::Io
+    }
 }
 
 /// Byte counts, readable while the relay runs.
@@ -33,6 +49,15 @@ pub struct Counts {
     pub b_to_a: AtomicU64,
 }
 
+/// How a relay runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Use splice(2) where available.
+    pub splice: bool,
+    /// Most bytes each direction may carry (`--pipe-max-bytes`); `u64::MAX` is no limit.
+    pub limit: u64,
+}
+
 /// Relays between `a` and `b` until both directions are done. `a_early`/`b_early` are bytes
 /// already read from `a`/`b` that go out first.
 pub async fn run(
@@ -40,18 +65,18 @@ pub async fn run(
     b: &Socket,
     a_early: &[u8],
     b_early: &[u8],
-    splice: bool,
+    options: Options,
     counts: &Counts,
 ) -> Ending {
     let (ab, ba) = future::zip(
-        one_way(a, b, a_early, splice, &counts.a_to_b),
-        one_way(b, a, b_early, splice, &counts.b_to_a),
+        one_way(a, b, a_early, options, &counts.a_to_b),
+        one_way(b, a, b_early, options, &counts.b_to_a),
     )
     .await;
-    if ab.is_ok() && ba.is_ok() {
-        Ending::Eof
-    } else {
-        Ending::Reset
+    match (ab, ba) {
+        (Ok(()), Ok(())) => Ending::Eof,
+        (Err(Stop::Quota), _) | (_, Err(Stop::Quota)) => Ending::Quota,
+        _ => Ending::Reset,
     }
 }
 
@@ -61,23 +86,30 @@ async fn one_way(
     from: &Socket,
     to: &Socket,
     early: &[u8],
-    splice: bool,
+    options: Options,
     count: &AtomicU64,
-) -> io::Result<()> {
+) -> Result<(), Stop> {
     let copied = async {
+        let mut quota = Quota {
+            left: options.limit,
+        };
         if !early.is_empty() {
+            let n = quota.grant(early.len());
+            if n < early.len() {
+                return Err(Stop::Quota);
+            }
             to.clone().write_all(early).await?;
             count.fetch_add(early.len() as u64, Ordering::Relaxed);
+            quota.used(n);
         }
         #[cfg(target_os = "linux")]
-        if splice {
+        if options.splice {
             if let Ok(kernel_pipe) = linux::KernelPipe::new() {
-                return linux::splice_all(from, to, &kernel_pipe, count).await;
+                return linux::splice_all(from, to, &kernel_pipe, count, quota).await;
             }
             // No pipe to be had (e.g. out of file descriptors): copy instead.
         }
-        let _ = splice;
-        copy_all(from, to, count).await
+        copy_all(from, to, count, quota).await
     }
     .await;
     match copied {
@@ -99,17 +131,53 @@ async fn one_way(
     }
 }
 
+/// What is left of one direction's `--pipe-max-bytes`.
+struct Quota {
+    left: u64,
+}
+
+impl Quota {
+    /// How many of `want` bytes may be read next.
+    fn grant(&self, want: usize) -> usize {
+        usize::try_from(self.left).map_or(want, |left| left.min(want))
+    }
+
+    fn used(&mut self, n: usize) {
+        self.left = self.left.saturating_sub(n as u64);
+    }
+
+    /// Once the quota is used up: waits for what comes next. The end of the stream is fine;
+    /// any byte more is over the quota (and is not passed on).
+    async fn at_end(&self, from: &Socket) -> Result<(), Stop> {
+        let mut probe = [0u8; 1];
+        match from.source().read_with(|s| s.peek(&mut probe)).await? {
+            0 => Ok(()),
+            _ => Err(Stop::Quota),
+        }
+    }
+}
+
 /// The portable path: read into a fixed buffer, write it all, repeat.
-async fn copy_all(from: &Socket, to: &Socket, count: &AtomicU64) -> io::Result<()> {
+async fn copy_all(
+    from: &Socket,
+    to: &Socket,
+    count: &AtomicU64,
+    mut quota: Quota,
+) -> Result<(), Stop> {
     let (mut from, mut to) = (from.clone(), to.clone());
     let mut buf = vec![0u8; RELAY_BUFFER_BYTES];
     loop {
-        let n = from.read(&mut buf).await?;
+        let want = quota.grant(buf.len());
+        if want == 0 {
+            return quota.at_end(&from).await;
+        }
+        let n = from.read(&mut buf[..want]).await?;
         if n == 0 {
             return Ok(());
         }
         to.write_all(&buf[..n]).await?;
         count.fetch_add(n as u64, Ordering::Relaxed);
+        quota.used(n);
     }
 }
 
@@ -143,21 +211,18 @@ mod linux {
         to: &Socket,
         pipe: &KernelPipe,
         count: &AtomicU64,
-    ) -> io::Result<()> {
+        mut quota: Quota,
+    ) -> Result<(), Stop> {
+        let socket = from;
         let (from, to) = (from.source(), to.source());
         let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
         loop {
+            let want = quota.grant(RELAY_BUFFER_BYTES);
+            if want == 0 {
+                return quota.at_end(socket).await;
+            }
             let n = from
-                .read_with(|s| {
-                    Ok(splice(
-                        s,
-                        None,
-                        &pipe.write,
-                        None,
-                        RELAY_BUFFER_BYTES,
-                        flags,
-                    )?)
-                })
+                .read_with(|s| Ok(splice(s, None, &pipe.write, None, want, flags)?))
                 .await?;
             if n == 0 {
                 return Ok(());
@@ -168,11 +233,12 @@ mod linux {
                     .write_with(|s| Ok(splice(&pipe.read, None, s, None, left, flags)?))
                     .await?;
                 if m == 0 {
-                    return Err(io::ErrorKind::WriteZero.into());
+                    return Err(io::Error::from(io::ErrorKind::WriteZero).into());
                 }
                 left -= m;
             }
             count.fetch_add(n as u64, Ordering::Relaxed);
+            quota.used(n);
         }
     }
 }

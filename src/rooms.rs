@@ -1,7 +1,8 @@
 //! Rooms: who is talking with whom. No I/O happens here.
 //!
 //! Locks are short and never held across an `.await`: sending to a member means pushing onto
-//! its [`Outbox`], which never waits. Lock order is always the room map, then a room's members.
+//! its [`Outbox`], which never waits. Lock order is always matchmaking's waiting slot, then the room map,
+//! then a room's members.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,6 +24,8 @@ pub const ROOM_SIZE: usize = 2;
 /// Default for `--slow-grace`: how long a room waits for a member that is not reading before
 /// cutting it off, in milliseconds.
 pub const SLOW_GRACE_MS: u64 = 2000;
+/// Default for `--max-rooms`: rooms open at once, private (matchmade) rooms included.
+pub const MAX_ROOMS: usize = 5000;
 
 /// Locks a mutex, carrying on if another task panicked while holding it: every critical
 /// section here leaves the data consistent, and one bad connection must not poison the rest.
@@ -43,6 +46,8 @@ pub struct Session {
     /// When the client last completed a line (see `--idle-timeout`).
     pub last_line: Stamp,
     timed_out: AtomicBool,
+    /// Whether the client has sent the right `/auth` (always true without `--secret-file`).
+    authed: AtomicBool,
 }
 
 impl Session {
@@ -56,7 +61,21 @@ impl Session {
             room: Mutex::new(None),
             last_line: Stamp::now(),
             timed_out: AtomicBool::new(false),
+            authed: AtomicBool::new(true),
         }
+    }
+
+    /// The client must `/auth` before anything else.
+    pub fn require_auth(&self) {
+        self.authed.store(false, Ordering::Release);
+    }
+
+    pub fn is_authed(&self) -> bool {
+        self.authed.load(Ordering::Acquire)
+    }
+
+    pub fn set_authed(&self) {
+        self.authed.store(true, Ordering::Release);
     }
 
     /// The client completed a line.
@@ -189,6 +208,8 @@ impl Room {
 #[derive(Debug, PartialEq, Eq)]
 pub enum JoinError {
     Full,
+    /// `--max-rooms` rooms exist already.
+    TooManyRooms,
 }
 
 /// The outcome of `/join` without a name.
@@ -201,21 +222,25 @@ pub enum Match {
         room: Arc<Room>,
         partner: Arc<Session>,
     },
+    /// A partner was waiting, but `--max-rooms` rooms exist already; nobody was paired.
+    TooManyRooms,
 }
 
 /// Every room on the server, and the client waiting for a partner.
 #[derive(Debug)]
 pub struct Rooms {
     size: usize,
+    max_rooms: usize,
     rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
     waiting: Mutex<Option<Arc<Session>>>,
     private: AtomicU64,
 }
 
 impl Rooms {
-    pub fn new(size: usize) -> Rooms {
+    pub fn new(size: usize, max_rooms: usize) -> Rooms {
         Rooms {
             size: size.max(1),
+            max_rooms,
             rooms: Mutex::new(HashMap::new()),
             waiting: Mutex::new(None),
             private: AtomicU64::new(0),
@@ -226,6 +251,10 @@ impl Rooms {
         self.size
     }
 
+    pub fn max_rooms(&self) -> usize {
+        self.max_rooms
+    }
+
     /// Number of rooms that exist now.
     pub fn count(&self) -> usize {
         lock(&self.rooms).len()
@@ -234,6 +263,9 @@ impl Rooms {
     /// Puts `session` (which must be in no room) into room `name`, creating it.
     pub fn join(&self, session: &Arc<Session>, name: &str) -> Result<Arc<Room>, JoinError> {
         let mut rooms = lock(&self.rooms);
+        if !rooms.contains_key(name) && rooms.len() >= self.max_rooms {
+            return Err(JoinError::TooManyRooms);
+        }
         let room = rooms
             .entry(name.into())
             .or_insert_with(|| {
@@ -264,6 +296,12 @@ impl Rooms {
                 return Match::Waiting;
             }
         };
+        let mut rooms = lock(&self.rooms);
+        if rooms.len() >= self.max_rooms {
+            // The partner keeps waiting; this client is told why it was not paired.
+            *waiting = Some(partner);
+            return Match::TooManyRooms;
+        }
         // '~' cannot appear in a name given to /join, so nobody can walk into this room.
         let n = self.private.fetch_add(1, Ordering::Relaxed);
         let name: Arc<str> = format!("~{n}").into();
@@ -271,7 +309,8 @@ impl Rooms {
             name: name.clone(),
             members: Mutex::new(vec![partner.clone(), session.clone()]),
         });
-        lock(&self.rooms).insert(name, room.clone());
+        rooms.insert(name, room.clone());
+        drop(rooms);
         *lock(&partner.room) = Some(room.clone());
         *lock(&session.room) = Some(room.clone());
         Match::Paired { room, partner }
@@ -331,7 +370,7 @@ mod tests {
 
     #[test]
     fn room_size_is_enforced_and_rooms_vanish_when_empty() {
-        let rooms = Rooms::new(2);
+        let rooms = Rooms::new(2, MAX_ROOMS);
         let (a, b, c) = (session(1), session(2), session(3));
         rooms.join(&a, "r").unwrap();
         rooms.join(&b, "r").unwrap();
@@ -347,7 +386,7 @@ mod tests {
 
     #[test]
     fn matchmaking_pairs_the_next_two() {
-        let rooms = Rooms::new(2);
+        let rooms = Rooms::new(2, MAX_ROOMS);
         let (a, b, c) = (session(1), session(2), session(3));
         assert!(matches!(rooms.pair(&a), Match::Waiting));
         assert!(
@@ -360,7 +399,7 @@ mod tests {
                 assert_eq!(room.len(), 2);
                 assert!(Arc::ptr_eq(&a.room().unwrap(), &room));
             }
-            Match::Waiting => panic!("b should be paired with a"),
+            Match::Waiting | Match::TooManyRooms => panic!("b should be paired with a"),
         }
         assert!(matches!(rooms.pair(&c), Match::Waiting));
         rooms.leave(&c);
@@ -368,8 +407,32 @@ mod tests {
     }
 
     #[test]
+    fn the_number_of_rooms_is_capped() {
+        let rooms = Rooms::new(2, 2);
+        let (a, b, c, d, e) = (session(1), session(2), session(3), session(4), session(5));
+        rooms.join(&a, "one").unwrap();
+        rooms.join(&b, "two").unwrap();
+        assert_eq!(
+            rooms.join(&c, "three").unwrap_err(),
+            JoinError::TooManyRooms
+        );
+        rooms.join(&c, "two").unwrap();
+        assert!(matches!(rooms.pair(&d), Match::Waiting));
+        assert!(matches!(rooms.pair(&e), Match::TooManyRooms));
+        assert!(rooms.is_waiting(&d), "the partner keeps waiting");
+        rooms.leave(&b);
+        assert!(
+            matches!(rooms.pair(&e), Match::TooManyRooms),
+            "two still has c"
+        );
+        rooms.leave(&a);
+        assert!(matches!(rooms.pair(&e), Match::Paired { .. }));
+        assert_eq!(rooms.count(), 2);
+    }
+
+    #[test]
     fn nick_changes_show_in_who() {
-        let rooms = Rooms::new(3);
+        let rooms = Rooms::new(3, MAX_ROOMS);
         let a = session(1);
         rooms.join(&a, "r").unwrap();
         a.set_nick("ana");

@@ -22,12 +22,14 @@ use event_listener::{listener, Event};
 use futures_lite::{future, AsyncWriteExt};
 use smol::{Executor, Timer};
 
+use crate::access::Access;
 use crate::line::MAX_LINE_BYTES;
 use crate::outbox::OUTBOX_BYTES;
-use crate::pipes::{Pipes, PIPE_WAIT_SECS};
-use crate::printer::{Log, Record};
+use crate::pipes::{Pipes, MAX_WAITING_PIPES, PIPE_WAIT_SECS};
+use crate::printer::{Log, Record, Stats};
 use crate::reaper::Reaper;
-use crate::rooms::{Rooms, ROOM_SIZE, SLOW_GRACE_MS};
+use crate::rooms::{Rooms, MAX_ROOMS, ROOM_SIZE, SLOW_GRACE_MS};
+use crate::throttle::{Throttle, RATE_PER_MINUTE};
 use crate::{conn, proto};
 
 /// Default for `--max-conns`.
@@ -37,6 +39,9 @@ pub const MAX_PER_IP: usize = 64;
 /// Default for `--idle-timeout`: how long a line-mode client may go without completing a
 /// line, in seconds.
 pub const IDLE_TIMEOUT_SECS: u64 = 3600;
+/// Default for `--handshake-timeout`: seconds a client has to authenticate (`/auth`) when
+/// the server has a `--secret-file`.
+pub const HANDSHAKE_TIMEOUT_SECS: u64 = 30;
 /// Default for `--greet-wait`: how long the greeting is held back so that a client whose first
 /// line is `/pipe TOKEN` can open a silent pipe, in milliseconds.
 pub const GREET_WAIT_MS: u64 = 100;
@@ -68,6 +73,22 @@ pub struct Config {
     pub drain: Duration,
     pub splice: bool,
     pub threads: usize,
+    /// `--allow` / `--deny`.
+    pub access: Access,
+    /// `--secret-file`: clients must `/auth` with this before anything else.
+    pub secret: Option<Arc<[u8]>>,
+    /// How long a client may take to authenticate (with `--secret-file`).
+    pub handshake_timeout: Duration,
+    /// `--rate`: joins and pipes per address per minute; 0 is no limit.
+    pub rate: u32,
+    pub max_rooms: usize,
+    pub max_waiting_pipes: usize,
+    /// `--pipe-max-bytes`: bytes one pipe may carry (both ways together); 0 is no limit.
+    pub pipe_max_bytes: u64,
+    /// `--pipe-max-time`: how long one pipe may stay open; zero is no limit.
+    pub pipe_max_time: Duration,
+    /// `--stats-interval`: how often to log a summary line; zero is never.
+    pub stats_interval: Duration,
 }
 
 impl Default for Config {
@@ -86,6 +107,15 @@ impl Default for Config {
             drain: Duration::from_millis(DRAIN_MS),
             splice: true,
             threads: thread::available_parallelism().map_or(1, |n| n.get()),
+            access: Access::default(),
+            secret: None,
+            handshake_timeout: Duration::from_secs(HANDSHAKE_TIMEOUT_SECS),
+            rate: RATE_PER_MINUTE,
+            max_rooms: MAX_ROOMS,
+            max_waiting_pipes: MAX_WAITING_PIPES,
+            pipe_max_bytes: 0,
+            pipe_max_time: Duration::ZERO,
+            stats_interval: Duration::ZERO,
         }
     }
 }
@@ -98,6 +128,9 @@ pub struct Hub {
     pub rooms: Rooms,
     pub pipes: Pipes,
     pub idle: Reaper,
+    pub throttle: Throttle,
+    /// Totals for `--stats-interval`.
+    pub stats: Totals,
     conns: AtomicUsize,
     /// Connections now open from each address (see `--max-per-ip`).
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -112,9 +145,14 @@ pub struct Hub {
 impl Hub {
     pub(crate) fn new(config: Config, log: Log, done: Sender<()>) -> Hub {
         Hub {
-            rooms: Rooms::new(config.room_size),
-            pipes: Pipes::default(),
-            idle: Reaper::new(config.idle_timeout),
+            rooms: Rooms::new(config.room_size, config.max_rooms),
+            pipes: Pipes::new(config.max_waiting_pipes),
+            idle: Reaper::new(
+                config.idle_timeout,
+                config.secret.is_some().then_some(config.handshake_timeout),
+            ),
+            throttle: Throttle::new(config.rate),
+            stats: Totals::default(),
             config,
             log,
             conns: AtomicUsize::new(0),
@@ -154,6 +192,28 @@ impl Hub {
 
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Connections open now.
+    pub fn conns(&self) -> usize {
+        self.conns.load(Ordering::Relaxed)
+    }
+}
+
+/// Running totals, reported by `--stats-interval`.
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// Clients refused or disconnected by a limit or access rule.
+    pub refused: AtomicU64,
+    /// Bytes carried by pipes that have closed.
+    pub piped_bytes: AtomicU64,
+    /// Pipes that have closed.
+    pub pipes_closed: AtomicU64,
+}
+
+impl Totals {
+    pub fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -271,7 +331,10 @@ pub fn run(
         }
         let served = smol::block_on(ex.run(async {
             hub.log.send(Record::Listening { port }).await;
-            let accepting = future::or(accept_all(&ex, &listener, &hub), hub.idle.run());
+            let accepting = future::or(
+                accept_all(&ex, &listener, &hub),
+                future::or(hub.idle.run(), housekeeping(&hub)),
+            );
             future::or(accepting, shutdown).await;
             drop(listener);
             hub.log
@@ -309,6 +372,10 @@ async fn accept_all(ex: &Executor<'_>, listener: &TcpListener, hub: &Arc<Hub>) {
             Ok((stream, peer)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
                 let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                if !hub.config.access.permits(peer.ip()) {
+                    refuse(stream, peer, hub, "access denied".into()).await;
+                    continue;
+                }
                 match Ticket::take(hub, peer.ip()) {
                     Ok(ticket) => {
                         let hub = hub.clone();
@@ -333,10 +400,47 @@ async fn accept_all(ex: &Executor<'_>, listener: &TcpListener, hub: &Arc<Hub>) {
     }
 }
 
+/// How often refilled rate-limit buckets are forgotten.
+const THROTTLE_SWEEP: Duration = Duration::from_secs(10);
+
+/// Periodic chores: forgetting refilled rate-limit buckets, and the `--stats-interval` line.
+async fn housekeeping(hub: &Hub) {
+    let interval = hub.config.stats_interval;
+    let stats = async {
+        if interval.is_zero() {
+            future::pending::<()>().await;
+        }
+        let mut ticks = Timer::interval(interval);
+        loop {
+            futures_lite::StreamExt::next(&mut ticks).await;
+            let (pipes_waiting, pipes_open) = hub.pipes.count();
+            let record = Stats {
+                conns: hub.conns(),
+                rooms: hub.rooms.count(),
+                pipes_waiting,
+                pipes_open,
+                pipes_closed: hub.stats.pipes_closed.load(Ordering::Relaxed),
+                piped_bytes: hub.stats.piped_bytes.load(Ordering::Relaxed),
+                refused: hub.stats.refused.load(Ordering::Relaxed),
+            };
+            hub.log.send(Record::Stats(record)).await;
+        }
+    };
+    let sweep = async {
+        let mut ticks = Timer::interval(THROTTLE_SWEEP);
+        loop {
+            futures_lite::StreamExt::next(&mut ticks).await;
+            hub.throttle.sweep();
+        }
+    };
+    future::or(stats, sweep).await
+}
+
 /// Tells a client it cannot be served (`* error: ERROR`), without waiting on it.
 async fn refuse(mut stream: TcpStream, peer: SocketAddr, hub: &Hub, error: String) {
     // One non-blocking write into an empty socket buffer; a client that cannot take even
     // that much is closed without the message.
     future::poll_once(stream.write(&proto::error(&error))).await;
-    hub.log.send(Record::ClientError { peer, error }).await;
+    hub.stats.refused();
+    hub.log.send(Record::Refused { peer, error }).await;
 }

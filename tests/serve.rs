@@ -386,6 +386,17 @@ fn help_version_and_bad_options() {
         "--drain",
         "--threads",
         "--no-splice",
+        "--allow",
+        "--deny",
+        "--secret-file",
+        "--handshake-timeout",
+        "--rate",
+        "--max-rooms",
+        "--max-waiting-pipes",
+        "--pipe-max-bytes",
+        "--pipe-max-time",
+        "--log-format",
+        "--stats-interval",
     ] {
         assert!(help.contains(opt), "--help lacks {opt}:\n{help}");
     }
@@ -395,6 +406,13 @@ fn help_version_and_bad_options() {
         format!("duet {}\n", env!("CARGO_PKG_VERSION"))
     );
     for bad in [
+        ["--allow", "10.0.0.0/33"],
+        ["--deny", "somewhere"],
+        ["--secret-file", "/nonexistent/secret"],
+        ["--handshake-timeout", "0"],
+        ["--max-rooms", "0"],
+        ["--max-waiting-pipes", "0"],
+        ["--log-format", "xml"],
         ["--room-size", "1"],
         ["--max-line", "0"],
         ["--max-conns", "0"],

@@ -57,10 +57,16 @@ impl Duet {
     pub fn start_on(bind: &str, args: &[&str]) -> Duet {
         let mut cmd = Command::new(bin());
         cmd.args(["serve", "-p", "0", "-b", bind]).args(args);
-        // Every test client comes from 127.0.0.1: lift the per-address cap unless the test
-        // is about it.
-        if !args.contains(&"--max-per-ip") {
-            cmd.args(["--max-per-ip", "1000000"]);
+        // Every test client comes from 127.0.0.1: lift the per-address limits unless the
+        // test is about them.
+        for (option, value) in [
+            ("--max-per-ip", "1000000"),
+            ("--rate", "0"),
+            ("--max-waiting-pipes", "100000"),
+        ] {
+            if !args.contains(&option) {
+                cmd.args([option, value]);
+            }
         }
         Duet::spawn(cmd)
     }
@@ -95,9 +101,16 @@ impl Duet {
         });
         let first = smol::block_on(within(TIMEOUT, "duet to start", log.recv()))
             .expect("duet exited before listening");
+        // `waiting for clients on port N...`, or with --log-format json
+        // `{"time":…,"event":"listening","port":N}`.
         let port = first
             .strip_prefix("waiting for clients on port ")
             .and_then(|s| s.strip_suffix("..."))
+            .or_else(|| {
+                first
+                    .split_once("\"event\":\"listening\",\"port\":")
+                    .and_then(|(_, rest)| rest.strip_suffix('}'))
+            })
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line: {first:?}"));
         Duet {
