@@ -9,12 +9,17 @@ STATIC  := target/$(TARGET)/release/duet
 TOOLS   := nc:netcat-openbsd ncat:ncat socat:socat python3:python3 sha256sum:coreutils file:file \
            espeak-ng:espeak-ng sox:sox
 
-.PHONY: run test deps unit smoke lint release bench clean
+# Seconds per fuzz target: a short run in `make test`, a long one in `make fuzz`.
+FUZZ_SHORT ?= 15
+FUZZ_SECS  ?= 600
+FUZZ_TARGETS := parse lines
+
+.PHONY: run test deps unit smoke fuzz-short fuzz soak lint release bench clean
 
 run:
 	$(CARGO) run --release --bin duet -- serve -p $(PORT)
 
-test: deps lint unit smoke
+test: deps lint unit smoke fuzz-short
 
 # Installs the programs the tests talk to, only when they are missing.
 deps:
@@ -36,6 +41,27 @@ unit:
 smoke:
 	$(CARGO) build --release --bin duet
 	bash tests/smoke.sh target/release/duet
+
+# libFuzzer through cargo-fuzz, which needs the nightly toolchain. Without one, the
+# pseudo-random run in the unit tests (fuzz::tests::short_fuzz_run) is all there is.
+fuzz-short:
+	@if ! rustup run nightly rustc --version >/dev/null 2>&1; then \
+	  echo "fuzz-short: no nightly toolchain, skipping libFuzzer (the unit tests ran the targets)"; \
+	else \
+	  command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install --locked -q cargo-fuzz; \
+	  for t in $(FUZZ_TARGETS); do \
+	    mkdir -p target; \
+	    $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SHORT) -max_len=4096 \
+	      >target/fuzz-$$t.log 2>&1 || { tail -n 40 target/fuzz-$$t.log; exit 1; }; \
+	    echo "fuzz $$t: $$(tail -n 1 target/fuzz-$$t.log)"; \
+	  done; \
+	fi
+
+fuzz:
+	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install --locked -q cargo-fuzz
+	for t in $(FUZZ_TARGETS); do \
+	  $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECS) -max_len=4096 || exit 1; \
+	done
 
 lint:
 	$(CARGO) fmt --check

@@ -17,6 +17,8 @@ pub mod access;
 pub mod cli;
 pub mod client;
 pub mod conn;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod line;
 pub mod outbox;
 pub mod pipes;

@@ -102,7 +102,11 @@ fn check_name(name: &str, what: &str, max: usize) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        let shown: String = name.chars().take(max).collect();
+        // Echo a short prefix only: the error line stays short whatever was sent.
+        let mut shown: String = name.chars().take(32).collect();
+        if shown.len() < name.len() {
+            shown.push('…');
+        }
         Err(format!(
             "bad {what} {shown:?}: use 1 to {max} characters of A-Z a-z 0-9 . _ -"
         ))
