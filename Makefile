@@ -13,6 +13,9 @@ TOOLS   := nc:netcat-openbsd ncat:ncat socat:socat python3:python3 sha256sum:cor
 FUZZ_SHORT ?= 15
 FUZZ_SECS  ?= 600
 FUZZ_TARGETS := parse lines
+# Seconds of load and clients at once in `make soak`.
+SOAK_SECS    ?= 180
+SOAK_CLIENTS ?= 2000
 
 .PHONY: run test deps unit smoke fuzz-short fuzz soak lint release bench clean
 
@@ -62,6 +65,13 @@ fuzz:
 	for t in $(FUZZ_TARGETS); do \
 	  $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECS) -max_len=4096 || exit 1; \
 	done
+
+# Thousands of random clients (chat, pipes, resets, idle, trickle, garbage) for SOAK_SECS;
+# fails on a leaked descriptor, a wrong byte in a pipe, or memory that keeps growing.
+soak:
+	$(CARGO) build --release --features bench --bins
+	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+	  target/release/duet-soak --duet target/release/duet --secs $(SOAK_SECS) --clients $(SOAK_CLIENTS)
 
 lint:
 	$(CARGO) fmt --check

@@ -1,0 +1,533 @@
+//! `duet-soak`: the soak test behind `make soak`.
+//!
+//! Starts `duet serve` on a loopback port and, for a bounded time, keeps thousands of clients
+//! busy at random: chatting in rooms, piping checked bytes, resetting mid-line, going quiet
+//! until the idle timeout, trickling a line that never ends, sending garbage. It samples the
+//! server's memory and open descriptors as it goes, and at the end requires: every finished
+//! pipe verified, no descriptor leaked once the clients are gone, and memory flat (the end
+//! no higher than the warm-up peak plus a margin). Loopback only; bounded in count and time.
+//! Build with `cargo build --release --features bench`.
+
+use std::io::{self, BufRead, BufReader as StdBufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argh::FromArgs;
+use async_net::TcpStream;
+use futures_lite::io::BufReader;
+use futures_lite::{future, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use smol::Timer;
+
+/// Soak duet with random clients for a while, then check for leaks.
+#[derive(FromArgs)]
+struct Args {
+    /// path of the duet binary (default target/release/duet)
+    #[argh(option, default = "String::from(\"target/release/duet\")")]
+    duet: String,
+
+    /// seconds of load (default 180)
+    #[argh(option, default = "180")]
+    secs: u64,
+
+    /// clients at once (default 2000)
+    #[argh(option, default = "2000")]
+    clients: usize,
+
+    /// seconds between samples (default 10)
+    #[argh(option, default = "10")]
+    every: u64,
+}
+
+/// What one client does in one round.
+#[derive(Clone, Copy, Debug)]
+enum Act {
+    Chat,
+    Pipe,
+    Reset,
+    Idle,
+    Trickle,
+    Garbage,
+}
+
+const ACTS: [Act; 10] = [
+    Act::Chat,
+    Act::Chat,
+    Act::Chat,
+    Act::Pipe,
+    Act::Pipe,
+    Act::Pipe,
+    Act::Reset,
+    Act::Idle,
+    Act::Trickle,
+    Act::Garbage,
+];
+
+/// The server's idle timeout in this test, seconds.
+const IDLE_SECS: u64 = 3;
+/// No single client round may take longer than this.
+const ROUND_LIMIT: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct Counts {
+    rounds: AtomicU64,
+    pipes_verified: AtomicU64,
+    pipe_bytes: AtomicU64,
+    pipes_bad: AtomicU64,
+    lobby_pipes: AtomicU64,
+    chats: AtomicU64,
+    timeouts_seen: AtomicU64,
+    errors: AtomicU64,
+}
+
+fn main() -> io::Result<()> {
+    let args: Args = argh::from_env();
+    let server = Server::start(&args.duet)?;
+    let addr = server.addr;
+    println!(
+        "soak: duet pid {} on {addr}, {} clients for {} s",
+        server.pid(),
+        args.clients,
+        args.secs
+    );
+    // Let the server settle, then measure its resting state.
+    std::thread::sleep(Duration::from_millis(300));
+    let base = server.sample();
+    println!("soak: at rest: {base}");
+
+    let counts = Arc::new(Counts::default());
+    let deadline = Instant::now() + Duration::from_secs(args.secs);
+    let ex = Arc::new(smol::Executor::new());
+    let tasks: Vec<_> = (0..args.clients)
+        .map(|i| {
+            let counts = counts.clone();
+            ex.spawn(client(addr, i as u64, deadline, counts))
+        })
+        .collect();
+    let sampler = {
+        let every = Duration::from_secs(args.every);
+        let pid = server.pid();
+        let counts = counts.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut samples = Vec::new();
+            while Instant::now() < deadline {
+                std::thread::sleep(every.min(deadline.saturating_duration_since(Instant::now())));
+                let s = Sample::of(pid);
+                println!(
+                    "soak: {:>4} s: {s}, {} rounds, {} pipes verified",
+                    start.elapsed().as_secs(),
+                    counts.rounds.load(Ordering::Relaxed),
+                    counts.pipes_verified.load(Ordering::Relaxed)
+                );
+                samples.push(s);
+            }
+            samples
+        })
+    };
+    // Two threads drive the clients; the server has the other core to itself mostly.
+    let (stop, stopped) = async_channel::bounded::<()>(1);
+    let driver = {
+        let (ex, stopped) = (ex.clone(), stopped.clone());
+        std::thread::spawn(move || smol::block_on(ex.run(stopped.recv())).ok())
+    };
+    smol::block_on(ex.run(async {
+        for t in tasks {
+            t.await;
+        }
+    }));
+    drop(stop);
+    driver.join().ok();
+    let samples = sampler.join().expect("sampler");
+
+    // Every client is gone: the server must come back to rest.
+    let settle = Instant::now() + Duration::from_secs(IDLE_SECS + 10);
+    let mut end = server.sample();
+    while end.fds > base.fds && Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(200));
+        end = server.sample();
+    }
+    let peak_warm = samples
+        .iter()
+        .take(samples.len().div_ceil(3).max(1))
+        .map(|s| s.rss_kib)
+        .max()
+        .unwrap_or(base.rss_kib);
+    let peak = samples.iter().map(|s| s.rss_kib).max().unwrap_or(0);
+    let c = &counts;
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    println!(
+        "soak: done: {} rounds, {} chats, {} pipes verified ({} MiB; {} opened late, from the \
+         lobby), {} bad pipes, {} idle timeouts seen, {} client errors",
+        get(&c.rounds),
+        get(&c.chats),
+        get(&c.pipes_verified),
+        get(&c.pipe_bytes) >> 20,
+        get(&c.lobby_pipes),
+        get(&c.pipes_bad),
+        get(&c.timeouts_seen),
+        get(&c.errors)
+    );
+    println!(
+        "soak: at rest again: {end} (started {base}); RSS peak {peak} KiB, warm-up peak {peak_warm} KiB"
+    );
+    let log_lines = server.stop();
+    println!("soak: server logged {log_lines} lines and exited cleanly");
+
+    let mut failed = Vec::new();
+    if end.fds != base.fds {
+        failed.push(format!(
+            "{} descriptors leaked",
+            end.fds as i64 - base.fds as i64
+        ));
+    }
+    if get(&c.pipes_bad) > 0 {
+        failed.push(format!("{} pipes delivered wrong bytes", get(&c.pipes_bad)));
+    }
+    if get(&c.pipes_verified) == 0 || get(&c.chats) == 0 || get(&c.timeouts_seen) == 0 {
+        failed.push("some kinds of client never completed".into());
+    }
+    // Flat: after the first third, memory may not keep climbing (allocator slack allowed).
+    let allowed = peak_warm + peak_warm / 4 + 8 * 1024;
+    if peak > allowed {
+        failed.push(format!(
+            "memory kept growing: peak {peak} KiB > {allowed} KiB allowed after warm-up"
+        ));
+    }
+    if failed.is_empty() {
+        println!("soak: PASS");
+        Ok(())
+    } else {
+        for f in &failed {
+            println!("soak: FAIL: {f}");
+        }
+        std::process::exit(1);
+    }
+}
+
+/// One client slot: rounds of random acts until the deadline.
+async fn client(addr: SocketAddr, id: u64, deadline: Instant, counts: Arc<Counts>) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
+    // Spread the start over a second, so the first second is not one burst.
+    Timer::after(Duration::from_millis(rng.below(1000))).await;
+    while Instant::now() < deadline {
+        let act = ACTS[rng.below(ACTS.len() as u64) as usize];
+        let round = async {
+            match act {
+                Act::Chat => chat(addr, &mut rng, &counts).await,
+                Act::Pipe => pipe(addr, &mut rng, &counts, id).await,
+                Act::Reset => reset(addr, &mut rng).await,
+                Act::Idle => idle(addr, &counts).await,
+                Act::Trickle => trickle(addr, &counts).await,
+                Act::Garbage => garbage(addr, &mut rng).await,
+            }
+        };
+        let done = future::or(async { Some(round.await) }, async {
+            Timer::after(ROUND_LIMIT).await;
+            None
+        })
+        .await;
+        match done {
+            Some(Ok(())) => {}
+            Some(Err(_)) | None => {
+                counts.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        counts.rounds.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn connect(addr: SocketAddr) -> io::Result<(BufReader<TcpStream>, TcpStream)> {
+    let s = TcpStream::connect(addr).await?;
+    Ok((BufReader::new(s.clone()), s))
+}
+
+async fn line(r: &mut BufReader<TcpStream>) -> io::Result<String> {
+    let mut buf = String::new();
+    if r.read_line(&mut buf).await? == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(buf)
+}
+
+/// Joins one of a few rooms, says a few lines, reads what comes, quits.
+async fn chat(addr: SocketAddr, rng: &mut Rng, counts: &Counts) -> io::Result<()> {
+    let (mut r, mut w) = connect(addr).await?;
+    let room = rng.below(200);
+    w.write_all(format!("/join soak{room}\n").as_bytes())
+        .await?;
+    for i in 0..rng.below(20) + 1 {
+        w.write_all(format!("line {i} in room {room}\n").as_bytes())
+            .await?;
+        if rng.below(4) == 0 {
+            Timer::after(Duration::from_millis(rng.below(200))).await;
+        }
+    }
+    w.write_all(b"/quit\n").await?;
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).await?;
+    if !rest.windows(5).any(|w| w == b"* bye") {
+        return Err(io::Error::other("no goodbye"));
+    }
+    counts.chats.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Pipes a random amount of checked bytes to itself through the server. Both ends make the
+/// bytes as they go, so a client holds one chunk, not the whole transfer.
+async fn pipe(addr: SocketAddr, rng: &mut Rng, counts: &Counts, id: u64) -> io::Result<()> {
+    let token = format!("soak-{id}-{}", rng.next());
+    let len = match rng.below(10) {
+        0 => 0,
+        1..=7 => rng.below(64 * 1024),
+        _ => rng.below(4 << 20),
+    } as usize;
+    let seed = rng.next() | 1;
+    let (mut rr, mut rw) = connect(addr).await?;
+    rw.write_all(format!("/pipe {token}\n").as_bytes()).await?;
+    let (_, mut sw) = connect(addr).await?;
+    let send = async {
+        sw.write_all(format!("/pipe {token}\n").as_bytes()).await?;
+        let mut source = Rng(seed);
+        let mut chunk = vec![0u8; CHUNK];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(CHUNK);
+            source.fill(&mut chunk[..n]);
+            sw.write_all(&chunk[..n]).await?;
+            left -= n;
+        }
+        sw.close().await?;
+        io::Result::Ok(())
+    };
+    let receive = async {
+        // A /pipe line that reaches the server after its greeting hold (a busy client or
+        // server) opens a lobby pipe: greeting and notices first, as the protocol says.
+        if rr.fill_buf().await?.starts_with(b"Hello, Client!") {
+            counts.lobby_pipes.fetch_add(1, Ordering::Relaxed);
+            while line(&mut rr).await? != "* pipe open\n" {}
+        }
+        let mut expect = Rng(seed);
+        let (mut buf, mut want) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+        let (mut got, mut same) = (0usize, true);
+        loop {
+            let n = rr.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            expect.fill(&mut want[..n]);
+            same &= buf[..n] == want[..n];
+            got += n;
+        }
+        io::Result::Ok(same && got == len)
+    };
+    let (sent, good) = future::zip(send, receive).await;
+    sent?;
+    if good? {
+        counts.pipes_verified.fetch_add(1, Ordering::Relaxed);
+        counts.pipe_bytes.fetch_add(len as u64, Ordering::Relaxed);
+    } else {
+        counts.pipes_bad.fetch_add(1, Ordering::Relaxed);
+    }
+    drop(rw);
+    Ok(())
+}
+
+/// Bytes per write and read in a soak pipe.
+const CHUNK: usize = 16 * 1024;
+
+/// Sends half a line and resets the connection.
+async fn reset(addr: SocketAddr, rng: &mut Rng) -> io::Result<()> {
+    let (_, mut w) = connect(addr).await?;
+    w.write_all(b"half a li").await?;
+    Timer::after(Duration::from_millis(rng.below(50))).await;
+    rustix::net::sockopt::set_socket_linger(&w, Some(Duration::ZERO))?;
+    Ok(())
+}
+
+/// Says nothing until the server's idle timeout closes it.
+async fn idle(addr: SocketAddr, counts: &Counts) -> io::Result<()> {
+    let (mut r, _w) = connect(addr).await?;
+    let mut all = Vec::new();
+    r.read_to_end(&mut all).await?;
+    if all.windows(12).any(|w| w == b"idle timeout") {
+        counts.timeouts_seen.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    } else {
+        Err(io::Error::other("closed without an idle timeout"))
+    }
+}
+
+/// Sends a byte now and then, never a newline: the idle timeout still applies.
+async fn trickle(addr: SocketAddr, counts: &Counts) -> io::Result<()> {
+    let (mut r, mut w) = connect(addr).await?;
+    let reading = async {
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).await.ok();
+        all
+    };
+    let writing = async {
+        for _ in 0..(IDLE_SECS * 4 + 8) {
+            if w.write_all(b"x").await.is_err() {
+                break;
+            }
+            Timer::after(Duration::from_millis(500)).await;
+        }
+    };
+    let (all, ()) = future::zip(reading, writing).await;
+    if all.windows(12).any(|w| w == b"idle timeout") {
+        counts.timeouts_seen.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    } else {
+        Err(io::Error::other("trickler was not timed out"))
+    }
+}
+
+/// Random bytes, long lines and bad commands, then a clean close.
+async fn garbage(addr: SocketAddr, rng: &mut Rng) -> io::Result<()> {
+    let (mut r, mut w) = connect(addr).await?;
+    let len = rng.below(200_000) as usize;
+    let mut data = vec![0u8; len];
+    Rng(rng.next() | 1).fill(&mut data);
+    data.extend_from_slice(b"\n/frob\n/join ../x\n/pipe\n/nick <a>\n");
+    let reading = async {
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).await.ok();
+    };
+    let writing = async {
+        w.write_all(&data).await.ok();
+        w.close().await.ok();
+    };
+    future::zip(reading, writing).await;
+    line(&mut BufReader::new(TcpStream::connect(addr).await?))
+        .await
+        .map(drop)
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// The next `buf.len()` bytes of this generator's stream.
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            *b = self.next() as u8;
+        }
+    }
+}
+
+/// The server under test, with its log drained by a thread.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    log: std::thread::JoinHandle<u64>,
+}
+
+impl Server {
+    fn start(bin: &str) -> io::Result<Server> {
+        let mut child = Command::new(bin)
+            .args(["serve", "-p", "0", "-b", "127.0.0.1"])
+            .args(["--idle-timeout", &IDLE_SECS.to_string()])
+            .args([
+                "--max-per-ip",
+                "100000",
+                "--max-conns",
+                "20000",
+                "--rate",
+                "0",
+            ])
+            .args([
+                "--room-size",
+                "8",
+                "--pipe-wait",
+                "20",
+                "--max-waiting-pipes",
+                "100000",
+            ])
+            .args(["--stats-interval", "10"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut out = StdBufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        out.read_line(&mut first)?;
+        let port: u16 = first
+            .trim()
+            .strip_prefix("waiting for clients on port ")
+            .and_then(|s| s.strip_suffix("..."))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("unexpected first line {first:?}")))?;
+        let log = std::thread::spawn(move || {
+            let mut n = 0u64;
+            let mut line = String::new();
+            while out.read_line(&mut line).is_ok_and(|k| k > 0) {
+                if line.starts_with("stats: ") {
+                    print!("soak: server {line}");
+                }
+                line.clear();
+                n += 1;
+            }
+            n
+        });
+        Ok(Server {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            log,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn sample(&self) -> Sample {
+        Sample::of(self.pid())
+    }
+
+    /// SIGTERM, wait, and return the number of log lines.
+    fn stop(mut self) -> u64 {
+        let pid = rustix::process::Pid::from_raw(self.pid() as i32).expect("pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).ok();
+        let status = self.child.wait().expect("wait for duet");
+        assert!(status.success(), "duet exited with {status}");
+        self.log.join().unwrap_or(0)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Sample {
+    rss_kib: u64,
+    fds: usize,
+}
+
+impl Sample {
+    fn of(pid: u32) -> Sample {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss_kib = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+        Sample { rss_kib, fds }
+    }
+}
+
+impl std::fmt::Display for Sample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RSS {} KiB, {} fds", self.rss_kib, self.fds)
+    }
+}
