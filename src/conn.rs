@@ -13,9 +13,9 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_net::TcpStream;
 use futures_lite::{future, AsyncWriteExt};
 use smol::Timer;
+use std::net::TcpStream;
 
 use crate::access::secret_matches;
 use crate::line::{Line, LineReader};
@@ -26,7 +26,7 @@ use crate::proto::{self, Command, Input};
 use crate::relay::{self, Ending};
 use crate::rooms::{self, JoinError, Match, Session};
 use crate::server::{Hub, Ticket};
-use crate::socket::Socket;
+use crate::socket::{Socket, Stream};
 
 /// After a client leaves (EOF, `/quit`), how long it has to read what is still queued for it.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -53,9 +53,18 @@ struct Conn {
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, ticket: Ticket) {
-    let stream = Socket::from(stream);
-    stream.get_ref().set_nodelay(true).ok();
     hub.log.send(Record::Connected { peer }).await;
+    stream.set_nodelay(true).ok();
+    let stream = match Socket::new(Stream::Tcp(stream)) {
+        Ok(stream) => stream,
+        Err(e) => {
+            // The reactor could not take it (out of memory): nothing to tell the client.
+            let reason = format!("cannot register the socket: {e}");
+            let mood = Mood::Errored;
+            hub.log.send(Record::Dropped { peer, reason, mood }).await;
+            return;
+        }
+    };
     let mut lines = LineReader::new(stream.clone(), hub.config.max_line_bytes);
 
     // Hold the greeting back briefly: a client whose first line is `/pipe TOKEN` (netcat in a
@@ -696,7 +705,7 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
         .await;
     for end in [&a, &b] {
         // Small writes (voice frames, keystrokes) go out at once.
-        end.stream.get_ref().set_nodelay(true).ok();
+        end.stream.get_ref().set_nodelay();
         if !end.silent {
             tell(&end.stream, &proto::notice("pipe open")).await;
         }
@@ -795,11 +804,9 @@ mod tests {
     #[test]
     fn the_connection_future_is_small() {
         smol::block_on(async {
-            let listener = async_net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let client = TcpStream::connect(listener.local_addr().unwrap())
-                .await
-                .unwrap();
-            let (stream, peer) = listener.accept().await.unwrap();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (stream, peer) = listener.accept().unwrap();
             let (log, _printer) =
                 Printer::spawn(Box::new(std::io::sink()), Default::default()).unwrap();
             let (done, _all_done) = async_channel::bounded(1);

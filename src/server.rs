@@ -17,10 +17,11 @@ use std::thread;
 use std::time::Duration;
 
 use async_channel::Sender;
-use async_net::{TcpListener, TcpStream};
 use event_listener::{listener, Event};
-use futures_lite::{future, AsyncWriteExt};
-use smol::{Executor, Timer};
+use futures_lite::future;
+use smol::{Async, Executor, Timer};
+use std::io::Write as _;
+use std::net::{TcpListener, TcpStream};
 
 use crate::access::Access;
 use crate::line::MAX_LINE_BYTES;
@@ -284,7 +285,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Binds a listening socket. For the unspecified IPv6 address (`::`) the socket takes IPv4
 /// too, whatever the system default, like the seed's `:4004`.
-pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
     let family = match addr {
         SocketAddr::V4(_) => AddressFamily::INET,
@@ -297,7 +298,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     }
     rustix::net::bind(&socket, &addr)?;
     rustix::net::listen(&socket, LISTEN_BACKLOG)?;
-    Ok(std::net::TcpListener::from(socket))
+    Ok(TcpListener::from(socket))
 }
 
 /// Serves on `listener` until `shutdown` completes, then stops in order: no new
@@ -305,13 +306,13 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 /// every log line flushed by the caller's printer. Blocks the calling thread; runs the
 /// executor on `config.threads` threads.
 pub fn run(
-    listener: std::net::TcpListener,
+    listener: TcpListener,
     config: Config,
     log: Log,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
-    let listener = TcpListener::try_from(listener)?;
     let port = listener.local_addr()?.port();
+    let listener = Async::new(listener)?;
     let threads = config.threads.max(1);
     let (done, all_done) = async_channel::bounded::<()>(1);
     let hub = Arc::new(Hub::new(config, log, done));
@@ -365,10 +366,10 @@ pub fn run(
 }
 
 /// Accepts until cancelled. Never returns an error: a failed accept is logged and retried.
-async fn accept_all(ex: &Executor<'_>, listener: &TcpListener, hub: &Arc<Hub>) {
+async fn accept_all(ex: &Executor<'_>, listener: &Async<TcpListener>, hub: &Arc<Hub>) {
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
-        match listener.accept().await {
+        match listener.read_with(|l| l.accept()).await {
             Ok((stream, peer)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
                 let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
@@ -437,10 +438,13 @@ async fn housekeeping(hub: &Hub) {
 }
 
 /// Tells a client it cannot be served (`* error: ERROR`), without waiting on it.
-async fn refuse(mut stream: TcpStream, peer: SocketAddr, hub: &Hub, error: String) {
+async fn refuse(stream: TcpStream, peer: SocketAddr, hub: &Hub, error: String) {
     // One non-blocking write into an empty socket buffer; a client that cannot take even
     // that much is closed without the message.
-    future::poll_once(stream.write(&proto::error(&error))).await;
+    if stream.set_nonblocking(true).is_ok() {
+        // A partial write is as good as none: the client is closed either way.
+        let _ = (&stream).write(&proto::error(&error));
+    }
     hub.stats.refused();
     hub.log.send(Record::Refused { peer, error }).await;
 }

@@ -2,30 +2,105 @@
 //!
 //! `async_net::TcpStream` keeps per-handle readiness state (about 120 bytes), and a
 //! connection needs several handles (reader, writer, the pipe hand-off). [`Socket`] is just
-//! the `Arc<Async<TcpStream>>` inside it, reading and writing through `&Async`, which keeps
-//! no state of its own: with ten thousand idle clients those bytes add up.
+//! an `Arc<Async<Stream>>`, reading and writing through `&Async`, which keeps no state of its
+//! own: with ten thousand idle clients those bytes add up.
+//!
+//! A [`Stream`] is a client's TCP socket, or, for a client that speaks TLS, the plaintext
+//! end of a Unix socket pair whose other end the TLS bridge (`tls.rs`) holds. Either way it
+//! is a stream socket: read, write, peek, shutdown and splice(2) behave the same, so the
+//! rest of the server never knows which it has.
 
-use std::io;
-use std::net::Shutdown;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use async_net::TcpStream;
 use futures_lite::{AsyncRead, AsyncWrite};
 use smol::Async;
 
-/// A cheap, cloneable handle on a connected TCP socket.
+/// A connected stream socket: a client's TCP connection, or the plaintext side of a TLS one.
+#[derive(Debug)]
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Reads without consuming.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.peek(buf),
+            Stream::Unix(s) => {
+                Ok(rustix::net::recv(s, buf, rustix::net::RecvFlags::PEEK).map(|(n, _)| n)?)
+            }
+        }
+    }
+
+    /// Sends small writes at once (TCP only; a Unix socket has no Nagle to turn off).
+    pub fn set_nodelay(&self) {
+        if let Stream::Tcp(s) = self {
+            s.set_nodelay(true).ok();
+        }
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(how),
+            Stream::Unix(s) => s.shutdown(how),
+        }
+    }
+}
+
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).read(buf),
+            Stream::Unix(s) => (&*s).read(buf),
+        }
+    }
+}
+
+impl Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).write(buf),
+            Stream::Unix(s) => (&*s).write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+/// A cheap, cloneable handle on a connected socket.
 #[derive(Clone, Debug)]
-pub struct Socket(Arc<Async<std::net::TcpStream>>);
+pub struct Socket(Arc<Async<Stream>>);
 
 impl Socket {
-    pub fn get_ref(&self) -> &std::net::TcpStream {
+    /// Registers `stream` with the reactor (and makes it non-blocking).
+    pub fn new(stream: Stream) -> io::Result<Socket> {
+        Ok(Socket(Arc::new(Async::new(stream)?)))
+    }
+
+    pub fn get_ref(&self) -> &Stream {
         self.0.get_ref()
     }
 
     /// The reactor-registered socket, for `read_with`/`write_with` (splice).
-    pub fn source(&self) -> &Async<std::net::TcpStream> {
+    pub fn source(&self) -> &Async<Stream> {
         &self.0
     }
 
@@ -39,12 +114,6 @@ impl Socket {
     pub fn reset_on_close(&self) {
         rustix::net::sockopt::set_socket_linger(self.0.get_ref(), Some(std::time::Duration::ZERO))
             .ok();
-    }
-}
-
-impl From<TcpStream> for Socket {
-    fn from(stream: TcpStream) -> Socket {
-        Socket(stream.into())
     }
 }
 
