@@ -215,6 +215,23 @@ pub struct Serve {
     /// 0 is never (default 0)
     #[argh(option, default = "0")]
     pub stats_interval: u64,
+
+    /// serve TLS too, with this certificate chain (PEM; with --tls-key)
+    #[argh(option)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// the private key for --tls-cert (PEM)
+    #[argh(option)]
+    pub tls_key: Option<PathBuf>,
+
+    /// serve TLS too, with a certificate made at start (its SHA-256 fingerprint is logged,
+    /// for clients to pin with --tls-fingerprint)
+    #[argh(switch)]
+    pub tls_self_signed: bool,
+
+    /// refuse clients that do not speak TLS
+    #[argh(switch)]
+    pub tls_only: bool,
 }
 
 impl Serve {
@@ -262,6 +279,16 @@ impl Serve {
             None => None,
             Some(path) => Some(read_secret(path)?),
         };
+        #[cfg(feature = "tls")]
+        let tls = self.tls()?;
+        #[cfg(not(feature = "tls"))]
+        if self.tls_cert.is_some()
+            || self.tls_key.is_some()
+            || self.tls_self_signed
+            || self.tls_only
+        {
+            return Err("this duet was built without TLS (cargo feature tls)".into());
+        }
         Ok(Config {
             max_line_bytes: self.max_line,
             max_conns: self.max_conns,
@@ -288,7 +315,30 @@ impl Serve {
             pipe_max_bytes: self.pipe_max_bytes,
             pipe_max_time: Duration::from_secs(self.pipe_max_time),
             stats_interval: Duration::from_secs(self.stats_interval),
+            #[cfg(feature = "tls")]
+            tls,
         })
+    }
+
+    #[cfg(feature = "tls")]
+    fn tls(&self) -> Result<Option<crate::tls::Tls>, String> {
+        use crate::tls::Tls;
+        match (&self.tls_cert, &self.tls_key, self.tls_self_signed) {
+            (Some(cert), Some(key), false) => Tls::from_files(cert, key, self.tls_only).map(Some),
+            (None, None, true) => {
+                let mut names = vec!["localhost".to_string()];
+                if !self.bind.is_unspecified() {
+                    names.push(self.bind.to_string());
+                }
+                Tls::self_signed(names, self.tls_only).map(Some)
+            }
+            (None, None, false) if self.tls_only => {
+                Err("--tls-only needs --tls-cert and --tls-key, or --tls-self-signed".into())
+            }
+            (None, None, false) => Ok(None),
+            (_, _, true) => Err("use either --tls-self-signed or --tls-cert/--tls-key".into()),
+            _ => Err("--tls-cert and --tls-key go together".into()),
+        }
     }
 }
 

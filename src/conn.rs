@@ -53,48 +53,63 @@ struct Conn {
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, ticket: Ticket) {
-    hub.log.send(Record::Connected { peer }).await;
+    // Every await here sits in every connection's task for its whole life, and each keeps
+    // its own copy of the arguments: the common path awaits only `serve_stream`.
     stream.set_nodelay(true).ok();
     let stream = match Socket::new(Stream::Tcp(stream)) {
         Ok(stream) => stream,
         Err(e) => {
             // The reactor could not take it (out of memory): nothing to tell the client.
             let reason = format!("cannot register the socket: {e}");
-            let mood = Mood::Errored;
-            hub.log.send(Record::Dropped { peer, reason, mood }).await;
-            return;
+            return Box::pin(async move {
+                hub.log.send(Record::Connected { peer }).await;
+                let mood = Mood::Errored;
+                hub.log.send(Record::Dropped { peer, reason, mood }).await;
+            })
+            .await;
         }
     };
+    #[cfg(feature = "tls")]
+    if hub.config.tls.is_some() {
+        // Boxed: only servers with TLS need it.
+        return Box::pin(serve_maybe_tls(stream, peer, hub, ticket)).await;
+    }
+    let greet_until = Instant::now() + hub.config.greet_wait;
+    serve_stream(stream, peer, hub, ticket, greet_until, true).await
+}
+
+/// On a server with TLS: a TLS client gets a handshake first, a plain one is served as usual
+/// (or refused with `--tls-only`).
+#[cfg(feature = "tls")]
+async fn serve_maybe_tls(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Ticket) {
+    hub.log.send(Record::Connected { peer }).await;
+    let only = hub.config.tls.as_ref().is_some_and(|tls| tls.only);
+    let greet_until = Instant::now() + hub.config.greet_wait;
+    match sniff(&stream, greet_until).await {
+        Sniffed::Tls => serve_tls(stream, peer, hub, ticket).await,
+        Sniffed::Plain if only => refuse_plain(stream, peer, hub).await,
+        Sniffed::Plain => serve_stream(stream, peer, hub, ticket, greet_until, false).await,
+    }
+}
+
+/// Serves a connection's byte stream (TCP, or the plaintext side of TLS) until it closes.
+async fn serve_stream(
+    stream: Socket,
+    peer: SocketAddr,
+    hub: Arc<Hub>,
+    ticket: Ticket,
+    greet_until: Instant,
+    announce: bool,
+) {
+    if announce {
+        hub.log.send(Record::Connected { peer }).await;
+    }
     let mut lines = LineReader::new(stream.clone(), hub.config.max_line_bytes);
 
-    // Hold the greeting back briefly: a client whose first line is `/pipe TOKEN` (netcat in a
-    // script) gets a silent pipe, with nothing but its peer's bytes. With `--secret-file`,
-    // `/auth SECRET` may come first.
-    let greet_until = Instant::now() + hub.config.greet_wait;
-    let mut first = if hub.config.greet_wait.is_zero() {
-        None
-    } else {
-        Box::pin(early_line(&mut lines, greet_until)).await
-    };
-    let mut authed = hub.config.secret.is_none();
-    if let (Some(secret), Some(Ok(Some(Line::Text(text))))) = (&hub.config.secret, &first) {
-        if let Ok(Input::Command(Command::Auth(given))) = proto::parse(text) {
-            if secret_matches(given.as_bytes(), secret) {
-                authed = true;
-                hub.log.send(redacted_auth(peer)).await;
-                first = Box::pin(early_line(&mut lines, greet_until)).await;
-            }
-        }
-    }
-    if let (true, Some(Ok(Some(Line::Text(text))))) = (authed, &first) {
-        if let Ok(Input::Command(Command::Pipe(token))) = proto::parse(text) {
-            let token: Arc<str> = token.into();
-            hub.log
-                .send(Record::Line {
-                    peer,
-                    text: text.clone(),
-                })
-                .await;
+    // Boxed: only the first moments of a connection need its state.
+    let (first, authed) = match Box::pin(opening(&hub, &mut lines, peer, greet_until)).await {
+        Opening::Lines { first, authed } => (first, authed),
+        Opening::SilentPipe(token) => {
             let end = End {
                 stream,
                 peer,
@@ -106,7 +121,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, hub: Arc<Hub>, ticket: T
             // connection's task, piped or not.
             return Box::pin(silent_pipe(&hub, token, end)).await;
         }
-    }
+    };
 
     let conn = Conn {
         hub: hub.clone(),
@@ -514,6 +529,127 @@ fn room_label(name: &str) -> String {
     }
 }
 
+/// `--tls-only`, and a client that did not start a handshake.
+#[cfg(feature = "tls")]
+async fn refuse_plain(stream: Socket, peer: SocketAddr, hub: Arc<Hub>) {
+    let error = "this server speaks TLS only".to_string();
+    tell(&stream, &proto::error(&error)).await;
+    hub.stats.refused();
+    let mood = Mood::Refused;
+    hub.log
+        .send(Record::Dropped {
+            peer,
+            reason: error,
+            mood,
+        })
+        .await;
+}
+
+#[cfg(feature = "tls")]
+enum Sniffed {
+    Tls,
+    Plain,
+}
+
+/// Tells TLS clients (which speak first, with a handshake) from plain ones, waiting at most
+/// until the greeting is due.
+#[cfg(feature = "tls")]
+async fn sniff(stream: &Socket, until: Instant) -> Sniffed {
+    let mut first = [0u8; 1];
+    let peek = stream.source().read_with(|s| s.peek(&mut first));
+    let peeked = future::or(async { Some(peek.await) }, async {
+        Timer::at(until).await;
+        None
+    })
+    .await;
+    match peeked {
+        Some(Ok(1)) if crate::tls::starts_handshake(first[0]) => Sniffed::Tls,
+        _ => Sniffed::Plain,
+    }
+}
+
+/// A TLS client: handshake, then its plaintext is served like any connection, through a
+/// bridge (see `tls.rs`).
+#[cfg(feature = "tls")]
+async fn serve_tls(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Ticket) {
+    let drop_with = |reason: String| Record::Dropped {
+        peer,
+        reason,
+        mood: Mood::Errored,
+    };
+    let Some(tls) = &hub.config.tls else {
+        return;
+    };
+    let secured = match tls.accept(stream, hub.config.handshake_timeout).await {
+        Ok(secured) => secured,
+        Err(e) => {
+            let record = drop_with(format!("TLS handshake failed: {e}"));
+            return hub.log.send(record).await;
+        }
+    };
+    let (ours, theirs) = match crate::tls::socket_pair() {
+        Ok(pair) => pair,
+        Err(e) => {
+            let record = drop_with(format!("cannot make a socket pair: {e}"));
+            return hub.log.send(record).await;
+        }
+    };
+    let how = crate::tls::describe(&secured);
+    hub.log.send(Record::Secured { peer, how }).await;
+    let greet_until = Instant::now() + hub.config.greet_wait;
+    future::zip(
+        crate::tls::bridge(secured, ours),
+        serve_stream(theirs, peer, hub, ticket, greet_until, false),
+    )
+    .await;
+}
+
+/// What a client did while its greeting was held back.
+enum Opening {
+    /// Its first line (after `/auth`, if the server has a secret) was `/pipe TOKEN`.
+    SilentPipe(Arc<str>),
+    /// Anything else: line mode, starting with `first` if a line came.
+    Lines {
+        first: Option<io::Result<Option<Line>>>,
+        authed: bool,
+    },
+}
+
+/// Holds the greeting back until `greet_until`: a client whose first line is `/pipe TOKEN`
+/// (netcat in a script) gets a silent pipe, with nothing but its peer's bytes. With
+/// `--secret-file`, `/auth SECRET` may come first.
+async fn opening(
+    hub: &Hub,
+    lines: &mut LineReader<Socket>,
+    peer: SocketAddr,
+    greet_until: Instant,
+) -> Opening {
+    let mut first = if hub.config.greet_wait.is_zero() {
+        None
+    } else {
+        early_line(lines, greet_until).await
+    };
+    let mut authed = hub.config.secret.is_none();
+    if let (Some(secret), Some(Ok(Some(Line::Text(text))))) = (&hub.config.secret, &first) {
+        if let Ok(Input::Command(Command::Auth(given))) = proto::parse(text) {
+            if secret_matches(given.as_bytes(), secret) {
+                authed = true;
+                hub.log.send(redacted_auth(peer)).await;
+                first = early_line(lines, greet_until).await;
+            }
+        }
+    }
+    if let (true, Some(Ok(Some(Line::Text(text))))) = (authed, &first) {
+        if let Ok(Input::Command(Command::Pipe(token))) = proto::parse(text) {
+            let token: Arc<str> = token.into();
+            let text = text.clone();
+            hub.log.send(Record::Line { peer, text }).await;
+            return Opening::SilentPipe(token);
+        }
+    }
+    Opening::Lines { first, authed }
+}
+
 /// Reads a line that arrives before `until`, if one does.
 async fn early_line(
     lines: &mut LineReader<Socket>,
@@ -816,6 +952,7 @@ mod tests {
             let size = std::mem::size_of_val(&serving);
             // Idle connections cost about 2 KiB in all, and this is most of it (see
             // `make bench`, "RSS per idle connection"): keep it from creeping up.
+            println!("the connection future is {size} bytes");
             assert!(size <= 1200, "the connection future is {size} bytes");
             drop(client);
         });

@@ -30,3 +30,5 @@ pub mod rooms;
 pub mod server;
 pub mod socket;
 pub mod throttle;
+#[cfg(feature = "tls")]
+pub mod tls;

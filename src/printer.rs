@@ -41,6 +41,8 @@ pub enum Record {
     Listening { port: u16 },
     /// A client was accepted.
     Connected { peer: SocketAddr },
+    /// A client completed a TLS handshake (`how`: protocol version and cipher suite).
+    Secured { peer: SocketAddr, how: String },
     /// A client sent a line (without its line ending; raw bytes, escaped when printed).
     Line { peer: SocketAddr, text: Vec<u8> },
     /// A client closed its side of the connection.
@@ -303,6 +305,9 @@ pub fn format_record(buf: &mut Vec<u8>, record: &Record, lines: u64) {
             line(buf, format_args!("waiting for clients on port {port}..."))
         }
         Record::Connected { peer } => line(buf, format_args!("client connected: {}", Addr(peer))),
+        Record::Secured { peer, how } => {
+            line(buf, format_args!("client '{}' secured: {how}", Addr(peer)))
+        }
         Record::Left { peer } => line(
             buf,
             format_args!("client '{}' left the session.", Addr(peer)),

@@ -90,6 +90,9 @@ pub struct Config {
     pub pipe_max_time: Duration,
     /// `--stats-interval`: how often to log a summary line; zero is never.
     pub stats_interval: Duration,
+    /// `--tls-cert`/`--tls-key` or `--tls-self-signed`.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::Tls>,
 }
 
 impl Default for Config {
@@ -117,6 +120,8 @@ impl Default for Config {
             pipe_max_bytes: 0,
             pipe_max_time: Duration::ZERO,
             stats_interval: Duration::ZERO,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -332,6 +337,13 @@ pub fn run(
         }
         let served = smol::block_on(ex.run(async {
             hub.log.send(Record::Listening { port }).await;
+            #[cfg(feature = "tls")]
+            if let Some(tls) = &hub.config.tls {
+                let only = if tls.only { "only" } else { "and plain text" };
+                let fingerprint = &tls.fingerprint;
+                let message = format!("TLS {only}; certificate SHA-256 {fingerprint}");
+                hub.log.send(Record::Server { message }).await;
+            }
             let accepting = future::or(
                 accept_all(&ex, &listener, &hub),
                 future::or(hub.idle.run(), housekeeping(&hub)),

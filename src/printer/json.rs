@@ -25,6 +25,11 @@ pub fn format_record(buf: &mut Vec<u8>, record: &Record, lines: u64, now: System
             o.str("event", "connect");
             o.peer("peer", peer);
         }
+        Record::Secured { peer, how } => {
+            o.str("event", "tls");
+            o.peer("peer", peer);
+            o.str("tls", how);
+        }
         Record::Line { peer, text } => {
             o.str("event", "line");
             o.peer("peer", peer);

@@ -1,0 +1,226 @@
+//! TLS on duet's own port (the `tls` feature).
+//!
+//! A client that opens with a TLS handshake (its first byte is 0x16, a handshake record) is
+//! served TLS; any other client is served plain text as before, unless `--tls-only`. The
+//! greeting is held back for `--greet-wait` anyway, and TLS clients speak first, so telling
+//! them apart costs plain clients nothing.
+//!
+//! After the handshake, a bridge moves bytes between the TLS stream and one end of a Unix
+//! socket pair; the other end is an ordinary [`Socket`] that the rest of the server serves
+//! like any TCP client (lines, rooms, pipes; splice works on it too). TLS costs a TLS client
+//! rustls' buffers and two more descriptors, and costs nobody else anything.
+//!
+//! Known limit: a pipe that ends with a reset on the other side reaches a TLS client as a
+//! close, since a Unix socket cannot carry a reset across the bridge.
+
+use std::io;
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::io::{split, ReadHalf, WriteHalf};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use futures_rustls::server::TlsStream;
+use futures_rustls::TlsAcceptor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::ServerConfig;
+use smol::Timer;
+
+use crate::socket::{Socket, Stream};
+
+/// Bytes moved per read in each direction of the bridge.
+const BRIDGE_BUFFER_BYTES: usize = 16 * 1024;
+
+/// The server's TLS setup: certificate and key, and whether plain clients are refused.
+#[derive(Clone)]
+pub struct Tls {
+    acceptor: TlsAcceptor,
+    /// SHA-256 of the certificate, for clients to pin (`--tls-fingerprint`).
+    pub fingerprint: String,
+    /// `--tls-only`: refuse clients that do not start a handshake.
+    pub only: bool,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("fingerprint", &self.fingerprint)
+            .field("only", &self.only)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    /// From PEM files: a certificate chain (leaf first) and its private key.
+    pub fn from_files(cert: &Path, key: &Path, only: bool) -> Result<Tls, String> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect())
+            .map_err(|e| format!("cannot read certificates from {}: {e}", cert.display()))?;
+        if certs.is_empty() {
+            return Err(format!("no certificate in {}", cert.display()));
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| format!("cannot read a private key from {}: {e}", key.display()))?;
+        Tls::new(certs, key, only)
+    }
+
+    /// A new self-signed certificate for `names` (host names or addresses).
+    pub fn self_signed(names: Vec<String>, only: bool) -> Result<Tls, String> {
+        let made = rcgen::generate_simple_self_signed(names)
+            .map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
+        let key = PrivatePkcs8KeyDer::from(made.signing_key.serialize_der());
+        Tls::new(vec![made.cert.der().clone()], key.into(), only)
+    }
+
+    fn new(
+        certs: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        only: bool,
+    ) -> Result<Tls, String> {
+        let fingerprint = fingerprint(&certs[0]);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+            .map_err(|e| format!("bad certificate or key: {e}"))?;
+        Ok(Tls {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            fingerprint,
+            only,
+        })
+    }
+
+    /// Runs the handshake on `tcp`, for at most `limit`.
+    pub async fn accept(&self, tcp: Socket, limit: Duration) -> io::Result<TlsStream<Socket>> {
+        let handshake = self.acceptor.accept(tcp);
+        future::or(handshake, async {
+            Timer::after(limit).await;
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no handshake within {} s", limit.as_secs()),
+            ))
+        })
+        .await
+    }
+}
+
+/// The SHA-256 of a certificate as colon-separated hex, the way `openssl x509 -fingerprint
+/// -sha256` prints it.
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+    hex.join(":")
+}
+
+/// Whether a client's first byte starts a TLS handshake record.
+pub fn starts_handshake(first: u8) -> bool {
+    first == 0x16
+}
+
+/// "TLSv1_3 TLS13_AES_256_GCM_SHA384", for the log.
+pub fn describe(tls: &TlsStream<Socket>) -> String {
+    let conn = tls.get_ref().1;
+    let version = conn
+        .protocol_version()
+        .map_or("?".into(), |v| format!("{v:?}"));
+    let suite = conn
+        .negotiated_cipher_suite()
+        .map_or("?".into(), |s| format!("{:?}", s.suite()));
+    format!("{version} {suite}")
+}
+
+/// A Unix socket pair: the bridge keeps the first, the server serves the second.
+pub fn socket_pair() -> io::Result<(Socket, Socket)> {
+    let (ours, theirs) = UnixStream::pair()?;
+    Ok((
+        Socket::new(Stream::Unix(ours))?,
+        Socket::new(Stream::Unix(theirs))?,
+    ))
+}
+
+/// Moves bytes between the TLS client and `plain` until both directions have ended,
+/// passing each direction's end on (a TLS close_notify becomes a shutdown, and back).
+pub async fn bridge(tls: TlsStream<Socket>, plain: Socket) {
+    let tcp = tls.get_ref().0.clone();
+    let (from_client, to_client) = split(tls);
+    future::zip(
+        inbound(from_client, plain.clone(), &tcp),
+        outbound(plain.clone(), to_client, &tcp),
+    )
+    .await;
+}
+
+/// TLS client → server.
+async fn inbound(mut from: ReadHalf<TlsStream<Socket>>, mut to: Socket, tcp: &Socket) {
+    let mut buf = vec![0u8; BRIDGE_BUFFER_BYTES];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(n) => n,
+            // Many clients (nc, ncat) close without a close_notify: an end all the same.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+            Err(_) => {
+                fail(&to, tcp);
+                return;
+            }
+        };
+        if n == 0 {
+            to.shutdown(Shutdown::Write);
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            fail(&to, tcp);
+            return;
+        }
+    }
+}
+
+/// Server → TLS client.
+async fn outbound(mut from: Socket, mut to: WriteHalf<TlsStream<Socket>>, tcp: &Socket) {
+    let mut buf = vec![0u8; BRIDGE_BUFFER_BYTES];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(n) => n,
+            Err(_) => {
+                fail(&from, tcp);
+                return;
+            }
+        };
+        if n == 0 {
+            // close_notify, then the TCP write side.
+            to.close().await.ok();
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() || to.flush().await.is_err() {
+            fail(&from, tcp);
+            return;
+        }
+    }
+}
+
+/// One side failed: end both, the TCP side with a reset.
+fn fail(plain: &Socket, tcp: &Socket) {
+    plain.shutdown(Shutdown::Both);
+    tcp.reset_on_close();
+    tcp.shutdown(Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_look_like_openssls() {
+        let f = fingerprint(b"");
+        assert_eq!(f.len(), 32 * 3 - 1);
+        assert!(f.starts_with("E3:B0:C4:42:98:FC:1C:14"), "{f}");
+    }
+
+    #[test]
+    fn a_self_signed_certificate_can_be_made() {
+        let tls = Tls::self_signed(vec!["localhost".into()], false).unwrap();
+        assert_eq!(tls.fingerprint.len(), 95);
+    }
+}
