@@ -66,6 +66,20 @@ pub struct Voice {
     /// print frames sent, received, dropped, late, missing and the buffer depth every second
     #[argh(switch)]
     pub stats: bool,
+
+    /// speak TLS to the relay (checked against the system's trusted roots, unless
+    /// --tls-ca or --tls-fingerprint)
+    #[argh(switch)]
+    pub tls: bool,
+
+    /// speak TLS, trusting the certificate authorities in this PEM file
+    #[argh(option)]
+    pub tls_ca: Option<PathBuf>,
+
+    /// speak TLS, trusting only the certificate with this SHA-256 (as `duet serve
+    /// --tls-self-signed` logs it)
+    #[argh(option)]
+    pub tls_fingerprint: Option<String>,
 }
 
 /// Send stdin to whoever opens the same pipe and write what they send to stdout, byte for
@@ -80,6 +94,20 @@ pub struct Pipe {
     /// relay address, HOST:PORT (default $DUET_RELAY, else 127.0.0.1:4004)
     #[argh(option)]
     pub relay: Option<String>,
+
+    /// speak TLS to the relay (checked against the system's trusted roots, unless
+    /// --tls-ca or --tls-fingerprint)
+    #[argh(switch)]
+    pub tls: bool,
+
+    /// speak TLS, trusting the certificate authorities in this PEM file
+    #[argh(option)]
+    pub tls_ca: Option<PathBuf>,
+
+    /// speak TLS, trusting only the certificate with this SHA-256 (as `duet serve
+    /// --tls-self-signed` logs it)
+    #[argh(option)]
+    pub tls_fingerprint: Option<String>,
 }
 
 /// Chat in ROOM, or with the next person who runs `duet chat` without a room.
@@ -101,6 +129,20 @@ pub struct Chat {
     /// exit when the connection is lost instead of reconnecting
     #[argh(switch)]
     pub no_reconnect: bool,
+
+    /// speak TLS to the relay (checked against the system's trusted roots, unless
+    /// --tls-ca or --tls-fingerprint)
+    #[argh(switch)]
+    pub tls: bool,
+
+    /// speak TLS, trusting the certificate authorities in this PEM file
+    #[argh(option)]
+    pub tls_ca: Option<PathBuf>,
+
+    /// speak TLS, trusting only the certificate with this SHA-256 (as `duet serve
+    /// --tls-self-signed` logs it)
+    #[argh(option)]
+    pub tls_fingerprint: Option<String>,
 }
 
 /// Run the relay server: log every line as `IP:PORT -> MSG`, host rooms and pipes.
@@ -232,6 +274,40 @@ pub struct Serve {
     /// refuse clients that do not speak TLS
     #[argh(switch)]
     pub tls_only: bool,
+}
+
+/// The relay a client subcommand talks to: `--relay`, `$DUET_RELAY` or the default, and
+/// TLS if any `--tls` option is given.
+pub fn relay(
+    relay: Option<String>,
+    tls: bool,
+    tls_ca: Option<PathBuf>,
+    tls_fingerprint: Option<String>,
+) -> Result<crate::client::Relay, String> {
+    let addr = crate::client::relay_addr(relay);
+    let wants_tls = tls || tls_ca.is_some() || tls_fingerprint.is_some();
+    #[cfg(feature = "tls")]
+    {
+        let mut relay = crate::client::Relay::plain(addr);
+        if wants_tls {
+            if let Some(pin) = &tls_fingerprint {
+                crate::client::tls::normalize(pin).map_err(|e| e.to_string())?;
+            }
+            relay.tls = Some(crate::client::tls::Options {
+                ca: tls_ca,
+                fingerprint: tls_fingerprint,
+            });
+        }
+        Ok(relay)
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = (tls_ca, tls_fingerprint);
+        if wants_tls {
+            return Err("this duet was built without TLS (cargo feature tls)".into());
+        }
+        Ok(crate::client::Relay::plain(addr))
+    }
 }
 
 impl Serve {

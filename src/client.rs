@@ -6,12 +6,17 @@
 //! with bounded latency. Clients use plain blocking sockets and threads: each has a
 //! handful of streams, and blocking code is the simplest correct way to move them.
 
+use std::fmt;
 use std::io::{self, BufRead, BufReader, IsTerminal, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use crate::socket::Stream;
+
 pub mod chat;
 pub mod pipe;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod voice;
 
 /// The relay used when neither `--relay` nor `$DUET_RELAY` says otherwise.
@@ -26,19 +31,65 @@ pub fn relay_addr(flag: Option<String>) -> String {
         .unwrap_or_else(|| DEFAULT_RELAY.to_string())
 }
 
+/// Call before the process exits: lets TLS connections send what they still hold (see
+/// [`tls::finish`]); nothing to do for plain ones.
+pub fn finish() {
+    #[cfg(feature = "tls")]
+    tls::finish();
+}
+
+/// Where the relay is and how to talk to it.
+#[derive(Clone, Debug)]
+pub struct Relay {
+    /// HOST:PORT.
+    pub addr: String,
+    /// `Some` to speak TLS.
+    #[cfg(feature = "tls")]
+    pub tls: Option<tls::Options>,
+}
+
+impl Relay {
+    /// A relay spoken to in plain text.
+    pub fn plain(addr: String) -> Relay {
+        Relay {
+            addr,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// The connection, TLS or not, before any protocol.
+    fn open(&self, stream: TcpStream) -> io::Result<Stream> {
+        #[cfg(feature = "tls")]
+        if let Some(options) = &self.tls {
+            let host = self.addr.rsplit_once(':').map_or(&*self.addr, |(h, _)| h);
+            return tls::connect(stream, host, options);
+        }
+        Ok(Stream::Tcp(stream))
+    }
+}
+
+impl fmt::Display for Relay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.addr)
+    }
+}
+
 /// Connects to the relay and reads its greeting; returns the socket and a reader on it
 /// (whose buffer may already hold bytes that follow the greeting).
-pub fn connect(relay: &str) -> io::Result<(TcpStream, BufReader<TcpStream>)> {
+pub fn connect(relay: &Relay) -> io::Result<(Stream, BufReader<Stream>)> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{relay}: no address"));
-    for addr in relay.to_socket_addrs()? {
+    for addr in relay.addr.to_socket_addrs()? {
         match TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT) {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
                 stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+                let stream = relay.open(stream)?;
+                stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
                 let mut reader = BufReader::new(stream.try_clone()?);
                 let first = read_line(&mut reader)?;
                 if first != "Hello, Client!" {
-                    return Err(protocol_error(relay, &first));
+                    return Err(protocol_error(&relay.addr, &first));
                 }
                 read_line(&mut reader)?;
                 return Ok((stream, reader));
@@ -69,7 +120,7 @@ pub fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
 /// Sends `line` and reads notices until one starts with `want`; a `* error:` line becomes
 /// the error (its text, as the server said it).
 pub fn command(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     reader: &mut impl BufRead,
     line: &str,
     want: &str,
@@ -89,7 +140,7 @@ pub fn command(
 /// Opens pipe `token` from the lobby and waits (as long as the relay lets a pipe wait) for
 /// its peer. Returns the socket, now carrying raw bytes, and any of the peer's bytes that
 /// were read along with `* pipe open`.
-pub fn open_pipe(relay: &str, token: &str) -> io::Result<(TcpStream, Vec<u8>)> {
+pub fn open_pipe(relay: &Relay, token: &str) -> io::Result<(Stream, Vec<u8>)> {
     let (mut stream, mut reader) = connect(relay)?;
     writeln!(stream, "/pipe {token}")?;
     // The first side gets `* waiting for peer`, then (maybe much later) `* pipe open`; the

@@ -4,7 +4,7 @@ use std::io;
 use std::process::ExitCode;
 
 use async_signal::{Signal, Signals};
-use duet::cli::{Args, Command, Serve};
+use duet::cli::{self, Args, Command, Serve};
 use duet::client;
 use duet::printer::Printer;
 use duet::server;
@@ -16,31 +16,47 @@ fn main() -> ExitCode {
         println!("duet {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    let usage = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
     let result = match args.command {
         Some(Command::Serve(serve)) => run_server(serve),
         Some(Command::Pipe(pipe)) => {
-            client::pipe::run(&client::relay_addr(pipe.relay), &pipe.token)
+            cli::relay(pipe.relay, pipe.tls, pipe.tls_ca, pipe.tls_fingerprint)
+                .map_err(usage)
+                .and_then(|relay| client::pipe::run(&relay, &pipe.token))
         }
-        Some(Command::Chat(chat)) => client::chat::run(&client::chat::Options {
-            relay: client::relay_addr(chat.relay),
-            room: chat.room,
-            nick: chat.nick,
-            reconnect: !chat.no_reconnect,
-        }),
-        Some(Command::Voice(voice)) => client::voice::run(&client::voice::Options {
-            relay: client::relay_addr(voice.relay),
-            token: voice.token,
-            capture: voice.capture,
-            playback: voice.playback,
-            jitter_ms: voice.jitter,
-            max_delay_ms: voice.max_delay,
-            stats: voice.stats,
-        }),
+        Some(Command::Chat(chat)) => {
+            cli::relay(chat.relay, chat.tls, chat.tls_ca, chat.tls_fingerprint)
+                .map_err(usage)
+                .and_then(|relay| {
+                    client::chat::run(&client::chat::Options {
+                        relay,
+                        room: chat.room,
+                        nick: chat.nick,
+                        reconnect: !chat.no_reconnect,
+                    })
+                })
+        }
+        Some(Command::Voice(voice)) => {
+            cli::relay(voice.relay, voice.tls, voice.tls_ca, voice.tls_fingerprint)
+                .map_err(usage)
+                .and_then(|relay| {
+                    client::voice::run(&client::voice::Options {
+                        relay,
+                        token: voice.token,
+                        capture: voice.capture,
+                        playback: voice.playback,
+                        jitter_ms: voice.jitter,
+                        max_delay_ms: voice.max_delay,
+                        stats: voice.stats,
+                    })
+                })
+        }
         None => {
             eprintln!("duet: no command given; try `duet --help`");
             return ExitCode::from(2);
         }
     };
+    client::finish();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

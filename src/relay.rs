@@ -225,7 +225,12 @@ mod linux {
                 .read_with(|s| Ok(splice(s, None, &pipe.write, None, want, flags)?))
                 .await?;
             if n == 0 {
-                return Ok(());
+                // splice(2) bypasses `Read`, which would turn the end of a reset stream
+                // into an error (see `Stream::set_reset`): check here.
+                return match from.get_ref().is_reset() {
+                    true => Err(Stop::Io),
+                    false => Ok(()),
+                };
             }
             let mut left = n;
             while left > 0 {

@@ -8,13 +8,16 @@
 //! A [`Stream`] is a client's TCP socket, or, for a client that speaks TLS, the plaintext
 //! end of a Unix socket pair whose other end the TLS bridge (`tls.rs`) holds. Either way it
 //! is a stream socket: read, write, peek, shutdown and splice(2) behave the same, so the
-//! rest of the server never knows which it has.
+//! rest of the server never knows which it has. A Unix socket cannot carry a TCP reset, so
+//! the two ends of a pair share a flag instead: once either end is marked reset, reaching
+//! the end of the stream on either is an error (`ConnectionReset`), not a clean EOF.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -25,16 +28,54 @@ use smol::Async;
 #[derive(Debug)]
 pub enum Stream {
     Tcp(TcpStream),
-    Unix(UnixStream),
+    /// One end of a pair, and the pair's shared "reset" flag.
+    Unix(UnixStream, Arc<AtomicBool>),
 }
 
 impl Stream {
+    /// A connected pair of Unix sockets sharing one reset flag.
+    pub fn pair() -> io::Result<(Stream, Stream)> {
+        let (a, b) = UnixStream::pair()?;
+        let reset = Arc::new(AtomicBool::new(false));
+        Ok((Stream::Unix(a, reset.clone()), Stream::Unix(b, reset)))
+    }
+
+    /// Marks the stream as ended badly: a TCP socket will close with a reset (RST), a Unix
+    /// pair's ends will read the end of the stream as an error.
+    pub fn set_reset(&self) {
+        match self {
+            Stream::Tcp(s) => {
+                rustix::net::sockopt::set_socket_linger(s, Some(std::time::Duration::ZERO)).ok();
+            }
+            Stream::Unix(_, reset) => reset.store(true, Ordering::Release),
+        }
+    }
+
+    /// Whether the end of this stream is an error (see [`Stream::set_reset`]; Unix pairs
+    /// only: a TCP reset shows up as an error by itself).
+    pub fn is_reset(&self) -> bool {
+        match self {
+            Stream::Tcp(_) => false,
+            Stream::Unix(_, reset) => reset.load(Ordering::Acquire),
+        }
+    }
+
+    /// `Ok(0)` (the end of the stream) becomes an error if the stream was reset.
+    fn check_end(&self, read: io::Result<usize>, want: usize) -> io::Result<usize> {
+        match read {
+            Ok(0) if want > 0 && self.is_reset() => Err(io::ErrorKind::ConnectionReset.into()),
+            other => other,
+        }
+    }
+
     /// Reads without consuming.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.peek(buf),
-            Stream::Unix(s) => {
-                Ok(rustix::net::recv(s, buf, rustix::net::RecvFlags::PEEK).map(|(n, _)| n)?)
+            Stream::Unix(s, _) => {
+                let want = buf.len();
+                let peeked = rustix::net::recv(s, buf, rustix::net::RecvFlags::PEEK);
+                self.check_end(peeked.map(|(n, _)| n).map_err(Into::into), want)
             }
         }
     }
@@ -46,11 +87,43 @@ impl Stream {
         }
     }
 
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.shutdown(how),
-            Stream::Unix(s) => s.shutdown(how),
+            Stream::Unix(s, _) => s.shutdown(how),
         }
+    }
+
+    /// Another handle on the same socket (for the clients' reader and writer threads).
+    pub fn try_clone(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+            Stream::Unix(s, reset) => Stream::Unix(s.try_clone()?, reset.clone()),
+        })
+    }
+
+    /// For blocking use (the clients).
+    pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(timeout),
+            Stream::Unix(s, _) => s.set_read_timeout(timeout),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -58,7 +131,7 @@ impl Read for &Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => (&*s).read(buf),
-            Stream::Unix(s) => (&*s).read(buf),
+            Stream::Unix(s, _) => self.check_end((&*s).read(buf), buf.len()),
         }
     }
 }
@@ -67,7 +140,7 @@ impl Write for &Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => (&*s).write(buf),
-            Stream::Unix(s) => (&*s).write(buf),
+            Stream::Unix(s, _) => (&*s).write(buf),
         }
     }
 
@@ -80,7 +153,7 @@ impl AsFd for Stream {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
             Stream::Tcp(s) => s.as_fd(),
-            Stream::Unix(s) => s.as_fd(),
+            Stream::Unix(s, _) => s.as_fd(),
         }
     }
 }
@@ -110,10 +183,9 @@ impl Socket {
     }
 
     /// Makes the final close send a reset (RST) instead of an orderly FIN, so that the peer
-    /// learns the stream did not end well.
+    /// learns the stream did not end well (see [`Stream::set_reset`]).
     pub fn reset_on_close(&self) {
-        rustix::net::sockopt::set_socket_linger(self.0.get_ref(), Some(std::time::Duration::ZERO))
-            .ok();
+        self.0.get_ref().set_reset();
     }
 }
 

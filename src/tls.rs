@@ -10,12 +10,13 @@
 //! like any TCP client (lines, rooms, pipes; splice works on it too). TLS costs a TLS client
 //! rustls' buffers and two more descriptors, and costs nobody else anything.
 //!
-//! Known limit: a pipe that ends with a reset on the other side reaches a TLS client as a
-//! close, since a Unix socket cannot carry a reset across the bridge.
+//! Resets cross the bridge both ways: a TLS error from the client reaches the server as a
+//! reset, and a reset from the server (a pipe whose other side failed) reaches the TLS client
+//! as a TCP reset, never as a clean close. A client that ends its TCP stream without a
+//! close_notify (ncat --ssl does, at the end of its input) is taken to have ended it.
 
 use std::io;
 use std::net::Shutdown;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,11 +135,8 @@ pub fn describe(tls: &TlsStream<Socket>) -> String {
 
 /// A Unix socket pair: the bridge keeps the first, the server serves the second.
 pub fn socket_pair() -> io::Result<(Socket, Socket)> {
-    let (ours, theirs) = UnixStream::pair()?;
-    Ok((
-        Socket::new(Stream::Unix(ours))?,
-        Socket::new(Stream::Unix(theirs))?,
-    ))
+    let (ours, theirs) = Stream::pair()?;
+    Ok((Socket::new(ours)?, Socket::new(theirs)?))
 }
 
 /// Moves bytes between the TLS client and `plain` until both directions have ended,
@@ -159,7 +157,10 @@ async fn inbound(mut from: ReadHalf<TlsStream<Socket>>, mut to: Socket, tcp: &So
     loop {
         let n = match from.read(&mut buf).await {
             Ok(n) => n,
-            // Many clients (nc, ncat) close without a close_notify: an end all the same.
+            // A TCP end without a close_notify. ncat --ssl ends every stream that way (it
+            // shuts down the socket, not the TLS session, at the end of its input), so this
+            // is taken as the end it almost always is. What needs proof that nothing was cut
+            // short carries its own (duet's clients send sizes and digests).
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
             Err(_) => {
                 fail(&to, tcp);
@@ -200,11 +201,14 @@ async fn outbound(mut from: Socket, mut to: WriteHalf<TlsStream<Socket>>, tcp: &
     }
 }
 
-/// One side failed: end both, the TCP side with a reset.
+/// One side failed: end both with a reset (on the plain side, the pair's reset flag is set
+/// before the shutdown, so the server reads an error, not an end).
 fn fail(plain: &Socket, tcp: &Socket) {
+    plain.reset_on_close();
     plain.shutdown(Shutdown::Both);
+    // Not the write side: that would send a FIN now, before the reset of the final close.
     tcp.reset_on_close();
-    tcp.shutdown(Shutdown::Both);
+    tcp.shutdown(Shutdown::Read);
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ const QUIT_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub relay: String,
+    pub relay: client::Relay,
     pub room: Option<String>,
     pub nick: Option<String>,
     pub reconnect: bool,

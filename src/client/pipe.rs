@@ -19,7 +19,7 @@ const COPY_BUFFER_BYTES: usize = 256 * 1024;
 
 /// Runs the pipe to completion. `Ok` means the peer's stream ended cleanly and all of stdin
 /// was sent.
-pub fn run(relay: &str, token: &str) -> io::Result<()> {
+pub fn run(relay: &client::Relay, token: &str) -> io::Result<()> {
     let (stream, leftover) = client::open_pipe(relay, token)?;
 
     // Raw file handles, unbuffered: every byte goes on as soon as it is read.

@@ -18,7 +18,9 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, BufReader, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
+
+use crate::socket::Stream;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -50,7 +52,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub relay: String,
+    pub relay: client::Relay,
     pub token: String,
     pub capture: String,
     pub playback: String,
@@ -267,11 +269,7 @@ fn read_full(from: &mut impl Read, buf: &mut [u8]) -> usize {
 }
 
 /// The only writer of the socket: audio frames, acknowledgements, the end marker.
-fn write_messages(
-    mut stream: TcpStream,
-    outgoing: Receiver<Out>,
-    shared: &Shared,
-) -> io::Result<()> {
+fn write_messages(mut stream: Stream, outgoing: Receiver<Out>, shared: &Shared) -> io::Result<()> {
     let mut last_ack = u32::MAX;
     let mut ended = false;
     loop {
@@ -312,7 +310,7 @@ fn write_messages(
 }
 
 /// Reads messages into the jitter buffer and acknowledges them, until the peer's stream ends.
-fn receive(leftover: Vec<u8>, stream: TcpStream, outbox: SyncSender<Out>, shared: &Shared) {
+fn receive(leftover: Vec<u8>, stream: Stream, outbox: SyncSender<Out>, shared: &Shared) {
     let mut reader = BufReader::new(io::Cursor::new(leftover).chain(stream));
     let mut header = [0u8; HEADER_BYTES];
     loop {
