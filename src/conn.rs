@@ -106,10 +106,24 @@ async fn serve_stream(
     }
     let mut lines = LineReader::new(stream.clone(), hub.config.max_line_bytes);
 
-    // Boxed: only the first moments of a connection need its state.
-    let (first, authed) = match Box::pin(opening(&hub, &mut lines, peer, greet_until)).await {
-        Opening::Lines { first, authed } => (first, authed),
-        Opening::SilentPipe(token) => {
+    // Hold the greeting back briefly: a client whose first line is `/pipe TOKEN` (netcat in a
+    // script) gets a silent pipe, with nothing but its peer's bytes. With `--secret-file`,
+    // `/auth SECRET` may come first. Every future here is boxed: it would otherwise sit in
+    // every connection's task for good, and boxes this small are reused at once by the next
+    // connection's.
+    let mut first = if hub.config.greet_wait.is_zero() {
+        None
+    } else {
+        Box::pin(early_line(&mut lines, greet_until)).await
+    };
+    let mut authed = hub.config.secret.is_none();
+    if !authed && early_auth(&hub, &first) {
+        authed = true;
+        Box::pin(hub.log.send(redacted_auth(peer))).await;
+        first = Box::pin(early_line(&mut lines, greet_until)).await;
+    }
+    if let (true, Some(Ok(Some(Line::Text(text))))) = (authed, &first) {
+        if let Ok(Input::Command(Command::Pipe(token))) = proto::parse(text) {
             let end = End {
                 stream,
                 peer,
@@ -117,11 +131,10 @@ async fn serve_stream(
                 silent: true,
                 ticket,
             };
-            // Boxed: the pipe's state is large and would otherwise sit in every
-            // connection's task, piped or not.
-            return Box::pin(silent_pipe(&hub, token, end)).await;
+            let line = text.clone();
+            return Box::pin(silent_pipe(&hub, token.into(), line, end)).await;
         }
-    };
+    }
 
     let conn = Conn {
         hub: hub.clone(),
@@ -604,50 +617,15 @@ async fn serve_tls(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
     .await;
 }
 
-/// What a client did while its greeting was held back.
-enum Opening {
-    /// Its first line (after `/auth`, if the server has a secret) was `/pipe TOKEN`.
-    SilentPipe(Arc<str>),
-    /// Anything else: line mode, starting with `first` if a line came.
-    Lines {
-        first: Option<io::Result<Option<Line>>>,
-        authed: bool,
-    },
-}
-
-/// Holds the greeting back until `greet_until`: a client whose first line is `/pipe TOKEN`
-/// (netcat in a script) gets a silent pipe, with nothing but its peer's bytes. With
-/// `--secret-file`, `/auth SECRET` may come first.
-async fn opening(
-    hub: &Hub,
-    lines: &mut LineReader<Socket>,
-    peer: SocketAddr,
-    greet_until: Instant,
-) -> Opening {
-    let mut first = if hub.config.greet_wait.is_zero() {
-        None
-    } else {
-        early_line(lines, greet_until).await
+/// Whether `first` is `/auth` with the right secret (`--secret-file`).
+fn early_auth(hub: &Hub, first: &Option<io::Result<Option<Line>>>) -> bool {
+    let (Some(secret), Some(Ok(Some(Line::Text(text))))) = (&hub.config.secret, first) else {
+        return false;
     };
-    let mut authed = hub.config.secret.is_none();
-    if let (Some(secret), Some(Ok(Some(Line::Text(text))))) = (&hub.config.secret, &first) {
-        if let Ok(Input::Command(Command::Auth(given))) = proto::parse(text) {
-            if secret_matches(given.as_bytes(), secret) {
-                authed = true;
-                hub.log.send(redacted_auth(peer)).await;
-                first = early_line(lines, greet_until).await;
-            }
-        }
+    match proto::parse(text) {
+        Ok(Input::Command(Command::Auth(given))) => secret_matches(given.as_bytes(), secret),
+        _ => false,
     }
-    if let (true, Some(Ok(Some(Line::Text(text))))) = (authed, &first) {
-        if let Ok(Input::Command(Command::Pipe(token))) = proto::parse(text) {
-            let token: Arc<str> = token.into();
-            let text = text.clone();
-            hub.log.send(Record::Line { peer, text }).await;
-            return Opening::SilentPipe(token);
-        }
-    }
-    Opening::Lines { first, authed }
 }
 
 /// Reads a line that arrives before `until`, if one does.
@@ -695,8 +673,11 @@ async fn tell(stream: &Socket, line: &[u8]) {
     .await;
 }
 
-/// A pipe opened by the first line: rate-limited like any other (see `--rate`).
-async fn silent_pipe(hub: &Arc<Hub>, token: Arc<str>, end: End) {
+/// A pipe opened by the first line (`line`, logged here): rate-limited like any other (see
+/// `--rate`).
+async fn silent_pipe(hub: &Arc<Hub>, token: Arc<str>, line: Vec<u8>, end: End) {
+    let peer = end.peer;
+    hub.log.send(Record::Line { peer, text: line }).await;
     if let Err(error) = throttle(hub, end.peer) {
         tell(&end.stream, &proto::error(&error)).await;
         hub.log
