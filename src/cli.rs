@@ -30,6 +30,88 @@ pub enum Command {
     Pipe(Pipe),
     Chat(Chat),
     Voice(Voice),
+    Send(Send),
+    Recv(Recv),
+}
+
+/// Send files and directories to whoever runs `duet recv` with the code this prints:
+/// end-to-end encrypted, every file checked.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "send")]
+pub struct Send {
+    /// files and directories to send
+    #[argh(positional)]
+    pub paths: Vec<PathBuf>,
+
+    /// use this code instead of a random one (NUMBER-WORD-WORD…; choose it well, it is the
+    /// password)
+    #[argh(option)]
+    pub code: Option<String>,
+
+    /// print nothing but errors
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+
+    /// relay address, HOST:PORT (default $DUET_RELAY, else 127.0.0.1:4004)
+    #[argh(option)]
+    pub relay: Option<String>,
+
+    /// speak TLS to the relay (checked against the system's trusted roots, unless
+    /// --tls-ca or --tls-fingerprint)
+    #[argh(switch)]
+    pub tls: bool,
+
+    /// speak TLS, trusting the certificate authorities in this PEM file
+    #[argh(option)]
+    pub tls_ca: Option<PathBuf>,
+
+    /// speak TLS, trusting only the certificate with this SHA-256 (as `duet serve
+    /// --tls-self-signed` logs it)
+    #[argh(option)]
+    pub tls_fingerprint: Option<String>,
+}
+
+/// Receive what `duet send` sends, into the current directory or -o DIR.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "recv")]
+pub struct Recv {
+    /// the code `duet send` printed
+    #[argh(positional)]
+    pub code: String,
+
+    /// directory to receive into (default: the current one)
+    #[argh(option, short = 'o', default = "PathBuf::from(\".\")")]
+    pub out: PathBuf,
+
+    /// overwrite files that exist
+    #[argh(switch)]
+    pub force: bool,
+
+    /// do not ask before receiving
+    #[argh(switch, short = 'y')]
+    pub yes: bool,
+
+    /// print nothing but errors
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+
+    /// relay address, HOST:PORT (default $DUET_RELAY, else 127.0.0.1:4004)
+    #[argh(option)]
+    pub relay: Option<String>,
+
+    /// speak TLS to the relay (checked against the system's trusted roots, unless
+    /// --tls-ca or --tls-fingerprint)
+    #[argh(switch)]
+    pub tls: bool,
+
+    /// speak TLS, trusting the certificate authorities in this PEM file
+    #[argh(option)]
+    pub tls_ca: Option<PathBuf>,
+
+    /// speak TLS, trusting only the certificate with this SHA-256 (as `duet serve
+    /// --tls-self-signed` logs it)
+    #[argh(option)]
+    pub tls_fingerprint: Option<String>,
 }
 
 /// Talk live with whoever opens the same pipe: audio from a capture command to the peer's

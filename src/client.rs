@@ -15,6 +15,9 @@ use crate::socket::Stream;
 
 pub mod chat;
 pub mod pipe;
+pub mod progress;
+pub mod recv;
+pub mod send;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod voice;
@@ -141,6 +144,20 @@ pub fn command(
 /// its peer. Returns the socket, now carrying raw bytes, and any of the peer's bytes that
 /// were read along with `* pipe open`.
 pub fn open_pipe(relay: &Relay, token: &str) -> io::Result<(Stream, Vec<u8>)> {
+    open_pipe_then(relay, token, || {
+        if io::stderr().is_terminal() {
+            eprintln!("duet: waiting for the other side of pipe {token}...");
+        }
+    })
+}
+
+/// [`open_pipe`], calling `waiting` if this side is the first and has to wait.
+pub fn open_pipe_then(
+    relay: &Relay,
+    token: &str,
+    waiting: impl FnOnce(),
+) -> io::Result<(Stream, Vec<u8>)> {
+    let mut waiting = Some(waiting);
     let (mut stream, mut reader) = connect(relay)?;
     writeln!(stream, "/pipe {token}")?;
     // The first side gets `* waiting for peer`, then (maybe much later) `* pipe open`; the
@@ -151,8 +168,8 @@ pub fn open_pipe(relay: &Relay, token: &str) -> io::Result<(Stream, Vec<u8>)> {
             return Err(io::Error::other(error.to_string()));
         }
         if notice == "* waiting for peer" {
-            if io::stderr().is_terminal() {
-                eprintln!("duet: waiting for the other side of pipe {token}...");
+            if let Some(waiting) = waiting.take() {
+                waiting();
             }
             // The peer may take its time (up to the relay's --pipe-wait).
             stream.set_read_timeout(None)?;
@@ -161,6 +178,44 @@ pub fn open_pipe(relay: &Relay, token: &str) -> io::Result<(Stream, Vec<u8>)> {
             stream.set_read_timeout(None)?;
             return Ok((stream, reader.buffer().to_vec()));
         }
+    }
+}
+
+/// A pipe as one `Read + Write`: the peer's bytes already read with `* pipe open` first.
+#[derive(Debug)]
+pub struct PipeStream {
+    read: io::Chain<io::Cursor<Vec<u8>>, Stream>,
+    write: Stream,
+}
+
+impl PipeStream {
+    pub fn new(stream: Stream, leftover: Vec<u8>) -> io::Result<PipeStream> {
+        let write = stream.try_clone()?;
+        Ok(PipeStream {
+            read: io::Read::chain(io::Cursor::new(leftover), stream),
+            write,
+        })
+    }
+
+    /// Ends our sending side (the peer reads the end of the stream).
+    pub fn shutdown_write(&self) {
+        self.write.shutdown(std::net::Shutdown::Write).ok();
+    }
+}
+
+impl io::Read for PipeStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read.read(buf)
+    }
+}
+
+impl Write for PipeStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write.flush()
     }
 }
 

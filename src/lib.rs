@@ -32,3 +32,4 @@ pub mod socket;
 pub mod throttle;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod transfer;

@@ -51,6 +51,39 @@ fn main() -> ExitCode {
                     })
                 })
         }
+        Some(Command::Send(send)) => {
+            let code = send.code.as_deref().map(str::parse).transpose();
+            cli::relay(send.relay, send.tls, send.tls_ca, send.tls_fingerprint)
+                .and_then(|relay| Ok((relay, code?)))
+                .map_err(usage)
+                .and_then(|(relay, code)| {
+                    if send.paths.is_empty() {
+                        return Err(usage("nothing to send: name files or directories".into()));
+                    }
+                    client::send::run(&client::send::Options {
+                        relay,
+                        paths: send.paths,
+                        code,
+                        quiet: send.quiet,
+                    })
+                })
+        }
+        Some(Command::Recv(recv)) => {
+            let code = recv.code.parse();
+            cli::relay(recv.relay, recv.tls, recv.tls_ca, recv.tls_fingerprint)
+                .and_then(|relay| Ok((relay, code?)))
+                .map_err(usage)
+                .and_then(|(relay, code)| {
+                    client::recv::run(&client::recv::Options {
+                        relay,
+                        code,
+                        dir: recv.out,
+                        force: recv.force,
+                        yes: recv.yes,
+                        quiet: recv.quiet,
+                    })
+                })
+        }
         None => {
             eprintln!("duet: no command given; try `duet --help`");
             return ExitCode::from(2);

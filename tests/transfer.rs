@@ -1,0 +1,448 @@
+//! `duet send` and `duet recv` over a real `duet serve`: round trips, a wrong code, a sender
+//! that dies mid-file (and the resume after it), and hand-written malicious senders.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output};
+use std::thread;
+
+use common::*;
+use duet::client::{self, PipeStream, Relay};
+use duet::transfer::{kind, Channel, Code, Entry, Role};
+use sha2::{Digest, Sha256};
+
+/// A fresh directory, removed when dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let path = std::env::temp_dir().join(format!("duet-xfer-{name}-{}", std::process::id()));
+        std::fs::remove_dir_all(&path).ok();
+        std::fs::create_dir_all(&path).unwrap();
+        Dir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn s(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+fn run(duet: &Duet, args: &[&str]) -> Child {
+    let mut child = duet.client_command(args).spawn().unwrap();
+    drop(child.stdin.take());
+    child
+}
+
+fn output(child: Child) -> Output {
+    let mut child = child;
+    wait_child(&mut child, TIMEOUT * 3, "duet send/recv to exit");
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// `duet send ARGS` and `duet recv CODE -o DIR -y` side by side; both outputs.
+fn transfer(duet: &Duet, send: &[&str], code: &str, dir: &Dir, extra: &[&str]) -> (Output, Output) {
+    let mut args = vec!["send", "--code", code];
+    args.extend_from_slice(send);
+    let sender = run(duet, &args);
+    let mut args = vec!["recv", code, "-o", dir.s(), "-y"];
+    args.extend_from_slice(extra);
+    let receiver = run(duet, &args);
+    let r = thread::spawn(move || output(receiver));
+    (output(sender), r.join().unwrap())
+}
+
+fn sha(path: &Path) -> [u8; 32] {
+    let mut file = std::fs::File::open(path).unwrap();
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).unwrap();
+    hasher.finalize().into()
+}
+
+/// Every file and directory under `dir`, relative, with sizes (directories as -1).
+fn listing(dir: &Path) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, at: &Path, out: &mut Vec<(String, i64)>) {
+        for e in std::fs::read_dir(at).unwrap() {
+            let e = e.unwrap();
+            let meta = std::fs::symlink_metadata(e.path()).unwrap();
+            let rel = e
+                .path()
+                .strip_prefix(base)
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            if meta.is_dir() {
+                out.push((rel, -1));
+                walk(base, &e.path(), out);
+            } else {
+                out.push((rel, meta.len() as i64));
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn trees_empty_files_and_odd_names_arrive_intact() {
+    use std::os::unix::fs::PermissionsExt;
+    let duet = Duet::start(&[]);
+    let src = Dir::new("tree-src");
+    let tree = src.path().join("tree");
+    for i in 0..1000 {
+        let sub = tree.join(format!("d{}", i % 10));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(
+            sub.join(format!("f{i}.txt")),
+            payload(i * 7 % 5000, i as u64),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir_all(tree.join("empty dir")).unwrap();
+    std::fs::write(tree.join("empty"), b"").unwrap();
+    let odd = tree.join("with space — ünïcödé ✓.txt");
+    std::fs::write(&odd, b"odd name").unwrap();
+    std::fs::set_permissions(&odd, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", tree.join("link")).unwrap();
+    let lone = src.path().join("lone empty file");
+    std::fs::write(&lone, b"").unwrap();
+
+    let out = Dir::new("tree-out");
+    let (s, r) = transfer(
+        &duet,
+        &[tree.to_str().unwrap(), lone.to_str().unwrap()],
+        "3141-tree-test",
+        &out,
+        &[],
+    );
+    assert!(s.status.success(), "send: {}", stderr(&s));
+    assert!(r.status.success(), "recv: {}", stderr(&r));
+    assert!(
+        stderr(&s).contains("skipping symbolic link"),
+        "{}",
+        stderr(&s)
+    );
+    let mut want = listing(src.path());
+    want.retain(|(p, _)| !p.ends_with("/link"));
+    assert_eq!(listing(out.path()), want);
+    for (rel, len) in &want {
+        if *len >= 0 {
+            assert_eq!(
+                sha(&src.path().join(rel)),
+                sha(&out.path().join(rel)),
+                "{rel}"
+            );
+        }
+    }
+    let mode = std::fs::metadata(out.path().join("tree/with space — ünïcödé ✓.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+}
+
+#[test]
+fn a_gibibyte_with_a_generated_code() {
+    let duet = Duet::start(&[]);
+    let src = Dir::new("gib-src");
+    let file = src.path().join("one.gib");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        for i in 0..1024 {
+            f.write_all(&chunk(i)).unwrap();
+        }
+    }
+    let out = Dir::new("gib-out");
+    // The code is read off the sender's instructions, as a person would.
+    let mut sender = duet
+        .client_command(&["send", file.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    drop(sender.stdin.take());
+    let mut err = std::io::BufReader::new(sender.stderr.take().unwrap());
+    let code = loop {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0);
+        if let Some(code) = line.trim().strip_prefix("duet recv ") {
+            break code.to_string();
+        }
+    };
+    let receiver = run(&duet, &["recv", &code, "-o", out.s(), "-y"]);
+    let r = output(receiver);
+    assert!(r.status.success(), "recv: {}", stderr(&r));
+    let status = wait_child(&mut sender, TIMEOUT * 3, "sender");
+    assert!(status.success());
+    assert_eq!(sha(&file), sha(&out.path().join("one.gib")));
+}
+
+#[test]
+fn a_wrong_code_fails_clearly_and_writes_nothing() {
+    let duet = Duet::start(&[]);
+    let src = Dir::new("wrong-src");
+    std::fs::write(src.path().join("secret.txt"), b"top secret").unwrap();
+    let out = Dir::new("wrong-out");
+    let sender = run(
+        &duet,
+        &[
+            "send",
+            "--code",
+            "77-right-code",
+            src.path().join("secret.txt").to_str().unwrap(),
+        ],
+    );
+    let receiver = run(&duet, &["recv", "77-wrong-code", "-o", out.s(), "-y"]);
+    let (s, r) = (output(sender), output(receiver));
+    for (who, o) in [("send", &s), ("recv", &r)] {
+        assert!(!o.status.success(), "{who} succeeded");
+        assert!(stderr(o).contains("wrong code"), "{who}: {}", stderr(o));
+    }
+    assert!(listing(out.path()).is_empty());
+}
+
+#[test]
+fn existing_files_need_force() {
+    let duet = Duet::start(&[]);
+    let src = Dir::new("force-src");
+    let file = src.path().join("notes.txt");
+    std::fs::write(&file, b"new notes").unwrap();
+    let out = Dir::new("force-out");
+    std::fs::write(out.path().join("notes.txt"), b"old notes").unwrap();
+    let (s, r) = transfer(&duet, &[file.to_str().unwrap()], "55-force-one", &out, &[]);
+    assert!(!s.status.success() && !r.status.success());
+    assert!(stderr(&r).contains("exists (use --force"), "{}", stderr(&r));
+    assert!(
+        stderr(&s).contains("the receiver refused"),
+        "{}",
+        stderr(&s)
+    );
+    assert_eq!(
+        std::fs::read(out.path().join("notes.txt")).unwrap(),
+        b"old notes"
+    );
+    let (s, r) = transfer(
+        &duet,
+        &[file.to_str().unwrap()],
+        "55-force-two",
+        &out,
+        &["--force"],
+    );
+    assert!(s.status.success() && r.status.success(), "{}", stderr(&r));
+    assert_eq!(
+        std::fs::read(out.path().join("notes.txt")).unwrap(),
+        b"new notes"
+    );
+}
+
+/// A hand-written sender: the key exchange, then whatever `script` sends.
+fn fake_sender(
+    duet: &Duet,
+    code: &str,
+    script: impl FnOnce(&mut Channel<PipeStream>) + Send + 'static,
+) -> thread::JoinHandle<()> {
+    let relay = Relay::plain(duet.addr().to_string());
+    let code: Code = code.parse().unwrap();
+    thread::spawn(move || {
+        let (stream, leftover) = client::open_pipe(&relay, &code.token()).unwrap();
+        let pipe = PipeStream::new(stream, leftover).unwrap();
+        let Ok(mut channel) = Channel::handshake(pipe, &code, Role::Sender) else {
+            return;
+        };
+        script(&mut channel);
+    })
+}
+
+fn entry(path: &str, data: &[u8]) -> Entry {
+    Entry {
+        dir: false,
+        mode: 0o644,
+        size: data.len() as u64,
+        sha256: Sha256::digest(data).into(),
+        path: path.into(),
+    }
+}
+
+/// Sends `entries`, then (if accepted) each file's `bodies` as announced or not.
+fn send_raw(channel: &mut Channel<PipeStream>, entries: &[Entry], bodies: &[&[u8]]) {
+    for e in entries {
+        channel.send(kind::ENTRY, &e.encode()).unwrap();
+    }
+    channel.send(kind::LIST_END, &[0; 16]).unwrap();
+    let Ok((kind::ACCEPT, _)) = channel.receive() else {
+        return;
+    };
+    for body in bodies {
+        channel.send(kind::START, &0u64.to_be_bytes()).unwrap();
+        if !body.is_empty() {
+            channel.send(kind::DATA, body).ok();
+        }
+    }
+    channel.send(kind::DONE, b"").ok();
+    channel.receive().ok();
+}
+
+#[test]
+fn malicious_senders_are_refused_and_nothing_lands_outside_the_directory() {
+    let duet = Duet::start(&[]);
+    let outer = Dir::new("evil");
+    let out = outer.path().join("inbox");
+    std::fs::create_dir_all(&out).unwrap();
+    // A symbolic link already inside the directory must not be written through either.
+    std::os::unix::fs::symlink(outer.path(), out.join("up")).unwrap();
+    let link_len = std::fs::symlink_metadata(out.join("up")).unwrap().len() as i64;
+    let good = b"fine".as_slice();
+    // (case, what the sender lists, the file bodies it sends, what the receiver must say)
+    type Case = (&'static str, Vec<Entry>, Vec<&'static [u8]>, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            "dotdot",
+            vec![entry("../escape.txt", good)],
+            vec![good],
+            "refused the name",
+        ),
+        (
+            "absolute",
+            vec![entry("/tmp/duet-abs.txt", good)],
+            vec![good],
+            "absolute path",
+        ),
+        (
+            "inner-dotdot",
+            vec![entry("a/../../escape.txt", good)],
+            vec![good],
+            "refused the name",
+        ),
+        (
+            "device",
+            vec![entry("CON", good)],
+            vec![good],
+            "device name",
+        ),
+        (
+            "control",
+            vec![entry("bad\u{1b}[2Jname", good)],
+            vec![good],
+            "control character",
+        ),
+        (
+            "through-link",
+            vec![entry("up/escape.txt", good)],
+            vec![good],
+            "symbolic link",
+        ),
+        (
+            "twice",
+            vec![entry("x", good), entry("x", good)],
+            vec![good, good],
+            "listed twice",
+        ),
+        (
+            "size-lie",
+            vec![entry("big.txt", good)],
+            vec![b"much longer than four"],
+            "more bytes",
+        ),
+        (
+            "digest-lie",
+            vec![Entry {
+                sha256: [9; 32],
+                ..entry("d.txt", good)
+            }],
+            vec![good],
+            "does not match",
+        ),
+    ];
+    for (i, (name, entries, bodies, want)) in cases.into_iter().enumerate() {
+        let code = format!("{}-evil-{name}", 100 + i);
+        let sending = fake_sender(&duet, &code, move |ch| send_raw(ch, &entries, &bodies));
+        let r = output(run(
+            &duet,
+            &["recv", &code, "-o", out.to_str().unwrap(), "-y"],
+        ));
+        sending.join().unwrap();
+        assert!(!r.status.success(), "{name}: accepted");
+        let err = stderr(&r);
+        assert!(err.contains(want), "{name}: {err}");
+        assert_eq!(
+            err.lines().filter(|l| l.starts_with("duet:")).count(),
+            1,
+            "{name}: {err}"
+        );
+        // Nothing outside the inbox, nothing under a final name, no partial file left.
+        assert_eq!(
+            listing(outer.path()),
+            vec![
+                ("inbox".to_string(), -1),
+                ("inbox/up".to_string(), link_len)
+            ],
+            "{name}"
+        );
+    }
+    assert!(!Path::new("/tmp/duet-abs.txt").exists());
+}
+
+#[test]
+fn a_sender_that_dies_mid_file_leaves_no_file_and_the_transfer_resumes() {
+    let mut duet = Duet::start(&[]);
+    let src = Dir::new("resume-src");
+    let data = payload(8 << 20, 99);
+    let file = src.path().join("movie.bin");
+    std::fs::write(&file, &data).unwrap();
+    let out = Dir::new("resume-out");
+    let code = "900-half-way";
+    // Sends the list and 3 MiB of the file, then drops the connection.
+    let announced = entry("movie.bin", &data);
+    let first = data[..3 << 20].to_vec();
+    let dying = fake_sender(&duet, code, move |ch| {
+        ch.send(kind::ENTRY, &announced.encode()).unwrap();
+        ch.send(kind::LIST_END, &[0; 16]).unwrap();
+        ch.receive().unwrap();
+        ch.send(kind::START, &0u64.to_be_bytes()).unwrap();
+        for piece in first.chunks(256 * 1024) {
+            ch.send(kind::DATA, piece).unwrap();
+        }
+        ch.flush().unwrap();
+    });
+    let r = output(run(&duet, &["recv", code, "-o", out.s(), "-y"]));
+    dying.join().unwrap();
+    assert!(!r.status.success(), "an incomplete transfer succeeded");
+    assert!(
+        !out.path().join("movie.bin").exists(),
+        "a partial file under the final name"
+    );
+    let part = out.path().join(".movie.bin.duet-part");
+    assert_eq!(std::fs::metadata(&part).unwrap().len(), 3 << 20);
+
+    // The same commands again: only the rest crosses the relay.
+    let (s, r) = transfer(&duet, &[file.to_str().unwrap()], "901-half-way", &out, &[]);
+    assert!(s.status.success(), "send: {}", stderr(&s));
+    assert!(r.status.success(), "recv: {}", stderr(&r));
+    assert_eq!(std::fs::read(out.path().join("movie.bin")).unwrap(), data);
+    assert!(!part.exists());
+    let closed = smol::block_on(duet.wait_for_text("pipe duet-send-901: closed"));
+    let moved: u64 = closed
+        .split(" bytes")
+        .filter_map(|s| s.rsplit(' ').next()?.parse().ok())
+        .max()
+        .unwrap();
+    assert!(
+        moved < 6 << 20,
+        "{moved} bytes crossed for the last 5 MiB: {closed}"
+    );
+}
