@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import socket
+import resource
 import statistics
 import subprocess
 import sys
@@ -295,6 +296,57 @@ def bench_pipe():
     row("duet CPU per GiB piped", "s", {"duet": cpu}, better="lower")
 
 
+def bench_send():
+    """duet send/recv of a 1 GiB file against the same file through a raw nc pipe."""
+    if not shutil.which("nc"):
+        return
+    print("file transfer: duet send/recv vs nc (1 GiB file)", flush=True)
+    work = ROOT / "target/bench-send"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "out").mkdir(parents=True)
+    src = work / "in.bin"
+    with open(src, "wb") as f:
+        for _ in range(GIB // (64 << 20)):
+            f.write(os.urandom(64 << 20))
+    secs = {"duet send/recv": [], "nc pipe": []}
+    cpu = []
+    for i in range(RUNS):
+        s = duet()
+        env = {**os.environ, "DUET_RELAY": f"127.0.0.1:{s.port}"}
+        for f in (work / "out").iterdir():
+            f.unlink()
+        code = f"{4000 + i}-bench-run"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        recv = subprocess.Popen([str(DUET), "recv", code, "-o", str(work / "out"), "-y", "-q"],
+                                env=env)
+        send = subprocess.Popen([str(DUET), "send", "--code", code, "-q", str(src)], env=env)
+        if send.wait(timeout=300) or recv.wait(timeout=300):
+            raise RuntimeError("duet send/recv failed")
+        secs["duet send/recv"].append(time.perf_counter() - t)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        t = time.perf_counter()
+        out = open(work / "out/raw.bin", "wb")
+        recv = subprocess.Popen(["sh", "-c", f"echo '/pipe nc{i}' | nc 127.0.0.1 {s.port}"],
+                                stdout=out)
+        time.sleep(0.05)
+        send = subprocess.Popen(["sh", "-c", f"(echo '/pipe nc{i}'; cat {src}) | "
+                                             f"nc -N 127.0.0.1 {s.port}"])
+        send.wait(timeout=300)
+        recv.wait(timeout=300)
+        out.close()
+        secs["nc pipe"].append(time.perf_counter() - t - 0.05)
+        if (work / "out/raw.bin").stat().st_size != GIB:
+            raise RuntimeError("nc pipe lost bytes")
+        s.stop()
+    row("1 GiB file through duet serve", "s", secs, better="lower",
+        note="duet send/recv: SPAKE2, ChaCha20-Poly1305, SHA-256 both ends, file written; "
+             "nc: raw pipe, file written")
+    row("duet send + recv CPU per GiB", "s", {"both ends": cpu}, better="lower")
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_flood(have_seed):
     print("flood: one client sends bytes without a newline", flush=True)
     growth = {"duet (1 GiB)": [], "seed (200 MB)": []}
@@ -364,6 +416,7 @@ def main():
     bench_churn(have_seed)
     bench_chat()
     bench_pipe()
+    bench_send()
     bench_flood(have_seed)
     bench_binary()
     cpu = subprocess.run(["sh", "-c", "nproc; grep -m1 'model name' /proc/cpuinfo"],

@@ -25,8 +25,8 @@ const SEALED_MAX: usize = FRAME_BYTES + 1 + 16;
 pub const MAX_ENTRIES: u64 = 1_000_000;
 pub const MAX_PATH_BYTES: usize = 4096;
 
-/// Frame kinds. Sender → receiver: `ENTRY`… `LIST_END`, then per file `START` and `DATA`…,
-/// then `DONE`. Receiver → sender: `ACCEPT` or `REJECT`, and at the end `OK` or `FAIL`.
+/// Frame kinds. Sender → receiver: `ENTRY`… `LIST_END`, then per file `START`, `DATA`… and
+/// `HASH`, then `DONE`. Receiver → sender: `ACCEPT` or `REJECT`, and at the end `OK` or `FAIL`.
 /// Both: `CONFIRM` right after the key exchange.
 pub mod kind {
     pub const CONFIRM: u8 = b'C';
@@ -36,6 +36,7 @@ pub mod kind {
     pub const REJECT: u8 = b'R';
     pub const START: u8 = b'S';
     pub const DATA: u8 = b'D';
+    pub const HASH: u8 = b'H';
     pub const DONE: u8 = b'Z';
     pub const OK: u8 = b'K';
     pub const FAIL: u8 = b'X';
@@ -290,31 +291,30 @@ fn nonce(n: u64) -> Nonce {
     *Nonce::from_slice(&bytes)
 }
 
-/// One thing to create on the receiving side.
+/// One thing to create on the receiving side. A file's SHA-256 follows its data (`HASH`),
+/// so the sender reads each file once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub dir: bool,
     /// Permission bits (0o777 at most are used).
     pub mode: u32,
     pub size: u64,
-    pub sha256: [u8; 32],
     /// Relative, `/`-separated.
     pub path: String,
 }
 
 impl Entry {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(45 + self.path.len());
+        let mut out = Vec::with_capacity(13 + self.path.len());
         out.push(if self.dir { b'd' } else { b'f' });
         out.extend_from_slice(&self.mode.to_be_bytes());
         out.extend_from_slice(&self.size.to_be_bytes());
-        out.extend_from_slice(&self.sha256);
         out.extend_from_slice(self.path.as_bytes());
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Entry, String> {
-        if bytes.len() < 45 {
+        if bytes.len() < 13 {
             return Err("short entry".into());
         }
         let dir = match bytes[0] {
@@ -322,14 +322,13 @@ impl Entry {
             b'f' => false,
             _ => return Err("unknown entry kind".into()),
         };
-        let path = std::str::from_utf8(&bytes[45..])
+        let path = std::str::from_utf8(&bytes[13..])
             .map_err(|_| "a name that is not UTF-8".to_string())?
             .to_string();
         Ok(Entry {
             dir,
             mode: u32::from_be_bytes(bytes[1..5].try_into().unwrap_or_default()),
             size: u64::from_be_bytes(bytes[5..13].try_into().unwrap_or_default()),
-            sha256: bytes[13..45].try_into().unwrap_or_default(),
             path,
         })
     }
@@ -398,6 +397,11 @@ pub fn shown(name: &str) -> String {
 
 /// SHA-256 of the first `len` bytes of `path`.
 pub fn digest_prefix(path: &Path, len: u64) -> io::Result<[u8; 32]> {
+    Ok(hash_prefix(path, len)?.finalize().into())
+}
+
+/// A SHA-256 fed with the first `len` bytes of `path` (fewer if the file is shorter).
+pub fn hash_prefix(path: &Path, len: u64) -> io::Result<Sha256> {
     let mut file = std::fs::File::open(path)?.take(len);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; FRAME_BYTES];
@@ -408,7 +412,7 @@ pub fn digest_prefix(path: &Path, len: u64) -> io::Result<[u8; 32]> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().into())
+    Ok(hasher)
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -480,7 +484,6 @@ mod tests {
             dir: false,
             mode: 0o640,
             size: 12345,
-            sha256: [7; 32],
             path: "a b/ç.txt".into(),
         };
         assert_eq!(Entry::decode(&e.encode()).unwrap(), e);

@@ -273,12 +273,12 @@ fn entry(path: &str, data: &[u8]) -> Entry {
         dir: false,
         mode: 0o644,
         size: data.len() as u64,
-        sha256: Sha256::digest(data).into(),
         path: path.into(),
     }
 }
 
-/// Sends `entries`, then (if accepted) each file's `bodies` as announced or not.
+/// Sends `entries`, then (if accepted) each file's `bodies` as announced or not, each with
+/// its digest, or with a wrong one for a file named `d.txt`.
 fn send_raw(channel: &mut Channel<PipeStream>, entries: &[Entry], bodies: &[&[u8]]) {
     for e in entries {
         channel.send(kind::ENTRY, &e.encode()).unwrap();
@@ -287,11 +287,16 @@ fn send_raw(channel: &mut Channel<PipeStream>, entries: &[Entry], bodies: &[&[u8
     let Ok((kind::ACCEPT, _)) = channel.receive() else {
         return;
     };
-    for body in bodies {
+    for (e, body) in entries.iter().zip(bodies) {
         channel.send(kind::START, &0u64.to_be_bytes()).unwrap();
         if !body.is_empty() {
             channel.send(kind::DATA, body).ok();
         }
+        let digest: [u8; 32] = match e.path.as_str() {
+            "d.txt" => [9; 32],
+            _ => Sha256::digest(body).into(),
+        };
+        channel.send(kind::HASH, &digest).ok();
     }
     channel.send(kind::DONE, b"").ok();
     channel.receive().ok();
@@ -360,10 +365,7 @@ fn malicious_senders_are_refused_and_nothing_lands_outside_the_directory() {
         ),
         (
             "digest-lie",
-            vec![Entry {
-                sha256: [9; 32],
-                ..entry("d.txt", good)
-            }],
+            vec![entry("d.txt", good)],
             vec![good],
             "does not match",
         ),

@@ -276,12 +276,23 @@ fn receive_file(
     }
     drop(file);
     let digest: [u8; 32] = hasher.finalize().into();
-    if digest != p.entry.sha256 {
+    let announced = match channel.receive_ref()? {
+        (kind::HASH, body) if body.len() == 32 => <[u8; 32]>::try_from(body).unwrap_or_default(),
+        (kind::DATA, _) => {
+            fs::remove_file(&part).ok();
+            return Err(lie(&format!("more bytes for {name} than it announced")));
+        }
+        _ => {
+            fs::remove_file(&part).ok();
+            return Err(lie(&format!("no digest for {name}")));
+        }
+    };
+    if digest != announced {
         fs::remove_file(&part).ok();
         return Err(io::Error::other(format!(
             "{name}: SHA-256 {} does not match the {} the sender announced; the file was not kept",
             transfer::hex(&digest),
-            transfer::hex(&p.entry.sha256)
+            transfer::hex(&announced)
         )));
     }
     fs::set_permissions(&part, fs::Permissions::from_mode(p.entry.mode & 0o777))?;

@@ -1,6 +1,6 @@
 //! `duet send PATH…`: files and directories to whoever runs `duet recv CODE`.
 //!
-//! The sender lists and hashes everything first, prints the code, waits for the receiver,
+//! The sender lists everything first, prints the code, waits for the receiver,
 //! runs the key exchange, sends the list, and then the bytes of each file from wherever the
 //! receiver already has a verified start of it. It succeeds only when the receiver says every
 //! file arrived and matched its digest.
@@ -137,12 +137,16 @@ fn send_file(
         return Err(unexpected());
     };
     let size = item.entry.size;
-    let from =
-        if offset > 0 && offset <= size && transfer::digest_prefix(source, offset)? == *prefix {
-            offset
-        } else {
-            0
-        };
+    // The file is read once: its digest grows as it is sent (after the part the receiver
+    // already has, if that part hashes the same here).
+    let mut hasher = Sha256::new();
+    let mut from = 0;
+    if offset > 0 && offset <= size {
+        let kept = transfer::hash_prefix(source, offset)?;
+        if <[u8; 32]>::from(kept.clone().finalize()) == *prefix {
+            (hasher, from) = (kept, offset);
+        }
+    }
     channel.send(kind::START, &from.to_be_bytes())?;
     progress.add(from);
     let mut file = File::open(source)?;
@@ -159,10 +163,12 @@ fn send_file(
             )));
         }
         channel.send(kind::DATA, &buf[..n])?;
+        hasher.update(&buf[..n]);
         left -= n as u64;
         progress.add(n as u64);
     }
-    Ok(())
+    let digest: [u8; 32] = hasher.finalize().into();
+    channel.send(kind::HASH, &digest)
 }
 
 fn unexpected() -> io::Error {
@@ -172,7 +178,7 @@ fn unexpected() -> io::Error {
     )
 }
 
-/// Lists (and hashes) what the paths name: files as themselves, directories with everything
+/// Lists what the paths name: files as themselves, directories with everything
 /// under them (empty ones included). Symbolic links inside directories are skipped, never
 /// followed: they could point anywhere.
 fn collect(paths: &[PathBuf], quiet: bool) -> io::Result<Vec<Item>> {
@@ -211,7 +217,6 @@ fn add(
                 dir: true,
                 mode,
                 size: 0,
-                sha256: [0; 32],
                 path: name.clone(),
             },
             source: None,
@@ -238,13 +243,11 @@ fn add(
             )?;
         }
     } else if meta.is_file() {
-        let sha256 = hash(path)?;
         items.push(Item {
             entry: Entry {
                 dir: false,
                 mode,
                 size: meta.len(),
-                sha256,
                 path: name,
             },
             source: Some(path.to_path_buf()),
@@ -253,19 +256,6 @@ fn add(
         eprintln!("skipping {} (not a file or directory)", path.display());
     }
     Ok(())
-}
-
-fn hash(path: &Path) -> io::Result<[u8; 32]> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; FRAME_BYTES];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hasher.finalize().into());
-        }
-        hasher.update(&buf[..n]);
-    }
 }
 
 fn not_utf8(path: &Path) -> io::Error {
