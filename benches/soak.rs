@@ -1,7 +1,8 @@
 //! `duet-soak`: the soak test behind `make soak`.
 //!
-//! Starts `duet serve` on a loopback port and, for a bounded time, keeps thousands of clients
-//! busy at random: chatting in rooms, piping checked bytes, resetting mid-line, going quiet
+//! Starts `duet serve --tls-self-signed` on a loopback port and, for a bounded time, keeps
+//! thousands of clients busy at random: chatting in rooms (plain and TLS), piping checked
+//! bytes (plain, and from a TLS sender to a plain receiver), resetting mid-line, going quiet
 //! until the idle timeout, trickling a line that never ends, sending garbage. It samples the
 //! server's memory and open descriptors as it goes, and at the end requires: every finished
 //! pipe verified, no descriptor leaked once the clients are gone, and memory flat (the end
@@ -18,7 +19,18 @@ use std::time::{Duration, Instant};
 use argh::FromArgs;
 use async_net::TcpStream;
 use futures_lite::io::BufReader;
-use futures_lite::{future, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use futures_lite::{
+    future, AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt,
+};
+use futures_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use futures_rustls::rustls::crypto::{
+    verify_tls12_signature, verify_tls13_signature, CryptoProvider,
+};
+use futures_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use futures_rustls::rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use futures_rustls::TlsConnector;
 use smol::Timer;
 
 /// Soak duet with random clients for a while, then check for leaks.
@@ -46,19 +58,23 @@ struct Args {
 enum Act {
     Chat,
     Pipe,
+    TlsChat,
+    TlsPipe,
     Reset,
     Idle,
     Trickle,
     Garbage,
 }
 
-const ACTS: [Act; 10] = [
+const ACTS: [Act; 12] = [
     Act::Chat,
     Act::Chat,
-    Act::Chat,
+    Act::TlsChat,
     Act::Pipe,
     Act::Pipe,
     Act::Pipe,
+    Act::TlsPipe,
+    Act::TlsPipe,
     Act::Reset,
     Act::Idle,
     Act::Trickle,
@@ -67,6 +83,9 @@ const ACTS: [Act; 10] = [
 
 /// The server's idle timeout in this test, seconds.
 const IDLE_SECS: u64 = 3;
+/// The server's --pipe-wait in this test, seconds: a receiver whose sender failed waits
+/// this long at most.
+const PIPE_WAIT_SECS: u64 = 5;
 /// No single client round may take longer than this.
 const ROUND_LIMIT: Duration = Duration::from_secs(30);
 
@@ -76,6 +95,8 @@ struct Counts {
     pipes_verified: AtomicU64,
     pipe_bytes: AtomicU64,
     pipes_bad: AtomicU64,
+    tls: AtomicU64,
+    tls_late: AtomicU64,
     lobby_pipes: AtomicU64,
     chats: AtomicU64,
     timeouts_seen: AtomicU64,
@@ -143,7 +164,7 @@ fn main() -> io::Result<()> {
     let samples = sampler.join().expect("sampler");
 
     // Every client is gone: the server must come back to rest.
-    let settle = Instant::now() + Duration::from_secs(IDLE_SECS + 10);
+    let settle = Instant::now() + Duration::from_secs(IDLE_SECS.max(PIPE_WAIT_SECS) + 10);
     let mut end = server.sample();
     while end.fds > base.fds && Instant::now() < settle {
         std::thread::sleep(Duration::from_millis(200));
@@ -159,9 +180,11 @@ fn main() -> io::Result<()> {
     let c = &counts;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     println!(
-        "soak: done: {} rounds, {} chats, {} pipes verified ({} MiB; {} opened late, from the \
-         lobby), {} bad pipes, {} idle timeouts seen, {} client errors",
+        "soak: done: {} rounds ({} over TLS, {} TLS hellos too late), {} chats, {} pipes verified ({} MiB; {} opened \
+         late, from the lobby), {} bad pipes, {} idle timeouts seen, {} client errors",
         get(&c.rounds),
+        get(&c.tls),
+        get(&c.tls_late),
         get(&c.chats),
         get(&c.pipes_verified),
         get(&c.pipe_bytes) >> 20,
@@ -173,6 +196,11 @@ fn main() -> io::Result<()> {
     println!(
         "soak: at rest again: {end} (started {base}); RSS peak {peak} KiB, warm-up peak {peak_warm} KiB"
     );
+    if let Ok(secs) = std::env::var("SOAK_HOLD").map(|v| v.parse().unwrap_or(0)) {
+        // Time to look at the server (ls -l /proc/PID/fd) before it is stopped.
+        println!("soak: holding duet (pid {}) for {secs} s", server.pid());
+        std::thread::sleep(Duration::from_secs(secs));
+    }
     let log_lines = server.stop();
     println!("soak: server logged {log_lines} lines and exited cleanly");
 
@@ -186,7 +214,11 @@ fn main() -> io::Result<()> {
     if get(&c.pipes_bad) > 0 {
         failed.push(format!("{} pipes delivered wrong bytes", get(&c.pipes_bad)));
     }
-    if get(&c.pipes_verified) == 0 || get(&c.chats) == 0 || get(&c.timeouts_seen) == 0 {
+    if get(&c.pipes_verified) == 0
+        || get(&c.chats) == 0
+        || get(&c.timeouts_seen) == 0
+        || get(&c.tls) == 0
+    {
         failed.push("some kinds of client never completed".into());
     }
     // Flat: after the first third, memory may not keep climbing (allocator slack allowed).
@@ -209,15 +241,21 @@ fn main() -> io::Result<()> {
 
 /// One client slot: rounds of random acts until the deadline.
 async fn client(addr: SocketAddr, id: u64, deadline: Instant, counts: Arc<Counts>) {
+    let tls = tls_connector();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
     // Spread the start over a second, so the first second is not one burst.
     Timer::after(Duration::from_millis(rng.below(1000))).await;
+    // SOAK_ONLY=N (an index into ACTS) narrows the soak to one kind of client, to chase a
+    // failure down.
+    let only: Option<usize> = std::env::var("SOAK_ONLY").ok().and_then(|v| v.parse().ok());
     while Instant::now() < deadline {
-        let act = ACTS[rng.below(ACTS.len() as u64) as usize];
+        let act = ACTS[only.unwrap_or_else(|| rng.below(ACTS.len() as u64) as usize)];
         let round = async {
             match act {
-                Act::Chat => chat(addr, &mut rng, &counts).await,
-                Act::Pipe => pipe(addr, &mut rng, &counts, id).await,
+                Act::Chat => chat(addr, &mut rng, &counts, None).await,
+                Act::Pipe => pipe(addr, &mut rng, &counts, id, None).await,
+                Act::TlsChat => chat(addr, &mut rng, &counts, Some(&tls)).await,
+                Act::TlsPipe => pipe(addr, &mut rng, &counts, id, Some(&tls)).await,
                 Act::Reset => reset(addr, &mut rng).await,
                 Act::Idle => idle(addr, &counts).await,
                 Act::Trickle => trickle(addr, &counts).await,
@@ -231,8 +269,15 @@ async fn client(addr: SocketAddr, id: u64, deadline: Instant, counts: Arc<Counts
         .await;
         match done {
             Some(Ok(())) => {}
-            Some(Err(_)) | None => {
-                counts.errors.fetch_add(1, Ordering::Relaxed);
+            Some(Err(e)) => {
+                if counts.errors.fetch_add(1, Ordering::Relaxed) < 5 {
+                    eprintln!("soak: a {act:?} client failed: {e}");
+                }
+            }
+            None => {
+                if counts.errors.fetch_add(1, Ordering::Relaxed) < 5 {
+                    eprintln!("soak: a {act:?} client took over {ROUND_LIMIT:?}");
+                }
             }
         }
         counts.rounds.fetch_add(1, Ordering::Relaxed);
@@ -244,7 +289,7 @@ async fn connect(addr: SocketAddr) -> io::Result<(BufReader<TcpStream>, TcpStrea
     Ok((BufReader::new(s.clone()), s))
 }
 
-async fn line(r: &mut BufReader<TcpStream>) -> io::Result<String> {
+async fn line(r: &mut (impl AsyncBufRead + Unpin)) -> io::Result<String> {
     let mut buf = String::new();
     if r.read_line(&mut buf).await? == 0 {
         return Err(io::ErrorKind::UnexpectedEof.into());
@@ -252,9 +297,43 @@ async fn line(r: &mut BufReader<TcpStream>) -> io::Result<String> {
     Ok(buf)
 }
 
+/// A connection, plain or TLS, as a buffered reader and a writer.
+async fn open(
+    addr: SocketAddr,
+    tls: Option<&TlsConnector>,
+    counts: &Counts,
+) -> io::Result<(
+    BufReader<Box<dyn AsyncRead + Unpin + Send>>,
+    Box<dyn AsyncWrite + Unpin + Send>,
+)> {
+    let tcp = TcpStream::connect(addr).await?;
+    match tls {
+        None => Ok((BufReader::new(Box::new(tcp.clone())), Box::new(tcp))),
+        Some(connector) => {
+            let name = ServerName::try_from("localhost").map_err(io::Error::other)?;
+            let secured = connector.connect(name, tcp).await.map_err(|e| {
+                // A hello that reached the server after its greeting hold: it took us for a
+                // plain client (documented; a starved client on a loaded machine).
+                if e.to_string().contains("corrupt message") {
+                    counts.tls_late.fetch_add(1, Ordering::Relaxed);
+                }
+                e
+            })?;
+            counts.tls.fetch_add(1, Ordering::Relaxed);
+            let (r, w) = futures_lite::io::split(secured);
+            Ok((BufReader::new(Box::new(r)), Box::new(w)))
+        }
+    }
+}
+
 /// Joins one of a few rooms, says a few lines, reads what comes, quits.
-async fn chat(addr: SocketAddr, rng: &mut Rng, counts: &Counts) -> io::Result<()> {
-    let (mut r, mut w) = connect(addr).await?;
+async fn chat(
+    addr: SocketAddr,
+    rng: &mut Rng,
+    counts: &Counts,
+    tls: Option<&TlsConnector>,
+) -> io::Result<()> {
+    let (mut r, mut w) = open(addr, tls, counts).await?;
     let room = rng.below(200);
     w.write_all(format!("/join soak{room}\n").as_bytes())
         .await?;
@@ -277,7 +356,13 @@ async fn chat(addr: SocketAddr, rng: &mut Rng, counts: &Counts) -> io::Result<()
 
 /// Pipes a random amount of checked bytes to itself through the server. Both ends make the
 /// bytes as they go, so a client holds one chunk, not the whole transfer.
-async fn pipe(addr: SocketAddr, rng: &mut Rng, counts: &Counts, id: u64) -> io::Result<()> {
+async fn pipe(
+    addr: SocketAddr,
+    rng: &mut Rng,
+    counts: &Counts,
+    id: u64,
+    tls: Option<&TlsConnector>,
+) -> io::Result<()> {
     let token = format!("soak-{id}-{}", rng.next());
     let len = match rng.below(10) {
         0 => 0,
@@ -287,7 +372,15 @@ async fn pipe(addr: SocketAddr, rng: &mut Rng, counts: &Counts, id: u64) -> io::
     let seed = rng.next() | 1;
     let (mut rr, mut rw) = connect(addr).await?;
     rw.write_all(format!("/pipe {token}\n").as_bytes()).await?;
-    let (_, mut sw) = connect(addr).await?;
+    // The sender speaks TLS when asked; the receiver is always plain. If the sender cannot
+    // get in, the receiver resets, so the server frees its waiting pipe at once.
+    let (_, mut sw) = match open(addr, tls, counts).await {
+        Ok(sender) => sender,
+        Err(e) => {
+            rustix::net::sockopt::set_socket_linger(&rw, Some(Duration::ZERO))?;
+            return Err(e);
+        }
+    };
     let send = async {
         sw.write_all(format!("/pipe {token}\n").as_bytes()).await?;
         let mut source = Rng(seed);
@@ -440,6 +533,7 @@ impl Server {
         let mut child = Command::new(bin)
             .args(["serve", "-p", "0", "-b", "127.0.0.1"])
             .args(["--idle-timeout", &IDLE_SECS.to_string()])
+            .args(["--handshake-timeout", &IDLE_SECS.to_string()])
             .args([
                 "--max-per-ip",
                 "100000",
@@ -448,21 +542,17 @@ impl Server {
                 "--rate",
                 "0",
             ])
-            .args([
-                "--room-size",
-                "8",
-                "--pipe-wait",
-                "20",
-                "--max-waiting-pipes",
-                "100000",
-            ])
-            .args(["--stats-interval", "10"])
+            .args(["--room-size", "8", "--max-waiting-pipes", "100000"])
+            .args(["--pipe-wait", &PIPE_WAIT_SECS.to_string()])
+            .args(["--stats-interval", "10", "--tls-self-signed"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()?;
         let mut out = StdBufReader::new(child.stdout.take().expect("stdout"));
         let mut first = String::new();
         out.read_line(&mut first)?;
+        let mut tls_line = String::new();
+        out.read_line(&mut tls_line)?;
         let port: u16 = first
             .trim()
             .strip_prefix("waiting for clients on port ")
@@ -472,7 +562,14 @@ impl Server {
         let log = std::thread::spawn(move || {
             let mut n = 0u64;
             let mut line = String::new();
+            // SOAK_LOG=FILE keeps the server's log, to chase a failure down.
+            let mut keep = std::env::var("SOAK_LOG")
+                .ok()
+                .and_then(|path| std::fs::File::create(path).ok());
             while out.read_line(&mut line).is_ok_and(|k| k > 0) {
+                if let Some(file) = &mut keep {
+                    std::io::Write::write_all(file, line.as_bytes()).ok();
+                }
                 if line.starts_with("stats: ") {
                     print!("soak: server {line}");
                 }
@@ -529,5 +626,66 @@ impl Sample {
 impl std::fmt::Display for Sample {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "RSS {} KiB, {} fds", self.rss_kib, self.fds)
+    }
+}
+
+/// A TLS client for the soak: any certificate will do (this is a load test against the
+/// server it started itself), but signatures are still checked.
+fn tls_connector() -> TlsConnector {
+    let provider = Arc::new(futures_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, futures_rustls::rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, futures_rustls::rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, futures_rustls::rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -85,7 +85,13 @@ async fn serve_maybe_tls(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket
     hub.log.send(Record::Connected { peer }).await;
     let only = hub.config.tls.as_ref().is_some_and(|tls| tls.only);
     let greet_until = Instant::now() + hub.config.greet_wait;
-    match sniff(&stream, greet_until).await {
+    // With plain text served too, a client that has said nothing when the greeting is due is
+    // a plain one. With --tls-only there is no greeting to send: wait for the handshake.
+    let until = match only {
+        true => Instant::now() + hub.config.handshake_timeout,
+        false => greet_until,
+    };
+    match sniff(&stream, until).await {
         Sniffed::Tls => serve_tls(stream, peer, hub, ticket).await,
         Sniffed::Plain if only => refuse_plain(stream, peer, hub).await,
         Sniffed::Plain => serve_stream(stream, peer, hub, ticket, greet_until, false).await,
@@ -565,7 +571,7 @@ enum Sniffed {
 }
 
 /// Tells TLS clients (which speak first, with a handshake) from plain ones, waiting at most
-/// until the greeting is due.
+/// until `until`.
 #[cfg(feature = "tls")]
 async fn sniff(stream: &Socket, until: Instant) -> Sniffed {
     let mut first = [0u8; 1];

@@ -196,8 +196,10 @@ fn certificate_files_and_a_ca_file() {
         bo.say("over tls");
         ana.expect("<bo> over tls").await;
 
-        // --tls-only: plain text is refused with a line that says why.
+        // --tls-only: plain text is refused with a line that says why, as soon as it is
+        // plain text (a client that says nothing waits for --handshake-timeout).
         let mut plain = duet.connect().await;
+        plain.say("hello?").await;
         assert_eq!(
             plain.read_to_end().await,
             b"* error: this server speaks TLS only\n"
