@@ -551,17 +551,8 @@ fn room_label(name: &str) -> String {
 /// `--tls-only`, and a client that did not start a handshake.
 #[cfg(feature = "tls")]
 async fn refuse_plain(stream: Socket, peer: SocketAddr, hub: Arc<Hub>) {
-    let error = "this server speaks TLS only".to_string();
-    tell(&stream, &proto::error(&error)).await;
     hub.stats.refused();
-    let mood = Mood::Refused;
-    hub.log
-        .send(Record::Dropped {
-            peer,
-            reason: error,
-            mood,
-        })
-        .await;
+    refuse(&hub, &stream, peer, "this server speaks TLS only".into()).await
 }
 
 #[cfg(feature = "tls")]
@@ -685,17 +676,22 @@ async fn silent_pipe(hub: &Arc<Hub>, token: Arc<str>, line: Vec<u8>, end: End) {
     let peer = end.peer;
     hub.log.send(Record::Line { peer, text: line }).await;
     if let Err(error) = throttle(hub, end.peer) {
-        tell(&end.stream, &proto::error(&error)).await;
-        hub.log
-            .send(Record::Dropped {
-                peer: end.peer,
-                reason: error,
-                mood: Mood::Refused,
-            })
-            .await;
-        return;
+        return refuse(hub, &end.stream, end.peer, error).await;
     }
     pipe(hub, token, end).await
+}
+
+/// Tells a client outside line mode why it is refused, logs it, and lets it go.
+async fn refuse(hub: &Hub, stream: &Socket, peer: SocketAddr, error: String) {
+    tell(stream, &proto::error(&error)).await;
+    let mood = Mood::Refused;
+    hub.log
+        .send(Record::Dropped {
+            peer,
+            reason: error,
+            mood,
+        })
+        .await;
 }
 
 /// Pipe mode: waits for the peer with the same token (or hands this end to it), then relays.
@@ -703,31 +699,15 @@ async fn pipe(hub: &Arc<Hub>, token: Arc<str>, end: End) {
     let (id, handoff, mine) = match hub.pipes.arrive(&token, end) {
         Arrival::HandedOver => return,
         Arrival::Busy(end) => {
-            let error = format!("pipe {token} is busy");
-            tell(&end.stream, &proto::error(&error)).await;
             hub.stats.refused();
-            hub.log
-                .send(Record::Dropped {
-                    peer: end.peer,
-                    reason: error,
-                    mood: Mood::Refused,
-                })
-                .await;
-            return;
+            let error = format!("pipe {token} is busy");
+            return refuse(hub, &end.stream, end.peer, error).await;
         }
         Arrival::TooManyWaiting(end) => {
+            hub.stats.refused();
             let max = hub.pipes.max_waiting();
             let error = format!("too many pipes waiting for a peer (max {max}); try again later");
-            tell(&end.stream, &proto::error(&error)).await;
-            hub.stats.refused();
-            hub.log
-                .send(Record::Dropped {
-                    peer: end.peer,
-                    reason: error,
-                    mood: Mood::Refused,
-                })
-                .await;
-            return;
+            return refuse(hub, &end.stream, end.peer, error).await;
         }
         Arrival::Wait { id, handoff, end } => (id, handoff, end),
     };

@@ -11,15 +11,6 @@ fn client(duet: &Duet, args: &[&str]) -> Child {
     duet.client_command(args).spawn().unwrap()
 }
 
-fn finish(child: &mut Child) -> (std::process::ExitStatus, String) {
-    let status = wait_child(child, TIMEOUT * 3, "duet client to exit");
-    let mut err = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        std::io::Read::read_to_string(&mut stderr, &mut err).ok();
-    }
-    (status, err)
-}
-
 #[test]
 fn pipe_moves_a_gibibyte_between_two_duet_pipes() {
     const MIB: usize = 1024;

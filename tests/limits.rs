@@ -158,6 +158,7 @@ fn clients_that_never_authenticate_are_closed() {
         // Without a secret the handshake timeout does not apply.
         let mut open = Duet::start(&["--handshake-timeout", "1"]);
         let mut c = open.greeted().await;
+        // Waiting is the point here: past the 1 s a secret would allow, still served.
         smol::Timer::after(Duration::from_millis(1500)).await;
         c.say("still here").await;
         open.wait_for_text("-> still here").await;

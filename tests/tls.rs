@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Child;
 
 use common::*;
 
@@ -25,15 +24,6 @@ fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("duet-tls-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn finish(child: &mut Child) -> (std::process::ExitStatus, String) {
-    let status = wait_child(child, TIMEOUT * 2, "duet client to exit");
-    let mut err = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        std::io::Read::read_to_string(&mut stderr, &mut err).ok();
-    }
-    (status, err)
 }
 
 #[test]

@@ -239,6 +239,16 @@ pub fn wait_child(child: &mut Child, limit: Duration, what: &str) -> ExitStatus 
     child.wait().unwrap()
 }
 
+/// Waits (bounded) for a client process to exit; its status and what it said on stderr.
+pub fn finish(child: &mut Child) -> (ExitStatus, String) {
+    let status = wait_child(child, TIMEOUT * 3, "duet client to exit");
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut stderr, &mut err).ok();
+    }
+    (status, err)
+}
+
 pub fn signal(pid: u32, sig: rustix::process::Signal) {
     let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
     rustix::process::kill_process(pid, sig).unwrap();
