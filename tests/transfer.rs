@@ -448,3 +448,22 @@ fn a_sender_that_dies_mid_file_leaves_no_file_and_the_transfer_resumes() {
         "{moved} bytes crossed for the last 5 MiB: {closed}"
     );
 }
+
+#[test]
+fn a_link_in_place_of_a_partial_file_is_not_written_through() {
+    let duet = Duet::start(&[]);
+    let src = Dir::new("partlink-src");
+    let file = src.path().join("report.txt");
+    std::fs::write(&file, b"the report").unwrap();
+    let out = Dir::new("partlink-out");
+    let victim = src.path().join("victim.txt");
+    std::fs::write(&victim, b"untouched").unwrap();
+    std::os::unix::fs::symlink(&victim, out.path().join(".report.txt.duet-part")).unwrap();
+    let (s, r) = transfer(&duet, &[file.to_str().unwrap()], "56-part-link", &out, &[]);
+    assert!(s.status.success() && r.status.success(), "{}", stderr(&r));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+    assert_eq!(
+        std::fs::read(out.path().join("report.txt")).unwrap(),
+        b"the report"
+    );
+}

@@ -247,6 +247,10 @@ fn receive_file(
     }
     let mut hasher = Sha256::new();
     let mut file = if from == 0 {
+        // Never write through a link someone left under the partial file's name.
+        if fs::symlink_metadata(&part).is_ok_and(|m| !m.is_file()) {
+            fs::remove_file(&part)?;
+        }
         File::create(&part)?
     } else {
         // Hash the part we keep, then append after it.
