@@ -239,7 +239,7 @@ pub struct Serve {
     #[argh(option, short = 'b', default = "IpAddr::V6(Ipv6Addr::UNSPECIFIED)")]
     pub bind: IpAddr,
 
-    /// longest line accepted, in bytes, not counting the newline (default 65536)
+    /// longest line accepted, in bytes, not counting the newline or CRLF (default 65536)
     #[argh(option, default = "crate::line::MAX_LINE_BYTES")]
     pub max_line: usize,
 
@@ -277,12 +277,18 @@ pub struct Serve {
     #[argh(option, default = "crate::pipes::PIPE_WAIT_SECS")]
     pub pipe_wait: u64,
 
+    /// seconds a pipe end may be quiet before TCP keepalive probes check that its client is
+    /// still there (one every 10 s, gone after 3 unanswered); 0 is off (default 60)
+    #[argh(option, default = "crate::server::KEEPALIVE_SECS")]
+    pub keepalive: u64,
+
     /// milliseconds the greeting is held back so a first-line /pipe opens a silent pipe;
     /// 0 greets at once (default 100)
     #[argh(option, default = "crate::server::GREET_WAIT_MS")]
     pub greet_wait: u64,
 
-    /// milliseconds clients and pipes get to finish when the server stops (default 500)
+    /// milliseconds clients and pipes get to finish when the server stops; pipes still open
+    /// then are cut with a reset (default 500)
     #[argh(option, default = "crate::server::DRAIN_MS")]
     pub drain: u64,
 
@@ -311,6 +317,16 @@ pub struct Serve {
     #[argh(option, default = "crate::server::HANDSHAKE_TIMEOUT_SECS")]
     pub handshake_timeout: u64,
 
+    /// failed /auth one address (IPv6: one /64) may make before it is locked out; 0 is no
+    /// limit (default 5)
+    #[argh(option, default = "crate::lockout::AUTH_FAILURES")]
+    pub auth_failures: u32,
+
+    /// seconds of the first lock-out after too many failed /auth; each next one from the
+    /// same address lasts twice as long, up to an hour (default 60)
+    #[argh(option, default = "crate::lockout::AUTH_LOCKOUT_SECS")]
+    pub auth_lockout: u64,
+
     /// joins and pipes one address may open per minute; 0 is no limit (default 60)
     #[argh(option, default = "crate::throttle::RATE_PER_MINUTE")]
     pub rate: u32,
@@ -331,7 +347,8 @@ pub struct Serve {
     #[argh(option, default = "0")]
     pub pipe_max_time: u64,
 
-    /// log format: text (the seed's lines) or json (one object per line) (default text)
+    /// log format: text (one line per event, `IP:PORT -> MSG` for lines) or json (one
+    /// object per line) (default text)
     #[argh(option, default = "LogFormat::Text")]
     pub log_format: LogFormat,
 
@@ -427,6 +444,9 @@ impl Serve {
         if self.handshake_timeout == 0 {
             return Err("--handshake-timeout must be at least 1 second".into());
         }
+        if self.auth_failures > 0 && self.auth_lockout == 0 {
+            return Err("--auth-lockout must be at least 1 second (or --auth-failures 0)".into());
+        }
         if self.max_rooms == 0 {
             return Err("--max-rooms must be at least 1".into());
         }
@@ -457,6 +477,7 @@ impl Serve {
             outbox_bytes: self.outbox,
             slow_grace: Duration::from_millis(self.slow_grace),
             pipe_wait: Duration::from_secs(self.pipe_wait),
+            keepalive: Duration::from_secs(self.keepalive),
             greet_wait: Duration::from_millis(self.greet_wait),
             drain: Duration::from_millis(self.drain),
             splice: !self.no_splice,
@@ -467,6 +488,8 @@ impl Serve {
             },
             secret,
             handshake_timeout: Duration::from_secs(self.handshake_timeout),
+            auth_failures: self.auth_failures,
+            auth_lockout: Duration::from_secs(self.auth_lockout),
             rate: self.rate,
             max_rooms: self.max_rooms,
             max_waiting_pipes: self.max_waiting_pipes,

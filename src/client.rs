@@ -143,6 +143,12 @@ pub fn command(
 /// Opens pipe `token` from the lobby and waits (as long as the relay lets a pipe wait) for
 /// its peer. Returns the socket, now carrying raw bytes, and any of the peer's bytes that
 /// were read along with `* pipe open`.
+/// A local path as it may be printed: a file name can hold escape sequences and direction
+/// controls as well as any text from a peer.
+pub fn shown_path(path: &std::path::Path) -> String {
+    crate::proto::escaped(path.as_os_str().as_encoded_bytes())
+}
+
 pub fn open_pipe(relay: &Relay, token: &str) -> io::Result<(Stream, Vec<u8>)> {
     open_pipe_then(relay, token, || {
         if io::stderr().is_terminal() {

@@ -19,6 +19,7 @@ use std::net::TcpStream;
 
 use crate::access::secret_matches;
 use crate::line::{Line, LineReader};
+use crate::lockout::Locked;
 use crate::outbox::Fate;
 use crate::pipes::{Arrival, End};
 use crate::printer::{Addr, Mood, Record};
@@ -123,7 +124,7 @@ async fn serve_stream(
         Box::pin(early_line(&mut lines, greet_until)).await
     };
     let mut authed = hub.config.secret.is_none();
-    if !authed && early_auth(&hub, &first) {
+    if !authed && early_auth(&hub, peer, &first) {
         authed = true;
         Box::pin(hub.log.send(redacted_auth(peer))).await;
         first = Box::pin(early_line(&mut lines, greet_until)).await;
@@ -283,6 +284,13 @@ impl Conn {
                     let max = self.hub.config.max_line_bytes;
                     let error = format!("line too long (max {max} bytes)");
                     self.session.send(proto::error(&error));
+                    let peer = self.session.peer;
+                    self.hub.log.send(Record::ClientError { peer, error }).await;
+                }
+                Ok(Some(Line::Unterminated(len))) => {
+                    // The end of the stream came before the newline: half a line is no
+                    // line (it may be what a cut-off client was still sending).
+                    let error = format!("last line has no newline; {len} bytes dropped");
                     let peer = self.session.peer;
                     self.hub.log.send(Record::ClientError { peer, error }).await;
                 }
@@ -466,23 +474,21 @@ impl Conn {
     /// Handles a line from a client that has not authenticated yet; `Some` ends line mode.
     async fn authenticate(&self, text: Vec<u8>) -> Option<Exit> {
         let peer = self.session.peer;
-        let secret = self.hub.config.secret.as_deref().unwrap_or_default();
         match proto::parse(&text) {
             Ok(Input::Command(Command::Auth(given))) => {
                 self.hub.log.send(redacted_auth(peer)).await;
-                if secret_matches(given.as_bytes(), secret) {
-                    self.session.set_authed();
-                    self.session.touch();
-                    self.session.send(proto::notice("authenticated"));
-                    if self.hub.config.auto_pair {
-                        self.matchmake();
+                match check_auth(&self.hub, peer, given) {
+                    AuthCheck::Right => {
+                        self.hub.auth.succeeded(peer.ip());
+                        self.session.set_authed();
+                        self.session.touch();
+                        self.session.send(proto::notice("authenticated"));
+                        if self.hub.config.auto_pair {
+                            self.matchmake();
+                        }
+                        None
                     }
-                    None
-                } else {
-                    // One guess per connection: guessing costs a connection each time.
-                    self.session.send(proto::error("authentication failed"));
-                    self.hub.stats.refused();
-                    Some(Exit::AuthFailed)
+                    other => Some(self.auth_failed(other).await),
                 }
             }
             Ok(Input::Command(Command::Quit)) => {
@@ -502,6 +508,39 @@ impl Conn {
                 None
             }
         }
+    }
+
+    /// A wrong secret, or `/auth` from a locked-out address: the client is told and let go
+    /// (one guess per connection), and its address moves towards a lock-out.
+    async fn auth_failed(&self, check: AuthCheck) -> Exit {
+        let (peer, stats) = (self.session.peer, &self.hub.stats);
+        stats.refused();
+        stats
+            .auth_failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let error = match check {
+            AuthCheck::Locked(Locked::For(wait)) => format!(
+                "too many failed /auth from your address; try again in {} s",
+                wait.as_secs() + 1
+            ),
+            AuthCheck::Locked(Locked::Full) => {
+                "too many failed /auth on this server; try again later".to_string()
+            }
+            _ => {
+                if let Some(lockout) = self.hub.auth.failed(peer.ip()) {
+                    stats
+                        .auth_lockouts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let max = self.hub.config.auth_failures;
+                    let secs = lockout.as_secs();
+                    let error = format!("locked out for {secs} s after {max} failed /auth");
+                    self.hub.log.send(Record::ClientError { peer, error }).await;
+                }
+                "authentication failed".to_string()
+            }
+        };
+        self.session.send(proto::error(&error));
+        Exit::AuthFailed
     }
 
     fn matchmake(&self) {
@@ -607,22 +646,68 @@ async fn serve_tls(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
     let how = crate::tls::describe(&secured);
     hub.log.send(Record::Secured { peer, how }).await;
     let greet_until = Instant::now() + hub.config.greet_wait;
+    let tcp = secured.get_ref().0.clone();
+    tcp.get_ref().set_keepalive(hub.config.keepalive);
+    let flag = ours.clone();
+    // Set when the server side ended with a reset (a pipe that was cut): the bridge may be
+    // stuck writing to a slow client and would notice late, so it is stopped, and the TCP
+    // socket closes with a reset and no close_notify.
+    let (cut, cut_out) = async_channel::bounded::<()>(1);
     future::zip(
-        crate::tls::bridge(secured, ours),
-        serve_stream(theirs, peer, hub, ticket, greet_until, false),
+        future::or(crate::tls::bridge(secured, ours), async {
+            match cut_out.recv().await {
+                Ok(()) => tcp.reset_on_close(),
+                Err(_) => future::pending().await,
+            }
+        }),
+        async {
+            serve_stream(theirs, peer, hub, ticket, greet_until, false).await;
+            if flag.get_ref().is_reset() {
+                cut.try_send(()).ok();
+            }
+        },
     )
     .await;
 }
 
-/// Whether `first` is `/auth` with the right secret (`--secret-file`).
-fn early_auth(hub: &Hub, first: &Option<io::Result<Option<Line>>>) -> bool {
-    let (Some(secret), Some(Ok(Some(Line::Text(text))))) = (&hub.config.secret, first) else {
+/// What `/auth SECRET` earns.
+#[derive(Debug)]
+enum AuthCheck {
+    Right,
+    Wrong,
+    /// Not even looked at: the address is locked out.
+    Locked(Locked),
+}
+
+/// Checks a secret given with `/auth`, unless the client's address is locked out. Counts
+/// nothing: the caller records the outcome.
+fn check_auth(hub: &Hub, peer: SocketAddr, given: &str) -> AuthCheck {
+    if let Err(locked) = hub.auth.check(peer.ip()) {
+        return AuthCheck::Locked(locked);
+    }
+    let secret = hub.config.secret.as_deref().unwrap_or_default();
+    match secret_matches(given.as_bytes(), secret) {
+        true => AuthCheck::Right,
+        false => AuthCheck::Wrong,
+    }
+}
+
+/// Whether `first` is `/auth` with the right secret (`--secret-file`), from an address
+/// that is not locked out. Anything else is left for line mode to answer (and count).
+fn early_auth(hub: &Hub, peer: SocketAddr, first: &Option<io::Result<Option<Line>>>) -> bool {
+    let (Some(_), Some(Ok(Some(Line::Text(text))))) = (&hub.config.secret, first) else {
         return false;
     };
-    match proto::parse(text) {
-        Ok(Input::Command(Command::Auth(given))) => secret_matches(given.as_bytes(), secret),
+    let right = match proto::parse(text) {
+        Ok(Input::Command(Command::Auth(given))) => {
+            matches!(check_auth(hub, peer, given), AuthCheck::Right)
+        }
         _ => false,
+    };
+    if right {
+        hub.auth.succeeded(peer.ip());
     }
+    right
 }
 
 /// Reads a line that arrives before `until`, if one does.
@@ -696,6 +781,8 @@ async fn refuse(hub: &Hub, stream: &Socket, peer: SocketAddr, error: String) {
 
 /// Pipe mode: waits for the peer with the same token (or hands this end to it), then relays.
 async fn pipe(hub: &Arc<Hub>, token: Arc<str>, end: End) {
+    // TLS ends have theirs on the TCP socket (see `serve_tls`).
+    end.stream.get_ref().set_keepalive(hub.config.keepalive);
     let (id, handoff, mine) = match hub.pipes.arrive(&token, end) {
         Arrival::HandedOver => return,
         Arrival::Busy(end) => {
@@ -714,18 +801,13 @@ async fn pipe(hub: &Arc<Hub>, token: Arc<str>, end: End) {
     if !mine.silent {
         tell(&mine.stream, &proto::notice("waiting for peer")).await;
     }
-    enum Waited {
-        Peer(End),
-        Expired,
-        Shutdown,
-        Gone,
-    }
     let waited = future::or(
         future::or(
             async {
                 match handoff.recv().await {
                     Ok(end) => Waited::Peer(end),
-                    Err(_) => Waited::Gone,
+                    // Only the registry holds the sender, and it hands over or gives up.
+                    Err(_) => Waited::Reset,
                 }
             },
             async {
@@ -738,63 +820,96 @@ async fn pipe(hub: &Arc<Hub>, token: Arc<str>, end: End) {
                 hub.stopped().await;
                 Waited::Shutdown
             },
-            async {
-                wait_until_reset(&mine.stream).await;
-                Waited::Gone
-            },
+            wait_until_gone(&mine.stream, mine.early.is_empty()),
         ),
     )
     .await;
     let theirs = match waited {
         Waited::Peer(end) => end,
-        other => {
-            if !hub.pipes.give_up(&token, id) {
-                // A peer took the slot just now: its end is already on the way.
-                match handoff.recv().await {
-                    Ok(end) => end,
-                    Err(_) => return,
-                }
-            } else {
-                let (reason, mood) = match other {
-                    Waited::Expired => {
-                        let secs = hub.config.pipe_wait.as_secs();
-                        let error = format!("pipe {token} expired (no peer within {secs} s)");
-                        tell(&mine.stream, &proto::error(&error)).await;
-                        ("expired waiting for a peer", Mood::Lonely)
-                    }
-                    Waited::Shutdown => {
-                        if !mine.silent {
-                            tell(&mine.stream, &proto::notice("server shutting down")).await;
-                        }
-                        ("server shutting down while waiting", Mood::Shutdown)
-                    }
-                    _ => ("client went away while waiting", Mood::Jilted),
-                };
-                hub.log
-                    .send(Record::PipeAbandoned {
-                        token,
-                        peer: mine.peer,
-                        reason,
-                        mood,
-                    })
-                    .await;
-                return;
+        _ if !hub.pipes.give_up(&token, id) => {
+            // A peer took the slot just now: its end is already on the way.
+            match handoff.recv().await {
+                Ok(end) => end,
+                Err(_) => return,
             }
         }
+        other => return abandon(hub, token, mine, other).await,
     };
     relay_pair(hub, &token, mine, theirs).await;
     hub.pipes.close(&token);
 }
 
-/// Returns only when reading from `stream` fails (a reset), without consuming any data.
-async fn wait_until_reset(stream: &Socket) {
+/// How waiting for a pipe's peer ended.
+enum Waited {
+    Peer(End),
+    Expired,
+    Shutdown,
+    /// The waiting end's stream failed: a reset, or keepalive probes went unanswered.
+    Reset,
+    /// The waiting end ended its stream having sent nothing but its handshake line.
+    Closed,
+}
+
+/// Returns when a waiting end has left (see [`Waited::Reset`], [`Waited::Closed`]). Consumes
+/// no data.
+///
+/// An end that sent bytes and then its EOF is a sender that is done: it keeps waiting, and
+/// its bytes and EOF reach the peer. An end that sent nothing and then EOF cannot be told
+/// apart from a client that quit (`timeout nc …`, a retry), and keeping it would pair the
+/// next arrival with a dead end, so it is let go at once (PROTOCOL.md says how to keep a
+/// receiver's sending side open until its pipe opens).
+async fn wait_until_gone(stream: &Socket, sent_nothing: bool) -> Waited {
     let mut probe = [0u8; 1];
     let peeked = stream.source().read_with(|s| s.peek(&mut probe)).await;
-    if peeked.is_ok() {
-        // Data is waiting (it stays for the relay), or the client half-closed, which is
-        // fine for a receiver: nothing more to watch for.
-        future::pending::<()>().await;
+    match peeked {
+        Err(_) => Waited::Reset,
+        Ok(0) if sent_nothing => Waited::Closed,
+        // Data is waiting (it stays for the relay), or a sender's EOF after its data.
+        Ok(_) => future::pending().await,
     }
+}
+
+/// A waiting end that will get no peer: tells it why where it can still hear, logs it.
+async fn abandon(hub: &Hub, token: Arc<str>, mine: End, waited: Waited) {
+    let (reason, mood) = match waited {
+        Waited::Expired => {
+            let secs = hub.config.pipe_wait.as_secs();
+            let error = format!("pipe {token} expired (no peer within {secs} s)");
+            tell(&mine.stream, &proto::error(&error)).await;
+            ("expired waiting for a peer", Mood::Lonely)
+        }
+        Waited::Shutdown => {
+            if !mine.silent {
+                tell(&mine.stream, &proto::notice("server shutting down")).await;
+            }
+            ("server shutting down while waiting", Mood::Shutdown)
+        }
+        Waited::Closed => {
+            let error = format!(
+                "pipe {token}: you closed your side before a peer came; \
+                 keep it open until the pipe opens"
+            );
+            tell(&mine.stream, &proto::error(&error)).await;
+            ("client closed its side while waiting", Mood::Jilted)
+        }
+        Waited::Reset | Waited::Peer(_) => ("client went away while waiting", Mood::Jilted),
+    };
+    // A silent end has no notices to tell it why: closing it with a FIN would look like an
+    // empty transfer that finished, so it gets a reset (as does an end that has left).
+    // Others were told in a `*` line.
+    if mine.silent || mood == Mood::Jilted {
+        mine.stream.reset_on_close();
+    }
+    let peer = mine.peer;
+    drop(mine);
+    hub.log
+        .send(Record::PipeAbandoned {
+            token,
+            peer,
+            reason,
+            mood,
+        })
+        .await;
 }
 
 async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
@@ -850,10 +965,6 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
             Mood::OverQuota,
         ),
         Some(None) => {
-            // Over time: end it with a reset, so neither side takes it for a clean end.
-            for end in [&a, &b] {
-                end.stream.reset_on_close();
-            }
             let secs = max_time.as_secs();
             (format!("time limit reached ({secs} s)"), Mood::OverQuota)
         }
@@ -870,6 +981,15 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
             }
         }
     };
+    if mood != Mood::Happy {
+        // Anything but both sides' own EOF (shutdown, time or byte quota, a reset, a failed
+        // write) reaches both clients as a reset, never a FIN: a receiver must not take a
+        // cut stream for a complete one. Over TLS the bridge turns this into a TCP reset
+        // with no close_notify (see `serve_tls`).
+        for end in [&a, &b] {
+            end.stream.reset_on_close();
+        }
+    }
     let (ab, ba) = (
         counts.a_to_b.load(std::sync::atomic::Ordering::Relaxed),
         counts.b_to_a.load(std::sync::atomic::Ordering::Relaxed),

@@ -71,22 +71,27 @@ pub fn lines(data: &[u8]) {
     assert_eq!(got, model(input, max));
 }
 
-/// What [`LineReader`] should return: split on `\n`, drop one `\r` before it, keep a last
-/// line without newline, and report lines longer than `max` once as too long.
+/// What [`LineReader`] should return: split on `\n`, drop one `\r` before it (the limit
+/// counts neither), report lines longer than `max` once as too long, and a last line
+/// without newline as unterminated (unless it was already too long).
 fn model(input: &[u8], max: usize) -> Vec<Line> {
     let mut lines = Vec::new();
     let mut parts: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
-    if parts.last().is_some_and(|p| p.is_empty()) {
-        parts.pop();
-    }
+    let last = parts.pop().unwrap_or_default();
     for part in parts {
-        // The reader checks the limit before it strips '\r'.
-        if part.len() > max {
+        let text = part.strip_suffix(b"\r").unwrap_or(part);
+        if text.len() > max {
             lines.push(Line::TooLong);
         } else {
-            let text = part.strip_suffix(b"\r").unwrap_or(part);
             lines.push(Line::Text(text.to_vec()));
         }
+    }
+    // While the line is incomplete, a final '\r' may still be the start of a CRLF.
+    let over = last.len() > max + 1 || (last.len() == max + 1 && !last.ends_with(b"\r"));
+    if over {
+        lines.push(Line::TooLong);
+    } else if !last.is_empty() {
+        lines.push(Line::Unterminated(last.len()));
     }
     lines
 }
@@ -166,13 +171,14 @@ mod tests {
     #[test]
     fn the_model_itself() {
         assert_eq!(
-            model(b"a\r\nbb\n\ncccc\nd", 3),
+            model(b"a\r\nbb\n\ncccc\nabc\r\nd", 3),
             vec![
                 Line::Text(b"a".to_vec()),
                 Line::Text(b"bb".to_vec()),
                 Line::Text(vec![]),
                 Line::TooLong,
-                Line::Text(b"d".to_vec()),
+                Line::Text(b"abc".to_vec()),
+                Line::Unterminated(1),
             ]
         );
     }

@@ -20,6 +20,7 @@ pub mod conn;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod line;
+pub mod lockout;
 pub mod outbox;
 pub mod pipes;
 pub mod printer;

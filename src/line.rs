@@ -15,7 +15,8 @@ use std::io;
 
 use futures_lite::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, Chain, Cursor};
 
-/// Default for `--max-line`: the most bytes a line may have, not counting its line ending.
+/// Default for `--max-line`: the most bytes a line may have, not counting its line ending
+/// (`\n` or `\r\n`).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// Size of each connection's read buffer, allocated when its first bytes arrive.
@@ -34,9 +35,12 @@ enum Source<R> {
 /// What the reader found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line {
-    /// A complete line without its `\n` (and without a `\r` before it). At end of stream a
-    /// final line with no newline is returned too.
+    /// A complete line without its `\n` (and without a `\r` before it).
     Text(Vec<u8>),
+    /// The stream ended in the middle of a line (this many bytes, now dropped). A line counts
+    /// only once its newline has arrived: a client cut off mid-line must not have half a
+    /// line taken for a whole one.
+    Unterminated(usize),
     /// A line exceeded the limit. Reported once, as soon as the limit is passed; the rest of
     /// that line is skipped up to its newline.
     TooLong,
@@ -91,11 +95,17 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 if self.line.is_empty() {
                     return Ok(None);
                 }
-                return Ok(Some(Line::Text(take_line(&mut self.line))));
+                let dropped = std::mem::take(&mut self.line);
+                return Ok(Some(Line::Unterminated(dropped.len())));
             }
             match buf.iter().position(|&b| b == b'\n') {
                 Some(end) => {
-                    let fits = self.line.len() + end <= self.max;
+                    // A `\r` before the newline is part of the line ending, not the line.
+                    let cr = match end {
+                        0 => self.line.last() == Some(&b'\r'),
+                        _ => buf[end - 1] == b'\r',
+                    };
+                    let fits = self.line.len() + end - usize::from(cr) <= self.max;
                     let skipping = std::mem::replace(&mut self.skipping, false);
                     if !skipping && fits {
                         self.line.extend_from_slice(&buf[..end]);
@@ -112,7 +122,10 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 }
                 None => {
                     let n = buf.len();
-                    if !self.skipping && self.line.len() + n > self.max {
+                    // One byte more than `max` may still be the `\r` of a CRLF.
+                    let len = self.line.len() + n;
+                    let over = len > self.max + 1 || (len == self.max + 1 && buf[n - 1] != b'\r');
+                    if !self.skipping && over {
                         self.line = Vec::new();
                         self.skipping = true;
                         reader.consume(n);
@@ -154,7 +167,7 @@ fn take_line(line: &mut Vec<u8>) -> Vec<u8> {
 mod tests {
     use super::*;
     use futures_lite::future::block_on;
-    use futures_lite::io::Cursor;
+    use futures_lite::io::{AsyncReadExt, Cursor};
 
     fn lines(input: &[u8], max: usize) -> Vec<Line> {
         block_on(async {
@@ -181,7 +194,31 @@ mod tests {
 
     #[test]
     fn crlf_and_last_line_without_newline() {
-        assert_eq!(lines(b"one\r\ntwo", 10), vec![text("one"), text("two")]);
+        assert_eq!(
+            lines(b"one\r\ntwo", 10),
+            vec![text("one"), Line::Unterminated(3)]
+        );
+    }
+
+    #[test]
+    fn a_line_of_exactly_max_fits_with_either_line_ending() {
+        assert_eq!(
+            lines(b"12345\r\n12345\n", 5),
+            vec![text("12345"), text("12345")]
+        );
+        assert_eq!(
+            lines(b"123456\r\n12345\r\r\n1234\r\r\n", 5),
+            vec![Line::TooLong, Line::TooLong, text("1234\r")]
+        );
+        // The CR and the LF in different reads.
+        let mut input = vec![b'z'; READ_BUFFER_BYTES];
+        input.extend_from_slice(b"\r");
+        let mut r = LineReader::new(
+            Cursor::new(input.clone()).chain(Cursor::new(b"\n".to_vec())),
+            READ_BUFFER_BYTES,
+        );
+        let got = block_on(r.next()).unwrap();
+        assert_eq!(got, Some(Line::Text(vec![b'z'; READ_BUFFER_BYTES])));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use async_signal::{Signal, Signals};
 use duet::cli::{self, Args, Command, Serve};
 use duet::client;
-use duet::printer::Printer;
+use duet::printer::{Printer, LOG_FLUSH_TIMEOUT};
 use duet::server;
 use futures_lite::StreamExt;
 
@@ -114,6 +114,7 @@ fn run_server(serve: Serve) -> io::Result<()> {
     });
     log.close();
     drop(log);
-    printer.join();
+    // Bounded: a blocked stdout must not keep the server from exiting.
+    printer.join(LOG_FLUSH_TIMEOUT);
     served
 }

@@ -6,6 +6,12 @@
 //! Because there is one writer, log lines never interleave; because the channel is bounded,
 //! a slow stdout slows the clients that produce log lines instead of growing memory.
 //!
+//! A stdout that stops altogether (`duet serve | less`, a full pipe) must not stop the
+//! server: a record waits at most [`LOG_STALL`] for room in the queue. Past that the log is
+//! taken to be stalled: records are dropped (and counted) at once instead of waiting, until
+//! the printer writes again; the count goes to stderr when it does, and at exit. Shutdown
+//! waits at most [`LOG_FLUSH_TIMEOUT`] for the printer.
+//!
 //! The printer runs on a thread of its own rather than on the executor: writing to stdout is
 //! blocking I/O, and a stalled terminal must not stall an executor thread that serves sockets.
 
@@ -13,11 +19,14 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
+use futures_lite::future;
+use smol::Timer;
 
 use crate::proto::push_escaped;
 
@@ -25,6 +34,13 @@ mod json;
 
 /// How many records may wait for the printer before producers are slowed down.
 pub const LOG_QUEUE_RECORDS: usize = 4096;
+
+/// Longest a record waits for room in a full log queue before the log is taken to be
+/// stalled and records are dropped instead (see the module docs).
+pub const LOG_STALL: Duration = Duration::from_secs(1);
+
+/// At exit, longest to wait for the printer to write what is queued.
+pub const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Bytes of formatted output collected before they are written out in one call.
 const WRITE_CHUNK_BYTES: usize = 64 * 1024;
@@ -140,6 +156,8 @@ pub struct Stats {
     pub pipes_closed: u64,
     pub piped_bytes: u64,
     pub refused: u64,
+    pub auth_failed: u64,
+    pub auth_lockouts: u64,
 }
 
 /// The log's format (`--log-format`).
@@ -168,10 +186,22 @@ impl std::str::FromStr for LogFormat {
 #[derive(Clone, Debug)]
 pub struct Log {
     records: Sender<Record>,
+    health: Arc<Health>,
+}
+
+/// What producers and the printer know of each other.
+#[derive(Debug, Default)]
+struct Health {
+    /// A record waited [`LOG_STALL`] in vain; cleared when the printer writes again.
+    stalled: AtomicBool,
+    /// Records dropped because the log could not keep up.
+    dropped: AtomicU64,
 }
 
 impl Log {
-    /// Queues a record, waiting while the printer is behind (this is the backpressure).
+    /// Queues a record, waiting while the printer is behind (this is the backpressure), but
+    /// at most [`LOG_STALL`]; while the log is stalled, a record that finds the queue full is
+    /// dropped at once.
     ///
     /// The record is queued at once when there is room; only the slow path (a full queue)
     /// keeps a boxed future, so awaiting this adds a few bytes to a connection's task, not
@@ -179,23 +209,58 @@ impl Log {
     pub fn send(&self, record: Record) -> impl Future<Output = ()> + Send + '_ {
         let slow = match self.records.try_send(record) {
             Ok(()) | Err(async_channel::TrySendError::Closed(_)) => None,
-            Err(async_channel::TrySendError::Full(record)) => {
-                Some(Box::pin(self.records.send(record)))
+            Err(async_channel::TrySendError::Full(_)) if self.is_stalled() => {
+                self.drop_one();
+                None
             }
+            Err(async_channel::TrySendError::Full(record)) => Some(Box::pin(self.wait(record))),
         };
         async move {
             if let Some(slow) = slow {
-                // An error means the printer is gone, which only happens while exiting.
-                slow.await.ok();
+                slow.await;
             }
         }
     }
 
-    /// Queues a record from code that cannot wait; dropped only if the queue is full.
+    async fn wait(&self, record: Record) {
+        let sent = future::or(
+            async {
+                // An error means the printer is gone, which only happens while exiting.
+                self.records.send(record).await.ok();
+                true
+            },
+            async {
+                Timer::after(LOG_STALL).await;
+                false
+            },
+        )
+        .await;
+        if !sent {
+            self.health.stalled.store(true, Ordering::Relaxed);
+            self.drop_one();
+        }
+    }
+
+    /// Queues a record from code that cannot wait; dropped (and counted) if the queue is full.
     pub fn try_send(&self, record: Record) {
-        // Used for rare events on paths that must not block (e.g. a slow client being cut);
-        // losing such a line under extreme log pressure is better than stalling a room.
-        self.records.try_send(record).ok();
+        // Used for rare events on paths that must not block (accepting, a slow client being
+        // cut); losing such a line under extreme log pressure is better than stalling.
+        if let Err(async_channel::TrySendError::Full(_)) = self.records.try_send(record) {
+            self.drop_one();
+        }
+    }
+
+    fn is_stalled(&self) -> bool {
+        self.health.stalled.load(Ordering::Relaxed)
+    }
+
+    fn drop_one(&self) {
+        self.health.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records dropped so far because the log could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.health.dropped.load(Ordering::Relaxed)
     }
 
     /// Tells the printer to finish: it prints what is queued and then stops.
@@ -208,29 +273,66 @@ impl Log {
 #[derive(Debug)]
 pub struct Printer {
     thread: thread::JoinHandle<()>,
+    finished: mpsc::Receiver<()>,
+    log: Log,
 }
 
 impl Printer {
     /// Starts the printer writing to `out`.
     pub fn spawn(out: Box<dyn Write + Send>, format: LogFormat) -> io::Result<(Log, Printer)> {
         let (records, queue) = async_channel::bounded(LOG_QUEUE_RECORDS);
+        let log = Log {
+            records,
+            health: Arc::default(),
+        };
+        let (done, finished) = mpsc::channel();
+        let health = log.health.clone();
         let thread = thread::Builder::new()
             .name("duet-printer".into())
-            .spawn(move || print_all(queue, out, format))?;
-        Ok((Log { records }, Printer { thread }))
+            .spawn(move || {
+                print_all(queue, out, format, &health);
+                done.send(()).ok();
+            })?;
+        Ok((
+            log.clone(),
+            Printer {
+                thread,
+                finished,
+                log,
+            },
+        ))
     }
 
-    /// Waits until every queued record is written. Call [`Log::close`] (or drop every [`Log`])
-    /// first, or this waits forever.
-    pub fn join(self) {
-        // A panic in the printer was already reported on stderr by the panic hook.
-        self.thread.join().ok();
+    /// Waits until every queued record is written, or `limit` has passed (stdout blocked):
+    /// then gives up on them and says so on stderr. Call [`Log::close`] first, or this
+    /// waits out the whole limit.
+    pub fn join(self, limit: Duration) {
+        match self.finished.recv_timeout(limit) {
+            // A panic in the printer was already reported on stderr by the panic hook.
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.thread.join().ok();
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let queued = self.log.records.len();
+                eprintln!("duet: stdout is blocked; {queued} log records left unwritten");
+            }
+        }
+        let dropped = self.log.dropped();
+        if dropped > 0 {
+            eprintln!("duet: {dropped} log records were dropped in all: stdout did not keep up");
+        }
     }
 }
 
-fn print_all(queue: Receiver<Record>, mut out: Box<dyn Write + Send>, format: LogFormat) {
+fn print_all(
+    queue: Receiver<Record>,
+    mut out: Box<dyn Write + Send>,
+    format: LogFormat,
+    health: &Health,
+) {
     let mut buf = Vec::with_capacity(WRITE_CHUNK_BYTES * 2);
     let mut broken = false;
+    let mut reported = 0;
     // Lines logged since the last stats record: counted here, so the hot path pays nothing.
     let mut lines = 0u64;
     let mut put = |buf: &mut Vec<u8>, record: &Record| {
@@ -260,6 +362,14 @@ fn print_all(queue: Receiver<Record>, mut out: Box<dyn Write + Send>, format: Lo
             if let Err(e) = out.flush() {
                 report_broken(&e, &mut broken);
             }
+        }
+        // Written: the log moves again, and whoever waits for it may wait again.
+        health.stalled.store(false, Ordering::Relaxed);
+        let dropped = health.dropped.load(Ordering::Relaxed);
+        if dropped > reported && !queue.is_closed() {
+            let new = dropped - reported;
+            eprintln!("duet: the log fell behind (stdout blocked?): {new} records dropped");
+            reported = dropped;
         }
         thread::sleep(PRINTER_PAUSE);
     }
@@ -365,7 +475,8 @@ pub fn format_record(buf: &mut Vec<u8>, record: &Record, lines: u64) {
             buf,
             format_args!(
                 "stats: {} connections, {} rooms, {} pipes waiting, {} pipes open, \
-                 {} lines, {} refused, {} pipes closed carrying {} bytes",
+                 {} lines, {} refused, {} pipes closed carrying {} bytes, {} failed /auth, \
+                 {} lock-outs",
                 s.conns,
                 s.rooms,
                 s.pipes_waiting,
@@ -373,7 +484,9 @@ pub fn format_record(buf: &mut Vec<u8>, record: &Record, lines: u64) {
                 lines,
                 s.refused,
                 s.pipes_closed,
-                s.piped_bytes
+                s.piped_bytes,
+                s.auth_failed,
+                s.auth_lockouts
             ),
         ),
     }
@@ -459,7 +572,7 @@ mod tests {
         let text = b"red \x1b[31mX\x1b[0m bell\x07 del\x7f tab\tok".to_vec();
         assert_eq!(
             fmt(Record::Line { peer: peer(), text }),
-            "127.0.0.1:5555 -> red \\x1b[31mX\\x1b[0m bell\\x07 del\\x7f tab\tok\n"
+            "127.0.0.1:5555 -> red \\x1b[31mX\\x1b[0m bell\\x07 del\\x7f tab\\x09ok\n"
         );
     }
 

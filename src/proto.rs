@@ -113,19 +113,33 @@ fn check_name(name: &str, what: &str, max: usize) -> Result<(), String> {
     }
 }
 
-/// Nicknames: 1 to 32 bytes of printable characters, no spaces, no `<` or `>`.
+/// Nicknames: 1 to 32 bytes of printable characters, no spaces, no `<` or `>`, and none of
+/// the characters that reorder or break a line on screen (a nick must read as it is written).
 fn check_nick(nick: &str) -> Result<(), String> {
     let ok = nick.len() <= MAX_NICK_BYTES
         && !nick
             .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>');
+            .any(|c| is_unsafe(c) || c.is_whitespace() || c == '<' || c == '>');
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "bad nickname: use 1 to {MAX_NICK_BYTES} bytes, no spaces, controls, < or >"
+            "bad nickname: use 1 to {MAX_NICK_BYTES} bytes, no spaces, controls, \
+             direction marks, < or >"
         ))
     }
+}
+
+/// Characters that must never reach a terminal or a log as they are: C0 and C1 controls
+/// and DEL (escape sequences, tabs), the Unicode line and paragraph separators (a line
+/// break to some viewers), and the bidirectional controls and marks (text that reads
+/// backwards, or hides what follows).
+pub fn is_unsafe(c: char) -> bool {
+    matches!(c,
+        '\0'..='\x1f' | '\x7f'..='\u{9f}'
+        | '\u{61c}' | '\u{200e}' | '\u{200f}'
+        | '\u{2028}'..='\u{202e}'
+        | '\u{2066}'..='\u{2069}')
 }
 
 /// A notice line: `* TEXT\n`.
@@ -150,14 +164,12 @@ pub fn message(nick: &str, text: &[u8]) -> Vec<u8> {
     line
 }
 
-/// Appends client bytes so that they cannot do anything to the operator's terminal:
-/// invalid UTF-8 becomes U+FFFD (never dropped), C0 and C1 control characters and DEL
-/// (which start ANSI escape sequences) become visible `\xNN` / `\u{NN}` escapes. Tabs stay.
+/// Appends client bytes so that they cannot do anything to the operator's terminal or to a
+/// reader of the log: invalid UTF-8 becomes U+FFFD (never dropped); the characters of
+/// [`is_unsafe`] become visible escapes, `\xNN` for C0 controls (tab included) and DEL,
+/// `\u{NNNN}` for the others. One log record stays one line that reads as it was sent.
 pub fn push_escaped(buf: &mut Vec<u8>, bytes: &[u8]) {
-    if bytes
-        .iter()
-        .all(|&b| (0x20..0x7f).contains(&b) || b == b'\t')
-    {
+    if bytes.iter().all(|&b| (0x20..0x7f).contains(&b)) {
         buf.extend_from_slice(bytes);
         return;
     }
@@ -165,17 +177,25 @@ pub fn push_escaped(buf: &mut Vec<u8>, bytes: &[u8]) {
     let mut tmp = [0u8; 4];
     for c in text.chars() {
         match c {
-            '\t' => buf.push(b'\t'),
             '\0'..='\x1f' | '\x7f' => {
                 // Writing into a Vec cannot fail.
                 write!(buf, "\\x{:02x}", c as u32).ok();
             }
-            '\u{80}'..='\u{9f}' => {
+            c if is_unsafe(c) => {
                 write!(buf, "\\u{{{:x}}}", c as u32).ok();
             }
             _ => buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes()),
         }
     }
+}
+
+/// [`push_escaped`] into a `String`, for text from a peer or the file system shown on a
+/// terminal (the clients' messages).
+pub fn escaped(text: &[u8]) -> String {
+    let mut buf = Vec::with_capacity(text.len());
+    push_escaped(&mut buf, text);
+    // push_escaped writes only whole characters of valid UTF-8.
+    String::from_utf8(buf).expect("escaped text is UTF-8")
 }
 
 /// The reply to `/help`.
@@ -251,6 +271,11 @@ mod tests {
         assert_eq!(e, "usage: /pipe TOKEN");
         let e = parse(b"/nick <x>").unwrap_err();
         assert!(e.contains("bad nickname"), "{e}");
+        for bad in ["ab\u{202e}cd", "x\u{2066}", "\u{200f}", "a\u{2028}b"] {
+            let e = parse(format!("/nick {bad}").as_bytes()).unwrap_err();
+            assert!(e.contains("bad nickname"), "{bad:?}: {e}");
+        }
+        assert!(parse("/nick café".as_bytes()).is_ok());
         let e = parse(b"/join a b").unwrap_err();
         assert!(e.contains("one word"), "{e}");
         let e = parse(b"/who me").unwrap_err();
@@ -269,9 +294,20 @@ mod tests {
     }
 
     #[test]
+    fn line_breaks_and_direction_controls_are_escaped() {
+        let text = "a\u{2028}b\u{2029}c\u{202e}d\u{2066}e\u{2069}f\u{200f}g é 🙂";
+        assert_eq!(
+            escaped(text.as_bytes()),
+            "a\\u{2028}b\\u{2029}c\\u{202e}d\\u{2066}e\\u{2069}f\\u{200f}g é 🙂"
+        );
+        assert_eq!(escaped(b"\t\x00\x7f\xc2\x9b"), "\\x09\\x00\\x7f\\u{9b}");
+    }
+
+    #[test]
     fn formats() {
         assert_eq!(message("ana", b"hi"), b"<ana> hi\n");
         assert_eq!(message("ana", b"\x1b[2J"), b"<ana> \\x1b[2J\n");
+        assert_eq!(message("ana", b"a\tb"), b"<ana> a\\x09b\n");
         assert_eq!(notice("pipe open"), b"* pipe open\n");
         assert_eq!(error("server full"), b"* error: server full\n");
         assert!(help(2)

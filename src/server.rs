@@ -25,6 +25,7 @@ use std::net::{TcpListener, TcpStream};
 
 use crate::access::Access;
 use crate::line::MAX_LINE_BYTES;
+use crate::lockout::{Lockout, AUTH_FAILURES, AUTH_LOCKOUT_SECS};
 use crate::outbox::OUTBOX_BYTES;
 use crate::pipes::{Pipes, MAX_WAITING_PIPES, PIPE_WAIT_SECS};
 use crate::printer::{Log, Record, Stats};
@@ -46,6 +47,9 @@ pub const HANDSHAKE_TIMEOUT_SECS: u64 = 30;
 /// Default for `--greet-wait`: how long the greeting is held back so that a client whose first
 /// line is `/pipe TOKEN` can open a silent pipe, in milliseconds.
 pub const GREET_WAIT_MS: u64 = 100;
+/// Default for `--keepalive`: seconds a pipe end may be quiet before TCP keepalive probes
+/// check that its client is still there (then one every 10 s; gone after 3 unanswered).
+pub const KEEPALIVE_SECS: u64 = 60;
 /// Default for `--drain`: at shutdown, how long clients get to receive what is queued for
 /// them and pipes get to finish, in milliseconds.
 pub const DRAIN_MS: u64 = 500;
@@ -70,6 +74,8 @@ pub struct Config {
     pub outbox_bytes: usize,
     pub slow_grace: Duration,
     pub pipe_wait: Duration,
+    /// `--keepalive`: quiet time before TCP keepalive probes on pipe ends; zero is off.
+    pub keepalive: Duration,
     pub greet_wait: Duration,
     pub drain: Duration,
     pub splice: bool,
@@ -80,6 +86,10 @@ pub struct Config {
     pub secret: Option<Arc<[u8]>>,
     /// How long a client may take to authenticate (with `--secret-file`).
     pub handshake_timeout: Duration,
+    /// `--auth-failures`: failed `/auth` per address before a lock-out; 0 is no limit.
+    pub auth_failures: u32,
+    /// `--auth-lockout`: the first lock-out (each next one doubles).
+    pub auth_lockout: Duration,
     /// `--rate`: joins and pipes per address per minute; 0 is no limit.
     pub rate: u32,
     pub max_rooms: usize,
@@ -107,6 +117,7 @@ impl Default for Config {
             outbox_bytes: OUTBOX_BYTES,
             slow_grace: Duration::from_millis(SLOW_GRACE_MS),
             pipe_wait: Duration::from_secs(PIPE_WAIT_SECS),
+            keepalive: Duration::from_secs(KEEPALIVE_SECS),
             greet_wait: Duration::from_millis(GREET_WAIT_MS),
             drain: Duration::from_millis(DRAIN_MS),
             splice: true,
@@ -114,6 +125,8 @@ impl Default for Config {
             access: Access::default(),
             secret: None,
             handshake_timeout: Duration::from_secs(HANDSHAKE_TIMEOUT_SECS),
+            auth_failures: AUTH_FAILURES,
+            auth_lockout: Duration::from_secs(AUTH_LOCKOUT_SECS),
             rate: RATE_PER_MINUTE,
             max_rooms: MAX_ROOMS,
             max_waiting_pipes: MAX_WAITING_PIPES,
@@ -135,6 +148,8 @@ pub struct Hub {
     pub pipes: Pipes,
     pub idle: Reaper,
     pub throttle: Throttle,
+    /// Failed `/auth` per address (`--auth-failures`).
+    pub auth: Lockout,
     /// Totals for `--stats-interval`.
     pub stats: Totals,
     conns: AtomicUsize,
@@ -158,6 +173,7 @@ impl Hub {
                 config.secret.is_some().then_some(config.handshake_timeout),
             ),
             throttle: Throttle::new(config.rate),
+            auth: Lockout::new(config.auth_failures, config.auth_lockout),
             stats: Totals::default(),
             config,
             log,
@@ -215,6 +231,10 @@ pub struct Totals {
     pub piped_bytes: AtomicU64,
     /// Pipes that have closed.
     pub pipes_closed: AtomicU64,
+    /// `/auth` with a wrong secret, or refused during a lock-out.
+    pub auth_failed: AtomicU64,
+    /// Addresses locked out after failing `/auth` (see `--auth-failures`).
+    pub auth_lockouts: AtomicU64,
 }
 
 impl Totals {
@@ -306,6 +326,61 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(TcpListener::from(socket))
 }
 
+/// Descriptors one connection may hold at worst, for sizing: a TLS client holds its TCP
+/// socket and a socket pair (3); a plain pipe end its socket and half of the two kernel pipes
+/// of a spliced relay (3).
+pub const FDS_PER_CONN: u64 = 3;
+/// Descriptors set aside for the listener, stdio, the reactor and the like.
+const FDS_RESERVED: u64 = 64;
+
+/// Raises the soft limit on open descriptors to the hard one (a server has no use for the
+/// low soft default of 1024 that systemd and shells hand down), and says what the limit
+/// allows: log lines for the operator, a warning among them when `--max-conns` cannot be
+/// reached.
+pub fn raise_fd_limit(max_conns: usize) -> Vec<String> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let (soft, hard) = (limit.current, limit.maximum);
+    let mut lines = Vec::new();
+    let now = match (soft, hard) {
+        (Some(soft), Some(hard)) if soft < hard => {
+            let raised = Rlimit {
+                current: Some(hard),
+                maximum: Some(hard),
+            };
+            match setrlimit(Resource::Nofile, raised) {
+                Ok(()) => {
+                    lines.push(format!(
+                        "descriptors: {hard} (soft limit raised from {soft})"
+                    ));
+                    hard
+                }
+                Err(e) => {
+                    lines.push(format!(
+                        "descriptors: {soft} (cannot raise it to {hard}: {e})"
+                    ));
+                    soft
+                }
+            }
+        }
+        (Some(soft), _) => {
+            lines.push(format!("descriptors: {soft}"));
+            soft
+        }
+        (None, _) => return vec!["descriptors: unlimited".into()],
+    };
+    let need = max_conns as u64 * FDS_PER_CONN + FDS_RESERVED;
+    if now < need {
+        let serves = now.saturating_sub(FDS_RESERVED) / FDS_PER_CONN;
+        lines.push(format!(
+            "warning: --max-conns {max_conns} may be out of reach: {now} descriptors serve at \
+             least {serves} clients (up to {FDS_PER_CONN} each with TLS or spliced pipes); \
+             raise the limit (ulimit -n, systemd LimitNOFILE=) or lower --max-conns"
+        ));
+    }
+    lines
+}
+
 /// Serves on `listener` until `shutdown` completes, then stops in order: no new
 /// connections, every client told `* server shutting down`, pipes given `drain` to finish,
 /// every log line flushed by the caller's printer. Blocks the calling thread; runs the
@@ -317,6 +392,7 @@ pub fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     let port = listener.local_addr()?.port();
+    let descriptors = raise_fd_limit(config.max_conns);
     let listener = Async::new(listener)?;
     let threads = config.threads.max(1);
     let (done, all_done) = async_channel::bounded::<()>(1);
@@ -337,6 +413,9 @@ pub fn run(
         }
         let served = smol::block_on(ex.run(async {
             hub.log.send(Record::Listening { port }).await;
+            for message in descriptors {
+                hub.log.send(Record::Server { message }).await;
+            }
             #[cfg(feature = "tls")]
             if let Some(tls) = &hub.config.tls {
                 let only = if tls.only { "only" } else { "and plain text" };
@@ -386,7 +465,7 @@ async fn accept_all(ex: &Executor<'_>, listener: &Async<TcpListener>, hub: &Arc<
                 backoff = ACCEPT_BACKOFF_MIN;
                 let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                 if !hub.config.access.permits(peer.ip()) {
-                    refuse(stream, peer, hub, "access denied".into()).await;
+                    refuse(stream, peer, hub, "access denied".into());
                     continue;
                 }
                 match Ticket::take(hub, peer.ip()) {
@@ -394,18 +473,17 @@ async fn accept_all(ex: &Executor<'_>, listener: &Async<TcpListener>, hub: &Arc<
                         let hub = hub.clone();
                         ex.spawn(conn::serve(stream, peer, hub, ticket)).detach();
                     }
-                    Err(error) => refuse(stream, peer, hub, error).await,
+                    Err(error) => refuse(stream, peer, hub, error),
                 }
             }
             Err(error) => {
                 // ECONNABORTED and friends are one client's problem; EMFILE/ENFILE/ENOMEM
                 // are ours, and clear up only as connections close. Either way: wait, retry.
-                hub.log
-                    .send(Record::AcceptError {
-                        error,
-                        retry: backoff,
-                    })
-                    .await;
+                // Not awaited: the accept loop never waits for the log.
+                hub.log.try_send(Record::AcceptError {
+                    error,
+                    retry: backoff,
+                });
                 Timer::after(backoff).await;
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
@@ -435,6 +513,8 @@ async fn housekeeping(hub: &Hub) {
                 pipes_closed: hub.stats.pipes_closed.load(Ordering::Relaxed),
                 piped_bytes: hub.stats.piped_bytes.load(Ordering::Relaxed),
                 refused: hub.stats.refused.load(Ordering::Relaxed),
+                auth_failed: hub.stats.auth_failed.load(Ordering::Relaxed),
+                auth_lockouts: hub.stats.auth_lockouts.load(Ordering::Relaxed),
             };
             hub.log.send(Record::Stats(record)).await;
         }
@@ -444,13 +524,14 @@ async fn housekeeping(hub: &Hub) {
         loop {
             futures_lite::StreamExt::next(&mut ticks).await;
             hub.throttle.sweep();
+            hub.auth.sweep();
         }
     };
     future::or(stats, sweep).await
 }
 
 /// Tells a client it cannot be served (`* error: ERROR`), without waiting on it.
-async fn refuse(stream: TcpStream, peer: SocketAddr, hub: &Hub, error: String) {
+fn refuse(stream: TcpStream, peer: SocketAddr, hub: &Hub, error: String) {
     // One non-blocking write into an empty socket buffer; a client that cannot take even
     // that much is closed without the message.
     if stream.set_nonblocking(true).is_ok() {
@@ -458,5 +539,6 @@ async fn refuse(stream: TcpStream, peer: SocketAddr, hub: &Hub, error: String) {
         let _ = (&stream).write(&proto::error(&error));
     }
     hub.stats.refused();
-    hub.log.send(Record::Refused { peer, error }).await;
+    // Not awaited: the accept loop never waits for the log.
+    hub.log.try_send(Record::Refused { peer, error });
 }

@@ -24,6 +24,11 @@ use std::task::{Context, Poll};
 use futures_lite::{AsyncRead, AsyncWrite};
 use smol::Async;
 
+/// Time between keepalive probes once a connection has been quiet for `--keepalive`.
+pub const KEEPALIVE_PROBE: std::time::Duration = std::time::Duration::from_secs(10);
+/// Unanswered keepalive probes after which a connection is taken to be gone.
+pub const KEEPALIVE_PROBES: u32 = 3;
+
 /// A connected stream socket: a client's TCP connection, or the plaintext side of a TLS one.
 #[derive(Debug)]
 pub enum Stream {
@@ -78,6 +83,23 @@ impl Stream {
                 self.check_end(peeked.map(|(n, _)| n).map_err(Into::into), want)
             }
         }
+    }
+
+    /// Turns on TCP keepalive: after `idle` without traffic, probes every [`KEEPALIVE_PROBE`],
+    /// and after [`KEEPALIVE_PROBES`] unanswered ones the socket fails (`ETIMEDOUT`), so a
+    /// peer that vanished without a FIN or a reset is found out. Zero leaves it off; Unix
+    /// sockets (the plaintext side of TLS) have no keepalive: it goes on the TCP socket.
+    pub fn set_keepalive(&self, idle: std::time::Duration) {
+        use rustix::net::sockopt;
+        let Stream::Tcp(s) = self else { return };
+        if idle.is_zero() {
+            return;
+        }
+        // Best effort: a socket that refuses is served all the same.
+        sockopt::set_tcp_keepidle(s, idle).ok();
+        sockopt::set_tcp_keepintvl(s, KEEPALIVE_PROBE).ok();
+        sockopt::set_tcp_keepcnt(s, KEEPALIVE_PROBES).ok();
+        sockopt::set_socket_keepalive(s, true).ok();
     }
 
     /// Sends small writes at once (TCP only; a Unix socket has no Nagle to turn off).

@@ -109,7 +109,7 @@ impl Throttle {
 }
 
 /// IPv4 addresses count alone, IPv6 addresses by their /64.
-fn key(ip: IpAddr) -> IpAddr {
+pub(crate) fn key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let mut octets = v6.octets();

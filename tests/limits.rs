@@ -252,6 +252,9 @@ fn the_number_of_waiting_pipes_is_capped() {
         let mut c = duet.connect().await;
         c.send("/pipe first\nhi a").await;
         c.shutdown_write();
+        // A waiting end that closes its side before its peer comes is let go: half-close
+        // only once the pipe is open.
+        duet.wait_for_text("pipe first: 127").await;
         a.shutdown_write();
         assert_eq!(a.read_to_end().await, b"hi a");
         let mut d = duet.connect().await;
@@ -284,6 +287,7 @@ fn over_quota(args: &[&str]) {
         tx.say("/pipe exact").await;
         tx.send(&data).await;
         tx.shutdown_write();
+        duet.wait_for_text("pipe exact: 127").await;
         rx.shutdown_write();
         assert!(rx.read_to_end().await == data, "exactly the quota arrives");
         duet.wait_for_text("EOF both ways").await;
@@ -344,6 +348,8 @@ fn json_log_has_a_close_reason_for_every_connection() {
         let mut y = duet.connect().await;
         y.send("/pipe j1\n").await;
         x.shutdown_write();
+        // y sends nothing: it may close its side only once the pipe is open.
+        duet.wait_for_text("\"event\":\"pipe_open\"").await;
         y.shutdown_write();
         assert_eq!(y.read_to_end().await, b"abc");
         x.read_to_end().await;

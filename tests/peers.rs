@@ -40,7 +40,7 @@ fn recipe(receiver: &str, sender: &str, name: &str) {
 fn ncat_pipe_recipe() {
     need("ncat");
     recipe(
-        "echo '/pipe k3y' | ncat 127.0.0.1 PORT > DIR/out.bin",
+        "echo '/pipe k3y' | ncat --no-shutdown 127.0.0.1 PORT > DIR/out.bin",
         "(echo '/pipe k3y'; cat DIR/in.bin) | ncat 127.0.0.1 PORT",
         "ncat",
     );

@@ -467,3 +467,91 @@ fn a_link_in_place_of_a_partial_file_is_not_written_through() {
         b"the report"
     );
 }
+
+#[test]
+fn a_hard_link_in_place_of_a_partial_file_is_not_written_through() {
+    let duet = Duet::start(&[]);
+    let src = Dir::new("hardlink-src");
+    let file = src.path().join("report.txt");
+    std::fs::write(&file, b"the report, in full").unwrap();
+    let out = Dir::new("hardlink-out");
+    // Same file system (both under the temp dir): a hard link is possible.
+    let victim = src.path().join("victim.txt");
+    std::fs::write(&victim, b"untouched").unwrap();
+    std::fs::hard_link(&victim, out.path().join(".report.txt.duet-part")).unwrap();
+    let (s, r) = transfer(&duet, &[file.to_str().unwrap()], "57-hard-link", &out, &[]);
+    assert!(s.status.success() && r.status.success(), "{}", stderr(&r));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+    assert_eq!(
+        std::fs::read(out.path().join("report.txt")).unwrap(),
+        b"the report, in full"
+    );
+}
+
+/// The list of entries is checked as it arrives: a sender listing huge names is stopped at
+/// the first, before the receiver has held much of it.
+#[test]
+fn a_list_of_huge_names_is_refused_as_it_arrives() {
+    let duet = Duet::start(&[]);
+    let out = Dir::new("huge-names");
+    let sending = fake_sender(&duet, "58-huge-names", |ch| {
+        let name = "n".repeat(250_000);
+        for _ in 0..400 {
+            let e = entry(&name, b"x");
+            if ch.send(kind::ENTRY, &e.encode()).is_err() {
+                return;
+            }
+        }
+        ch.send(kind::LIST_END, &[0; 16]).ok();
+        ch.receive().ok();
+    });
+    let r = output(run(&duet, &["recv", "58-huge-names", "-o", out.s(), "-y"]));
+    sending.join().unwrap();
+    assert!(!r.status.success());
+    let err = stderr(&r);
+    assert!(
+        err.contains("a name longer than 4096 bytes in its list"),
+        "{err}"
+    );
+    assert!(listing(out.path()).is_empty());
+}
+
+/// What the receiver says is escaped before `duet send` prints it: a hostile receiver
+/// cannot drive the sender's terminal.
+#[test]
+fn a_receivers_words_reach_the_terminal_escaped() {
+    let duet = Duet::start(&[]);
+    let src = Dir::new("escape-src");
+    let file = src.path().join("a.txt");
+    std::fs::write(&file, b"a").unwrap();
+    let code: Code = "59-evil-words".parse().unwrap();
+    let relay = Relay::plain(duet.addr().to_string());
+    let receiving = thread::spawn(move || {
+        let (stream, leftover) = client::open_pipe(&relay, &code.token()).unwrap();
+        let pipe = PipeStream::new(stream, leftover).unwrap();
+        let mut channel = Channel::handshake(pipe, &code, Role::Receiver).unwrap();
+        while let Ok((kind, _)) = channel.receive() {
+            if kind == kind::LIST_END {
+                break;
+            }
+        }
+        let words = b"\x1b]0;owned\x07\x1b[2J\xe2\x80\xae gotcha";
+        channel.send(kind::REJECT, words).unwrap();
+        channel.flush().unwrap();
+    });
+    let s = output(run(
+        &duet,
+        &["send", "--code", "59-evil-words", file.to_str().unwrap()],
+    ));
+    receiving.join().unwrap();
+    assert!(!s.status.success());
+    let err = stderr(&s);
+    assert!(
+        !err.contains('\x1b') && !err.contains('\x07') && !err.contains('\u{202e}'),
+        "{err:?}"
+    );
+    assert!(
+        err.contains("the receiver refused: \\x1b]0;owned\\x07\\x1b[2J\\u{202e} gotcha"),
+        "{err:?}"
+    );
+}

@@ -5,19 +5,26 @@
 //! alone unless `--force`. Each file is written to a hidden partial file beside its final
 //! name (`.NAME.duet-part`) and renamed only once its size and SHA-256 match what the sender
 //! announced; a partial file left by an interrupted transfer is offered back to the sender,
-//! which continues after the part whose digest matches its own file.
+//! which continues after the part whose digest matches its own file. Only a partial file
+//! that is plainly ours (a regular file, one link, our owner) is reused; anything else under
+//! that name (a symbolic or hard link, a file of another user) is replaced, never written
+//! through. The list of entries is bounded as it arrives ([`MAX_LIST_BYTES`]).
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, IsTerminal, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use crate::client::progress::{size, Progress};
-use crate::client::{self, PipeStream, Relay};
-use crate::transfer::{self, kind, shown, Channel, Code, Entry, Role, MAX_ENTRIES};
+use crate::client::{self, shown_path, PipeStream, Relay};
+use crate::transfer::{self, kind, shown, Channel, Code, Entry, Role, MAX_ENTRIES, MAX_PATH_BYTES};
+
+/// Most bytes the sender's list of entries may take in all (names and sizes), checked as
+/// each entry arrives, so a hostile sender cannot make the receiver hold more than this.
+pub const MAX_LIST_BYTES: usize = 64 << 20;
 
 #[derive(Debug)]
 pub struct Options {
@@ -40,7 +47,7 @@ pub fn run(options: &Options) -> io::Result<()> {
     fs::create_dir_all(&options.dir).map_err(|e| {
         io::Error::new(
             e.kind(),
-            format!("cannot use {}: {e}", options.dir.display()),
+            format!("cannot use {}: {e}", shown_path(&options.dir)),
         )
     })?;
     let (stream, leftover) = client::open_pipe(&options.relay, &options.code.token())?;
@@ -73,7 +80,7 @@ fn receive_all(channel: &mut Channel<PipeStream>, options: &Options) -> io::Resu
             files.len(),
             if files.len() == 1 { "" } else { "s" },
             size(total),
-            options.dir.display()
+            shown_path(&options.dir)
         );
         for p in plan.iter().take(10) {
             let slash = if p.entry.dir { "/" } else { "" };
@@ -121,20 +128,32 @@ fn receive_all(channel: &mut Channel<PipeStream>, options: &Options) -> io::Resu
         files.len(),
         if files.len() == 1 { "" } else { "s" },
         size(total),
-        options.dir.display()
+        shown_path(&options.dir)
     ));
     Ok(())
 }
 
 fn receive_list(channel: &mut Channel<PipeStream>) -> io::Result<Vec<Entry>> {
     let mut entries = Vec::new();
+    let mut list_bytes = 0;
     loop {
-        match channel.receive()? {
+        match channel.receive_ref()? {
             (kind::ENTRY, body) => {
                 if entries.len() as u64 >= MAX_ENTRIES {
                     return Err(lie("too many entries"));
                 }
-                entries.push(Entry::decode(&body).map_err(|e| lie(&e))?);
+                // An entry is 13 bytes and its name.
+                if body.len() > 13 + MAX_PATH_BYTES {
+                    return Err(lie(&format!(
+                        "a name longer than {MAX_PATH_BYTES} bytes in its list"
+                    )));
+                }
+                list_bytes += body.len() + std::mem::size_of::<Entry>();
+                if list_bytes > MAX_LIST_BYTES {
+                    let mib = MAX_LIST_BYTES >> 20;
+                    return Err(lie(&format!("a list of entries over {mib} MiB")));
+                }
+                entries.push(Entry::decode(body).map_err(|e| lie(&e))?);
             }
             (kind::LIST_END, _) => return Ok(entries),
             _ => return Err(lie("something other than its list")),
@@ -168,16 +187,16 @@ fn plan(dir: &Path, entries: Vec<Entry>, force: bool) -> Result<Vec<Planned>, St
             Ok(meta) if entry.dir && !meta.is_dir() => {
                 return Err(format!(
                     "{} exists and is not a directory",
-                    target.display()
+                    shown_path(&target)
                 ))
             }
             Ok(meta) if !entry.dir && meta.is_dir() => {
-                return Err(format!("{} exists and is a directory", target.display()))
+                return Err(format!("{} exists and is a directory", shown_path(&target)))
             }
             Ok(_) if !entry.dir && !force => {
                 return Err(format!(
                     "{} exists (use --force to overwrite); nothing was written",
-                    target.display()
+                    shown_path(&target)
                 ))
             }
             _ => {}
@@ -205,11 +224,11 @@ fn check_parents(dir: &Path, rel: &Path) -> Result<(), String> {
             Ok(meta) if meta.file_type().is_symlink() => {
                 return Err(format!(
                     "{} is a symbolic link; refusing to write through it",
-                    at.display()
+                    shown_path(&at)
                 ))
             }
             Ok(meta) if !meta.is_dir() => {
-                return Err(format!("{} exists and is not a directory", at.display()))
+                return Err(format!("{} exists and is not a directory", shown_path(&at)))
             }
             _ => {}
         }
@@ -246,19 +265,9 @@ fn receive_file(
         return Err(lie("to resume from a point we never offered"));
     }
     let mut hasher = Sha256::new();
-    let mut file = if from == 0 {
-        // Never write through a link someone left under the partial file's name.
-        if fs::symlink_metadata(&part).is_ok_and(|m| !m.is_file()) {
-            fs::remove_file(&part)?;
-        }
-        File::create(&part)?
-    } else {
-        // Hash the part we keep, then append after it.
-        let mut kept = File::open(&part)?.take(from);
-        io::copy(&mut kept, &mut HashWriter(&mut hasher))?;
-        let file = OpenOptions::new().write(true).open(&part)?;
-        file.set_len(from)?;
-        file
+    let mut file = match from {
+        0 => new_part(&part)?,
+        _ => resume_part(&part, from, &mut hasher)?,
     };
     io::Seek::seek(&mut file, io::SeekFrom::Start(from))?;
     progress.add(from);
@@ -303,8 +312,8 @@ fn receive_file(
     if !options.force && fs::symlink_metadata(&p.target).is_ok() {
         return Err(io::Error::other(format!(
             "{} appeared while receiving; kept as {}",
-            p.target.display(),
-            part.display()
+            shown_path(&p.target),
+            shown_path(&part)
         )));
     }
     fs::rename(&part, &p.target)
@@ -319,10 +328,52 @@ fn part_path(target: &Path) -> PathBuf {
     target.with_file_name(format!(".{name}.duet-part"))
 }
 
-/// How much of a file an earlier attempt left, and the SHA-256 of that part.
+/// A new, empty partial file. Whatever had the name is removed first, and the file is made
+/// with O_EXCL, so no link (symbolic or hard) left there is ever written through.
+fn new_part(part: &Path) -> io::Result<File> {
+    if fs::symlink_metadata(part).is_ok() {
+        fs::remove_file(part)?;
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(part)
+}
+
+/// The partial file an earlier attempt left, opened to append after its first `from` bytes
+/// (which are hashed into `hasher`). It must still be ours: checked on the open file, so it
+/// cannot be swapped after the check.
+fn resume_part(part: &Path, from: u64, hasher: &mut Sha256) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(part)?;
+    if !is_own_part(&file.metadata()?) {
+        return Err(io::Error::other(format!(
+            "{} changed while receiving; stopped",
+            shown_path(part)
+        )));
+    }
+    io::copy(&mut (&file).take(from), &mut HashWriter(hasher))?;
+    file.set_len(from)?;
+    Ok(file)
+}
+
+/// Whether a partial file is plainly one an earlier `duet recv` of ours left: a regular file
+/// with one link, owned by us. A hard link would make the writes land in another file too.
+fn is_own_part(meta: &fs::Metadata) -> bool {
+    meta.file_type().is_file()
+        && meta.nlink() == 1
+        && meta.uid() == rustix::process::geteuid().as_raw()
+}
+
+/// How much of a file an earlier attempt left, and the SHA-256 of that part (nothing for a
+/// partial file that is not plainly ours; it will be replaced).
 fn partial_state(part: &Path, size: u64) -> io::Result<(u64, [u8; 32])> {
     match fs::symlink_metadata(part) {
-        Ok(meta) if meta.is_file() && meta.len() > 0 && meta.len() <= size => {
+        Ok(meta) if is_own_part(&meta) && meta.len() > 0 && meta.len() <= size => {
             Ok((meta.len(), transfer::digest_prefix(part, meta.len())?))
         }
         _ => Ok((0, [0; 32])),

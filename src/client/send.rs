@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::client::progress::{size, Progress};
-use crate::client::{self, PipeStream, Relay};
+use crate::client::{self, shown_path, PipeStream, Relay};
+use crate::proto;
 use crate::transfer::{self, kind, Channel, Code, Entry, Role, FRAME_BYTES};
 
 /// How many other numbers to try when the pipe for a fresh code is busy.
@@ -90,7 +91,8 @@ fn send_all(
     let offers = match channel.receive()? {
         (kind::ACCEPT, body) => body,
         (kind::REJECT, why) => {
-            let why = String::from_utf8_lossy(&why);
+            // The receiver's words, so escaped: they go to our terminal.
+            let why = proto::escaped(&why);
             return Err(io::Error::other(format!("the receiver refused: {why}")));
         }
         _ => return Err(unexpected()),
@@ -119,7 +121,7 @@ fn send_all(
         }
         (kind::FAIL, why) => Err(io::Error::other(format!(
             "the receiver failed: {}",
-            String::from_utf8_lossy(&why)
+            proto::escaped(&why)
         ))),
         _ => Err(unexpected()),
     }
@@ -159,7 +161,7 @@ fn send_file(
         if n == 0 {
             return Err(io::Error::other(format!(
                 "{} got shorter while it was being sent",
-                source.display()
+                shown_path(source)
             )));
         }
         channel.send(kind::DATA, &buf[..n])?;
@@ -186,7 +188,7 @@ fn collect(paths: &[PathBuf], quiet: bool) -> io::Result<Vec<Item>> {
     let mut names = std::collections::HashSet::new();
     for path in paths {
         let meta = fs::metadata(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", shown_path(path))))?;
         let name = path
             .canonicalize()?
             .file_name()
@@ -228,7 +230,7 @@ fn add(
             let meta = fs::symlink_metadata(&child_path)?;
             if meta.file_type().is_symlink() {
                 if !quiet {
-                    eprintln!("skipping symbolic link {}", child_path.display());
+                    eprintln!("skipping symbolic link {}", shown_path(&child_path));
                 }
                 continue;
             }
@@ -253,7 +255,7 @@ fn add(
             source: Some(path.to_path_buf()),
         });
     } else if !quiet {
-        eprintln!("skipping {} (not a file or directory)", path.display());
+        eprintln!("skipping {} (not a file or directory)", shown_path(path));
     }
     Ok(())
 }
@@ -261,6 +263,6 @@ fn add(
 fn not_utf8(path: &Path) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
-        format!("{}: names must be UTF-8 to be sent", path.display()),
+        format!("{}: names must be UTF-8 to be sent", shown_path(path)),
     )
 }

@@ -118,6 +118,8 @@ pub fn format_record(buf: &mut Vec<u8>, record: &Record, lines: u64, now: System
             o.num("pipes_open", s.pipes_open);
             o.num("lines", lines);
             o.num("refused", s.refused);
+            o.num("auth_failed", s.auth_failed);
+            o.num("auth_lockouts", s.auth_lockouts);
             o.num("pipes_closed", s.pipes_closed);
             o.num("piped_bytes", s.piped_bytes);
         }
