@@ -365,6 +365,95 @@ def bench_flood(have_seed):
         better="lower", note="target: duet < 4 x max-line = 0.25 MiB")
 
 
+def stalled_pair(port, room, stop):
+    """A room of two: A sends 40-byte lines as fast as it may, B never reads (and takes
+    little into its kernel buffer), until B is cut off as too slow or `stop` passes."""
+    b = socket.socket()
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    b.connect(("127.0.0.1", port))
+    a = socket.create_connection(("127.0.0.1", port))
+    for s in (a, b):
+        s.sendall(f"/join {room}\n".encode())
+    time.sleep(0.3)
+    a.settimeout(0.5)
+    line = b"x" * 39 + b"\n"
+    block = line * 400
+    while time.time() < stop:
+        try:
+            a.sendall(block)
+        except socket.timeout:
+            continue
+        except OSError:
+            break
+    return a, b
+
+
+def bench_memory():
+    """Worst cases per connection kind, for sizing --max-conns against RAM (duet only: the
+    peers have no rooms with bounded queues, or no TLS on the same port)."""
+    print("memory: worst case per connection kind", flush=True)
+    import ssl
+    import threading
+    partial, stalled, left, tls_idle = [], [], [], []
+    for _ in range(RUNS):
+        # A partial line of 65,000 bytes, held: 200 connections.
+        s = duet()
+        base = s.status("VmRSS:")
+        conns = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(200)]
+        for c in conns:
+            c.sendall(b"y" * 65_000)
+        time.sleep(1.0)
+        partial.append((s.status("VmRSS:") - base) * 1024 / len(conns))
+        for c in conns:
+            c.close()
+        s.stop()
+
+        # Stalled room members: 30 pairs; then everyone leaves and the RSS left is measured.
+        s = duet()
+        base = s.status("VmRSS:")
+        stop = time.time() + 6
+        pairs = [None] * 30
+
+        def run(i):
+            pairs[i] = stalled_pair(s.port, f"stall{i}", stop)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(30)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stalled.append((s.status("VmHWM:") - base) * 1024 / 30)
+        for pair in pairs:
+            for c in pair or ():
+                c.close()
+        time.sleep(2.0)
+        left.append((s.status("VmRSS:") - base) * 1024 / 30)
+        s.stop()
+
+        # Idle TLS clients, handshake done: 300 connections.
+        s = duet("--tls-self-signed")
+        base = s.status("VmRSS:")
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conns = [ctx.wrap_socket(socket.create_connection(("127.0.0.1", s.port)))
+                 for _ in range(300)]
+        for c in conns:
+            c.recv(100)  # the greeting
+        time.sleep(0.5)
+        tls_idle.append((s.status("VmRSS:") - base) * 1024 / len(conns))
+        for c in conns:
+            c.close()
+        s.stop()
+    row("RSS per connection holding a 65,000-byte partial line", "bytes", {"duet": partial},
+        better="lower", note="200 connections")
+    row("peak RSS per stalled room pair (member never reads)", "bytes", {"duet": stalled},
+        better="lower", note="30 pairs, --outbox 1 MiB")
+    row("RSS left per stalled pair after all left", "bytes", {"duet": left}, better="lower")
+    row("RSS per idle TLS connection", "bytes", {"duet": tls_idle}, better="lower",
+        note="300 connections")
+
+
 def bench_binary():
     print("binary", flush=True)
     if STATIC.exists():
@@ -411,14 +500,16 @@ def main():
     if not have_seed:
         print("note: the seed server is not built (needs golang-go and ../shared/seed)")
     started = time.time()
-    bench_lines(have_seed)
-    bench_idle(have_seed)
-    bench_churn(have_seed)
-    bench_chat()
-    bench_pipe()
-    bench_send()
-    bench_flood(have_seed)
-    bench_binary()
+    # `python3 bench/run.py memory` (or any other names) runs only those parts.
+    only = set(sys.argv[1:])
+    parts = [("lines", lambda: bench_lines(have_seed)), ("idle", lambda: bench_idle(have_seed)),
+             ("churn", lambda: bench_churn(have_seed)), ("chat", bench_chat),
+             ("pipe", bench_pipe), ("send", bench_send),
+             ("flood", lambda: bench_flood(have_seed)), ("memory", bench_memory),
+             ("binary", bench_binary)]
+    for name, part in parts:
+        if not only or name in only:
+            part()
     cpu = subprocess.run(["sh", "-c", "nproc; grep -m1 'model name' /proc/cpuinfo"],
                          capture_output=True, text=True).stdout.split("\n")
     header = (f"duet bench, {date.today()}, {cpu[0]} cores ({cpu[1].split(':')[-1].strip()}), "
@@ -428,6 +519,8 @@ def main():
     out = header + "\n\n" + table() + "\n"
     print()
     print(out)
+    if only:
+        return
     results = ROOT / "bench/results"
     results.mkdir(parents=True, exist_ok=True)
     (results / "latest.md").write_text(out)

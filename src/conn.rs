@@ -159,7 +159,7 @@ async fn serve_stream(
     hub.idle.watch(&conn.session);
     outbox.push(proto::GREETING);
     if authed && hub.config.secret.is_some() {
-        outbox.push(proto::notice("authenticated"));
+        outbox.push(&proto::notice("authenticated"));
     }
     let (exit, ()) = future::zip(
         async {

@@ -8,12 +8,15 @@
 //! or whose queue would pass the limit, is cut off (IRC's "SendQ exceeded") and told
 //! `* error: too slow, disconnected` on a best-effort basis.
 //!
-//! An idle outbox holds no heap memory: the queue is a `VecDeque` that is given back to the
-//! allocator whenever it empties, which matters with ten thousand idle clients.
+//! Queued bytes are copied into blocks that grow with the backlog (up to [`MAX_BLOCK_BYTES`])
+//! and are filled before the next is started, so what a client's queue costs is about the
+//! bytes in it, however many small messages they came in: a member that reads nothing holds
+//! about `--outbox` bytes, not a multiple of it in per-message overhead. An idle outbox holds
+//! no heap memory: blocks are given back to the allocator as they are written.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -27,8 +30,10 @@ use std::io::Write as _;
 /// Default for `--outbox`: bytes that may wait for one slow client before it is cut off.
 pub const OUTBOX_BYTES: usize = 1024 * 1024;
 
-/// The writer gathers queued messages into writes of about this size.
-const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// The smallest and the largest block of queued bytes; a new block is about as large as
+/// what is queued already, within these bounds. The writer writes a block at a time.
+const MIN_BLOCK_BYTES: usize = 512;
+pub const MAX_BLOCK_BYTES: usize = 64 * 1024;
 
 /// How the outbox ended, if it has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +51,8 @@ const BROKEN: u8 = 2;
 
 #[derive(Debug, Default)]
 struct Queue {
-    messages: VecDeque<Arc<[u8]>>,
+    /// Queued bytes, oldest first; every block but the last is full.
+    blocks: VecDeque<Vec<u8>>,
     /// Set by [`Outbox::close`]: what is queued must be written by then.
     closed: Option<Instant>,
     /// The writer, when it waits for a push, a close or a cut-off. One slot is enough: the
@@ -96,31 +102,30 @@ impl Outbox {
     /// with one non-blocking `write(2)` from the caller's task: a room message then reaches
     /// its reader without waking the reader's task (one task hop less per line). Whatever
     /// the socket does not take is queued for the writer as usual.
-    pub fn push(&self, bytes: impl Into<Arc<[u8]>>) -> bool {
-        let mut bytes = bytes.into();
+    pub fn push(&self, mut bytes: &[u8]) -> bool {
         let writer = {
             let mut queue = self.lock();
             if queue.closed.is_some() {
                 return false;
             }
             if let (Some(socket), true, false) =
-                (&self.socket, queue.messages.is_empty(), queue.writing)
+                (&self.socket, queue.blocks.is_empty(), queue.writing)
             {
-                match socket.get_ref().write(&bytes) {
+                match socket.get_ref().write(bytes) {
                     Ok(n) if n == bytes.len() => return true,
-                    Ok(n) => bytes = Arc::from(&bytes[n..]),
+                    Ok(n) => bytes = &bytes[n..],
                     // Full (or failing): the writer waits for room, or finds the error.
                     Err(_) => {}
                 }
             }
-            let len = bytes.len();
-            if self.queued.load(Ordering::Acquire) + len > self.limit {
+            let queued = self.queued.load(Ordering::Acquire);
+            if queued + bytes.len() > self.limit {
                 drop(queue);
                 self.end(TOO_SLOW);
                 return false;
             }
-            self.queued.fetch_add(len, Ordering::AcqRel);
-            queue.messages.push_back(bytes);
+            self.queued.fetch_add(bytes.len(), Ordering::AcqRel);
+            append(&mut queue.blocks, bytes, queued);
             queue.writer.take()
         };
         wake(writer);
@@ -196,7 +201,8 @@ impl Outbox {
         }
     }
 
-    /// Moves up to a batch of queued bytes into `batch`. `None`: nothing more will come.
+    /// Takes the oldest block of queued bytes as `batch` (which must be empty). `None`:
+    /// nothing more will come.
     fn take_batch(&self, batch: &mut Vec<u8>) -> Option<bool> {
         if self.fate() != Fate::Open {
             return None;
@@ -206,15 +212,12 @@ impl Outbox {
             // The last batch is written: direct writes may go ahead again if it stays empty.
             queue.writing = false;
         }
-        while batch.len() < WRITE_BATCH_BYTES {
-            match queue.messages.pop_front() {
-                Some(message) => batch.extend_from_slice(&message),
-                None => break,
-            }
+        if let Some(block) = queue.blocks.pop_front() {
+            *batch = block;
         }
-        if queue.messages.is_empty() {
+        if queue.blocks.is_empty() {
             // Give the ring buffer back: idle clients should cost nothing here.
-            queue.messages = VecDeque::new();
+            queue.blocks = VecDeque::new();
         }
         match (batch.is_empty(), queue.closed.is_some()) {
             (false, _) => {
@@ -266,7 +269,7 @@ impl Outbox {
             match self.take_batch(&mut batch) {
                 None => break,
                 Some(false) => {
-                    self.writer_wait(|queue| !queue.messages.is_empty() || queue.closed.is_some())
+                    self.writer_wait(|queue| !queue.blocks.is_empty() || queue.closed.is_some())
                         .await;
                     continue;
                 }
@@ -281,11 +284,8 @@ impl Outbox {
                 Some(Ok(())) => {
                     self.queued.fetch_sub(batch.len(), Ordering::AcqRel);
                     self.wrote.notify(usize::MAX);
-                    if batch.capacity() > WRITE_BATCH_BYTES * 2 {
-                        batch = Vec::new();
-                    } else {
-                        batch.clear();
-                    }
+                    // Written: the block goes back to the allocator (a quiet client keeps none).
+                    batch = Vec::new();
                 }
                 Some(Err(_)) => {
                     self.end(BROKEN);
@@ -306,6 +306,27 @@ impl Outbox {
     }
 }
 
+/// Appends `bytes` to the queue's blocks: first into the room left in the last one, then
+/// into a new block about as large as what is queued (`queued` bytes), so that memory
+/// follows the backlog without a block per message.
+fn append(blocks: &mut VecDeque<Vec<u8>>, mut bytes: &[u8], queued: usize) {
+    if let Some(last) = blocks.back_mut() {
+        let n = (last.capacity() - last.len()).min(bytes.len());
+        last.extend_from_slice(&bytes[..n]);
+        bytes = &bytes[n..];
+    }
+    while !bytes.is_empty() {
+        let size = queued
+            .clamp(MIN_BLOCK_BYTES, MAX_BLOCK_BYTES)
+            .max(bytes.len().min(MAX_BLOCK_BYTES));
+        let n = size.min(bytes.len());
+        let mut block = Vec::with_capacity(size);
+        block.extend_from_slice(&bytes[..n]);
+        blocks.push_back(block);
+        bytes = &bytes[n..];
+    }
+}
+
 /// Wakes the writer, if it was waiting; never under the queue's lock.
 fn wake(writer: Option<Waker>) {
     if let Some(writer) = writer {
@@ -316,6 +337,34 @@ fn wake(writer: Option<Waker>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Many small messages cost about their bytes: blocks are filled before new ones start.
+    #[test]
+    fn queued_memory_follows_the_bytes_not_the_messages() {
+        let outbox = Outbox::new(1 << 20, None);
+        let line = [b'x'; 30];
+        let mut pushed = 0;
+        while outbox.push(&line) {
+            pushed += line.len();
+        }
+        assert!(pushed > (1 << 20) - 30, "{pushed}");
+        let queue = outbox.lock();
+        let held: usize = queue.blocks.iter().map(Vec::capacity).sum();
+        assert!(
+            held <= pushed + MAX_BLOCK_BYTES,
+            "{held} bytes held for {pushed}"
+        );
+        assert!(queue
+            .blocks
+            .iter()
+            .rev()
+            .skip(1)
+            .all(|b| b.len() == b.capacity()));
+        let mut batch = Vec::new();
+        drop(queue);
+        outbox.take_batch(&mut batch);
+        assert!(batch.len() <= MAX_BLOCK_BYTES);
+    }
 
     #[test]
     fn limit_cuts_and_closed_refuses() {
@@ -337,7 +386,7 @@ mod tests {
         let mut batch = Vec::new();
         assert_eq!(outbox.take_batch(&mut batch), Some(true));
         assert_eq!(batch, b"abcd");
-        assert_eq!(outbox.lock().messages.capacity(), 0);
+        assert_eq!(outbox.lock().blocks.capacity(), 0);
         batch.clear();
         assert_eq!(outbox.take_batch(&mut batch), Some(false));
         outbox.close(Duration::from_secs(1));

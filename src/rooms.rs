@@ -112,8 +112,8 @@ impl Session {
     }
 
     /// Sends bytes to this client; false if it was cut off.
-    pub fn send(&self, bytes: impl Into<Arc<[u8]>>) -> bool {
-        self.outbox.push(bytes)
+    pub fn send(&self, bytes: impl AsRef<[u8]>) -> bool {
+        self.outbox.push(bytes.as_ref())
     }
 }
 
@@ -134,12 +134,11 @@ impl Room {
 
     /// Sends `bytes` to every member but `from`.
     pub fn broadcast(&self, from: u64, bytes: &[u8]) {
-        let bytes: Arc<[u8]> = bytes.into();
         for member in lock(&self.members).iter() {
             if member.id != from {
                 // A member that overflows is cut off by its outbox; its own task then
                 // takes it out of the room and tells the others.
-                member.send(bytes.clone());
+                member.send(bytes);
             }
         }
     }

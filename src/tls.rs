@@ -32,7 +32,9 @@ use smol::Timer;
 
 use crate::socket::{Socket, Stream};
 
-/// Bytes moved per read in each direction of the bridge.
+/// Bytes moved per read in each direction of the bridge. A direction holds its buffer only
+/// while bytes flow: it is allocated when the socket becomes readable and given back when
+/// nothing more is there, so an idle TLS client costs no bridge buffers.
 const BRIDGE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// The server's TLS setup: certificate and key, and whether plain clients are refused.
@@ -153,9 +155,22 @@ pub async fn bridge(tls: TlsStream<Socket>, plain: Socket) {
 
 /// TLS client → server.
 async fn inbound(mut from: ReadHalf<TlsStream<Socket>>, mut to: Socket, tcp: &Socket) {
-    let mut buf = vec![0u8; BRIDGE_BUFFER_BYTES];
+    let mut buf = Vec::new();
     loop {
-        let n = match from.read(&mut buf).await {
+        if buf.is_empty() {
+            buf = vec![0u8; BRIDGE_BUFFER_BYTES];
+        }
+        // Whatever rustls has decrypted comes at once; when it needs more from the socket,
+        // the buffer is given back while we wait for the socket.
+        let read = match future::poll_once(from.read(&mut buf)).await {
+            Some(read) => read,
+            None => {
+                buf = Vec::new();
+                tcp.source().readable().await.ok();
+                continue;
+            }
+        };
+        let n = match read {
             Ok(n) => n,
             // A TCP end without a close_notify. ncat --ssl ends every stream that way (it
             // shuts down the socket, not the TLS session, at the end of its input), so this
@@ -179,11 +194,24 @@ async fn inbound(mut from: ReadHalf<TlsStream<Socket>>, mut to: Socket, tcp: &So
 }
 
 /// Server → TLS client.
-async fn outbound(mut from: Socket, mut to: WriteHalf<TlsStream<Socket>>, tcp: &Socket) {
-    let mut buf = vec![0u8; BRIDGE_BUFFER_BYTES];
+async fn outbound(from: Socket, mut to: WriteHalf<TlsStream<Socket>>, tcp: &Socket) {
+    let mut buf = Vec::new();
     loop {
-        let n = match from.read(&mut buf).await {
+        if buf.is_empty() {
+            if from.source().readable().await.is_err() {
+                fail(&from, tcp);
+                return;
+            }
+            buf = vec![0u8; BRIDGE_BUFFER_BYTES];
+        }
+        // Non-blocking: nothing there gives the buffer back and waits again.
+        let n = match io::Read::read(&mut from.get_ref(), &mut buf) {
             Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                buf = Vec::new();
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => {
                 fail(&from, tcp);
                 return;
