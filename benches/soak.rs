@@ -551,8 +551,6 @@ impl Server {
         let mut out = StdBufReader::new(child.stdout.take().expect("stdout"));
         let mut first = String::new();
         out.read_line(&mut first)?;
-        let mut tls_line = String::new();
-        out.read_line(&mut tls_line)?;
         let port: u16 = first
             .trim()
             .strip_prefix("waiting for clients on port ")

@@ -9,8 +9,10 @@
 //! A stdout that stops altogether (`duet serve | less`, a full pipe) must not stop the
 //! server: a record waits at most [`LOG_STALL`] for room in the queue. Past that the log is
 //! taken to be stalled: records are dropped (and counted) at once instead of waiting, until
-//! the printer writes again; the count goes to stderr when it does, and at exit. Shutdown
-//! waits at most [`LOG_FLUSH_TIMEOUT`] for the printer.
+//! the printer writes again; the count goes to stderr when it does, and at exit. Once the
+//! server is stopping ([`Log::hurry`]) a record waits at most [`LOG_STALL_STOPPING`], and
+//! the exit waits at most [`LOG_FLUSH_TIMEOUT`] for the printer, so a blocked stdout adds
+//! a bounded second or so to the shutdown.
 //!
 //! The printer runs on a thread of its own rather than on the executor: writing to stdout is
 //! blocking I/O, and a stalled terminal must not stall an executor thread that serves sockets.
@@ -25,6 +27,7 @@ use std::thread;
 use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
+use event_listener::{listener, Event};
 use futures_lite::future;
 use smol::Timer;
 
@@ -37,7 +40,12 @@ pub const LOG_QUEUE_RECORDS: usize = 4096;
 
 /// Longest a record waits for room in a full log queue before the log is taken to be
 /// stalled and records are dropped instead (see the module docs).
-pub const LOG_STALL: Duration = Duration::from_secs(1);
+/// (A slow but moving stdout under heavy load, e.g. a loaded pipe reader, must not lose
+/// records, so this is seconds, not milliseconds.)
+pub const LOG_STALL: Duration = Duration::from_secs(3);
+
+/// [`LOG_STALL`] once the server is stopping.
+pub const LOG_STALL_STOPPING: Duration = Duration::from_millis(250);
 
 /// At exit, longest to wait for the printer to write what is queued.
 pub const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -196,6 +204,10 @@ struct Health {
     stalled: AtomicBool,
     /// Records dropped because the log could not keep up.
     dropped: AtomicU64,
+    /// The server is stopping: waits are short (see [`Log::hurry`]).
+    hurry: AtomicBool,
+    /// Notified by [`Log::hurry`], to cut waits already under way short.
+    hurried: Event,
 }
 
 impl Log {
@@ -223,6 +235,7 @@ impl Log {
     }
 
     async fn wait(&self, record: Record) {
+        let health = &self.health;
         let sent = future::or(
             async {
                 // An error means the printer is gone, which only happens while exiting.
@@ -230,7 +243,17 @@ impl Log {
                 true
             },
             async {
-                Timer::after(LOG_STALL).await;
+                let long = async {
+                    listener!(health.hurried => hurried);
+                    if !health.hurry.load(Ordering::Acquire) {
+                        let stall = async {
+                            Timer::after(LOG_STALL).await;
+                        };
+                        future::or(hurried, stall).await;
+                    }
+                };
+                long.await;
+                Timer::after(LOG_STALL_STOPPING).await;
                 false
             },
         )
@@ -248,6 +271,13 @@ impl Log {
         if let Err(async_channel::TrySendError::Full(_)) = self.records.try_send(record) {
             self.drop_one();
         }
+    }
+
+    /// The server is stopping: from now on a record waits at most [`LOG_STALL_STOPPING`]
+    /// for room, waits under way included.
+    pub fn hurry(&self) {
+        self.health.hurry.store(true, Ordering::Release);
+        self.health.hurried.notify(usize::MAX);
     }
 
     fn is_stalled(&self) -> bool {

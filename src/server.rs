@@ -428,6 +428,8 @@ pub fn run(
                 future::or(hub.idle.run(), housekeeping(&hub)),
             );
             future::or(accepting, shutdown).await;
+            // Whatever stdout does from here on, the shutdown stays short.
+            hub.log.hurry();
             drop(listener);
             hub.log
                 .send(Record::Server {
