@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::access::{Access, Cidr};
-use crate::printer::LogFormat;
+use crate::server::access::{Access, Cidr};
+use crate::server::printer::LogFormat;
 use crate::server::Config;
 
 /// duet: a tiny, fast TCP relay. Clients talk in rooms or pipe raw bytes to each other; plain
@@ -257,7 +257,7 @@ pub struct Serve {
     pub idle_timeout: u64,
 
     /// most members in a room (default 2)
-    #[argh(option, default = "crate::rooms::ROOM_SIZE")]
+    #[argh(option, default = "crate::server::rooms::ROOM_SIZE")]
     pub room_size: usize,
 
     /// pair every new client with the next one at once, no command needed
@@ -265,16 +265,16 @@ pub struct Serve {
     pub auto_pair: bool,
 
     /// bytes that may wait for a client that reads slowly before it is cut off (default 1048576)
-    #[argh(option, default = "crate::outbox::OUTBOX_BYTES")]
+    #[argh(option, default = "crate::server::outbox::OUTBOX_BYTES")]
     pub outbox: usize,
 
     /// milliseconds a room waits for a member whose queue is over half full before cutting it
     /// off (default 2000)
-    #[argh(option, default = "crate::rooms::SLOW_GRACE_MS")]
+    #[argh(option, default = "crate::server::rooms::SLOW_GRACE_MS")]
     pub slow_grace: u64,
 
     /// seconds a pipe waits for its peer before it expires (default 600)
-    #[argh(option, default = "crate::pipes::PIPE_WAIT_SECS")]
+    #[argh(option, default = "crate::server::pipes::PIPE_WAIT_SECS")]
     pub pipe_wait: u64,
 
     /// seconds a pipe end may be quiet before TCP keepalive probes check that its client is
@@ -319,24 +319,24 @@ pub struct Serve {
 
     /// failed /auth one address (IPv6: one /64) may make before it is locked out; 0 is no
     /// limit (default 5)
-    #[argh(option, default = "crate::lockout::AUTH_FAILURES")]
+    #[argh(option, default = "crate::server::lockout::AUTH_FAILURES")]
     pub auth_failures: u32,
 
     /// seconds of the first lock-out after too many failed /auth; each next one from the
     /// same address lasts twice as long, up to an hour (default 60)
-    #[argh(option, default = "crate::lockout::AUTH_LOCKOUT_SECS")]
+    #[argh(option, default = "crate::server::lockout::AUTH_LOCKOUT_SECS")]
     pub auth_lockout: u64,
 
     /// joins and pipes one address may open per minute; 0 is no limit (default 60)
-    #[argh(option, default = "crate::throttle::RATE_PER_MINUTE")]
+    #[argh(option, default = "crate::server::throttle::RATE_PER_MINUTE")]
     pub rate: u32,
 
     /// most rooms open at once, matchmade ones included (default 5000)
-    #[argh(option, default = "crate::rooms::MAX_ROOMS")]
+    #[argh(option, default = "crate::server::rooms::MAX_ROOMS")]
     pub max_rooms: usize,
 
     /// most pipes waiting for their peer at once (default 1000)
-    #[argh(option, default = "crate::pipes::MAX_WAITING_PIPES")]
+    #[argh(option, default = "crate::server::pipes::MAX_WAITING_PIPES")]
     pub max_waiting_pipes: usize,
 
     /// most bytes a pipe carries in each direction before it is cut; 0 is no limit (default 0)
@@ -502,8 +502,8 @@ impl Serve {
     }
 
     #[cfg(feature = "tls")]
-    fn tls(&self) -> Result<Option<crate::tls::Tls>, String> {
-        use crate::tls::Tls;
+    fn tls(&self) -> Result<Option<crate::server::tls::Tls>, String> {
+        use crate::server::tls::Tls;
         match (&self.tls_cert, &self.tls_key, self.tls_self_signed) {
             (Some(cert), Some(key), false) => Tls::from_files(cert, key, self.tls_only).map(Some),
             (None, None, true) => {

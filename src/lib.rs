@@ -13,24 +13,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
-pub mod access;
 pub mod cli;
 pub mod client;
-pub mod conn;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod line;
-pub mod lockout;
-pub mod outbox;
-pub mod pipes;
-pub mod printer;
+pub mod lock;
 pub mod proto;
-pub mod reaper;
-pub mod relay;
-pub mod rooms;
 pub mod server;
 pub mod socket;
-pub mod throttle;
-#[cfg(feature = "tls")]
-pub mod tls;
 pub mod transfer;

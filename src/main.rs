@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use async_signal::{Signal, Signals};
 use duet::cli::{self, Args, Command, Serve};
 use duet::client;
-use duet::printer::{Printer, LOG_FLUSH_TIMEOUT};
 use duet::server;
+use duet::server::printer::{Printer, LOG_FLUSH_TIMEOUT};
 use futures_lite::StreamExt;
 
 fn main() -> ExitCode {

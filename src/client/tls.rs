@@ -171,7 +171,7 @@ impl ServerCertVerifier for Pinned {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let got = crate::tls::fingerprint(end_entity);
+        let got = crate::server::tls::fingerprint(end_entity);
         if got == self.fingerprint {
             Ok(ServerCertVerified::assertion())
         } else {

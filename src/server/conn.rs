@@ -17,16 +17,17 @@ use futures_lite::{future, AsyncWriteExt};
 use smol::Timer;
 use std::net::TcpStream;
 
-use crate::access::secret_matches;
 use crate::line::{Line, LineReader};
-use crate::lockout::Locked;
-use crate::outbox::Fate;
-use crate::pipes::{Arrival, End};
-use crate::printer::{Addr, Mood, Record};
 use crate::proto::{self, Command, Input};
-use crate::relay::{self, Ending};
-use crate::rooms::{self, JoinError, Match, Session};
-use crate::server::{Hub, Ticket};
+use crate::server::access::secret_matches;
+use crate::server::hub::Hub;
+use crate::server::lockout::Locked;
+use crate::server::outbox::Fate;
+use crate::server::pipes::{Arrival, End};
+use crate::server::printer::{Addr, Mood, Record};
+use crate::server::relay::{self, Ending};
+use crate::server::rooms::{self, JoinError, Match, Session};
+use crate::server::slots::Ticket;
 use crate::socket::{Socket, Stream};
 
 /// After a client leaves (EOF, `/quit`), how long it has to read what is still queued for it.
@@ -612,7 +613,7 @@ async fn sniff(stream: &Socket, until: Instant) -> Sniffed {
     })
     .await;
     match peeked {
-        Some(Ok(1)) if crate::tls::starts_handshake(first[0]) => Sniffed::Tls,
+        Some(Ok(1)) if crate::server::tls::starts_handshake(first[0]) => Sniffed::Tls,
         _ => Sniffed::Plain,
     }
 }
@@ -636,14 +637,14 @@ async fn serve_tls(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
             return hub.log.send(record).await;
         }
     };
-    let (ours, theirs) = match crate::tls::socket_pair() {
+    let (ours, theirs) = match crate::server::tls::socket_pair() {
         Ok(pair) => pair,
         Err(e) => {
             let record = drop_with(format!("cannot make a socket pair: {e}"));
             return hub.log.send(record).await;
         }
     };
-    let how = crate::tls::describe(&secured);
+    let how = crate::server::tls::describe(&secured);
     hub.log.send(Record::Secured { peer, how }).await;
     let greet_until = Instant::now() + hub.config.greet_wait;
     let tcp = secured.get_ref().0.clone();
@@ -654,7 +655,7 @@ async fn serve_tls(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
     // socket closes with a reset and no close_notify.
     let (cut, cut_out) = async_channel::bounded::<()>(1);
     future::zip(
-        future::or(crate::tls::bridge(secured, ours), async {
+        future::or(crate::server::tls::bridge(secured, ours), async {
             match cut_out.recv().await {
                 Ok(()) => tcp.reset_on_close(),
                 Err(_) => future::pending().await,
@@ -1020,7 +1021,7 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::printer::Printer;
+    use crate::server::printer::Printer;
     use crate::server::Config;
 
     /// Every connection's task holds this future for its whole life: keep it small.
@@ -1032,9 +1033,9 @@ mod tests {
             let (stream, peer) = listener.accept().unwrap();
             let (log, _printer) =
                 Printer::spawn(Box::new(std::io::sink()), Default::default()).unwrap();
-            let (done, _all_done) = async_channel::bounded(1);
-            let hub = Arc::new(Hub::new(Config::default(), log, done));
-            let ticket = hub.ticket(peer.ip()).unwrap();
+            let (hub, _all_done) = Hub::new(Config::default(), log);
+            let hub = Arc::new(hub);
+            let ticket = hub.slots.take(peer.ip()).unwrap();
             let serving = serve(stream, peer, hub, ticket);
             let size = std::mem::size_of_val(&serving);
             // Idle connections cost about 2 KiB in all, and this is most of it (see

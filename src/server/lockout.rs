@@ -1,7 +1,7 @@
 //! Lock-out after failed `/auth` (`--auth-failures`, `--auth-lockout`).
 //!
 //! One guess per connection is no limit at all: a client can open thousands of connections a
-//! second. So every address (IPv6 by its /64, as in [`crate::throttle`]) may fail `/auth`
+//! second. So every address (IPv6 by its /64, as in [`crate::server::throttle`]) may fail `/auth`
 //! `--auth-failures` times; the next failure locks it out for `--auth-lockout` seconds, and
 //! each further lock-out of the same address lasts twice as long as the one before, up to
 //! [`MAX_LOCKOUT`]. While locked out, `/auth` from that address is refused without looking at
@@ -12,13 +12,14 @@
 //! is full of recent failures, `/auth` from an address not in it is refused too (failing
 //! closed: a flood of guessers from many networks must not switch the limit off).
 
+use crate::lock::lock;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::reaper::clock_ms;
-use crate::throttle::key;
+use crate::server::clock::clock_ms;
+use crate::server::throttle::key;
 
 /// Default for `--auth-failures`: failed `/auth` per address before it is locked out.
 pub const AUTH_FAILURES: u32 = 5;
@@ -68,8 +69,7 @@ impl Lockout {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, Entry>> {
-        // The map is consistent after every critical section; carry on after a panic.
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.table)
     }
 
     /// Whether `ip` may try `/auth` now.

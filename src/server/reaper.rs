@@ -7,39 +7,16 @@
 //! told why and has its reading side shut down; its own task then sees the end of input and
 //! closes as usual.
 
+use crate::lock::lock;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use smol::Timer;
 
 use crate::proto;
-use crate::rooms::Session;
-
-/// Milliseconds on the server's own clock (since its first use), for cheap atomic stamps.
-pub fn clock_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
-/// A time stamp that can be read and set from any thread.
-#[derive(Debug)]
-pub struct Stamp(AtomicU64);
-
-impl Stamp {
-    pub fn now() -> Stamp {
-        Stamp(AtomicU64::new(clock_ms()))
-    }
-
-    pub fn touch(&self) {
-        self.0.store(clock_ms(), Ordering::Relaxed);
-    }
-
-    fn age(&self, now: u64) -> Duration {
-        Duration::from_millis(now.saturating_sub(self.0.load(Ordering::Relaxed)))
-    }
-}
+use crate::server::clock::clock_ms;
+use crate::server::rooms::Session;
 
 #[derive(Debug)]
 pub struct Reaper {
@@ -59,8 +36,7 @@ impl Reaper {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Weak<Session>>> {
-        // The map is consistent after every critical section; carry on after a panic.
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.sessions)
     }
 
     /// Starts watching a client in line mode.

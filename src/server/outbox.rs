@@ -14,6 +14,7 @@
 //! about `--outbox` bytes, not a multiple of it in per-message overhead. An idle outbox holds
 //! no heap memory: blocks are given back to the allocator as they are written.
 
+use crate::lock::lock;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -91,8 +92,7 @@ impl Outbox {
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        // Every critical section leaves the queue consistent; carry on after a panic.
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.queue)
     }
 
     /// Sends bytes to the client. Returns false (and cuts the client off) when that would

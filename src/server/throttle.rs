@@ -7,12 +7,13 @@
 //! holds more than [`MAX_TRACKED`]: past that, new addresses are not limited (the caps on
 //! connections, rooms and waiting pipes still hold) until old ones refill.
 
+use crate::lock::lock;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::reaper::clock_ms;
+use crate::server::clock::clock_ms;
 
 /// Default for `--rate`: joins and pipes per address per minute.
 pub const RATE_PER_MINUTE: u32 = 60;
@@ -42,8 +43,7 @@ impl Throttle {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, Bucket>> {
-        // The map is consistent after every critical section; carry on after a panic.
-        self.buckets.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.buckets)
     }
 
     pub fn rate(&self) -> u32 {

@@ -4,19 +4,20 @@
 //! its [`Outbox`], which never waits. Lock order is always matchmaking's waiting slot, then the room map,
 //! then a room's members.
 
+use crate::lock::lock;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use smol::Timer;
 
-use crate::outbox::{Fate, Outbox};
-use crate::printer::Addr;
 use crate::proto;
-use crate::reaper::Stamp;
+use crate::server::clock::Stamp;
+use crate::server::outbox::{Fate, Outbox};
+use crate::server::printer::Addr;
 use crate::socket::Socket;
 
 /// Default for `--room-size`: the blog's pair.
@@ -26,12 +27,6 @@ pub const ROOM_SIZE: usize = 2;
 pub const SLOW_GRACE_MS: u64 = 2000;
 /// Default for `--max-rooms`: rooms open at once, private (matchmade) rooms included.
 pub const MAX_ROOMS: usize = 5000;
-
-/// Locks a mutex, carrying on if another task panicked while holding it: every critical
-/// section here leaves the data consistent, and one bad connection must not poison the rest.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// A client in line mode, as the rest of the server sees it.
 #[derive(Debug)]

@@ -4,25 +4,21 @@
 //! task then relays both ways. A token stays taken until that relay ends, so a third
 //! connection with the same token is told the pipe is busy.
 
+use crate::lock::lock;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use async_channel::{Receiver, Sender};
 
-use crate::server::Ticket;
+use crate::server::slots::Ticket;
 use crate::socket::Socket;
 
 /// Default for `--pipe-wait`: how long a pipe waits for its peer, in seconds.
 pub const PIPE_WAIT_SECS: u64 = 600;
 /// Default for `--max-waiting-pipes`: pipes waiting for their peer at once.
 pub const MAX_WAITING_PIPES: usize = 1000;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // See rooms::lock: the map is consistent after every critical section.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// One side of a pipe, as handed from the task that accepted it to the task that relays.
 #[derive(Debug)]

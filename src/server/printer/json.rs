@@ -228,7 +228,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::printer::{Mood, Stats};
+    use crate::server::printer::{Mood, Stats};
     use std::time::Duration;
 
     fn fmt(record: Record) -> String {

@@ -1,0 +1,218 @@
+//! What every connection shares: the configuration, the registries, the log, the slots.
+//!
+//! Its own module, below the front door and the protocol handlers, so that they can all use
+//! the hub and the server's top (`server/mod.rs`) can use them, with no file importing one
+//! that imports it back.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use async_channel::Receiver;
+use event_listener::{listener, Event};
+
+use crate::line::MAX_LINE_BYTES;
+use crate::server::access::Access;
+use crate::server::lockout::{Lockout, AUTH_FAILURES, AUTH_LOCKOUT_SECS};
+use crate::server::outbox::OUTBOX_BYTES;
+use crate::server::pipes::{Pipes, MAX_WAITING_PIPES, PIPE_WAIT_SECS};
+use crate::server::printer::Log;
+use crate::server::reaper::Reaper;
+use crate::server::rooms::{Rooms, MAX_ROOMS, ROOM_SIZE, SLOW_GRACE_MS};
+use crate::server::slots::Slots;
+use crate::server::throttle::{Throttle, RATE_PER_MINUTE};
+
+/// Default for `--max-conns`.
+pub const MAX_CONNS: usize = 10_000;
+/// Default for `--max-per-ip`: connections from one address at once.
+pub const MAX_PER_IP: usize = 64;
+/// Default for `--idle-timeout`: how long a line-mode client may go without completing a
+/// line, in seconds.
+pub const IDLE_TIMEOUT_SECS: u64 = 3600;
+/// Default for `--handshake-timeout`: seconds a client has to authenticate (`/auth`) when
+/// the server has a `--secret-file`.
+pub const HANDSHAKE_TIMEOUT_SECS: u64 = 30;
+/// Default for `--greet-wait`: how long the greeting is held back so that a client whose first
+/// line is `/pipe TOKEN` can open a silent pipe, in milliseconds.
+pub const GREET_WAIT_MS: u64 = 100;
+/// Default for `--keepalive`: seconds a pipe end may be quiet before TCP keepalive probes
+/// check that its client is still there (then one every 10 s; gone after 3 unanswered).
+pub const KEEPALIVE_SECS: u64 = 60;
+/// Default for `--drain`: at shutdown, how long clients get to receive what is queued for
+/// them and pipes get to finish, in milliseconds.
+pub const DRAIN_MS: u64 = 500;
+
+/// Everything `duet serve` can be told.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub max_line_bytes: usize,
+    pub max_conns: usize,
+    pub max_per_ip: usize,
+    pub idle_timeout: Duration,
+    pub room_size: usize,
+    pub auto_pair: bool,
+    pub outbox_bytes: usize,
+    pub slow_grace: Duration,
+    pub pipe_wait: Duration,
+    /// `--keepalive`: quiet time before TCP keepalive probes on pipe ends; zero is off.
+    pub keepalive: Duration,
+    pub greet_wait: Duration,
+    pub drain: Duration,
+    pub splice: bool,
+    pub threads: usize,
+    /// `--allow` / `--deny`.
+    pub access: Access,
+    /// `--secret-file`: clients must `/auth` with this before anything else.
+    pub secret: Option<Arc<[u8]>>,
+    /// How long a client may take to authenticate (with `--secret-file`).
+    pub handshake_timeout: Duration,
+    /// `--auth-failures`: failed `/auth` per address before a lock-out; 0 is no limit.
+    pub auth_failures: u32,
+    /// `--auth-lockout`: the first lock-out (each next one doubles).
+    pub auth_lockout: Duration,
+    /// `--rate`: joins and pipes per address per minute; 0 is no limit.
+    pub rate: u32,
+    pub max_rooms: usize,
+    pub max_waiting_pipes: usize,
+    /// `--pipe-max-bytes`: bytes one pipe may carry (both ways together); 0 is no limit.
+    pub pipe_max_bytes: u64,
+    /// `--pipe-max-time`: how long one pipe may stay open; zero is no limit.
+    pub pipe_max_time: Duration,
+    /// `--stats-interval`: how often to log a summary line; zero is never.
+    pub stats_interval: Duration,
+    /// `--tls-cert`/`--tls-key` or `--tls-self-signed`.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::server::tls::Tls>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_line_bytes: MAX_LINE_BYTES,
+            max_conns: MAX_CONNS,
+            max_per_ip: MAX_PER_IP,
+            idle_timeout: Duration::from_secs(IDLE_TIMEOUT_SECS),
+            room_size: ROOM_SIZE,
+            auto_pair: false,
+            outbox_bytes: OUTBOX_BYTES,
+            slow_grace: Duration::from_millis(SLOW_GRACE_MS),
+            pipe_wait: Duration::from_secs(PIPE_WAIT_SECS),
+            keepalive: Duration::from_secs(KEEPALIVE_SECS),
+            greet_wait: Duration::from_millis(GREET_WAIT_MS),
+            drain: Duration::from_millis(DRAIN_MS),
+            splice: true,
+            threads: thread::available_parallelism().map_or(1, |n| n.get()),
+            access: Access::default(),
+            secret: None,
+            handshake_timeout: Duration::from_secs(HANDSHAKE_TIMEOUT_SECS),
+            auth_failures: AUTH_FAILURES,
+            auth_lockout: Duration::from_secs(AUTH_LOCKOUT_SECS),
+            rate: RATE_PER_MINUTE,
+            max_rooms: MAX_ROOMS,
+            max_waiting_pipes: MAX_WAITING_PIPES,
+            pipe_max_bytes: 0,
+            pipe_max_time: Duration::ZERO,
+            stats_interval: Duration::ZERO,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+}
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct Hub {
+    pub config: Config,
+    pub log: Log,
+    pub rooms: Rooms,
+    pub pipes: Pipes,
+    pub idle: Reaper,
+    pub throttle: Throttle,
+    /// Failed `/auth` per address (`--auth-failures`).
+    pub auth: Lockout,
+    /// Totals for `--stats-interval`.
+    pub stats: Totals,
+    /// `--max-conns` and `--max-per-ip`; shutdown waits for every slot.
+    pub slots: Arc<Slots>,
+    next_id: AtomicU64,
+    stopping: AtomicBool,
+    stop: Event,
+}
+
+impl Hub {
+    /// The hub, and the receiver that closes once the slots are closed and every
+    /// connection is done (see [`Slots::new`]).
+    pub(crate) fn new(config: Config, log: Log) -> (Hub, Receiver<()>) {
+        let (slots, all_done) = Slots::new(config.max_conns, config.max_per_ip);
+        let hub = Hub {
+            slots: Arc::new(slots),
+            rooms: Rooms::new(config.room_size, config.max_rooms),
+            pipes: Pipes::new(config.max_waiting_pipes),
+            idle: Reaper::new(
+                config.idle_timeout,
+                config.secret.is_some().then_some(config.handshake_timeout),
+            ),
+            throttle: Throttle::new(config.rate),
+            auth: Lockout::new(config.auth_failures, config.auth_lockout),
+            stats: Totals::default(),
+            config,
+            log,
+            next_id: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            stop: Event::new(),
+        };
+        (hub, all_done)
+    }
+
+    /// Resolves once the server is shutting down.
+    pub async fn stopped(&self) {
+        loop {
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            listener!(self.stop => stopped);
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            stopped.await;
+        }
+    }
+
+    /// Tells every connection to finish, and takes no new ones.
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.stop.notify(usize::MAX);
+        self.slots.close();
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Connections open now.
+    pub fn conns(&self) -> usize {
+        self.slots.count()
+    }
+}
+
+/// Running totals, reported by `--stats-interval`.
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// Clients refused or disconnected by a limit or access rule.
+    pub refused: AtomicU64,
+    /// Bytes carried by pipes that have closed.
+    pub piped_bytes: AtomicU64,
+    /// Pipes that have closed.
+    pub pipes_closed: AtomicU64,
+    /// `/auth` with a wrong secret, or refused during a lock-out.
+    pub auth_failed: AtomicU64,
+    /// Addresses locked out after failing `/auth` (see `--auth-failures`).
+    pub auth_lockouts: AtomicU64,
+}
+
+impl Totals {
+    pub fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+}

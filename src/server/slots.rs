@@ -1,0 +1,149 @@
+//! Connection slots: `--max-conns`, `--max-per-ip`, and knowing when every connection is done.
+//!
+//! A [`Ticket`] is a connection's slot. It moves with the socket (into a pipe, across the
+//! TLS bridge) and gives the slot back when dropped. Each ticket also holds a clone of one
+//! channel's sender: once [`Slots::close`] has dropped the original, the receiver returned
+//! by [`Slots::new`] closes with the last ticket, which is how shutdown knows that every
+//! connection has finished (the pattern of mini-redis).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_channel::{Receiver, Sender};
+
+use crate::lock::lock;
+
+/// Why a client gets no slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The server is shutting down.
+    Stopping,
+    /// `--max-conns` clients are connected.
+    Full,
+    /// Its address has `--max-per-ip` connections (the number).
+    TooManyFromAddress(usize),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Stopping => write!(f, "server shutting down"),
+            Refusal::Full => write!(f, "server full"),
+            Refusal::TooManyFromAddress(max) => {
+                write!(f, "too many connections from your address (max {max})")
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Slots {
+    max_conns: usize,
+    max_per_ip: usize,
+    conns: AtomicUsize,
+    /// Connections now open from each address.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Cloned into every ticket; taken away by [`Slots::close`].
+    done: Mutex<Option<Sender<()>>>,
+}
+
+impl Slots {
+    /// Slots for at most `max_conns` connections, `max_per_ip` from one address; and the
+    /// receiver that closes once [`Slots::close`] was called and every ticket is gone.
+    pub fn new(max_conns: usize, max_per_ip: usize) -> (Slots, Receiver<()>) {
+        let (done, all_done) = async_channel::bounded(1);
+        let slots = Slots {
+            max_conns,
+            max_per_ip,
+            conns: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+            done: Mutex::new(Some(done)),
+        };
+        (slots, all_done)
+    }
+
+    /// A slot for a client at `ip`, or why not.
+    pub fn take(self: &Arc<Slots>, ip: IpAddr) -> Result<Ticket, Refusal> {
+        let done = lock(&self.done).clone().ok_or(Refusal::Stopping)?;
+        let max = self.max_conns;
+        self.conns
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| Refusal::Full)?;
+        let ticket = Ticket {
+            slots: self.clone(),
+            ip,
+            _done: done,
+        };
+        let mut per_ip = lock(&self.per_ip);
+        let count = per_ip.entry(ip).or_insert(0);
+        if *count >= self.max_per_ip {
+            drop(per_ip);
+            // Dropping the ticket gives back the global slot (and the zero entry).
+            drop(ticket);
+            return Err(Refusal::TooManyFromAddress(self.max_per_ip));
+        }
+        *count += 1;
+        Ok(ticket)
+    }
+
+    /// No more tickets: the `all_done` receiver closes when the last one is dropped.
+    pub fn close(&self) {
+        lock(&self.done).take();
+    }
+
+    /// Connections holding a slot now.
+    pub fn count(&self) -> usize {
+        self.conns.load(Ordering::Relaxed)
+    }
+}
+
+/// Proof that a connection is counted: while it exists the connection uses a slot of
+/// `--max-conns` and shutdown waits for it.
+#[derive(Debug)]
+pub struct Ticket {
+    slots: Arc<Slots>,
+    ip: IpAddr,
+    _done: Sender<()>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.slots.conns.fetch_sub(1, Ordering::AcqRel);
+        let mut per_ip = lock(&self.slots.per_ip);
+        if let Some(count) = per_ip.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_counted_given_back_and_closed() {
+        let (slots, all_done) = Slots::new(2, 1);
+        let slots = Arc::new(slots);
+        let (a, b) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let one = slots.take(a).unwrap();
+        assert_eq!(slots.take(a).unwrap_err(), Refusal::TooManyFromAddress(1));
+        let two = slots.take(b).unwrap();
+        assert_eq!(slots.take(b).unwrap_err(), Refusal::Full);
+        assert_eq!(slots.count(), 2);
+        drop(one);
+        assert_eq!(slots.count(), 1);
+        slots.close();
+        assert_eq!(slots.take(a).unwrap_err(), Refusal::Stopping);
+        assert!(!all_done.is_closed());
+        drop(two);
+        assert!(all_done.is_closed());
+    }
+}
