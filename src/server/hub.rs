@@ -4,6 +4,7 @@
 //! the hub and the server's top (`server/mod.rs`) can use them, with no file importing one
 //! that imports it back.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -188,6 +189,20 @@ impl Hub {
 
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Takes one of the client's joins or pipes for this minute (`--rate`), or says why not
+    /// (the text of the `* error:` line).
+    pub fn rate_limit(&self, peer: SocketAddr) -> Result<(), String> {
+        self.throttle.take(peer.ip()).map_err(|wait| {
+            self.stats.refused();
+            let rate = self.throttle.rate();
+            let secs = wait.as_secs() + 1;
+            format!(
+                "too many joins and pipes from your address (max {rate} a minute); \
+                 try again in {secs} s"
+            )
+        })
     }
 
     /// Connections open now.

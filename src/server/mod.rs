@@ -7,16 +7,22 @@
 //! inside its own task (no allocation per idle client); the server knows all connections are
 //! done when every [`slots::Ticket`] has been dropped.
 //!
-//! The layout below: the front door (`conn.rs` → door) takes each accepted connection to
-//! exactly one protocol handler; the hub (`hub.rs`) is what they share; the registries
-//! (`rooms.rs`, `pipes.rs`) do no I/O.
+//! The layout below: the front door (`door.rs`) takes each accepted connection to exactly
+//! one protocol handler (TLS, whose plaintext comes back through the door; line mode in
+//! `lines.rs` with one function per command in `commands.rs`; pipe mode in `pipe.rs`). The
+//! hub (`hub.rs`) is what they share; the registries (`rooms.rs`, `pipes.rs`) do no I/O;
+//! lower modules never import higher ones.
 
 pub mod access;
 pub mod clock;
-mod conn;
+mod commands;
+mod door;
 pub mod hub;
+mod lines;
 pub mod lockout;
+mod notice;
 pub mod outbox;
+mod pipe;
 pub mod pipes;
 pub mod printer;
 pub mod reaper;
@@ -39,7 +45,9 @@ use futures_lite::future;
 use smol::{Async, Executor, Timer};
 
 use crate::proto;
-use crate::server::printer::{Log, Record, Stats};
+use crate::server::door::Arrived;
+use crate::server::printer::{Log, Mood, Record, Stats};
+use crate::socket::{Socket, Stream};
 
 pub use crate::server::hub::{
     Config, Hub, Totals, DRAIN_MS, GREET_WAIT_MS, HANDSHAKE_TIMEOUT_SECS, IDLE_TIMEOUT_SECS,
@@ -216,8 +224,12 @@ async fn accept_all(ex: &Executor<'_>, listener: &Async<TcpListener>, hub: &Arc<
                 }
                 match hub.slots.take(peer.ip()) {
                     Ok(ticket) => {
+                        let Some(stream) = register(stream, peer, hub) else {
+                            continue;
+                        };
                         let hub = hub.clone();
-                        ex.spawn(conn::serve(stream, peer, hub, ticket)).detach();
+                        let serving = door::serve(stream, peer, hub, ticket, Arrived::Tcp);
+                        ex.spawn(serving).detach();
                     }
                     Err(refusal) => refuse(stream, peer, hub, refusal.to_string()),
                 }
@@ -233,6 +245,23 @@ async fn accept_all(ex: &Executor<'_>, listener: &Async<TcpListener>, hub: &Arc<
                 Timer::after(backoff).await;
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
+        }
+    }
+}
+
+/// Registers an accepted socket with the reactor (and turns Nagle off: notices and chat
+/// lines go out at once). On failure (out of memory) the client is closed and logged; there
+/// is nothing to tell it.
+fn register(stream: TcpStream, peer: SocketAddr, hub: &Hub) -> Option<Socket> {
+    stream.set_nodelay(true).ok();
+    match Socket::new(Stream::Tcp(stream)) {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            let reason = format!("cannot register the socket: {e}");
+            hub.log.try_send(Record::Connected { peer });
+            let mood = Mood::Errored;
+            hub.log.try_send(Record::Dropped { peer, reason, mood });
+            None
         }
     }
 }

@@ -1,0 +1,313 @@
+//! Line mode's commands, one function each, on [`Conn`]: a line-mode connection as the
+//! commands see it (the hub and this client's session).
+//!
+//! `lines.rs` reads, parses once and dispatches once ([`Conn::command`]); every command is
+//! answered here in the client's own outbox, which never waits. `/pipe` and `/quit` end line
+//! mode by returning an [`Exit`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::proto::{self, Command};
+use crate::server::access::secret_matches;
+use crate::server::hub::Hub;
+use crate::server::lockout::Locked;
+use crate::server::printer::{Addr, Record};
+use crate::server::rooms::{self, JoinError, Match, Session};
+
+/// Why line mode ended.
+#[derive(Debug)]
+pub enum Exit {
+    Eof,
+    Quit,
+    Error(io::Error),
+    Shutdown,
+    Idle,
+    AuthFailed,
+    Pipe(Arc<str>),
+}
+
+/// A connection in line mode.
+pub struct Conn {
+    pub hub: Arc<Hub>,
+    pub session: Arc<Session>,
+}
+
+impl Conn {
+    /// Runs one command (its line is logged already); `Some` ends line mode.
+    pub async fn command(&self, command: Command<'_>) -> Option<Exit> {
+        if let Command::Join(_) | Command::Pipe(_) = command {
+            if let Err(error) = self.hub.rate_limit(self.session.peer) {
+                self.session.send(proto::error(&error));
+                let peer = self.session.peer;
+                self.hub.log.send(Record::ClientError { peer, error }).await;
+                return None;
+            }
+        }
+        match command {
+            Command::Auth(_) => self.auth_again(),
+            Command::Join(Some(name)) => self.join(name),
+            Command::Join(None) => {
+                self.leave_room("left");
+                self.matchmake();
+            }
+            Command::Nick(nick) => self.nick(nick),
+            Command::Who => self.who(),
+            Command::Leave => self.leave(),
+            Command::Help => {
+                self.session.send(proto::help(self.hub.rooms.size()));
+            }
+            Command::Quit => {
+                self.session.send(proto::notice("bye"));
+                return Some(Exit::Quit);
+            }
+            Command::Pipe(token) => {
+                self.leave_room("left");
+                return Some(Exit::Pipe(token.into()));
+            }
+        }
+        None
+    }
+
+    /// `/auth` once authenticated (or on a server without a secret).
+    fn auth_again(&self) {
+        let note = match self.hub.config.secret {
+            Some(_) => "already authenticated",
+            None => "this server needs no /auth",
+        };
+        self.session.send(proto::notice(note));
+    }
+
+    /// `/join ROOM`.
+    fn join(&self, name: &str) {
+        if let Some(room) = self.session.room() {
+            if &*room.name == name {
+                let note = format!("you are already in room {name}");
+                self.session.send(proto::error(&note));
+                return;
+            }
+        }
+        self.leave_room("left");
+        match self.hub.rooms.join(&self.session, name) {
+            Ok(room) => {
+                let nick = self.session.nick();
+                let others: Vec<String> = room
+                    .nicks_except(self.session.id)
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect();
+                let here = match others.is_empty() {
+                    true => "nobody else is here yet".to_string(),
+                    false => format!("here: {}", others.join(", ")),
+                };
+                let note = format!("you joined room {name} ({here})");
+                self.session.send(proto::notice(&note));
+                room.broadcast(self.session.id, &proto::notice(&format!("{nick} joined")));
+                self.room_event(&room, format!("{nick} joined"));
+            }
+            Err(JoinError::Full) => {
+                let size = self.hub.rooms.size();
+                let error = format!("room {name} is full (at most {size} members)");
+                self.session.send(proto::error(&error));
+            }
+            Err(JoinError::TooManyRooms) => self.too_many_rooms(),
+        }
+    }
+
+    /// `/nick NAME`.
+    fn nick(&self, nick: &str) {
+        let old = self.session.set_nick(nick);
+        self.session
+            .send(proto::notice(&format!("you are now {nick}")));
+        if let Some(room) = self.session.room() {
+            let note = format!("{old} is now {nick}");
+            room.broadcast(self.session.id, &proto::notice(&note));
+            self.room_event(&room, note);
+        }
+    }
+
+    /// `/who`.
+    fn who(&self) {
+        match self.session.room() {
+            Some(room) => {
+                self.session.send(rooms::who(&room));
+            }
+            None if self.hub.rooms.is_waiting(&self.session) => {
+                self.session.send(proto::notice("waiting for a partner"));
+            }
+            None => {
+                self.session
+                    .send(proto::error("you are not in a room (try /join ROOM)"));
+            }
+        }
+    }
+
+    /// `/leave`.
+    fn leave(&self) {
+        if let Some(room) = self.session.room() {
+            self.leave_room("left");
+            let note = format!("you left {}", room_label(&room.name));
+            self.session.send(proto::notice(&note));
+        } else if self.hub.rooms.is_waiting(&self.session) {
+            self.hub.rooms.leave(&self.session);
+            self.session
+                .send(proto::notice("stopped waiting for a partner"));
+        } else {
+            self.session
+                .send(proto::error("you are not in a room (try /join ROOM)"));
+        }
+    }
+
+    /// `/join` alone, and every client with `--auto-pair`: pairs with the next one.
+    pub fn matchmake(&self) {
+        match self.hub.rooms.pair(&self.session) {
+            Match::Waiting => {
+                self.session.send(proto::notice("waiting for a partner..."));
+            }
+            Match::Paired { room, partner } => {
+                let (me, them) = (self.session.nick(), partner.nick());
+                self.session
+                    .send(proto::notice(&format!("paired with {them}; say hello")));
+                partner.send(proto::notice(&format!("paired with {me}; say hello")));
+                self.room_event(&room, format!("{them} and {me} paired"));
+            }
+            Match::TooManyRooms => self.too_many_rooms(),
+        }
+    }
+
+    fn too_many_rooms(&self) {
+        let max = self.hub.rooms.max_rooms();
+        let error = format!("too many rooms open (max {max}); try again later");
+        self.session.send(proto::error(&error));
+        self.hub.stats.refused();
+        let peer = self.session.peer;
+        self.hub.log.try_send(Record::ClientError { peer, error });
+    }
+
+    /// A line from a client that has not authenticated yet; `Some` ends line mode.
+    pub async fn authenticate(&self, text: Vec<u8>) -> Option<Exit> {
+        let peer = self.session.peer;
+        match proto::parse(&text) {
+            Ok(proto::Input::Command(Command::Auth(given))) => {
+                self.hub.log.send(redacted_auth(peer)).await;
+                match check_auth(&self.hub, peer, given) {
+                    AuthCheck::Right => {
+                        self.hub.auth.succeeded(peer.ip());
+                        self.session.set_authed();
+                        self.session.touch();
+                        self.session.send(proto::notice("authenticated"));
+                        if self.hub.config.auto_pair {
+                            self.matchmake();
+                        }
+                        None
+                    }
+                    other => Some(self.auth_failed(other).await),
+                }
+            }
+            Ok(proto::Input::Command(Command::Quit)) => {
+                self.hub.log.send(Record::Line { peer, text }).await;
+                self.session.send(proto::notice("bye"));
+                Some(Exit::Quit)
+            }
+            Ok(proto::Input::Command(Command::Help)) => {
+                self.hub.log.send(Record::Line { peer, text }).await;
+                self.session.send(proto::help(self.hub.rooms.size()));
+                None
+            }
+            _ => {
+                self.hub.log.send(Record::Line { peer, text }).await;
+                let error = "authentication required (send /auth SECRET first)";
+                self.session.send(proto::error(error));
+                None
+            }
+        }
+    }
+
+    /// A wrong secret, or `/auth` from a locked-out address: the client is told and let go
+    /// (one guess per connection), and its address moves towards a lock-out.
+    async fn auth_failed(&self, check: AuthCheck) -> Exit {
+        let (peer, stats) = (self.session.peer, &self.hub.stats);
+        stats.refused();
+        stats.auth_failed.fetch_add(1, Ordering::Relaxed);
+        let error = match check {
+            AuthCheck::Locked(Locked::For(wait)) => format!(
+                "too many failed /auth from your address; try again in {} s",
+                wait.as_secs() + 1
+            ),
+            AuthCheck::Locked(Locked::Full) => {
+                "too many failed /auth on this server; try again later".to_string()
+            }
+            _ => {
+                if let Some(lockout) = self.hub.auth.failed(peer.ip()) {
+                    stats.auth_lockouts.fetch_add(1, Ordering::Relaxed);
+                    let max = self.hub.config.auth_failures;
+                    let secs = lockout.as_secs();
+                    let error = format!("locked out for {secs} s after {max} failed /auth");
+                    self.hub.log.send(Record::ClientError { peer, error }).await;
+                }
+                "authentication failed".to_string()
+            }
+        };
+        self.session.send(proto::error(&error));
+        Exit::AuthFailed
+    }
+
+    /// Leaves the current room, if any, telling the others `* NICK WHY`.
+    pub fn leave_room(&self, why: &str) {
+        if let Some(room) = self.hub.rooms.leave(&self.session) {
+            let note = format!("{} {why}", self.session.nick());
+            room.broadcast(self.session.id, &proto::notice(&note));
+            self.room_event(&room, note);
+        }
+    }
+
+    fn room_event(&self, room: &rooms::Room, event: String) {
+        // Not awaited: this runs in paths that hold no lock but must not wait either, and
+        // room events are rare next to lines.
+        let peer = Addr(&self.session.peer);
+        self.hub.log.try_send(Record::Room {
+            room: room.name.clone(),
+            event: format!("{event} [{peer}]"),
+        });
+    }
+}
+
+fn room_label(name: &str) -> String {
+    if name.starts_with('~') {
+        "the private room".into()
+    } else {
+        format!("room {name}")
+    }
+}
+
+/// What `/auth SECRET` earns.
+#[derive(Debug)]
+pub enum AuthCheck {
+    Right,
+    Wrong,
+    /// Not even looked at: the address is locked out.
+    Locked(Locked),
+}
+
+/// Checks a secret given with `/auth`, unless the client's address is locked out. Counts
+/// nothing: the caller records the outcome.
+pub fn check_auth(hub: &Hub, peer: SocketAddr, given: &str) -> AuthCheck {
+    if let Err(locked) = hub.auth.check(peer.ip()) {
+        return AuthCheck::Locked(locked);
+    }
+    let secret = hub.config.secret.as_deref().unwrap_or_default();
+    match secret_matches(given.as_bytes(), secret) {
+        true => AuthCheck::Right,
+        false => AuthCheck::Wrong,
+    }
+}
+
+/// What the log shows for `/auth`: never the secret.
+pub fn redacted_auth(peer: SocketAddr) -> Record {
+    Record::Line {
+        peer,
+        text: b"/auth ***".to_vec(),
+    }
+}

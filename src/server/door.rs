@@ -1,0 +1,298 @@
+//! The front door: every accepted connection comes in here and leaves for exactly one
+//! protocol handler.
+//!
+//! In order: the socket is registered with the reactor; on a server with a certificate, a
+//! client that opens with a TLS handshake goes to the TLS handler, whose plaintext then comes
+//! back through this door like any connection; then the greeting is held back for
+//! `--greet-wait` while the first line is awaited. `/auth SECRET` may come first (with
+//! `--secret-file`); a first line `/pipe TOKEN` goes to the pipe handler as a silent pipe;
+//! anything else, or nothing in time, goes to line mode. Adding a protocol means adding a
+//! handler and one arm here.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_lite::future;
+use smol::Timer;
+
+use crate::line::{Line, LineReader};
+use crate::proto::{self, Command, Input};
+use crate::server::commands::{check_auth, redacted_auth, AuthCheck};
+use crate::server::hub::Hub;
+use crate::server::lines::{self, Ended, Opening};
+use crate::server::pipe;
+use crate::server::pipes::End;
+use crate::server::printer::{Mood, Record};
+use crate::server::slots::Ticket;
+use crate::socket::Socket;
+
+/// How a connection came to the door.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrived {
+    /// Accepted just now (logged here; it may still start a TLS handshake).
+    Tcp,
+    /// The plaintext of a TLS client, back from the TLS handler (logged already).
+    Tls,
+}
+
+/// Serves an accepted connection until it closes: TLS or not, then the greeting window,
+/// then the handler its first line asks for.
+///
+/// Every connection's task holds this future for its whole life, so the common path awaits
+/// exactly one handler and everything else is boxed (each level of async calls keeps its
+/// arguments a second time).
+pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Ticket, how: Arrived) {
+    #[cfg(feature = "tls")]
+    if how == Arrived::Tcp && hub.config.tls.is_some() {
+        // Boxed: only servers with TLS need it.
+        return Box::pin(tls::serve_maybe(stream, peer, hub, ticket)).await;
+    }
+    if how == Arrived::Tcp {
+        hub.log.send(Record::Connected { peer }).await;
+    }
+    let greet_until = Instant::now() + hub.config.greet_wait;
+    // Boxed: it would otherwise sit in every connection's task for good, and a box this
+    // small is reused at once by the next connection's. The line reader is made inside it
+    // and moved out, so that it is not kept twice in the task (here and in line mode).
+    let (lines, opening) = match hub.config.greet_wait.is_zero() {
+        true => {
+            let lines = LineReader::new(stream.clone(), hub.config.max_line_bytes);
+            let authed = hub.config.secret.is_none();
+            (
+                lines,
+                Opening {
+                    first: None,
+                    authed,
+                },
+            )
+        }
+        false => Box::pin(greeting_window(&hub, peer, &stream, greet_until)).await,
+    };
+    if let Some((token, line)) = silent_pipe(&opening) {
+        let (early, silent) = (lines.buffered(), true);
+        let end = End {
+            stream,
+            peer,
+            early,
+            silent,
+            ticket,
+        };
+        return Box::pin(pipe::silent(&hub, token, line, end)).await;
+    }
+    let mut lines = lines;
+    let mut opening = opening;
+    let record = match lines::serve(&hub, &stream, &peer, &mut lines, &mut opening).await {
+        Ended::Closed(record) => record,
+        Ended::Pipe(token) => {
+            let (early, silent) = (lines.buffered(), false);
+            let end = End {
+                stream,
+                peer,
+                early,
+                silent,
+                ticket,
+            };
+            // Boxed: the pipe's state is large and would otherwise sit in every
+            // connection's task, piped or not.
+            return Box::pin(pipe::serve(&hub, token, end)).await;
+        }
+    };
+    // Release the socket and the connection slot before saying the client is gone, so that
+    // whoever reads the log line (a test counting descriptors, a client retrying after
+    // "server full") sees them free.
+    drop((lines, stream, ticket));
+    hub.log.send(record).await
+}
+
+/// Holds the greeting back until `until` for the first line: a client whose first line is
+/// `/pipe TOKEN` (netcat in a script) gets a silent pipe, with nothing but its peer's
+/// bytes. With `--secret-file`, `/auth SECRET` may come first.
+async fn greeting_window(
+    hub: &Hub,
+    peer: SocketAddr,
+    stream: &Socket,
+    until: Instant,
+) -> (LineReader<Socket>, Opening) {
+    let mut lines = LineReader::new(stream.clone(), hub.config.max_line_bytes);
+    let mut first = early_line(&mut lines, until).await;
+    let mut authed = hub.config.secret.is_none();
+    if !authed && early_auth(hub, peer, &first) {
+        authed = true;
+        hub.log.send(redacted_auth(peer)).await;
+        first = early_line(&mut lines, until).await;
+    }
+    (lines, Opening { first, authed })
+}
+
+/// The token and the line, when the opening asks for a silent pipe.
+fn silent_pipe(opening: &Opening) -> Option<(Arc<str>, Vec<u8>)> {
+    let (true, Some(Ok(Some(Line::Text(text))))) = (opening.authed, &opening.first) else {
+        return None;
+    };
+    match proto::parse(text) {
+        Ok(Input::Command(Command::Pipe(token))) => Some((token.into(), text.clone())),
+        _ => None,
+    }
+}
+
+/// Whether `first` is `/auth` with the right secret (`--secret-file`), from an address
+/// that is not locked out. Anything else is left for line mode to answer (and count).
+fn early_auth(hub: &Hub, peer: SocketAddr, first: &Option<io::Result<Option<Line>>>) -> bool {
+    let (Some(_), Some(Ok(Some(Line::Text(text))))) = (&hub.config.secret, first) else {
+        return false;
+    };
+    let right = match proto::parse(text) {
+        Ok(Input::Command(Command::Auth(given))) => {
+            matches!(check_auth(hub, peer, given), AuthCheck::Right)
+        }
+        _ => false,
+    };
+    if right {
+        hub.auth.succeeded(peer.ip());
+    }
+    right
+}
+
+/// Reads a line that arrives before `until`, if one does.
+async fn early_line(
+    lines: &mut LineReader<Socket>,
+    until: Instant,
+) -> Option<io::Result<Option<Line>>> {
+    future::or(async { Some(lines.next().await) }, async {
+        Timer::at(until).await;
+        None
+    })
+    .await
+}
+
+/// The TLS handler: a handshake, then the plaintext comes back through the door through a
+/// bridge (see `server/tls.rs`).
+#[cfg(feature = "tls")]
+mod tls {
+    use super::*;
+    use crate::server::notice::refuse;
+    use crate::server::tls::{self as tls_setup, Tls};
+
+    /// On a server with TLS: a TLS client gets a handshake first, a plain one is served as
+    /// usual (or refused with `--tls-only`).
+    pub async fn serve_maybe(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Ticket) {
+        let tls = hub
+            .config
+            .tls
+            .clone()
+            .expect("the door sends only TLS servers' clients here");
+        hub.log.send(Record::Connected { peer }).await;
+        // With plain text served too, a client that has said nothing when the greeting is
+        // due is a plain one. With --tls-only there is no greeting to send: wait for the
+        // handshake.
+        let until = match tls.only {
+            true => Instant::now() + hub.config.handshake_timeout,
+            false => Instant::now() + hub.config.greet_wait,
+        };
+        match (starts_handshake(&stream, until).await, tls.only) {
+            (true, _) => secure(stream, peer, hub, ticket, &tls).await,
+            (false, true) => {
+                hub.stats.refused();
+                refuse(&hub, &stream, peer, "this server speaks TLS only".into()).await
+            }
+            // A plain client, logged already: greeted as usual.
+            (false, false) => Box::pin(super::serve(stream, peer, hub, ticket, Arrived::Tls)).await,
+        }
+    }
+
+    /// Whether the client opens with a TLS handshake (TLS clients speak first), waiting at
+    /// most until `until`.
+    async fn starts_handshake(stream: &Socket, until: Instant) -> bool {
+        let mut first = [0u8; 1];
+        let peek = stream.source().read_with(|s| s.peek(&mut first));
+        let peeked = future::or(async { Some(peek.await) }, async {
+            Timer::at(until).await;
+            None
+        })
+        .await;
+        matches!(peeked, Some(Ok(1)) if tls_setup::starts_handshake(first[0]))
+    }
+
+    /// A TLS client: handshake, then its plaintext is served like any connection.
+    async fn secure(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Ticket, tls: &Tls) {
+        let failed = |reason: String| Record::Dropped {
+            peer,
+            reason,
+            mood: Mood::Errored,
+        };
+        let secured = match tls.accept(stream, hub.config.handshake_timeout).await {
+            Ok(secured) => secured,
+            Err(e) => {
+                return hub
+                    .log
+                    .send(failed(format!("TLS handshake failed: {e}")))
+                    .await
+            }
+        };
+        let (ours, theirs) = match tls_setup::socket_pair() {
+            Ok(pair) => pair,
+            Err(e) => {
+                let record = failed(format!("cannot make a socket pair: {e}"));
+                return hub.log.send(record).await;
+            }
+        };
+        let how = tls_setup::describe(&secured);
+        hub.log.send(Record::Secured { peer, how }).await;
+        let tcp = secured.get_ref().0.clone();
+        tcp.get_ref().set_keepalive(hub.config.keepalive);
+        let flag = ours.clone();
+        // Set when the server side ended with a reset (a pipe that was cut): the bridge may
+        // be stuck writing to a slow client and would notice late, so it is stopped, and the
+        // TCP socket closes with a reset and no close_notify.
+        let (cut, cut_out) = async_channel::bounded::<()>(1);
+        future::zip(
+            future::or(tls_setup::bridge(secured, ours), async {
+                match cut_out.recv().await {
+                    Ok(()) => tcp.reset_on_close(),
+                    Err(_) => future::pending().await,
+                }
+            }),
+            async {
+                Box::pin(super::serve(theirs, peer, hub, ticket, Arrived::Tls)).await;
+                if flag.get_ref().is_reset() {
+                    cut.try_send(()).ok();
+                }
+            },
+        )
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::printer::Printer;
+    use crate::server::Config;
+    use crate::socket::Stream;
+    use std::net::TcpStream;
+
+    /// Every connection's task holds this future for its whole life: keep it small.
+    #[test]
+    fn the_connection_future_is_small() {
+        smol::block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (stream, peer) = listener.accept().unwrap();
+            let (log, _printer) =
+                Printer::spawn(Box::new(std::io::sink()), Default::default()).unwrap();
+            let (hub, _all_done) = Hub::new(Config::default(), log);
+            let hub = Arc::new(hub);
+            let ticket = hub.slots.take(peer.ip()).unwrap();
+            let stream = Socket::new(Stream::Tcp(stream)).unwrap();
+            let serving = serve(stream, peer, hub, ticket, Arrived::Tcp);
+            let size = std::mem::size_of_val(&serving);
+            // Idle connections cost about 2 KiB in all, and this is most of it (see
+            // `make bench`, "RSS per idle connection"): keep it from creeping up.
+            println!("the connection future is {size} bytes");
+            assert!(size <= 1200, "the connection future is {size} bytes");
+            drop(client);
+        });
+    }
+}

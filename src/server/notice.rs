@@ -1,0 +1,45 @@
+//! Lines written straight to a client's socket outside line mode (no outbox there): a
+//! refusal before any protocol has started, a pipe's `* waiting for peer` and `* pipe open`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_lite::{future, AsyncWriteExt};
+use smol::Timer;
+
+use crate::proto;
+use crate::server::hub::Hub;
+use crate::server::printer::{Mood, Record};
+use crate::socket::Socket;
+
+/// How long a notice written straight to a socket may take.
+pub const NOTICE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Writes a line straight to a socket, giving up after [`NOTICE_WRITE_TIMEOUT`].
+pub async fn tell(stream: &Socket, line: &[u8]) {
+    let mut stream = stream.clone();
+    future::or(
+        async {
+            // A client that is gone finds out when the socket closes.
+            stream.write_all(line).await.ok();
+        },
+        async {
+            Timer::after(NOTICE_WRITE_TIMEOUT).await;
+        },
+    )
+    .await;
+}
+
+/// Tells a client outside line mode why it is refused (`* error: ERROR`), logs its closing
+/// record, and lets it go.
+pub async fn refuse(hub: &Hub, stream: &Socket, peer: SocketAddr, error: String) {
+    tell(stream, &proto::error(&error)).await;
+    let mood = Mood::Refused;
+    hub.log
+        .send(Record::Dropped {
+            peer,
+            reason: error,
+            mood,
+        })
+        .await;
+}

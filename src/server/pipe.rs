@@ -1,0 +1,284 @@
+//! Pipe mode: a connection that sent `/pipe TOKEN` waits for the other end with the same
+//! token (or hands itself to it), then the two are relayed byte for byte.
+//!
+//! The registry (`pipes.rs`) pairs ends and does no I/O; the relay (`relay.rs`) moves bytes;
+//! this file is what happens to one end in between and after: waiting, giving up, and how
+//! the pipe ends. Anything but both sides' own end reaches both clients as a reset, so no
+//! client can take a cut stream for a complete one (PROTOCOL.md, "How a pipe ends").
+
+use std::pin::pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use smol::Timer;
+
+use crate::proto;
+use crate::server::hub::Hub;
+use crate::server::notice::{refuse, tell};
+use crate::server::pipes::{Arrival, End};
+use crate::server::printer::{Mood, Record};
+use crate::server::relay::{self, Ending};
+use crate::socket::Socket;
+
+/// A pipe opened by the first line (`line`, logged here): rate-limited like any other (see
+/// `--rate`).
+pub async fn silent(hub: &Arc<Hub>, token: Arc<str>, line: Vec<u8>, end: End) {
+    let peer = end.peer;
+    hub.log.send(Record::Line { peer, text: line }).await;
+    if let Err(error) = hub.rate_limit(peer) {
+        return refuse(hub, &end.stream, peer, error).await;
+    }
+    serve(hub, token, end).await
+}
+
+/// Waits for the peer with the same token (or hands this end to it), then relays.
+pub async fn serve(hub: &Arc<Hub>, token: Arc<str>, end: End) {
+    // TLS ends have theirs on the TCP socket (see the door's TLS handler).
+    end.stream.get_ref().set_keepalive(hub.config.keepalive);
+    let (id, handoff, mine) = match hub.pipes.arrive(&token, end) {
+        Arrival::HandedOver => return,
+        Arrival::Busy(end) => {
+            hub.stats.refused();
+            let error = format!("pipe {token} is busy");
+            return refuse(hub, &end.stream, end.peer, error).await;
+        }
+        Arrival::TooManyWaiting(end) => {
+            hub.stats.refused();
+            let max = hub.pipes.max_waiting();
+            let error = format!("too many pipes waiting for a peer (max {max}); try again later");
+            return refuse(hub, &end.stream, end.peer, error).await;
+        }
+        Arrival::Wait { id, handoff, end } => (id, handoff, end),
+    };
+    if !mine.silent {
+        tell(&mine.stream, &proto::notice("waiting for peer")).await;
+    }
+    let theirs = match wait(hub, &handoff, &mine).await {
+        Waited::Peer(end) => end,
+        _ if !hub.pipes.give_up(&token, id) => {
+            // A peer took the slot just now: its end is already on the way.
+            match handoff.recv().await {
+                Ok(end) => end,
+                Err(_) => return,
+            }
+        }
+        other => return abandon(hub, token, mine, other).await,
+    };
+    relay_pair(hub, &token, mine, theirs).await;
+    hub.pipes.close(&token);
+}
+
+/// How waiting for a pipe's peer ended.
+enum Waited {
+    Peer(End),
+    Expired,
+    Shutdown,
+    /// The waiting end's stream failed: a reset, or keepalive probes went unanswered.
+    Reset,
+    /// The waiting end ended its stream having sent nothing but its handshake line.
+    Closed,
+}
+
+/// Waits for the peer's end, at most `--pipe-wait`, until shutdown, or until this end has
+/// left.
+async fn wait(hub: &Hub, handoff: &async_channel::Receiver<End>, mine: &End) -> Waited {
+    future::or(
+        future::or(
+            async {
+                match handoff.recv().await {
+                    Ok(end) => Waited::Peer(end),
+                    // Only the registry holds the sender, and it hands over or gives up.
+                    Err(_) => Waited::Reset,
+                }
+            },
+            async {
+                Timer::after(hub.config.pipe_wait).await;
+                Waited::Expired
+            },
+        ),
+        future::or(
+            async {
+                hub.stopped().await;
+                Waited::Shutdown
+            },
+            wait_until_gone(&mine.stream, mine.early.is_empty()),
+        ),
+    )
+    .await
+}
+
+/// Returns when a waiting end has left (see [`Waited::Reset`], [`Waited::Closed`]). Consumes
+/// no data.
+///
+/// An end that sent bytes and then its EOF is a sender that is done: it keeps waiting, and
+/// its bytes and EOF reach the peer. An end that sent nothing and then EOF cannot be told
+/// apart from a client that quit (`timeout nc …`, a retry), and keeping it would pair the
+/// next arrival with a dead end, so it is let go at once (PROTOCOL.md says how to keep a
+/// receiver's sending side open until its pipe opens).
+async fn wait_until_gone(stream: &Socket, sent_nothing: bool) -> Waited {
+    let mut probe = [0u8; 1];
+    let peeked = stream.source().read_with(|s| s.peek(&mut probe)).await;
+    match peeked {
+        Err(_) => Waited::Reset,
+        Ok(0) if sent_nothing => Waited::Closed,
+        // Data is waiting (it stays for the relay), or a sender's EOF after its data.
+        Ok(_) => future::pending().await,
+    }
+}
+
+/// A waiting end that will get no peer: tells it why where it can still hear, logs it.
+async fn abandon(hub: &Hub, token: Arc<str>, mine: End, waited: Waited) {
+    let (reason, mood) = match waited {
+        Waited::Expired => {
+            let secs = hub.config.pipe_wait.as_secs();
+            let error = format!("pipe {token} expired (no peer within {secs} s)");
+            tell(&mine.stream, &proto::error(&error)).await;
+            ("expired waiting for a peer", Mood::Lonely)
+        }
+        Waited::Shutdown => {
+            if !mine.silent {
+                tell(&mine.stream, &proto::notice("server shutting down")).await;
+            }
+            ("server shutting down while waiting", Mood::Shutdown)
+        }
+        Waited::Closed => {
+            let error = format!(
+                "pipe {token}: you closed your side before a peer came; \
+                 keep it open until the pipe opens"
+            );
+            tell(&mine.stream, &proto::error(&error)).await;
+            ("client closed its side while waiting", Mood::Jilted)
+        }
+        Waited::Reset | Waited::Peer(_) => ("client went away while waiting", Mood::Jilted),
+    };
+    // A silent end has no notices to tell it why: closing it with a FIN would look like an
+    // empty transfer that finished, so it gets a reset (as does an end that has left).
+    // Others were told in a `*` line.
+    if mine.silent || mood == Mood::Jilted {
+        mine.stream.reset_on_close();
+    }
+    let peer = mine.peer;
+    drop(mine);
+    hub.log
+        .send(Record::PipeAbandoned {
+            token,
+            peer,
+            reason,
+            mood,
+        })
+        .await;
+}
+
+/// Relays between two paired ends until the pipe ends, then logs how it ended.
+async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
+    let started = Instant::now();
+    let (token, peers) = (token.clone(), (a.peer, b.peer));
+    hub.log
+        .send(Record::PipeOpen {
+            token: token.clone(),
+            a: a.peer,
+            b: b.peer,
+        })
+        .await;
+    for end in [&a, &b] {
+        // Small writes (voice frames, keystrokes) go out at once.
+        end.stream.get_ref().set_nodelay();
+        if !end.silent {
+            tell(&end.stream, &proto::notice("pipe open")).await;
+        }
+    }
+    let counts = relay::Counts::default();
+    let (reason, mood) = run(hub, &a, &b, &counts).await;
+    if mood != Mood::Happy {
+        // Anything but both sides' own EOF (shutdown, time or byte quota, a reset, a failed
+        // write) reaches both clients as a reset, never a FIN: a receiver must not take a
+        // cut stream for a complete one. Over TLS the bridge turns this into a TCP reset
+        // with no close_notify (see the door's TLS handler).
+        for end in [&a, &b] {
+            end.stream.reset_on_close();
+        }
+    }
+    // The sockets and slots go before the record, so that whoever reads it sees them free.
+    drop((a, b));
+    let (a_to_b, b_to_a) = (counts.a_to_b.into_inner(), counts.b_to_a.into_inner());
+    hub.stats
+        .piped_bytes
+        .fetch_add(a_to_b + b_to_a, Ordering::Relaxed);
+    hub.stats.pipes_closed.fetch_add(1, Ordering::Relaxed);
+    let record = Record::PipeClosed {
+        token,
+        a: peers.0,
+        b: peers.1,
+        a_to_b,
+        b_to_a,
+        secs: started.elapsed().as_secs_f64(),
+        reason,
+        mood,
+    };
+    hub.log.send(record).await;
+}
+
+/// Runs the relay until it ends by itself, the time limit passes, or the server stops (then
+/// it gets `--drain` to finish): the reason for the log, and the mood.
+async fn run(hub: &Hub, a: &End, b: &End, counts: &relay::Counts) -> (String, Mood) {
+    let limit = match hub.config.pipe_max_bytes {
+        0 => u64::MAX,
+        n => n,
+    };
+    let options = relay::Options {
+        splice: hub.config.splice,
+        limit,
+    };
+    let mut relay = pin!(relay::run(
+        &a.stream, &b.stream, &a.early, &b.early, options, counts,
+    ));
+    let max_time = hub.config.pipe_max_time;
+    let cut = async {
+        future::or(
+            async {
+                hub.stopped().await;
+                None
+            },
+            async {
+                if max_time.is_zero() {
+                    future::pending::<()>().await;
+                }
+                Timer::after(max_time).await;
+                Some(())
+            },
+        )
+        .await
+    };
+    let ending = future::or(async { Ok(relay.as_mut().await) }, async { Err(cut.await) }).await;
+    match ending {
+        Ok(Ending::Eof) => ("EOF both ways".into(), Mood::Happy),
+        Ok(Ending::Reset) => ("reset".into(), Mood::Errored),
+        Ok(Ending::Quota) => (
+            format!("over the byte quota ({limit} bytes each way)"),
+            Mood::OverQuota,
+        ),
+        Err(Some(())) => {
+            let secs = max_time.as_secs();
+            (format!("time limit reached ({secs} s)"), Mood::OverQuota)
+        }
+        Err(None) => drain(relay, hub.config.drain).await,
+    }
+}
+
+/// Shutting down: a relay gets `drain` to finish by itself, then it is cut.
+async fn drain(
+    relay: std::pin::Pin<&mut impl std::future::Future<Output = Ending>>,
+    drain: Duration,
+) -> (String, Mood) {
+    let finished = future::or(async { Some(relay.await) }, async {
+        Timer::after(drain).await;
+        None
+    })
+    .await;
+    match finished {
+        Some(Ending::Eof) => ("EOF both ways (during shutdown)".into(), Mood::Happy),
+        _ => ("server shutting down".into(), Mood::Shutdown),
+    }
+}
