@@ -416,15 +416,8 @@ fn rounds_blocking(
 const PATTERN_BYTES: usize = (1 << 20) + 7;
 
 fn pattern() -> Vec<u8> {
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut once: Vec<u8> = (0..PATTERN_BYTES)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let mut rng = duet::rng::Rng::new(0x2545_f491_4f6c_dd1d);
+    let mut once: Vec<u8> = (0..PATTERN_BYTES).map(|_| rng.next_u64() as u8).collect();
     // Twice over, so any window of up to one period is one contiguous slice.
     once.extend_from_within(..);
     once

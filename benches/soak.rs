@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 use async_net::TcpStream;
+use duet::rng::Rng;
 use futures_lite::io::BufReader;
 use futures_lite::{
     future, AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt,
@@ -242,7 +243,7 @@ fn main() -> io::Result<()> {
 /// One client slot: rounds of random acts until the deadline.
 async fn client(addr: SocketAddr, id: u64, deadline: Instant, counts: Arc<Counts>) {
     let tls = tls_connector();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15 ^ (id + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
     // Spread the start over a second, so the first second is not one burst.
     Timer::after(Duration::from_millis(rng.below(1000))).await;
     // SOAK_ONLY=N (an index into ACTS) narrows the soak to one kind of client, to chase a
@@ -363,13 +364,13 @@ async fn pipe(
     id: u64,
     tls: Option<&TlsConnector>,
 ) -> io::Result<()> {
-    let token = format!("soak-{id}-{}", rng.next());
+    let token = format!("soak-{id}-{}", rng.next_u64());
     let len = match rng.below(10) {
         0 => 0,
         1..=7 => rng.below(64 * 1024),
         _ => rng.below(4 << 20),
     } as usize;
-    let seed = rng.next() | 1;
+    let seed = rng.next_u64() | 1;
     let (mut rr, mut rw) = connect(addr).await?;
     rw.write_all(format!("/pipe {token}\n").as_bytes()).await?;
     // The sender speaks TLS when asked; the receiver is always plain. If the sender cannot
@@ -383,12 +384,12 @@ async fn pipe(
     };
     let send = async {
         sw.write_all(format!("/pipe {token}\n").as_bytes()).await?;
-        let mut source = Rng(seed);
+        let mut source = Rng::new(seed);
         let mut chunk = vec![0u8; CHUNK];
         let mut left = len;
         while left > 0 {
             let n = left.min(CHUNK);
-            source.fill(&mut chunk[..n]);
+            fill(&mut source, &mut chunk[..n]);
             sw.write_all(&chunk[..n]).await?;
             left -= n;
         }
@@ -402,7 +403,7 @@ async fn pipe(
             counts.lobby_pipes.fetch_add(1, Ordering::Relaxed);
             while line(&mut rr).await? != "* pipe open\n" {}
         }
-        let mut expect = Rng(seed);
+        let mut expect = Rng::new(seed);
         let (mut buf, mut want) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
         let (mut got, mut same) = (0usize, true);
         loop {
@@ -410,7 +411,7 @@ async fn pipe(
             if n == 0 {
                 break;
             }
-            expect.fill(&mut want[..n]);
+            fill(&mut expect, &mut want[..n]);
             same &= buf[..n] == want[..n];
             got += n;
         }
@@ -483,7 +484,7 @@ async fn garbage(addr: SocketAddr, rng: &mut Rng) -> io::Result<()> {
     let (mut r, mut w) = connect(addr).await?;
     let len = rng.below(200_000) as usize;
     let mut data = vec![0u8; len];
-    Rng(rng.next() | 1).fill(&mut data);
+    fill(&mut Rng::new(rng.next_u64()), &mut data);
     data.extend_from_slice(b"\n/frob\n/join ../x\n/pipe\n/nick <a>\n");
     let reading = async {
         let mut all = Vec::new();
@@ -499,25 +500,11 @@ async fn garbage(addr: SocketAddr, rng: &mut Rng) -> io::Result<()> {
         .map(drop)
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    /// The next `buf.len()` bytes of this generator's stream.
-    fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            *b = self.next() as u8;
-        }
+/// The next `buf.len()` bytes of `rng`'s stream, one per number (so that a sender and a
+/// checker with the same seed agree byte for byte, however the bytes are cut up).
+fn fill(rng: &mut Rng, buf: &mut [u8]) {
+    for b in buf {
+        *b = rng.next_u64() as u8;
     }
 }
 

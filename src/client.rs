@@ -3,8 +3,9 @@
 //! Each client connects to a relay (`--relay HOST:PORT`, else `$DUET_RELAY`, else
 //! `127.0.0.1:4004`), reads the greeting, and then does its job: [`pipe`] streams stdin and
 //! stdout through a pipe, [`chat`] is a line chat in a room, [`voice`] carries live audio
-//! with bounded latency. Clients use plain blocking sockets and threads: each has a
-//! handful of streams, and blocking code is the simplest correct way to move them.
+//! with bounded latency, [`send`] and [`recv`] move files and trees end-to-end encrypted
+//! (the protocol is in `transfer.rs`). Clients use plain blocking sockets and threads: each
+//! has a handful of streams, and blocking code is the simplest correct way to move them.
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, IsTerminal, Write};
@@ -143,6 +144,40 @@ pub fn command(
 /// Opens pipe `token` from the lobby and waits (as long as the relay lets a pipe wait) for
 /// its peer. Returns the socket, now carrying raw bytes, and any of the peer's bytes that
 /// were read along with `* pipe open`.
+/// The relay's `* error:` answer to `/pipe TOKEN`, sorted by what a client can do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Two others use the token already (`* error: pipe TOKEN is busy`): another token may do.
+    Busy(String),
+    /// Anything else, as the relay said it.
+    Other(String),
+}
+
+impl Refused {
+    fn from_line(error: &str) -> Refused {
+        match error.starts_with("pipe ") && error.ends_with(" is busy") {
+            true => Refused::Busy(error.to_string()),
+            false => Refused::Other(error.to_string()),
+        }
+    }
+
+    /// The refusal inside an error from [`open_pipe`], if that is what it is.
+    pub fn of(e: &io::Error) -> Option<&Refused> {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<Refused>())
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Busy(message) | Refused::Other(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// A local path as it may be printed: a file name can hold escape sequences and direction
 /// controls as well as any text from a peer.
 pub fn shown_path(path: &std::path::Path) -> String {
@@ -171,7 +206,7 @@ pub fn open_pipe_then(
     loop {
         let notice = read_line(&mut reader)?;
         if let Some(error) = notice.strip_prefix("* error: ") {
-            return Err(io::Error::other(error.to_string()));
+            return Err(io::Error::other(Refused::from_line(error)));
         }
         if notice == "* waiting for peer" {
             if let Some(waiting) = waiting.take() {

@@ -17,9 +17,11 @@ pub mod cli;
 pub mod client;
 #[doc(hidden)]
 pub mod fuzz;
-pub mod line;
-pub mod lock;
-pub mod proto;
+pub(crate) mod line;
+pub(crate) mod lock;
+pub(crate) mod proto;
+#[doc(hidden)]
+pub mod rng;
 pub mod server;
 pub mod socket;
 pub mod transfer;

@@ -190,10 +190,10 @@ impl<S: Read + Write> Channel<S> {
             .map_err(|_| io::Error::other(WRONG_CODE))?;
         let derive = |info: &[u8]| {
             let mut okm = [0u8; 32];
-            // 32 bytes is always a valid HKDF-SHA256 output length.
+            // Never a silent default for a key: a failure here must not leave it all zeros.
             hkdf::Hkdf::<Sha256>::new(None, &key)
                 .expand(info, &mut okm)
-                .ok();
+                .expect("32 bytes is a valid HKDF-SHA256 output length (at most 255 x 32)");
             ChaCha20Poly1305::new(Key::from_slice(&okm))
         };
         let (to_receiver, to_sender) = (

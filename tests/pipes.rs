@@ -11,7 +11,8 @@ fn nc(args: &[&str]) -> Child {
     spawn_piped("nc", args)
 }
 
-fn finish(child: &mut Child) {
+/// Waits for an nc to exit, and for it to have succeeded.
+fn exits_zero(child: &mut Child) {
     let status = wait_child(child, TIMEOUT * 3, "nc to exit");
     assert!(status.success(), "nc: {status:?}");
 }
@@ -47,8 +48,8 @@ fn gibibyte_with_nc(receiver_first: bool, extra: &[&str]) {
         r_feed.join().unwrap();
         s_feed.join().unwrap();
         r_check.join().unwrap();
-        finish(&mut s);
-        finish(&mut r);
+        exits_zero(&mut s);
+        exits_zero(&mut r);
         let closed = duet.wait_for_text("pipe big: closed").await;
         assert!(closed.contains(" 1073741824 bytes"), "{closed}");
         assert!(closed.ends_with("EOF both ways"), "{closed}");

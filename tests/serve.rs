@@ -194,7 +194,10 @@ fn resets_and_vanishing_clients_never_stop_the_server() {
         let mut c = duet.greeted().await;
         c.say("alive").await;
         duet.wait_for_text("-> alive").await;
-        assert!(duet.child.try_wait().unwrap().is_none(), "duet exited");
+        assert!(
+            duet.process.child.try_wait().unwrap().is_none(),
+            "duet exited"
+        );
     });
 }
 

@@ -59,7 +59,10 @@ pub fn run(options: &Options) -> io::Result<()> {
         };
         match client::open_pipe_then(&options.relay, &code.token(), announce) {
             Ok(opened) => break opened,
-            Err(e) if e.to_string().ends_with("is busy") && options.code.is_none() => {
+            Err(e)
+                if matches!(client::Refused::of(&e), Some(client::Refused::Busy(_)))
+                    && options.code.is_none() =>
+            {
                 tries += 1;
                 if tries > BUSY_RETRIES {
                     return Err(e);

@@ -77,7 +77,7 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
             peer,
             early,
             silent,
-            ticket,
+            _ticket: ticket,
         };
         return Box::pin(pipe::silent(&hub, token, line, end)).await;
     }
@@ -92,7 +92,7 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
                 peer,
                 early,
                 silent,
-                ticket,
+                _ticket: ticket,
             };
             // Boxed: the pipe's state is large and would otherwise sit in every
             // connection's task, piped or not.

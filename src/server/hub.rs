@@ -76,7 +76,7 @@ pub struct Config {
     pub rate: u32,
     pub max_rooms: usize,
     pub max_waiting_pipes: usize,
-    /// `--pipe-max-bytes`: bytes one pipe may carry (both ways together); 0 is no limit.
+    /// `--pipe-max-bytes`: bytes one pipe may carry in each direction; 0 is no limit.
     pub pipe_max_bytes: u64,
     /// `--pipe-max-time`: how long one pipe may stay open; zero is no limit.
     pub pipe_max_time: Duration,

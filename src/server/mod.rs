@@ -13,25 +13,25 @@
 //! hub (`hub.rs`) is what they share; the registries (`rooms.rs`, `pipes.rs`) do no I/O;
 //! lower modules never import higher ones.
 
-pub mod access;
-pub mod clock;
+pub(crate) mod access;
+pub(crate) mod clock;
 mod commands;
 mod door;
-pub mod hub;
+pub(crate) mod hub;
 mod lines;
-pub mod lockout;
+pub(crate) mod lockout;
 mod notice;
-pub mod outbox;
+pub(crate) mod outbox;
 mod pipe;
-pub mod pipes;
+pub(crate) mod pipes;
 pub mod printer;
-pub mod reaper;
-pub mod relay;
-pub mod rooms;
-pub mod slots;
-pub mod throttle;
+pub(crate) mod reaper;
+pub(crate) mod relay;
+pub(crate) mod rooms;
+pub(crate) mod slots;
+pub(crate) mod throttle;
 #[cfg(feature = "tls")]
-pub mod tls;
+pub(crate) mod tls;
 
 use std::future::Future;
 use std::io::{self, Write as _};
@@ -49,9 +49,10 @@ use crate::server::door::Arrived;
 use crate::server::printer::{Log, Mood, Record, Stats};
 use crate::socket::{Socket, Stream};
 
+use crate::server::hub::Hub;
 pub use crate::server::hub::{
-    Config, Hub, Totals, DRAIN_MS, GREET_WAIT_MS, HANDSHAKE_TIMEOUT_SECS, IDLE_TIMEOUT_SECS,
-    KEEPALIVE_SECS, MAX_CONNS, MAX_PER_IP,
+    Config, DRAIN_MS, GREET_WAIT_MS, HANDSHAKE_TIMEOUT_SECS, IDLE_TIMEOUT_SECS, KEEPALIVE_SECS,
+    MAX_CONNS, MAX_PER_IP,
 };
 
 /// Listen backlog: connections the kernel may queue before we accept them.
@@ -166,48 +167,53 @@ pub fn run(
                     smol::block_on(ex.run(workers_stop.recv())).ok();
                 })?;
         }
-        let served = smol::block_on(ex.run(async {
-            hub.log.send(Record::Listening { port }).await;
-            for message in descriptors {
-                hub.log.send(Record::Server { message }).await;
-            }
-            #[cfg(feature = "tls")]
-            if let Some(tls) = &hub.config.tls {
-                let only = if tls.only { "only" } else { "and plain text" };
-                let fingerprint = &tls.fingerprint;
-                let message = format!("TLS {only}; certificate SHA-256 {fingerprint}");
-                hub.log.send(Record::Server { message }).await;
-            }
+        smol::block_on(ex.run(async {
+            announce(&hub, port, descriptors).await;
             let accepting = future::or(
                 accept_all(&ex, &listener, &hub),
                 future::or(hub.idle.run(), housekeeping(&hub)),
             );
             future::or(accepting, shutdown).await;
-            // Whatever stdout does from here on, the shutdown stays short.
-            hub.log.hurry();
             drop(listener);
-            hub.log
-                .send(Record::Server {
-                    message: "shutting down".into(),
-                })
-                .await;
-            // No new slots; `all_done` closes with the last ticket.
-            hub.stop();
-            let deadline = hub.config.drain + SHUTDOWN_GRACE;
-            future::or(
-                async {
-                    all_done.recv().await.ok();
-                },
-                async {
-                    Timer::after(deadline).await;
-                },
-            )
-            .await;
-            Ok(())
+            shut_down(&hub, all_done).await;
         }));
         drop(stop_workers);
-        served
+        Ok(())
     })
+}
+
+/// The first log lines: the port, the descriptor budget, and TLS if it is on.
+async fn announce(hub: &Hub, port: u16, descriptors: Vec<String>) {
+    hub.log.send(Record::Listening { port }).await;
+    for message in descriptors {
+        hub.log.send(Record::Server { message }).await;
+    }
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &hub.config.tls {
+        let only = if tls.only { "only" } else { "and plain text" };
+        let fingerprint = &tls.fingerprint;
+        let message = format!("TLS {only}; certificate SHA-256 {fingerprint}");
+        hub.log.send(Record::Server { message }).await;
+    }
+}
+
+/// Stops in order: every connection is told to finish and gets `--drain` (plus a grace) to
+/// do so; the server knows they are all done when `all_done` closes with the last slot.
+async fn shut_down(hub: &Hub, all_done: async_channel::Receiver<()>) {
+    // Whatever stdout does from here on, the shutdown stays short.
+    hub.log.hurry();
+    let message = "shutting down".into();
+    hub.log.send(Record::Server { message }).await;
+    // No new slots; `all_done` closes with the last ticket.
+    hub.stop();
+    let deadline = hub.config.drain + SHUTDOWN_GRACE;
+    let finished = async {
+        all_done.recv().await.ok();
+    };
+    future::or(finished, async {
+        Timer::after(deadline).await;
+    })
+    .await;
 }
 
 /// Accepts until cancelled. Never returns an error: a failed accept is logged and retried.

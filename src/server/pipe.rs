@@ -58,11 +58,12 @@ pub async fn serve(hub: &Arc<Hub>, token: Arc<str>, end: End) {
     let theirs = match wait(hub, &handoff, &mine).await {
         Waited::Peer(end) => end,
         _ if !hub.pipes.give_up(&token, id) => {
-            // A peer took the slot just now: its end is already on the way.
-            match handoff.recv().await {
-                Ok(end) => end,
-                Err(_) => return,
-            }
+            // A peer took the slot just now: its end is already on the way (the registry
+            // sent it before giving the slot up, so the channel cannot be empty and closed).
+            handoff
+                .recv()
+                .await
+                .expect("the registry hands an end over before it lets the slot go")
         }
         other => return abandon(hub, token, mine, other).await,
     };

@@ -29,8 +29,9 @@ pub struct End {
     pub early: Vec<u8>,
     /// Silent ends get no notices, only their peer's bytes.
     pub silent: bool,
-    /// Keeps the connection counted until the relay is over.
-    pub ticket: Ticket,
+    /// Keeps the connection counted until the relay is over: held, never read (dropping
+    /// the end gives the slot back).
+    pub _ticket: Ticket,
 }
 
 #[derive(Debug)]

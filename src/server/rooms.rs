@@ -119,14 +119,6 @@ pub struct Room {
 }
 
 impl Room {
-    #[cfg(test)]
-    pub fn test_room() -> Room {
-        Room {
-            name: "t".into(),
-            members: Mutex::new(Vec::new()),
-        }
-    }
-
     /// Sends `bytes` to every member but `from`.
     pub fn broadcast(&self, from: u64, bytes: &[u8]) {
         for member in lock(&self.members).iter() {
@@ -189,12 +181,9 @@ impl Room {
             .collect()
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         lock(&self.members).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -103,7 +103,8 @@ impl Throttle {
     }
 
     /// Addresses tracked now.
-    pub fn tracked(&self) -> usize {
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
         self.lock().len()
     }
 }

@@ -41,9 +41,9 @@ pub fn bin() -> &'static str {
 
 /// A running `duet serve`.
 pub struct Duet {
-    pub child: Child,
+    /// The server process; its stdout lines are the log.
+    pub process: Proc,
     pub port: u16,
-    log: Receiver<String>,
     /// Log lines read so far, in order.
     pub seen: Vec<String>,
 }
@@ -73,33 +73,8 @@ impl Duet {
 
     /// Starts a prepared command whose stdout is duet's log.
     pub fn spawn(mut cmd: Command) -> Duet {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start duet");
-        let stdout = child.stdout.take().unwrap();
-        let (lines, log) = async_channel::unbounded();
-        std::thread::spawn(move || {
-            let mut reader = StdBufReader::new(stdout);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf);
-                        if lines
-                            .send_blocking(line.trim_end_matches('\n').to_string())
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-        let first = smol::block_on(within(TIMEOUT, "duet to start", log.recv()))
+        let process = Proc::spawn(cmd.stdin(Stdio::null()));
+        let first = smol::block_on(within(TIMEOUT, "duet to start", process.lines.recv()))
             .expect("duet exited before listening");
         // `waiting for clients on port N...`, or with --log-format json
         // `{"time":…,"event":"listening","port":N}`.
@@ -114,9 +89,8 @@ impl Duet {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line: {first:?}"));
         Duet {
-            child,
+            process,
             port,
-            log,
             seen: vec![first],
         }
     }
@@ -137,7 +111,7 @@ impl Duet {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.child.id()
     }
 
     pub async fn connect(&self) -> Client {
@@ -153,7 +127,7 @@ impl Duet {
 
     /// The next log line (waits for it).
     pub async fn next_line(&mut self) -> String {
-        let line = timeout("a log line", self.log.recv())
+        let line = timeout("a log line", self.process.lines.recv())
             .await
             .expect("duet's stdout closed");
         self.seen.push(line.clone());
@@ -162,7 +136,7 @@ impl Duet {
 
     /// Reads the log until a line matches; returns it.
     pub async fn wait_for(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let log = self.log.clone();
+        let log = self.process.lines.clone();
         let mut seen = Vec::new();
         let found = within(TIMEOUT, &format!("log line: {what}"), async {
             loop {
@@ -190,10 +164,10 @@ impl Duet {
     }
 
     pub fn wait_exit(&mut self) -> (ExitStatus, Vec<String>) {
-        let status = wait_child(&mut self.child, TIMEOUT, "duet to exit");
+        let status = wait_child(&mut self.process.child, TIMEOUT, "duet to exit");
         let mut rest = Vec::new();
         smol::block_on(within(TIMEOUT, "log to close", async {
-            while let Ok(line) = self.log.recv().await {
+            while let Ok(line) = self.process.lines.recv().await {
                 rest.push(line);
             }
         }));
@@ -219,13 +193,6 @@ impl Duet {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .unwrap()
             .count()
-    }
-}
-
-impl Drop for Duet {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
     }
 }
 
@@ -370,21 +337,14 @@ pub fn need(tool: &str) {
     );
 }
 
-/// Deterministic pseudo-random bytes (xorshift), for payloads that are checked byte for byte.
+/// Deterministic pseudo-random bytes (duet's one test RNG), for payloads that are checked
+/// byte for byte.
 pub fn payload(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    duet::rng::Rng::new(seed).bytes(len)
 }
 
-/// A child process (nc, ncat, socat, python…) with its stdin and stdout in reach.
+/// A child process (duet itself, nc, ncat, socat, python, a shell script) with its stdin
+/// and its stdout, read line by line on a thread, in reach. Killed when dropped.
 pub struct Proc {
     pub child: Child,
     stdin: Option<std::process::ChildStdin>,
@@ -392,21 +352,40 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `program ARGS…` with piped stdin and stdout (stdout read line by line).
+    /// Starts `program ARGS…` with piped stdin and stdout.
     pub fn start(program: &str, args: &[&str]) -> Proc {
         Proc::from_child(spawn_piped(program, args))
     }
 
-    /// Takes over a child started with piped stdin and stdout.
+    /// Starts a prepared command with stdout piped (stdin and stderr as the command says).
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        Proc::from_child(
+            cmd.stdout(Stdio::piped())
+                .spawn()
+                .expect("start a child process"),
+        )
+    }
+
+    /// Takes over a child started with piped stdout (and maybe stdin). Lines that are not
+    /// UTF-8 arrive with U+FFFD in place of the bad bytes.
     pub fn from_child(mut child: Child) -> Proc {
         let stdin = child.stdin.take();
-        let stdout = child.stdout.take().unwrap();
+        let stdout = child.stdout.take().expect("stdout piped");
         let (tx, lines) = async_channel::unbounded();
         std::thread::spawn(move || {
-            for line in StdBufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send_blocking(line).is_err() {
-                    break;
+            let mut reader = StdBufReader::new(stdout);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf);
+                        let line = line.strip_suffix('\n').unwrap_or(&line).to_string();
+                        if tx.send_blocking(line).is_err() {
+                            break;
+                        }
+                    }
                 }
             }
         });
@@ -451,6 +430,21 @@ impl Proc {
     pub async fn expect(&mut self, want: &str) {
         assert_eq!(self.line().await, want);
     }
+
+    /// Waits (bounded by `TIMEOUT` × 3) for the process to exit successfully; everything it
+    /// printed, one `\n` after each line.
+    pub fn output(&mut self) -> String {
+        let status = wait_child(&mut self.child, TIMEOUT * 3, "background process");
+        assert!(status.success(), "background process: {status:?}");
+        let mut out = String::new();
+        smol::block_on(within(TIMEOUT, "its output to end", async {
+            while let Ok(line) = self.lines.recv().await {
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }));
+        out
+    }
 }
 
 impl Drop for Proc {
@@ -465,38 +459,16 @@ pub fn sh(script: &str) -> String {
     Script::start(script).wait()
 }
 
-/// Runs a shell script in the background; `wait` it to get its stdout.
-pub struct Script {
-    child: Child,
-}
+/// A shell script running in the background; `wait` for its stdout.
+pub struct Script(Proc);
 
 impl Script {
     pub fn start(script: &str) -> Script {
-        let child = Command::new("bash")
-            .args(["-c", script])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Script { child }
+        Script(Proc::spawn(Command::new("bash").args(["-c", script])))
     }
 
     pub fn wait(mut self) -> String {
-        let mut stdout = self.child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut out = String::new();
-            std::io::Read::read_to_string(&mut stdout, &mut out).ok();
-            out
-        });
-        let status = wait_child(&mut self.child, TIMEOUT * 3, "background script");
-        assert!(status.success(), "background script: {status:?}");
-        reader.join().unwrap()
-    }
-}
-
-impl Drop for Script {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
+        self.0.output()
     }
 }
 
