@@ -5,10 +5,13 @@
 //! connections into pipes that carry any bytes at full speed. Plain `nc` is a complete client.
 //!
 //! The shape: [`server::run`] accepts on a listener the caller bound and spawns one task per
-//! connection ([`conn`]) on a smol executor; lines are read by [`line::LineReader`]; log
-//! records go to one [`printer`] over a bounded channel; rooms and pipes are registries with
-//! short locks ([`rooms`], [`pipes`]); bytes in pipes move with [`relay`].
-//! `docs/PROTOCOL.md` describes the wire protocol.
+//! connection on a smol executor; each enters through one front door (`server/door.rs`)
+//! that hands it to exactly one protocol handler (TLS, line mode, pipe mode). Lines are read
+//! by `line::LineReader`; log records go to one printer ([`server::printer`]) over a bounded
+//! channel; rooms and pipes are registries with short locks and no I/O; bytes in pipes move
+//! with `server/relay.rs`. What both the server and the clients ([`client`]) use stays at
+//! the top: the line protocol (`proto.rs`), the line reader, the socket, and the send/recv
+//! protocol ([`transfer`]). `docs/PROTOCOL.md` describes the wire protocol.
 
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]

@@ -71,14 +71,7 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
         false => Box::pin(greeting_window(&hub, peer, &stream, greet_until)).await,
     };
     if let Some((token, line)) = silent_pipe(&opening) {
-        let (early, silent) = (lines.buffered(), true);
-        let end = End {
-            stream,
-            peer,
-            early,
-            silent,
-            _ticket: ticket,
-        };
+        let end = End::new(stream, peer, lines.buffered(), true, ticket);
         return Box::pin(pipe::silent(&hub, token, line, end)).await;
     }
     let mut lines = lines;
@@ -86,14 +79,7 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
     let record = match lines::serve(&hub, &stream, &peer, &mut lines, &mut opening).await {
         Ended::Closed(record) => record,
         Ended::Pipe(token) => {
-            let (early, silent) = (lines.buffered(), false);
-            let end = End {
-                stream,
-                peer,
-                early,
-                silent,
-                _ticket: ticket,
-            };
+            let end = End::new(stream, peer, lines.buffered(), false, ticket);
             // Boxed: the pipe's state is large and would otherwise sit in every
             // connection's task, piped or not.
             return Box::pin(pipe::serve(&hub, token, end)).await;

@@ -3,9 +3,9 @@
 //! The caller binds the listener ([`bind`]) and decides when to stop (the `shutdown` future),
 //! so tests can bind port 0 and run many servers in parallel. Accept errors never end the
 //! server: they are logged and retried with backoff. Shutdown is one flag and one
-//! notification ([`Hub::stopped`]), which every connection watches with a listener that lives
+//! notification (`Hub::stopped`), which every connection watches with a listener that lives
 //! inside its own task (no allocation per idle client); the server knows all connections are
-//! done when every [`slots::Ticket`] has been dropped.
+//! done when every `slots::Ticket` has been dropped.
 //!
 //! The layout below: the front door (`door.rs`) takes each accepted connection to exactly
 //! one protocol handler (TLS, whose plaintext comes back through the door; line mode in

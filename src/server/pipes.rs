@@ -34,6 +34,24 @@ pub struct End {
     pub _ticket: Ticket,
 }
 
+impl End {
+    pub fn new(
+        stream: Socket,
+        peer: SocketAddr,
+        early: Vec<u8>,
+        silent: bool,
+        ticket: Ticket,
+    ) -> End {
+        End {
+            stream,
+            peer,
+            early,
+            silent,
+            _ticket: ticket,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Slot {
     Waiting { id: u64, handoff: Sender<End> },

@@ -171,7 +171,7 @@ pub struct Stats {
 /// The log's format (`--log-format`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
-    /// The seed's plain lines.
+    /// One line per event; a client's line as `IP:PORT -> MSG`.
     #[default]
     Text,
     /// One JSON object per line, with a time stamp.
