@@ -16,79 +16,11 @@ fn main() -> ExitCode {
         println!("duet {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let usage = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
-    let result = match args.command {
-        Some(Command::Serve(serve)) => run_server(serve),
-        Some(Command::Pipe(pipe)) => {
-            cli::relay(pipe.relay, pipe.tls, pipe.tls_ca, pipe.tls_fingerprint)
-                .map_err(usage)
-                .and_then(|relay| client::pipe::run(&relay, &pipe.token))
-        }
-        Some(Command::Chat(chat)) => {
-            cli::relay(chat.relay, chat.tls, chat.tls_ca, chat.tls_fingerprint)
-                .map_err(usage)
-                .and_then(|relay| {
-                    client::chat::run(&client::chat::Options {
-                        relay,
-                        room: chat.room,
-                        nick: chat.nick,
-                        reconnect: !chat.no_reconnect,
-                    })
-                })
-        }
-        Some(Command::Voice(voice)) => {
-            cli::relay(voice.relay, voice.tls, voice.tls_ca, voice.tls_fingerprint)
-                .map_err(usage)
-                .and_then(|relay| {
-                    client::voice::run(&client::voice::Options {
-                        relay,
-                        token: voice.token,
-                        capture: voice.capture,
-                        playback: voice.playback,
-                        jitter_ms: voice.jitter,
-                        max_delay_ms: voice.max_delay,
-                        stats: voice.stats,
-                    })
-                })
-        }
-        Some(Command::Send(send)) => {
-            let code = send.code.as_deref().map(str::parse).transpose();
-            cli::relay(send.relay, send.tls, send.tls_ca, send.tls_fingerprint)
-                .and_then(|relay| Ok((relay, code?)))
-                .map_err(usage)
-                .and_then(|(relay, code)| {
-                    if send.paths.is_empty() {
-                        return Err(usage("nothing to send: name files or directories".into()));
-                    }
-                    client::send::run(&client::send::Options {
-                        relay,
-                        paths: send.paths,
-                        code,
-                        quiet: send.quiet,
-                    })
-                })
-        }
-        Some(Command::Recv(recv)) => {
-            let code = recv.code.parse();
-            cli::relay(recv.relay, recv.tls, recv.tls_ca, recv.tls_fingerprint)
-                .and_then(|relay| Ok((relay, code?)))
-                .map_err(usage)
-                .and_then(|(relay, code)| {
-                    client::recv::run(&client::recv::Options {
-                        relay,
-                        code,
-                        dir: recv.out,
-                        force: recv.force,
-                        yes: recv.yes,
-                        quiet: recv.quiet,
-                    })
-                })
-        }
-        None => {
-            eprintln!("duet: no command given; try `duet --help`");
-            return ExitCode::from(2);
-        }
+    let Some(command) = args.command else {
+        eprintln!("duet: no command given; try `duet --help`");
+        return ExitCode::from(2);
     };
+    let result = run(command);
     client::finish();
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,10 +31,70 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs one subcommand; an error is printed once, by `main`.
+fn run(command: Command) -> io::Result<()> {
+    match command {
+        Command::Serve(serve) => run_server(serve),
+        Command::Pipe(pipe) => {
+            let relay = relay(pipe.relay, pipe.tls, pipe.tls_ca, pipe.tls_fingerprint)?;
+            client::pipe::run(&relay, &pipe.token)
+        }
+        Command::Chat(chat) => client::chat::run(&client::chat::Options {
+            relay: relay(chat.relay, chat.tls, chat.tls_ca, chat.tls_fingerprint)?,
+            room: chat.room,
+            nick: chat.nick,
+            reconnect: !chat.no_reconnect,
+        }),
+        Command::Voice(voice) => client::voice::run(&client::voice::Options {
+            relay: relay(voice.relay, voice.tls, voice.tls_ca, voice.tls_fingerprint)?,
+            token: voice.token,
+            capture: voice.capture,
+            playback: voice.playback,
+            jitter_ms: voice.jitter,
+            max_delay_ms: voice.max_delay,
+            stats: voice.stats,
+        }),
+        Command::Send(send) => {
+            let relay = relay(send.relay, send.tls, send.tls_ca, send.tls_fingerprint)?;
+            let code = send.code.as_deref().map(str::parse).transpose();
+            if send.paths.is_empty() {
+                return Err(usage("nothing to send: name files or directories".into()));
+            }
+            client::send::run(&client::send::Options {
+                relay,
+                paths: send.paths,
+                code: code.map_err(usage)?,
+                quiet: send.quiet,
+            })
+        }
+        Command::Recv(recv) => client::recv::run(&client::recv::Options {
+            relay: relay(recv.relay, recv.tls, recv.tls_ca, recv.tls_fingerprint)?,
+            code: recv.code.parse().map_err(usage)?,
+            dir: recv.out,
+            force: recv.force,
+            yes: recv.yes,
+            quiet: recv.quiet,
+        }),
+    }
+}
+
+/// The relay a client talks to, from its `--relay` and `--tls*` options.
+fn relay(
+    addr: Option<String>,
+    tls: bool,
+    ca: Option<std::path::PathBuf>,
+    fingerprint: Option<String>,
+) -> io::Result<client::Relay> {
+    cli::relay(addr, tls, ca, fingerprint).map_err(usage)
+}
+
+/// A mistake in the arguments.
+fn usage(e: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e)
+}
+
 fn run_server(serve: Serve) -> io::Result<()> {
-    let config = serve
-        .config()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let config = serve.config().map_err(usage)?;
     let addr = serve.addr();
     let listener = server::bind(addr)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;

@@ -24,7 +24,7 @@ use crate::server::hub::Hub;
 use crate::server::lines::{self, Ended, Opening};
 use crate::server::pipe;
 use crate::server::pipes::End;
-use crate::server::printer::{Mood, Record};
+use crate::server::printer::Record;
 use crate::server::slots::Ticket;
 use crate::socket::Socket;
 
@@ -34,6 +34,7 @@ pub enum Arrived {
     /// Accepted just now (logged here; it may still start a TLS handshake).
     Tcp,
     /// The plaintext of a TLS client, back from the TLS handler (logged already).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Tls,
 }
 
@@ -159,6 +160,7 @@ async fn early_line(
 mod tls {
     use super::*;
     use crate::server::notice::refuse;
+    use crate::server::printer::Mood;
     use crate::server::tls::{self as tls_setup, Tls};
 
     /// On a server with TLS: a TLS client gets a handshake first, a plain one is served as
