@@ -258,23 +258,64 @@ fn failed_auth_locks_the_address_out() {
             "--stats-interval",
             "1",
         ]);
-        for _ in 0..3 {
+        // Two wrong guesses, one early (in the greeting window: no greeting) and one
+        // later: each is answered and closed.
+        let mut c = duet.connect().await;
+        c.say("/auth wrong").await;
+        assert_eq!(c.read_to_end().await, b"* error: authentication failed\n");
+        let mut c = duet.greeted().await;
+        c.say("/auth wrong").await;
+        c.expect("* error: authentication failed").await;
+        // The third attempt starts the lock-out; during it even the right secret is refused.
+        for _ in 0..2 {
             let mut c = duet.connect().await;
-            c.say("/auth wrong").await;
+            c.say("/auth correct-horse-battery").await;
             let said = String::from_utf8_lossy(&c.read_to_end().await).to_string();
-            assert!(said.ends_with("* error: authentication failed\n"), "{said}");
+            assert!(
+                said.contains("too many failed /auth from your address; try again in"),
+                "{said}"
+            );
         }
         duet.wait_for_text("locked out for 60 s after 2 failed /auth")
             .await;
-        let mut c = duet.connect().await;
-        c.say("/auth correct-horse-battery").await;
-        let said = String::from_utf8_lossy(&c.read_to_end().await).to_string();
-        assert!(
-            said.contains("too many failed /auth from your address; try again in"),
-            "{said}"
-        );
-        let stats = duet.wait_for_text("stats:").await;
+        let stats = duet
+            .wait_for("a stats line with the lock-out", |l| {
+                l.contains("failed /auth, 1 lock-outs")
+            })
+            .await;
         assert!(stats.contains("4 failed /auth, 1 lock-outs"), "{stats}");
+    });
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Guesses sent at once on many connections are counted before any is looked at: no more
+/// than `--auth-failures` secrets are ever compared before the lock-out.
+#[test]
+fn guesses_in_parallel_do_not_get_past_the_limit() {
+    let dir = std::env::temp_dir().join(format!("duet-burst-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "correct-horse-battery\n").unwrap();
+    smol::block_on(async {
+        let path = secret.to_str().unwrap();
+        let duet = Duet::start(&["--secret-file", path, "--auth-failures", "3"]);
+        let mut clients = Vec::new();
+        for _ in 0..40 {
+            clients.push(duet.connect().await);
+        }
+        for c in &mut clients {
+            c.say("/auth wrong").await;
+        }
+        let mut compared = 0;
+        for mut c in clients {
+            let said = String::from_utf8_lossy(&c.read_to_end().await).to_string();
+            if said.ends_with("* error: authentication failed\n") {
+                compared += 1;
+            } else {
+                assert!(said.contains("too many failed /auth"), "{said}");
+            }
+        }
+        assert_eq!(compared, 3, "secrets compared before the lock-out");
     });
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -194,7 +194,6 @@ impl Conn {
                 self.hub.log.send(redacted_auth(peer)).await;
                 match check_auth(&self.hub, peer, given) {
                     AuthCheck::Right => {
-                        self.hub.auth.succeeded(peer.ip());
                         self.session.set_authed();
                         self.session.touch();
                         self.session.send(proto::notice("authenticated"));
@@ -226,30 +225,9 @@ impl Conn {
     }
 
     /// A wrong secret, or `/auth` from a locked-out address: the client is told and let go
-    /// (one guess per connection), and its address moves towards a lock-out.
+    /// (one guess per connection).
     async fn auth_failed(&self, check: AuthCheck) -> Exit {
-        let (peer, stats) = (self.session.peer, &self.hub.stats);
-        stats.refused();
-        stats.auth_failed.fetch_add(1, Ordering::Relaxed);
-        let error = match check {
-            AuthCheck::Locked(Locked::For(wait)) => format!(
-                "too many failed /auth from your address; try again in {} s",
-                wait.as_secs() + 1
-            ),
-            AuthCheck::Locked(Locked::Full) => {
-                "too many failed /auth on this server; try again later".to_string()
-            }
-            _ => {
-                if let Some(lockout) = self.hub.auth.failed(peer.ip()) {
-                    stats.auth_lockouts.fetch_add(1, Ordering::Relaxed);
-                    let max = self.hub.config.auth_failures;
-                    let secs = lockout.as_secs();
-                    let error = format!("locked out for {secs} s after {max} failed /auth");
-                    self.hub.log.send(Record::ClientError { peer, error }).await;
-                }
-                "authentication failed".to_string()
-            }
-        };
+        let error = auth_refused(&self.hub, self.session.peer, check).await;
         self.session.send(proto::error(&error));
         Exit::AuthFailed
     }
@@ -291,16 +269,45 @@ pub enum AuthCheck {
     Locked(Locked),
 }
 
-/// Checks a secret given with `/auth`, unless the client's address is locked out. Counts
-/// nothing: the caller records the outcome.
+/// Checks a secret given with `/auth`: the attempt is counted against the address first
+/// (see `lockout.rs`), and a right secret forgets the address's failures.
 pub fn check_auth(hub: &Hub, peer: SocketAddr, given: &str) -> AuthCheck {
-    if let Err(locked) = hub.auth.check(peer.ip()) {
+    if let Err(locked) = hub.auth.attempt(peer.ip()) {
         return AuthCheck::Locked(locked);
     }
     let secret = hub.config.secret.as_deref().unwrap_or_default();
     match secret_matches(given.as_bytes(), secret) {
-        true => AuthCheck::Right,
+        true => {
+            hub.auth.succeeded(peer.ip());
+            AuthCheck::Right
+        }
         false => AuthCheck::Wrong,
+    }
+}
+
+/// Counts a refused `/auth` (and logs a lock-out that starts now); the text of the
+/// `* error:` line for the client.
+pub async fn auth_refused(hub: &Hub, peer: SocketAddr, check: AuthCheck) -> String {
+    hub.stats.refused();
+    hub.stats.auth_failed.fetch_add(1, Ordering::Relaxed);
+    let locked = |wait: std::time::Duration| {
+        let secs = wait.as_secs() + 1;
+        format!("too many failed /auth from your address; try again in {secs} s")
+    };
+    match check {
+        AuthCheck::Locked(Locked::Started(lockout)) => {
+            hub.stats.auth_lockouts.fetch_add(1, Ordering::Relaxed);
+            let max = hub.config.auth_failures;
+            let secs = lockout.as_secs();
+            let error = format!("locked out for {secs} s after {max} failed /auth");
+            hub.log.send(Record::ClientError { peer, error }).await;
+            locked(lockout)
+        }
+        AuthCheck::Locked(Locked::For(wait)) => locked(wait),
+        AuthCheck::Locked(Locked::Full) => {
+            "too many failed /auth on this server; try again later".to_string()
+        }
+        AuthCheck::Wrong | AuthCheck::Right => "authentication failed".to_string(),
     }
 }
 

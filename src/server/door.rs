@@ -19,9 +19,10 @@ use smol::Timer;
 
 use crate::line::{Line, LineReader};
 use crate::proto::{self, Command, Input};
-use crate::server::commands::{check_auth, redacted_auth, AuthCheck};
+use crate::server::commands::{auth_refused, check_auth, redacted_auth, AuthCheck};
 use crate::server::hub::Hub;
 use crate::server::lines::{self, Ended, Opening};
+use crate::server::notice::refuse;
 use crate::server::pipe;
 use crate::server::pipes::End;
 use crate::server::printer::Record;
@@ -69,7 +70,14 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
                 },
             )
         }
-        false => Box::pin(greeting_window(&hub, peer, &stream, greet_until)).await,
+        false => {
+            let window = greeting_window(&hub, peer, &stream, greet_until);
+            let Some(opened) = Box::pin(window).await else {
+                // A first-line `/auth` that failed: it was told and logged.
+                return;
+            };
+            opened
+        }
     };
     if let Some((token, line)) = silent_pipe(&opening) {
         let end = End::new(stream, peer, lines.buffered(), true, ticket);
@@ -95,22 +103,36 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
 
 /// Holds the greeting back until `until` for the first line: a client whose first line is
 /// `/pipe TOKEN` (netcat in a script) gets a silent pipe, with nothing but its peer's
-/// bytes. With `--secret-file`, `/auth SECRET` may come first.
+/// bytes. With `--secret-file`, `/auth SECRET` may come first; it is checked (and counted)
+/// here, once, and if it fails the client is refused (no greeting, the error, the close):
+/// then `None`.
 async fn greeting_window(
     hub: &Hub,
     peer: SocketAddr,
     stream: &Socket,
     until: Instant,
-) -> (LineReader<Socket>, Opening) {
+) -> Option<(LineReader<Socket>, Opening)> {
     let mut lines = LineReader::new(stream.clone(), hub.config.max_line_bytes);
-    let mut first = early_line(&mut lines, until).await;
-    let mut authed = hub.config.secret.is_none();
-    if !authed && early_auth(hub, peer, &first) {
-        authed = true;
-        hub.log.send(redacted_auth(peer)).await;
-        first = early_line(&mut lines, until).await;
+    let mut opening = Opening {
+        first: early_line(&mut lines, until).await,
+        authed: hub.config.secret.is_none(),
+    };
+    let check = match opening.authed {
+        true => None,
+        false => auth_secret(&opening.first).map(|given| check_auth(hub, peer, given)),
+    };
+    let Some(check) = check else {
+        return Some((lines, opening));
+    };
+    hub.log.send(redacted_auth(peer)).await;
+    if let AuthCheck::Right = check {
+        opening.authed = true;
+        opening.first = early_line(&mut lines, until).await;
+        return Some((lines, opening));
     }
-    (lines, Opening { first, authed })
+    let error = auth_refused(hub, peer, check).await;
+    refuse(hub, stream, peer, error).await;
+    None
 }
 
 /// The token and the line, when the opening asks for a silent pipe.
@@ -124,22 +146,15 @@ fn silent_pipe(opening: &Opening) -> Option<(Arc<str>, Vec<u8>)> {
     }
 }
 
-/// Whether `first` is `/auth` with the right secret (`--secret-file`), from an address
-/// that is not locked out. Anything else is left for line mode to answer (and count).
-fn early_auth(hub: &Hub, peer: SocketAddr, first: &Option<io::Result<Option<Line>>>) -> bool {
-    let (Some(_), Some(Ok(Some(Line::Text(text))))) = (&hub.config.secret, first) else {
-        return false;
+/// The secret of a first line `/auth SECRET`.
+fn auth_secret(first: &Option<io::Result<Option<Line>>>) -> Option<&str> {
+    let Some(Ok(Some(Line::Text(text)))) = first else {
+        return None;
     };
-    let right = match proto::parse(text) {
-        Ok(Input::Command(Command::Auth(given))) => {
-            matches!(check_auth(hub, peer, given), AuthCheck::Right)
-        }
-        _ => false,
-    };
-    if right {
-        hub.auth.succeeded(peer.ip());
+    match proto::parse(text) {
+        Ok(Input::Command(Command::Auth(given))) => Some(given),
+        _ => None,
     }
-    right
 }
 
 /// Reads a line that arrives before `until`, if one does.
@@ -159,7 +174,6 @@ async fn early_line(
 #[cfg(feature = "tls")]
 mod tls {
     use super::*;
-    use crate::server::notice::refuse;
     use crate::server::printer::Mood;
     use crate::server::tls::{self as tls_setup, Tls};
 

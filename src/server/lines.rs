@@ -74,7 +74,7 @@ pub async fn serve(
     }
     let (exit, ()) = future::zip(
         async {
-            let exit = conn.read_lines(lines, &mut opening.first).await;
+            let exit = conn.read_lines(lines, opening).await;
             outbox.close(match exit {
                 Exit::Shutdown => hub.config.drain,
                 _ => CLOSE_LINGER,
@@ -130,18 +130,14 @@ fn closing_record(conn: &Conn, exit: Exit, fate: Fate) -> Record {
 }
 
 impl Conn {
-    /// Line mode's reader half: until EOF, an error, `/quit`, `/pipe` or shutdown. `pending`
-    /// is what the front door read already.
-    async fn read_lines(
-        &self,
-        lines: &mut LineReader<Socket>,
-        pending: &mut Option<io::Result<Option<Line>>>,
-    ) -> Exit {
+    /// Line mode's reader half: until EOF, an error, `/quit`, `/pipe` or shutdown. The
+    /// opening is what the front door read already.
+    async fn read_lines(&self, lines: &mut LineReader<Socket>, opening: &mut Opening) -> Exit {
         if self.hub.config.auto_pair && self.session.is_authed() {
             self.matchmake();
         }
         loop {
-            let next = match pending.take() {
+            let next = match opening.first.take() {
                 Some(next) => next,
                 None => match self.next_line(lines).await {
                     Some(next) => next,

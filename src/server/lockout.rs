@@ -35,7 +35,9 @@ pub const MAX_TRACKED: usize = 100_000;
 /// Why `/auth` may not be tried now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Locked {
-    /// This address failed too often: try again after this long.
+    /// This address failed `--auth-failures` times: a lock-out of this long starts now.
+    Started(Duration),
+    /// This address is locked out: try again after this long.
     For(Duration),
     /// The table of failing addresses is full.
     Full,
@@ -72,51 +74,37 @@ impl Lockout {
         lock(&self.table)
     }
 
-    /// Whether `ip` may try `/auth` now.
-    pub fn check(&self, ip: IpAddr) -> Result<(), Locked> {
-        self.check_at(ip, clock_ms())
+    /// Counts an `/auth` attempt from `ip` before its secret is looked at, or says why it may
+    /// not be made. Counting first, under one lock, is what makes the limit hold for
+    /// guesses sent in parallel: each attempt counts as a failure until
+    /// [`Lockout::succeeded`] forgets it.
+    pub fn attempt(&self, ip: IpAddr) -> Result<(), Locked> {
+        self.attempt_at(ip, clock_ms())
     }
 
-    fn check_at(&self, ip: IpAddr, now: u64) -> Result<(), Locked> {
+    fn attempt_at(&self, ip: IpAddr, now: u64) -> Result<(), Locked> {
         if self.max_failures == 0 {
             return Ok(());
         }
         let mut table = self.lock();
-        match table.get(&key(ip)) {
-            Some(entry) if entry.locked_until_ms > now => Err(Locked::For(Duration::from_millis(
-                entry.locked_until_ms - now,
-            ))),
-            Some(_) => Ok(()),
-            None if table.len() < MAX_TRACKED => Ok(()),
-            None => {
-                forget_old(&mut table, now);
-                match table.len() < MAX_TRACKED {
-                    true => Ok(()),
-                    false => Err(Locked::Full),
-                }
+        let key = key(ip);
+        if !table.contains_key(&key) && table.len() >= MAX_TRACKED {
+            forget_old(&mut table, now);
+            if table.len() >= MAX_TRACKED {
+                return Err(Locked::Full);
             }
         }
-    }
-
-    /// Counts a failed `/auth` from `ip`. Returns the lock-out it earned, if it earned one.
-    pub fn failed(&self, ip: IpAddr) -> Option<Duration> {
-        self.failed_at(ip, clock_ms())
-    }
-
-    fn failed_at(&self, ip: IpAddr, now: u64) -> Option<Duration> {
-        if self.max_failures == 0 {
-            return None;
+        let entry = table.entry(key).or_default();
+        if entry.locked_until_ms > now {
+            let wait = Duration::from_millis(entry.locked_until_ms - now);
+            return Err(Locked::For(wait));
         }
-        let mut table = self.lock();
-        if table.len() >= MAX_TRACKED {
-            forget_old(&mut table, now);
-        }
-        let entry = table.entry(key(ip)).or_default();
-        entry.failures += 1;
         entry.last_failure_ms = now;
-        if entry.failures <= self.max_failures {
-            return None;
+        if entry.failures < self.max_failures {
+            entry.failures += 1;
+            return Ok(());
         }
+        // The attempt after `max_failures` failures: refused, and the lock-out starts.
         let lockout = self
             .base
             .saturating_mul(1 << entry.lockouts.min(20))
@@ -124,7 +112,7 @@ impl Lockout {
         entry.lockouts += 1;
         entry.failures = 0;
         entry.locked_until_ms = now + lockout.as_millis() as u64;
-        Some(lockout)
+        Err(Locked::Started(lockout))
     }
 
     /// A correct `/auth` from `ip`: its failures are forgotten.
@@ -164,36 +152,35 @@ mod tests {
         let l = Lockout::new(3, Duration::from_secs(60));
         let a = ip("192.0.2.1");
         for _ in 0..3 {
-            assert_eq!(l.check_at(a, 1000), Ok(()));
-            assert_eq!(l.failed_at(a, 1000), None);
+            assert_eq!(l.attempt_at(a, 1000), Ok(()));
         }
-        assert_eq!(l.failed_at(a, 1000), Some(Duration::from_secs(60)));
+        let started = Err(Locked::Started(Duration::from_secs(60)));
+        assert_eq!(l.attempt_at(a, 1000), started);
         assert_eq!(
-            l.check_at(a, 31_000),
+            l.attempt_at(a, 31_000),
             Err(Locked::For(Duration::from_secs(30)))
         );
         // Over: three more tries, then twice as long.
-        assert_eq!(l.check_at(a, 61_000), Ok(()));
         for _ in 0..3 {
-            assert_eq!(l.failed_at(a, 61_000), None);
+            assert_eq!(l.attempt_at(a, 61_000), Ok(()));
         }
-        assert_eq!(l.failed_at(a, 61_000), Some(Duration::from_secs(120)));
+        let started = Err(Locked::Started(Duration::from_secs(120)));
+        assert_eq!(l.attempt_at(a, 61_000), started);
         // Another address is not affected.
-        assert_eq!(l.check_at(ip("192.0.2.2"), 61_000), Ok(()));
+        assert_eq!(l.attempt_at(ip("192.0.2.2"), 61_000), Ok(()));
     }
 
     #[test]
     fn ipv6_counts_per_64_and_success_forgets() {
         let l = Lockout::new(1, Duration::from_secs(10));
-        assert_eq!(l.failed_at(ip("2001:db8::1"), 0), None);
-        assert!(l.failed_at(ip("2001:db8::2"), 0).is_some());
-        assert!(l.check_at(ip("2001:db8::ffff"), 1).is_err());
-        assert!(l.check_at(ip("2001:db8:0:1::1"), 1).is_ok());
-        l.succeeded(ip("2001:db8:0:1::1"));
+        assert_eq!(l.attempt_at(ip("2001:db8::1"), 0), Ok(()));
+        assert!(l.attempt_at(ip("2001:db8::2"), 0).is_err());
+        assert!(l.attempt_at(ip("2001:db8::ffff"), 1).is_err());
+        assert!(l.attempt_at(ip("2001:db8:0:1::1"), 1).is_ok());
         let b = ip("198.51.100.7");
-        l.failed_at(b, 0);
+        assert_eq!(l.attempt_at(b, 0), Ok(()));
         l.succeeded(b);
-        assert_eq!(l.failed_at(b, 0), None);
+        assert_eq!(l.attempt_at(b, 0), Ok(()));
     }
 
     #[test]
@@ -203,8 +190,8 @@ mod tests {
         let mut now = 0;
         let mut longest = Duration::ZERO;
         for _ in 0..10 {
-            l.failed_at(a, now);
-            if let Some(d) = l.failed_at(a, now) {
+            l.attempt_at(a, now).ok();
+            if let Err(Locked::Started(d)) = l.attempt_at(a, now) {
                 longest = d;
                 now += d.as_millis() as u64;
             }
@@ -219,8 +206,7 @@ mod tests {
     fn zero_turns_it_off() {
         let l = Lockout::new(0, Duration::from_secs(60));
         for _ in 0..100 {
-            assert_eq!(l.failed_at(ip("192.0.2.1"), 0), None);
+            assert_eq!(l.attempt_at(ip("192.0.2.1"), 0), Ok(()));
         }
-        assert_eq!(l.check_at(ip("192.0.2.1"), 0), Ok(()));
     }
 }
