@@ -8,41 +8,6 @@ use std::time::Duration;
 use common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-/// A secret file for `--secret-file`, removed when dropped.
-struct SecretFile(std::path::PathBuf);
-
-impl SecretFile {
-    fn new(secret: &str) -> SecretFile {
-        let path = std::env::temp_dir().join(format!(
-            "duet-secret-{}-{}",
-            std::process::id(),
-            payload(8, rand_seed())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        ));
-        std::fs::write(&path, format!("{secret}\n")).unwrap();
-        SecretFile(path)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for SecretFile {
-    fn drop(&mut self) {
-        std::fs::remove_file(&self.0).ok();
-    }
-}
-
-fn rand_seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64
-}
-
 #[test]
 fn deny_and_allow_ranges() {
     smol::block_on(async {

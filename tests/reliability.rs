@@ -243,14 +243,11 @@ fn pipe_ends_have_keepalive() {
 /// seconds; during the lock-out even the right secret is refused, so guessing gains nothing.
 #[test]
 fn failed_auth_locks_the_address_out() {
-    let dir = std::env::temp_dir().join(format!("duet-lockout-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let secret = dir.join("secret");
-    std::fs::write(&secret, "correct-horse-battery\n").unwrap();
+    let secret = SecretFile::new("correct-horse-battery");
     smol::block_on(async {
         let mut duet = Duet::start(&[
             "--secret-file",
-            secret.to_str().unwrap(),
+            secret.path(),
             "--auth-failures",
             "2",
             "--auth-lockout",
@@ -285,20 +282,15 @@ fn failed_auth_locks_the_address_out() {
             .await;
         assert!(stats.contains("4 failed /auth, 1 lock-outs"), "{stats}");
     });
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Guesses sent at once on many connections are counted before any is looked at: no more
 /// than `--auth-failures` secrets are ever compared before the lock-out.
 #[test]
 fn guesses_in_parallel_do_not_get_past_the_limit() {
-    let dir = std::env::temp_dir().join(format!("duet-burst-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let secret = dir.join("secret");
-    std::fs::write(&secret, "correct-horse-battery\n").unwrap();
+    let secret = SecretFile::new("correct-horse-battery");
     smol::block_on(async {
-        let path = secret.to_str().unwrap();
-        let duet = Duet::start(&["--secret-file", path, "--auth-failures", "3"]);
+        let duet = Duet::start(&["--secret-file", secret.path(), "--auth-failures", "3"]);
         let mut clients = Vec::new();
         for _ in 0..40 {
             clients.push(duet.connect().await);
@@ -317,7 +309,6 @@ fn guesses_in_parallel_do_not_get_past_the_limit() {
         }
         assert_eq!(compared, 3, "secrets compared before the lock-out");
     });
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// With stdout blocked (`duet serve | sleep`), a client flooding lines cannot stop the

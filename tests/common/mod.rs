@@ -521,3 +521,38 @@ pub fn check(child: &mut Child, mib: usize) -> std::thread::JoinHandle<()> {
         assert!(rest.is_empty(), "{} bytes too many", rest.len());
     })
 }
+
+/// A secret file for `--secret-file`, removed when dropped.
+pub struct SecretFile(std::path::PathBuf);
+
+impl SecretFile {
+    pub fn new(secret: &str) -> SecretFile {
+        let path = std::env::temp_dir().join(format!(
+            "duet-secret-{}-{}",
+            std::process::id(),
+            payload(8, rand_seed())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ));
+        std::fs::write(&path, format!("{secret}\n")).unwrap();
+        SecretFile(path)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for SecretFile {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.0).ok();
+    }
+}
+
+fn rand_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+}
