@@ -103,17 +103,11 @@ fn readme_recipe_with_files() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-async fn silent(duet: &Duet, token: &str) -> Client {
-    let mut c = duet.connect().await;
-    c.say(&format!("/pipe {token}")).await;
-    c
-}
-
 #[test]
 fn handshake_and_payload_in_one_segment() {
     smol::block_on(async {
         let duet = Duet::start(&[]);
-        let mut a = silent(&duet, "seg").await;
+        let mut a = duet.silent("seg").await;
         let mut b = duet.connect().await;
         b.send(b"/pipe seg\nFIRST BYTES\0\xff with the handshake".as_slice())
             .await;
@@ -132,8 +126,8 @@ fn half_close_each_way() {
     smol::block_on(async {
         for first_done in ["a", "b"] {
             let duet = Duet::start(&[]);
-            let a = silent(&duet, "hc").await;
-            let b = silent(&duet, "hc").await;
+            let a = duet.silent("hc").await;
+            let b = duet.silent("hc").await;
             let (mut done, mut replier) = if first_done == "a" { (a, b) } else { (b, a) };
             done.send("question").await;
             done.shutdown_write();
@@ -155,10 +149,10 @@ fn half_close_each_way() {
 fn a_third_connection_is_told_the_pipe_is_busy() {
     smol::block_on(async {
         let mut duet = Duet::start(&[]);
-        let mut a = silent(&duet, "two").await;
-        let mut b = silent(&duet, "two").await;
+        let mut a = duet.silent("two").await;
+        let mut b = duet.silent("two").await;
         duet.wait_for_text("pipe two:").await;
-        let mut c = silent(&duet, "two").await;
+        let mut c = duet.silent("two").await;
         assert_eq!(c.read_to_end().await, b"* error: pipe two is busy\n");
         // The first two are undisturbed.
         a.send("ping").await;
@@ -179,15 +173,15 @@ fn a_third_connection_is_told_the_pipe_is_busy() {
 fn a_waiting_pipe_expires() {
     smol::block_on(async {
         let mut duet = Duet::start(&["--pipe-wait", "1"]);
-        let mut a = silent(&duet, "lonely").await;
+        let mut a = duet.silent("lonely").await;
         assert_eq!(
             a.read_to_end().await,
             b"* error: pipe lonely expired (no peer within 1 s)\n"
         );
         duet.wait_for_text("pipe lonely: ").await;
         // The token is free again.
-        let mut b = silent(&duet, "lonely").await;
-        let mut c = silent(&duet, "lonely").await;
+        let mut b = duet.silent("lonely").await;
+        let mut c = duet.silent("lonely").await;
         b.send("x").await;
         let mut buf = [0u8; 1];
         timeout("x", c.reader.read_exact(&mut buf)).await.unwrap();
@@ -198,8 +192,8 @@ fn a_waiting_pipe_expires() {
 fn a_reset_mid_transfer_closes_the_other_side() {
     smol::block_on(async {
         let mut duet = Duet::start(&[]);
-        let mut a = silent(&duet, "rst").await;
-        let b = silent(&duet, "rst").await;
+        let mut a = duet.silent("rst").await;
+        let b = duet.silent("rst").await;
         duet.wait_for_text("pipe rst:").await;
         let mut writer = a.writer.clone();
         let pump = smol::spawn(async move {
@@ -227,8 +221,8 @@ fn a_reset_mid_transfer_closes_the_other_side() {
 fn shutdown_mid_transfer_closes_pipes_and_exits_zero() {
     smol::block_on(async {
         let mut duet = Duet::start(&["--drain", "200"]);
-        let mut a = silent(&duet, "sd").await;
-        let mut b = silent(&duet, "sd").await;
+        let mut a = duet.silent("sd").await;
+        let mut b = duet.silent("sd").await;
         duet.wait_for_text("pipe sd:").await;
         a.send("some bytes").await;
         let mut buf = [0u8; 10];
@@ -255,7 +249,7 @@ fn a_pipe_from_the_lobby_gets_notices_first() {
         a.say("chatting first").await;
         a.say("/pipe late").await;
         a.expect("* waiting for peer").await;
-        let mut b = silent(&duet, "late").await;
+        let mut b = duet.silent("late").await;
         a.expect("* pipe open").await;
         b.send("raw\x00bytes").await;
         let mut buf = [0u8; 9];
@@ -277,7 +271,7 @@ fn a_pipe_from_the_lobby_gets_notices_first() {
 fn with_greet_wait_zero_every_pipe_gets_notices() {
     smol::block_on(async {
         let duet = Duet::start(&["--greet-wait", "0"]);
-        let mut a = silent(&duet, "t").await;
+        let mut a = duet.silent("t").await;
         a.expect_greeting().await;
         a.expect("* waiting for peer").await;
     });

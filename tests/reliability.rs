@@ -10,12 +10,6 @@ use std::process::{Command, Stdio};
 use common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-async fn silent(duet: &Duet, token: &str) -> Client {
-    let mut c = duet.connect().await;
-    c.say(&format!("/pipe {token}")).await;
-    c
-}
-
 /// Sends 64 KiB blocks into `writer` until a write fails (true) or the bound is reached.
 fn pump(mut writer: async_net::TcpStream) -> smol::Task<bool> {
     smol::spawn(async move {
@@ -37,8 +31,8 @@ fn stopping_the_server_mid_pipe_resets_both_ends() {
             let mut args = vec!["--drain", "100"];
             args.extend_from_slice(extra);
             let mut duet = Duet::start(&args);
-            let a = silent(&duet, "cut").await;
-            let mut b = silent(&duet, "cut").await;
+            let a = duet.silent("cut").await;
+            let mut b = duet.silent("cut").await;
             duet.wait_for_text("pipe cut:").await;
             let pumping = pump(a.writer.clone());
             let mut first = vec![0u8; 1 << 20];
@@ -103,7 +97,7 @@ fn duet_pipe_receiving_from_a_stopped_server_fails() {
         let mut receiver = duet.client_command(&["pipe", "dp-cut"]).spawn().unwrap();
         let mut out = receiver.stdout.take().unwrap();
         duet.wait_for_text("-> /pipe dp-cut").await;
-        let a = silent(&duet, "dp-cut").await;
+        let a = duet.silent("dp-cut").await;
         duet.wait_for_text("pipe dp-cut:").await;
         let pumping = pump(a.writer.clone());
         let reading = std::thread::spawn(move || {
@@ -156,7 +150,7 @@ fn stopping_the_server_resets_a_tls_receiver() {
              EOF"
         ));
         duet.wait_for_text("-> /pipe tls-cut").await;
-        let a = silent(&duet, "tls-cut").await;
+        let a = duet.silent("tls-cut").await;
         duet.wait_for_text("pipe tls-cut:").await;
         let pumping = pump(a.writer.clone());
         let (status, _) = duet.stop();
@@ -173,7 +167,7 @@ fn stopping_the_server_resets_a_tls_receiver() {
 fn a_waiting_end_that_closes_frees_its_token() {
     smol::block_on(async {
         let mut duet = Duet::start(&[]);
-        let mut dead = silent(&duet, "k4y").await;
+        let mut dead = duet.silent("k4y").await;
         duet.wait_for_text("-> /pipe k4y").await;
         dead.shutdown_write();
         duet.wait_for_text("pipe k4y: 127.0.0.1").await;
@@ -191,7 +185,7 @@ fn a_waiting_end_that_closes_frees_its_token() {
         assert!(String::from_utf8_lossy(&told).contains("you closed your side"));
         assert!(ended.is_err(), "the closed end got a clean end");
 
-        let mut receiver = silent(&duet, "k4y").await;
+        let mut receiver = duet.silent("k4y").await;
         duet.wait_for_text("-> /pipe k4y").await;
         let mut sender = duet.connect().await;
         sender.send("/pipe k4y\nthe real data").await;
@@ -214,7 +208,7 @@ fn a_waiting_sender_that_finished_is_still_delivered() {
         sender.send("/pipe early\nall of it").await;
         sender.shutdown_write();
         duet.wait_for_text("-> /pipe early").await;
-        let mut receiver = silent(&duet, "early").await;
+        let mut receiver = duet.silent("early").await;
         duet.wait_for_text("pipe early: 127").await;
         receiver.shutdown_write();
         assert_eq!(receiver.read_to_end().await, b"all of it");
@@ -231,7 +225,7 @@ fn pipe_ends_have_keepalive() {
     need("ss");
     smol::block_on(async {
         let mut duet = Duet::start(&["--keepalive", "30"]);
-        let _waiting = silent(&duet, "ka").await;
+        let _waiting = duet.silent("ka").await;
         duet.wait_for_text("-> /pipe ka").await;
         let port = duet.port;
         let shown = sh(&format!("ss -tnoH state established '( sport = :{port} )'"));
@@ -401,12 +395,11 @@ fn half_a_line_is_never_relayed() {
     smol::block_on(async {
         let mut duet = Duet::start(&[]);
         let mut a = duet.greeted().await;
-        let mut b = duet.greeted().await;
         a.say("/nick ana").await;
+        a.expect("* you are now ana").await;
         a.say("/join r").await;
         a.expect_containing("you joined room r").await;
-        b.say("/join r").await;
-        b.expect_containing("you joined room r").await;
+        let mut b = duet.in_room("r").await;
         a.send("a whole line\nhalf a li").await;
         a.shutdown_write();
         let mut seen = Vec::new();

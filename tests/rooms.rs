@@ -9,20 +9,12 @@ use std::time::Duration;
 use common::*;
 use futures_lite::AsyncWriteExt;
 
-async fn in_room(duet: &Duet, room: &str) -> Client {
-    let mut c = duet.greeted().await;
-    c.say(&format!("/join {room}")).await;
-    c.expect_containing(&format!("you joined room {room}"))
-        .await;
-    c
-}
-
 #[test]
 fn two_clients_talk_both_ways() {
     smol::block_on(async {
         let mut duet = Duet::start(&[]);
-        let mut a = in_room(&duet, "lab").await;
-        let mut b = in_room(&duet, "lab").await;
+        let mut a = duet.in_room("lab").await;
+        let mut b = duet.in_room("lab").await;
         let (na, nb) = (a.local_addr(), b.local_addr());
         a.expect(&format!("* {nb} joined")).await;
         a.say("hi b").await;
@@ -43,8 +35,8 @@ fn two_clients_talk_both_ways() {
 fn one_prefix_per_line_however_the_bytes_are_split() {
     smol::block_on(async {
         let duet = Duet::start(&[]);
-        let mut a = in_room(&duet, "r").await;
-        let mut b = in_room(&duet, "r").await;
+        let mut a = duet.in_room("r").await;
+        let mut b = duet.in_room("r").await;
         a.expect_containing("joined").await;
         a.writer.set_nodelay(true).unwrap();
         a.send("/nick ana\n").await;
@@ -66,8 +58,8 @@ fn one_prefix_per_line_however_the_bytes_are_split() {
 fn escapes_and_line_limits_apply_in_rooms() {
     smol::block_on(async {
         let duet = Duet::start(&["--max-line", "100"]);
-        let mut a = in_room(&duet, "r").await;
-        let mut b = in_room(&duet, "r").await;
+        let mut a = duet.in_room("r").await;
+        let mut b = duet.in_room("r").await;
         a.expect_containing("joined").await;
         a.say("/nick a").await;
         a.expect("* you are now a").await;
@@ -103,7 +95,7 @@ fn commands_who_leave_help_quit_and_errors() {
         a.say("/join r").await;
         a.expect("* you joined room r (nobody else is here yet)")
             .await;
-        let mut b = in_room(&duet, "r").await;
+        let mut b = duet.in_room("r").await;
         a.expect(&format!("* {} joined", b.local_addr())).await;
         b.say("/who").await;
         b.expect(&format!("* in room r: ana, {}", b.local_addr()))
@@ -122,8 +114,8 @@ fn commands_who_leave_help_quit_and_errors() {
 fn a_full_room_says_so() {
     smol::block_on(async {
         let duet = Duet::start(&[]);
-        let _a = in_room(&duet, "pair").await;
-        let _b = in_room(&duet, "pair").await;
+        let _a = duet.in_room("pair").await;
+        let _b = duet.in_room("pair").await;
         let mut c = duet.greeted().await;
         c.say("/join pair").await;
         c.expect("* error: room pair is full (at most 2 members)")
@@ -137,7 +129,7 @@ fn room_size_is_configurable() {
         let duet = Duet::start(&["--room-size", "3"]);
         let mut members = Vec::new();
         for _ in 0..3 {
-            members.push(in_room(&duet, "trio").await);
+            members.push(duet.in_room("trio").await);
         }
         let mut d = duet.greeted().await;
         d.say("/join trio").await;
@@ -254,8 +246,8 @@ fn two_netcats_join_a_room_and_talk() {
 fn a_disconnect_is_announced_and_frees_the_slot() {
     smol::block_on(async {
         let duet = Duet::start(&[]);
-        let mut a = in_room(&duet, "r").await;
-        let b = in_room(&duet, "r").await;
+        let mut a = duet.in_room("r").await;
+        let b = duet.in_room("r").await;
         let nb = b.local_addr();
         a.expect(&format!("* {nb} joined")).await;
         // b resets instead of closing politely.
@@ -310,9 +302,9 @@ fn one_stalled_member_never_slows_the_room() {
     const LINES: usize = 100_000;
     smol::block_on(async {
         let mut duet = Duet::start(&["--room-size", "3"]);
-        let mut a = in_room(&duet, "busy").await;
-        let mut b = in_room(&duet, "busy").await;
-        let stalled = in_room(&duet, "busy").await;
+        let mut a = duet.in_room("busy").await;
+        let mut b = duet.in_room("busy").await;
+        let stalled = duet.in_room("busy").await;
         // A small receive window: the ~6 MB sent to it must overflow the kernel's buffers
         // (send side autotuned up to 4 MiB on loopback) plus its 1 MiB outbox.
         rustix::net::sockopt::set_socket_recv_buffer_size(&stalled.writer, 4096).unwrap();
@@ -380,8 +372,8 @@ fn one_stalled_member_never_slows_the_room() {
 fn outbox_limit_and_grace_are_configurable() {
     smol::block_on(async {
         let mut duet = Duet::start(&["--outbox", "4096", "--slow-grace", "200"]);
-        let mut a = in_room(&duet, "r").await;
-        let b = in_room(&duet, "r").await;
+        let mut a = duet.in_room("r").await;
+        let b = duet.in_room("r").await;
         let nb = b.local_addr();
         a.expect_containing("joined").await;
         // b reads nothing: its socket buffers fill, then half its 4 KiB queue, then the room
@@ -415,8 +407,8 @@ fn a_slow_reader_slows_the_sender_and_is_not_dropped() {
     const LINES: usize = 20_000;
     smol::block_on(async {
         let mut duet = Duet::start(&["--outbox", "65536"]);
-        let mut a = in_room(&duet, "r").await;
-        let mut b = in_room(&duet, "r").await;
+        let mut a = duet.in_room("r").await;
+        let mut b = duet.in_room("r").await;
         a.expect_containing("joined").await;
         let pad = "z".repeat(500);
         let mut writer = a.writer.clone();

@@ -125,6 +125,22 @@ impl Duet {
         c
     }
 
+    /// A greeted client that has joined `room`.
+    pub async fn in_room(&self, room: &str) -> Client {
+        let mut c = self.greeted().await;
+        c.say(&format!("/join {room}")).await;
+        c.expect_containing(&format!("you joined room {room}"))
+            .await;
+        c
+    }
+
+    /// A client whose first line is `/pipe TOKEN`: a silent pipe end.
+    pub async fn silent(&self, token: &str) -> Client {
+        let mut c = self.connect().await;
+        c.say(&format!("/pipe {token}")).await;
+        c
+    }
+
     /// The next log line (waits for it).
     pub async fn next_line(&mut self) -> String {
         let line = timeout("a log line", self.process.lines.recv())
