@@ -1,7 +1,8 @@
 //! The client side: subcommands that speak duet's protocol for you.
 //!
 //! Each client connects to a relay (`--relay HOST:PORT`, else `$DUET_RELAY`, else
-//! `127.0.0.1:4004`), reads the greeting, and then does its job: [`pipe`] streams stdin and
+//! `127.0.0.1:4004`), sends its first lines at once (it never waits for the greeting, which
+//! a relay holds back for `--greet-wait`), and then does its job: [`pipe`] streams stdin and
 //! stdout through a pipe, [`chat`] is a line chat in a room, [`voice`] carries live audio
 //! with bounded latency, [`send`] and [`recv`] move files and trees end-to-end encrypted
 //! (the protocol is in `transfer.rs`). Clients use plain blocking sockets and threads: each
@@ -12,6 +13,7 @@ use std::io::{self, BufRead, BufReader, IsTerminal, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+pub use crate::proto::Role;
 use crate::socket::Stream;
 
 pub mod chat;
@@ -79,8 +81,9 @@ impl fmt::Display for Relay {
     }
 }
 
-/// Connects to the relay and reads its greeting; returns the socket and a reader on it
-/// (whose buffer may already hold bytes that follow the greeting).
+/// Connects to the relay; returns the socket and a reader on it. Nothing is read yet: the
+/// caller sends its first lines at once and then reads what the relay answers (see
+/// [`greeted`], [`first_reply`]).
 pub fn connect(relay: &Relay) -> io::Result<(Stream, BufReader<Stream>)> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{relay}: no address"));
     for addr in relay.addr.to_socket_addrs()? {
@@ -90,12 +93,7 @@ pub fn connect(relay: &Relay) -> io::Result<(Stream, BufReader<Stream>)> {
                 stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
                 let stream = relay.open(stream)?;
                 stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-                let mut reader = BufReader::new(stream.try_clone()?);
-                let first = read_line(&mut reader)?;
-                if first != "Hello, Client!" {
-                    return Err(protocol_error(&relay.addr, &first));
-                }
-                read_line(&mut reader)?;
+                let reader = BufReader::new(stream.try_clone()?);
                 return Ok((stream, reader));
             }
             Err(e) => last = e,
@@ -105,6 +103,34 @@ pub fn connect(relay: &Relay) -> io::Result<(Stream, BufReader<Stream>)> {
         last.kind(),
         format!("cannot connect to {relay}: {last}"),
     ))
+}
+
+/// Reads the greeting, which a relay sends to every client whose first line is not a
+/// `/pipe`: its first line tells a duet relay from anything else.
+pub fn greeted(relay: &Relay, reader: &mut impl BufRead) -> io::Result<()> {
+    let first = read_line(reader)?;
+    if first != GREETING_FIRST {
+        return Err(protocol_error(&relay.addr, &first));
+    }
+    read_line(reader).map(drop)
+}
+
+/// The first line of the greeting.
+const GREETING_FIRST: &str = "Hello, Client!";
+
+/// Reads the relay's first answer to a first line `/pipe TOKEN ROLE`: a notice, with the
+/// greeting before it skipped (a relay with `--greet-wait 0` greets everyone at once).
+/// Anything else is not a duet relay.
+fn first_reply(relay: &Relay, reader: &mut impl BufRead) -> io::Result<String> {
+    let mut line = read_line(reader)?;
+    if line == GREETING_FIRST {
+        read_line(reader)?;
+        line = read_line(reader)?;
+    }
+    match line.starts_with("* ") {
+        true => Ok(line),
+        false => Err(protocol_error(&relay.addr, &line)),
+    }
 }
 
 /// Reads one line without its ending; EOF is an error here.
@@ -121,15 +147,9 @@ pub fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
     Ok(line)
 }
 
-/// Sends `line` and reads notices until one starts with `want`; a `* error:` line becomes
-/// the error (its text, as the server said it).
-pub fn command(
-    stream: &mut Stream,
-    reader: &mut impl BufRead,
-    line: &str,
-    want: &str,
-) -> io::Result<String> {
-    writeln!(stream, "{line}")?;
+/// Reads notices until one starts with `want`; a `* error:` line becomes the error (its
+/// text, as the server said it).
+pub fn answer(reader: &mut impl BufRead, want: &str) -> io::Result<String> {
     loop {
         let got = read_line(reader)?;
         if let Some(error) = got.strip_prefix("* error: ") {
@@ -141,23 +161,33 @@ pub fn command(
     }
 }
 
-/// Opens pipe `token` from the lobby and waits (as long as the relay lets a pipe wait) for
-/// its peer. Returns the socket, now carrying raw bytes, and any of the peer's bytes that
-/// were read along with `* pipe open`.
-/// The relay's `* error:` answer to `/pipe TOKEN`, sorted by what a client can do about it.
+/// The relay's `* error:` answer to `/pipe TOKEN ROLE`, sorted by what a client can do
+/// about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
     /// Two others use the token already (`* error: pipe TOKEN is busy`): another token may do.
     Busy(String),
+    /// An end with the same role waits on the token (`* error: pipe TOKEN already has a
+    /// sender waiting`): another token may do.
+    Taken(String),
     /// Anything else, as the relay said it.
     Other(String),
 }
 
 impl Refused {
     fn from_line(error: &str) -> Refused {
-        match error.starts_with("pipe ") && error.ends_with(" is busy") {
-            true => Refused::Busy(error.to_string()),
-            false => Refused::Other(error.to_string()),
+        let about_pipe = error.starts_with("pipe ");
+        if about_pipe && error.ends_with(" is busy") {
+            Refused::Busy(error.to_string())
+        } else if about_pipe && error.contains(" already has a ") && error.ends_with(" waiting") {
+            Refused::Taken(error.to_string())
+        } else if error.starts_with("/pipe takes one word") {
+            // A relay from before pipe roles.
+            Refused::Other(format!(
+                "{error} (the relay is an older duet that does not know `/pipe TOKEN ROLE`)"
+            ))
+        } else {
+            Refused::Other(error.to_string())
         }
     }
 
@@ -171,7 +201,9 @@ impl Refused {
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refused::Busy(message) | Refused::Other(message) => f.write_str(message),
+            Refused::Busy(message) | Refused::Taken(message) | Refused::Other(message) => {
+                f.write_str(message)
+            }
         }
     }
 }
@@ -184,8 +216,11 @@ pub fn shown_path(path: &std::path::Path) -> String {
     crate::proto::escaped(path.as_os_str().as_encoded_bytes())
 }
 
-pub fn open_pipe(relay: &Relay, token: &str) -> io::Result<(Stream, Vec<u8>)> {
-    open_pipe_then(relay, token, || {
+/// Opens pipe `token` as an end with `role` and waits (as long as the relay lets a pipe
+/// wait) for its peer. Returns the socket, now carrying raw bytes, and any of the peer's
+/// bytes that were read along with `* pipe open`.
+pub fn open_pipe(relay: &Relay, token: &str, role: Role) -> io::Result<(Stream, Vec<u8>)> {
+    open_pipe_then(relay, token, role, || {
         if io::stderr().is_terminal() {
             eprintln!("duet: waiting for the other side of pipe {token}...");
         }
@@ -196,15 +231,19 @@ pub fn open_pipe(relay: &Relay, token: &str) -> io::Result<(Stream, Vec<u8>)> {
 pub fn open_pipe_then(
     relay: &Relay,
     token: &str,
+    role: Role,
     waiting: impl FnOnce(),
 ) -> io::Result<(Stream, Vec<u8>)> {
     let mut waiting = Some(waiting);
     let (mut stream, mut reader) = connect(relay)?;
-    writeln!(stream, "/pipe {token}")?;
+    // The first line, sent at once: with a role, the relay answers with notices and no
+    // greeting, so there is nothing to wait for before it.
+    let line = format!("/pipe {token} {}\n", role.as_str());
+    stream.write_all(line.as_bytes())?;
     // The first side gets `* waiting for peer`, then (maybe much later) `* pipe open`; the
     // second gets `* pipe open` at once.
+    let mut notice = first_reply(relay, &mut reader)?;
     loop {
-        let notice = read_line(&mut reader)?;
         if let Some(error) = notice.strip_prefix("* error: ") {
             return Err(io::Error::other(Refused::from_line(error)));
         }
@@ -219,6 +258,7 @@ pub fn open_pipe_then(
             stream.set_read_timeout(None)?;
             return Ok((stream, reader.buffer().to_vec()));
         }
+        notice = read_line(&mut reader)?;
     }
 }
 

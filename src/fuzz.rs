@@ -29,7 +29,7 @@ pub fn parse(data: &[u8]) {
             };
             match command {
                 Command::Join(Some(room)) => assert!(name_ok(room, proto::MAX_ROOM_BYTES)),
-                Command::Pipe(token) => assert!(name_ok(token, proto::MAX_TOKEN_BYTES)),
+                Command::Pipe(token, _) => assert!(name_ok(token, proto::MAX_TOKEN_BYTES)),
                 Command::Nick(nick) => {
                     assert!(!nick.is_empty() && nick.len() <= proto::MAX_NICK_BYTES);
                     assert!(!nick.contains(|c: char| c.is_control() || c.is_whitespace()));

@@ -34,7 +34,8 @@ pub enum Command<'a> {
     Leave,
     Quit,
     Help,
-    Pipe(&'a str),
+    /// `/pipe TOKEN [ROLE]`.
+    Pipe(&'a str, Option<Role>),
     /// `/auth SECRET` (see `--secret-file`).
     Auth(&'a str),
 }
@@ -53,6 +54,9 @@ pub fn parse(line: &[u8]) -> Result<Input<'_>, String> {
     let mut words = line.split_ascii_whitespace();
     let name = words.next().unwrap_or("/");
     let arg = words.next();
+    if name == "/pipe" {
+        return parse_pipe(arg, words.next(), words.next().is_some());
+    }
     let extra = words.next().is_some();
     let command = match (name, arg) {
         ("/join", None) => Command::Join(None),
@@ -65,11 +69,6 @@ pub fn parse(line: &[u8]) -> Result<Input<'_>, String> {
             Command::Nick(nick)
         }
         ("/nick", None) => return Err("usage: /nick NAME".into()),
-        ("/pipe", Some(token)) => {
-            check_name(token, "pipe token", MAX_TOKEN_BYTES)?;
-            Command::Pipe(token)
-        }
-        ("/pipe", None) => return Err("usage: /pipe TOKEN".into()),
         ("/auth", Some(secret)) => Command::Auth(secret),
         ("/auth", None) => return Err("usage: /auth SECRET".into()),
         ("/who", None) => Command::Who,
@@ -90,6 +89,57 @@ pub fn parse(line: &[u8]) -> Result<Input<'_>, String> {
         return Err(format!("{name} takes one word (try /help)"));
     }
     Ok(Input::Command(command))
+}
+
+/// Which end of a pipe a client is, when it says (`/pipe TOKEN ROLE`). Two ends with the
+/// same role never pair: two `duet send`s that drew the same number are told so instead of
+/// being joined to each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Send,
+    Recv,
+    /// Either: pairs with any end (what `duet pipe` and `duet voice` are).
+    Any,
+}
+
+impl Role {
+    /// Whether two ends may not be joined: both senders or both receivers. An end without a
+    /// role (a bare `/pipe TOKEN`) pairs with anything.
+    pub fn clash(a: Option<Role>, b: Option<Role>) -> bool {
+        matches!(
+            (a, b),
+            (Some(Role::Send), Some(Role::Send)) | (Some(Role::Recv), Some(Role::Recv))
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Send => "send",
+            Role::Recv => "recv",
+            Role::Any => "any",
+        }
+    }
+}
+
+/// `/pipe TOKEN [send|recv|any]`.
+fn parse_pipe<'a>(
+    token: Option<&'a str>,
+    role: Option<&'a str>,
+    extra: bool,
+) -> Result<Input<'a>, String> {
+    const USAGE: &str = "usage: /pipe TOKEN [send|recv|any]";
+    let (Some(token), false) = (token, extra) else {
+        return Err(USAGE.into());
+    };
+    check_name(token, "pipe token", MAX_TOKEN_BYTES)?;
+    let role = match role {
+        None => None,
+        Some("send") => Some(Role::Send),
+        Some("recv") => Some(Role::Recv),
+        Some("any") => Some(Role::Any),
+        Some(_) => return Err(USAGE.into()),
+    };
+    Ok(Input::Command(Command::Pipe(token, role)))
 }
 
 /// Room names and pipe tokens: 1 to `max` characters of `A-Z a-z 0-9 . _ -`.
@@ -209,6 +259,9 @@ pub fn help(room_size: usize) -> Vec<u8> {
         "  /leave       go back to the lobby".into(),
         "  /pipe TOKEN  connect raw to whoever else sends /pipe TOKEN; bytes only from then on"
             .into(),
+        "  /pipe TOKEN send|recv  the same as its sending or receiving end: two senders (or two"
+            .into(),
+        "               receivers) are never joined, the second is told the token is in use".into(),
         "  /auth SECRET log in, on a server that asks for it".into(),
         "  /quit        disconnect".into(),
         "  //text       send a line that starts with /".into(),
@@ -245,8 +298,26 @@ mod tests {
         );
         assert_eq!(
             parse(b"/pipe k3y"),
-            Ok(Input::Command(Command::Pipe("k3y")))
+            Ok(Input::Command(Command::Pipe("k3y", None)))
         );
+        assert_eq!(
+            parse(b"/pipe k3y send"),
+            Ok(Input::Command(Command::Pipe("k3y", Some(Role::Send))))
+        );
+        assert_eq!(
+            parse(b"/pipe k3y recv"),
+            Ok(Input::Command(Command::Pipe("k3y", Some(Role::Recv))))
+        );
+        assert_eq!(
+            parse(b"/pipe k3y any"),
+            Ok(Input::Command(Command::Pipe("k3y", Some(Role::Any))))
+        );
+        for bad in ["/pipe k3y both", "/pipe k3y send x", "/pipe"] {
+            assert_eq!(
+                parse(bad.as_bytes()).unwrap_err(),
+                "usage: /pipe TOKEN [send|recv|any]"
+            );
+        }
         assert_eq!(parse(b"/who"), Ok(Input::Command(Command::Who)));
         assert_eq!(parse(b"/leave"), Ok(Input::Command(Command::Leave)));
         assert_eq!(parse(b"/quit"), Ok(Input::Command(Command::Quit)));
@@ -267,8 +338,6 @@ mod tests {
         );
         let e = parse(b"/join a/b").unwrap_err();
         assert!(e.contains("bad room name") && e.contains("A-Z"), "{e}");
-        let e = parse(b"/pipe").unwrap_err();
-        assert_eq!(e, "usage: /pipe TOKEN");
         let e = parse(b"/nick <x>").unwrap_err();
         assert!(e.contains("bad nickname"), "{e}");
         for bad in ["ab\u{202e}cd", "x\u{2066}", "\u{200f}", "a\u{2028}b"] {
@@ -281,6 +350,21 @@ mod tests {
         let e = parse(b"/who me").unwrap_err();
         assert!(e.contains("no argument"), "{e}");
         assert!(parse(b"/\xff").is_err());
+    }
+
+    #[test]
+    fn roles_clash_only_with_themselves() {
+        use Role::*;
+        assert!(Role::clash(Some(Send), Some(Send)) && Role::clash(Some(Recv), Some(Recv)));
+        for (a, b) in [
+            (Some(Send), Some(Recv)),
+            (Some(Send), Some(Any)),
+            (Some(Any), Some(Any)),
+            (Some(Recv), None),
+            (None, None),
+        ] {
+            assert!(!Role::clash(a, b) && !Role::clash(b, a), "{a:?} {b:?}");
+        }
     }
 
     #[test]

@@ -12,15 +12,12 @@ use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
-use sha2::{Digest, Sha256};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use sha2::Sha256;
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 
 /// Most plaintext bytes in one frame (file data is sent in frames of this size).
-pub const FRAME_BYTES: usize = 256 * 1024;
-/// Most bytes of one sealed frame on the wire: the plaintext, its kind byte and the tag.
-const SEALED_MAX: usize = FRAME_BYTES + 1 + 16;
+pub const FRAME_BYTES: usize = 1 << 20;
 /// Most entries in one transfer, and the longest path in an entry.
 pub const MAX_ENTRIES: u64 = 1_000_000;
 pub const MAX_PATH_BYTES: usize = 4096;
@@ -41,6 +38,9 @@ pub mod kind {
     pub const OK: u8 = b'K';
     pub const FAIL: u8 = b'X';
 }
+
+/// Attempts at 4-digit numbers before `duet send` widens them (see [`Code::renumbered`]).
+pub const FOUR_DIGIT_TRIES: u32 = 4;
 
 /// Short words for codes: easy to say, hard to mishear.
 const WORDS: &[&str] = &[
@@ -83,23 +83,38 @@ pub struct Code {
 impl Code {
     /// A fresh random code: a number from 1000 to 9999 and three words.
     pub fn generate() -> io::Result<Code> {
+        Code::with_digits(4)
+    }
+
+    /// A random code whose number has `digits` digits (4 to 9).
+    fn with_digits(digits: u32) -> io::Result<Code> {
         let mut random = [0u8; 8];
         getrandom::getrandom(&mut random).map_err(io::Error::other)?;
-        let nameplate = 1000 + u32::from(u16::from_le_bytes([random[0], random[1]])) % 9000;
-        let words = random[2..5]
+        let low = 10u32.pow(digits.clamp(4, 9) - 1);
+        let nameplate =
+            low + u32::from_le_bytes(random[..4].try_into().expect("4 bytes")) % (9 * low);
+        let words = random[4..7]
             .iter()
             .map(|&b| WORDS[usize::from(b) % WORDS.len()].to_string())
             .collect();
         Ok(Code { nameplate, words })
     }
 
-    /// The same words under another number (when the pipe for this one is busy).
-    pub fn renumbered(&self) -> io::Result<Code> {
-        let fresh = Code::generate()?;
+    /// The same words under another number, for attempt `attempt` (1, 2, …) after the
+    /// number before was in use: 4 digits for the first [`FOUR_DIGIT_TRIES`] attempts, then
+    /// one digit more every few, so that a crowded relay still gives a free number quickly.
+    pub fn renumbered(&self, attempt: u32) -> io::Result<Code> {
+        let digits = 4 + attempt / FOUR_DIGIT_TRIES;
+        let fresh = Code::with_digits(digits)?;
         Ok(Code {
             nameplate: fresh.nameplate,
             words: self.words.clone(),
         })
+    }
+
+    /// The number: what the relay sees of the code.
+    pub fn number(&self) -> u32 {
+        self.nameplate
     }
 
     /// The pipe token: only the number, never the words.
@@ -145,17 +160,25 @@ pub enum Role {
 pub const WRONG_CODE: &str =
     "wrong code: the other side used a different one (or someone tried to guess it); nothing was transferred";
 
+/// The first bytes each side sends, before its SPAKE2 message: the protocol and its
+/// version, so that two duets of different versions tell each other so (a v1 duet sent its
+/// SPAKE2 message at once, whose first byte is its length, 33).
+const HELLO: &[u8; 12] = b"duet-send/2\n";
+/// The first byte a v1 duet sends.
+const V1_FIRST_BYTE: u8 = 33;
+/// Bytes before a frame's sealed part (its length) and after it (the AES-GCM tag).
+const LEN_BYTES: usize = 4;
+const TAG_BYTES: usize = 16;
+
 /// A sealed, ordered channel over a pipe.
 pub struct Channel<S> {
     stream: S,
-    seal: ChaCha20Poly1305,
-    open: ChaCha20Poly1305,
+    seal: LessSafeKey,
+    open: LessSafeKey,
     sent: u64,
     received: u64,
-    /// Reused for every frame: length, kind, body, tag, written with one call.
-    out: Vec<u8>,
-    /// Reused for every frame received.
-    inbox: Vec<u8>,
+    /// Reused for every control frame sent and received.
+    scratch: Frame,
 }
 
 impl<S> fmt::Debug for Channel<S> {
@@ -164,6 +187,66 @@ impl<S> fmt::Debug for Channel<S> {
             .field("sent", &self.sent)
             .field("received", &self.received)
             .finish_non_exhaustive()
+    }
+}
+
+/// One frame's buffer, laid out as it goes on the wire: length, kind, body, tag. Data is
+/// read into [`Frame::space`] and sealed where it lies, so file bytes are copied only by
+/// the kernel (file to buffer, buffer to socket). Frames are passed between the threads
+/// of a transfer and reused.
+pub struct Frame {
+    buf: Vec<u8>,
+    /// Body bytes in use.
+    len: usize,
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame").field("len", &self.len).finish()
+    }
+}
+
+impl Default for Frame {
+    fn default() -> Frame {
+        Frame::new()
+    }
+}
+
+impl Frame {
+    pub fn new() -> Frame {
+        Frame {
+            buf: vec![0; LEN_BYTES + 1 + FRAME_BYTES + TAG_BYTES],
+            len: 0,
+        }
+    }
+
+    /// Room for a body: read up to [`FRAME_BYTES`] into it, then [`Frame::set_len`].
+    pub fn space(&mut self) -> &mut [u8] {
+        &mut self.buf[LEN_BYTES + 1..LEN_BYTES + 1 + FRAME_BYTES]
+    }
+
+    pub fn set_len(&mut self, len: usize) {
+        assert!(len <= FRAME_BYTES, "a frame body holds at most FRAME_BYTES");
+        self.len = len;
+    }
+
+    /// The body (after [`Channel::receive_into`]: opened).
+    pub fn body(&self) -> &[u8] {
+        &self.buf[LEN_BYTES + 1..LEN_BYTES + 1 + self.len]
+    }
+
+    fn kind(&self) -> u8 {
+        self.buf[LEN_BYTES]
+    }
+
+    fn fill(&mut self, kind: u8, body: &[u8]) -> io::Result<()> {
+        if body.len() > FRAME_BYTES {
+            return Err(io::Error::other("frame too large"));
+        }
+        self.buf[LEN_BYTES] = kind;
+        self.space()[..body.len()].copy_from_slice(body);
+        self.len = body.len();
+        Ok(())
     }
 }
 
@@ -178,9 +261,12 @@ impl<S: Read + Write> Channel<S> {
             Role::Receiver => Spake2::<Ed25519Group>::start_b(&password, &a, &b),
         };
         let len = u8::try_from(outbound.len()).map_err(io::Error::other)?;
-        stream.write_all(&[len])?;
-        stream.write_all(&outbound)?;
+        let mut hello = HELLO.to_vec();
+        hello.push(len);
+        hello.extend_from_slice(&outbound);
+        stream.write_all(&hello)?;
         stream.flush()?;
+        read_hello(&mut stream)?;
         let mut len = [0u8; 1];
         stream.read_exact(&mut len)?;
         let mut inbound = vec![0u8; usize::from(len[0])];
@@ -194,11 +280,12 @@ impl<S: Read + Write> Channel<S> {
             hkdf::Hkdf::<Sha256>::new(None, &key)
                 .expand(info, &mut okm)
                 .expect("32 bytes is a valid HKDF-SHA256 output length (at most 255 x 32)");
-            ChaCha20Poly1305::new(Key::from_slice(&okm))
+            let key = UnboundKey::new(&AES_256_GCM, &okm).expect("AES-256 takes a 32-byte key");
+            LessSafeKey::new(key)
         };
         let (to_receiver, to_sender) = (
-            derive(b"duet send v1: to receiver"),
-            derive(b"duet send v1: to sender"),
+            derive(b"duet send v2: to receiver"),
+            derive(b"duet send v2: to sender"),
         );
         let (seal, open) = match role {
             Role::Sender => (to_receiver, to_sender),
@@ -210,14 +297,13 @@ impl<S: Read + Write> Channel<S> {
             open,
             sent: 0,
             received: 0,
-            out: Vec::new(),
-            inbox: Vec::new(),
+            scratch: Frame::new(),
         };
-        channel.send(kind::CONFIRM, b"duet send v1")?;
+        channel.send(kind::CONFIRM, b"duet send v2")?;
         match channel.receive() {
-            Ok((kind::CONFIRM, body)) if body == b"duet send v1" => Ok(channel),
+            Ok((kind::CONFIRM, body)) if body == b"duet send v2" => Ok(channel),
             Ok(_) => Err(io::Error::other(
-                "the other side does not speak duet send v1",
+                "the other side does not speak duet send v2",
             )),
             Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(io::Error::other(WRONG_CODE)),
             Err(e) => Err(e),
@@ -226,43 +312,50 @@ impl<S: Read + Write> Channel<S> {
 
     /// Seals and sends one frame.
     pub fn send(&mut self, kind: u8, body: &[u8]) -> io::Result<()> {
-        if body.len() > FRAME_BYTES {
-            return Err(io::Error::other("frame too large"));
-        }
-        let out = &mut self.out;
-        out.clear();
-        out.extend_from_slice(&[0; 4]);
-        out.push(kind);
-        out.extend_from_slice(body);
-        let tag = self
-            .seal
-            .encrypt_in_place_detached(&nonce(self.sent), b"", &mut out[4..])
-            .map_err(|_| io::Error::other("cannot encrypt"))?;
-        out.extend_from_slice(&tag);
-        let sealed = (out.len() - 4) as u32;
-        out[..4].copy_from_slice(&sealed.to_be_bytes());
-        self.sent += 1;
-        self.stream.write_all(out)
+        let mut frame = std::mem::take(&mut self.scratch);
+        let sent = frame
+            .fill(kind, body)
+            .and_then(|()| self.send_frame(kind, &mut frame));
+        self.scratch = frame;
+        sent
     }
 
-    /// Receives and opens one frame: its kind and a view of its body (valid until the next
-    /// call). A frame that does not open (changed, replayed, or sealed with another key) is
-    /// `InvalidData`.
-    pub fn receive_ref(&mut self) -> io::Result<(u8, &[u8])> {
-        let mut len = [0u8; 4];
+    /// Seals `frame` (its body as [`Frame::set_len`] says) where it lies and sends it.
+    pub fn send_frame(&mut self, kind: u8, frame: &mut Frame) -> io::Result<()> {
+        frame.buf[LEN_BYTES] = kind;
+        let end = LEN_BYTES + 1 + frame.len;
+        let tag = self
+            .seal
+            .seal_in_place_separate_tag(
+                nonce(self.sent),
+                Aad::empty(),
+                &mut frame.buf[LEN_BYTES..end],
+            )
+            .map_err(|_| io::Error::other("cannot encrypt"))?;
+        frame.buf[end..end + TAG_BYTES].copy_from_slice(tag.as_ref());
+        let sealed = u32::try_from(1 + frame.len + TAG_BYTES).expect("frames are far below 4 GiB");
+        frame.buf[..LEN_BYTES].copy_from_slice(&sealed.to_be_bytes());
+        self.sent += 1;
+        self.stream.write_all(&frame.buf[..end + TAG_BYTES])
+    }
+
+    /// Receives and opens one frame into `frame`; returns its kind (the body is
+    /// [`Frame::body`]). A frame that does not open (changed, replayed, or sealed with
+    /// another key) is `InvalidData`.
+    pub fn receive_into(&mut self, frame: &mut Frame) -> io::Result<u8> {
+        let mut len = [0u8; LEN_BYTES];
         self.stream.read_exact(&mut len)?;
         let len = u32::from_be_bytes(len) as usize;
-        if !(17..=SEALED_MAX).contains(&len) {
+        if !(1 + TAG_BYTES..=1 + FRAME_BYTES + TAG_BYTES).contains(&len) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "bad frame length",
             ));
         }
-        self.inbox.resize(len, 0);
-        self.stream.read_exact(&mut self.inbox)?;
-        let (body, tag) = self.inbox.split_at_mut(len - 16);
+        let sealed = &mut frame.buf[LEN_BYTES..LEN_BYTES + len];
+        self.stream.read_exact(sealed)?;
         self.open
-            .decrypt_in_place_detached(&nonce(self.received), b"", body, Tag::from_slice(tag))
+            .open_in_place(nonce(self.received), Aad::empty(), sealed)
             .map_err(|_| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -270,7 +363,16 @@ impl<S: Read + Write> Channel<S> {
                 )
             })?;
         self.received += 1;
-        Ok((body[0], &body[1..]))
+        frame.len = len - 1 - TAG_BYTES;
+        Ok(frame.kind())
+    }
+
+    /// Receives one frame: its kind and a view of its body (valid until the next call).
+    pub fn receive_ref(&mut self) -> io::Result<(u8, &[u8])> {
+        let mut frame = std::mem::take(&mut self.scratch);
+        let kind = self.receive_into(&mut frame);
+        self.scratch = frame;
+        Ok((kind?, self.scratch.body()))
     }
 
     /// [`Channel::receive_ref`], owned.
@@ -284,11 +386,38 @@ impl<S: Read + Write> Channel<S> {
     }
 }
 
+/// Reads the other side's [`HELLO`], or says why it is not one this duet can talk to.
+fn read_hello(stream: &mut impl Read) -> io::Result<()> {
+    let mut hello = [0u8; HELLO.len()];
+    stream.read_exact(&mut hello[..1])?;
+    if hello[0] == V1_FIRST_BYTE {
+        return Err(io::Error::other(OLDER_PEER));
+    }
+    stream.read_exact(&mut hello[1..])?;
+    if &hello == HELLO {
+        return Ok(());
+    }
+    match hello.strip_prefix(b"duet-send/") {
+        Some(version) => Err(io::Error::other(format!(
+            "the other side speaks duet send protocol {}, this duet speaks 2: run the same \
+             version of duet on both sides",
+            crate::proto::escaped(version.strip_suffix(b"\n").unwrap_or(version))
+        ))),
+        None => Err(io::Error::other(
+            "the other side of the pipe is not a duet send/recv",
+        )),
+    }
+}
+
+/// What a side says when the other runs a duet from before protocol 2.
+pub const OLDER_PEER: &str = "the other side runs an older duet (duet send protocol 1, \
+     ChaCha20); this duet speaks 2: run the same version of duet on both sides";
+
 /// The nonce for frame `n` of one direction (each direction has its own key).
 fn nonce(n: u64) -> Nonce {
     let mut bytes = [0u8; 12];
     bytes[4..].copy_from_slice(&n.to_be_bytes());
-    *Nonce::from_slice(&bytes)
+    Nonce::assume_unique_for_key(bytes)
 }
 
 /// One thing to create on the receiving side. A file's SHA-256 follows its data (`HASH`),
@@ -395,15 +524,18 @@ pub fn shown(name: &str) -> String {
     out
 }
 
-/// SHA-256 of the first `len` bytes of `path`.
+/// The digest of a file (and of the start of one, to resume): BLAKE3, 32 bytes.
+pub type FileHasher = blake3::Hasher;
+
+/// The digest of the first `len` bytes of `path`.
 pub fn digest_prefix(path: &Path, len: u64) -> io::Result<[u8; 32]> {
     Ok(hash_prefix(path, len)?.finalize().into())
 }
 
-/// A SHA-256 fed with the first `len` bytes of `path` (fewer if the file is shorter).
-pub fn hash_prefix(path: &Path, len: u64) -> io::Result<Sha256> {
+/// A [`FileHasher`] fed with the first `len` bytes of `path` (fewer if the file is shorter).
+pub fn hash_prefix(path: &Path, len: u64) -> io::Result<FileHasher> {
     let mut file = std::fs::File::open(path)?.take(len);
-    let mut hasher = Sha256::new();
+    let mut hasher = FileHasher::new();
     let mut buf = vec![0u8; FRAME_BYTES];
     loop {
         let n = file.read(&mut buf)?;
@@ -443,6 +575,17 @@ mod tests {
         let fresh = Code::generate().unwrap();
         assert_eq!(fresh.to_string().parse::<Code>().unwrap(), fresh);
         assert_eq!(WORDS.len(), 256);
+    }
+
+    #[test]
+    fn numbers_widen_after_four_digit_tries() {
+        let code: Code = "4821-apple-river-stone".parse().unwrap();
+        for attempt in 1..=12 {
+            let next = code.renumbered(attempt).unwrap();
+            let digits = next.number().to_string().len() as u32;
+            assert_eq!(digits, 4 + attempt / FOUR_DIGIT_TRIES, "attempt {attempt}");
+            assert_eq!(next.words, code.words);
+        }
     }
 
     #[test]
@@ -510,6 +653,34 @@ mod tests {
         let (mut a, mut b) = (a.unwrap(), b.unwrap());
         a.send(kind::DATA, b"hello").unwrap();
         assert_eq!(b.receive().unwrap(), (kind::DATA, b"hello".to_vec()));
+    }
+
+    /// What a side of protocol 2 says when the other speaks another version.
+    fn handshake_with(peer_sends: &'static [u8]) -> String {
+        let (x, mut y) = UnixStream::pair().unwrap();
+        let peer = std::thread::spawn(move || {
+            y.write_all(peer_sends).unwrap();
+            // Keep the socket open until our side gave up.
+            let mut rest = Vec::new();
+            y.read_to_end(&mut rest).ok();
+        });
+        let code: Code = "12-x-y".parse().unwrap();
+        let e = Channel::handshake(x, &code, Role::Sender).unwrap_err();
+        peer.join().unwrap();
+        e.to_string()
+    }
+
+    #[test]
+    fn other_protocol_versions_are_named() {
+        // Protocol 1 began with the length of its SPAKE2 message, 33.
+        let mut v1 = vec![33u8];
+        v1.extend_from_slice(&[0u8; 33]);
+        let v1: &'static [u8] = Box::leak(v1.into_boxed_slice());
+        assert_eq!(handshake_with(v1), OLDER_PEER);
+        let e = handshake_with(b"duet-send/3\n\x21");
+        assert!(e.contains("protocol 3, this duet speaks 2"), "{e}");
+        let e = handshake_with(b"HTTP/1.1 400\r\n");
+        assert!(e.contains("not a duet send/recv"), "{e}");
     }
 
     #[test]

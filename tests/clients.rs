@@ -232,3 +232,37 @@ fn chat_no_reconnect_exits_with_failure() {
         assert!(!a.wait().success());
     });
 }
+
+/// `duet pipe` and `duet chat` send their first lines at once: on a relay that holds the
+/// greeting back for a minute (far past the clients' 10 s handshake timeout) they still
+/// work.
+#[test]
+fn pipe_and_chat_never_wait_for_the_greeting() {
+    smol::block_on(async {
+        let mut duet = Duet::start(&["--greet-wait", "60000"]);
+        let mut a = client(&duet, &["pipe", "nowait"]);
+        let mut b = client(&duet, &["pipe", "nowait"]);
+        a.stdin
+            .take()
+            .unwrap()
+            .write_all_blocking(b"through the pipe");
+        drop(b.stdin.take());
+        assert_eq!(read_all(&mut b), b"through the pipe");
+        for c in [&mut a, &mut b] {
+            let (status, err) = finish(c);
+            assert!(status.success(), "{err}");
+        }
+
+        let chat = |nick: &str| {
+            let mut cmd = duet.client_command(&["chat", "--nick", nick, "nowait"]);
+            Proc::spawn(cmd.stderr(std::process::Stdio::null()))
+        };
+        let mut ana = chat("ana");
+        ana.expect_containing("you joined room nowait").await;
+        let mut bo = chat("bo");
+        bo.expect_containing("you joined room nowait").await;
+        bo.say("hello ana");
+        ana.expect_containing("<bo> hello ana").await;
+        duet.wait_for_text("-> hello ana").await;
+    });
+}

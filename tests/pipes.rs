@@ -330,3 +330,85 @@ fn a_thousand_concurrent_pipes() {
         duet.seen.clear();
     });
 }
+
+/// `/pipe TOKEN ROLE` as the first line: notices at once and no greeting (what duet's own
+/// clients send without waiting), and two ends with the same role are never joined.
+#[test]
+fn ends_with_roles_get_notices_and_never_pair_with_their_own_role() {
+    smol::block_on(async {
+        // A greeting window far longer than the test: nothing here may wait for it.
+        let mut duet = Duet::start(&["--greet-wait", "60000"]);
+        let mut sender = duet.connect().await;
+        sender.say("/pipe code-1 send").await;
+        sender.expect("* waiting for peer").await;
+        // A second sender with the same token is told, and the first keeps its place.
+        let mut other = duet.connect().await;
+        other.say("/pipe code-1 send").await;
+        assert_eq!(
+            other.read_to_end().await,
+            b"* error: pipe code-1 already has a sender waiting\n"
+        );
+        let mut receiver = duet.connect().await;
+        receiver.say("/pipe code-1 recv").await;
+        receiver.expect("* pipe open").await;
+        sender.expect("* pipe open").await;
+        sender.send("to the receiver").await;
+        sender.shutdown_write();
+        assert_eq!(receiver.read_to_end().await, b"to the receiver");
+        receiver.shutdown_write();
+        duet.wait_for_text("pipe code-1: closed").await;
+
+        // Receivers likewise; a bare `/pipe` (nc) and `any` pair with either role.
+        let mut first = duet.connect().await;
+        first.say("/pipe code-2 recv").await;
+        first.expect("* waiting for peer").await;
+        let mut second = duet.connect().await;
+        second.say("/pipe code-2 recv").await;
+        assert_eq!(
+            second.read_to_end().await,
+            b"* error: pipe code-2 already has a receiver waiting\n"
+        );
+        let mut nc_like = duet.connect().await;
+        nc_like.say("/pipe code-2").await;
+        first.expect("* pipe open").await;
+        nc_like.send("bare").await;
+        let mut buf = [0u8; 4];
+        timeout("bare", first.reader.read_exact(&mut buf))
+            .await
+            .unwrap();
+        assert_eq!(&buf, b"bare");
+
+        let mut any = duet.connect().await;
+        any.say("/pipe code-3 any").await;
+        any.expect("* waiting for peer").await;
+        let mut send = duet.connect().await;
+        send.say("/pipe code-3 send").await;
+        send.expect("* pipe open").await;
+        any.expect("* pipe open").await;
+    });
+}
+
+/// A role from the lobby works the same; a bad role names the usage.
+#[test]
+fn roles_from_the_lobby_and_bad_roles() {
+    smol::block_on(async {
+        let duet = Duet::start(&[]);
+        let mut a = duet.greeted().await;
+        a.say("/pipe lob send sideways").await;
+        a.expect("* error: usage: /pipe TOKEN [send|recv|any]")
+            .await;
+        a.say("/pipe lob both").await;
+        a.expect("* error: usage: /pipe TOKEN [send|recv|any]")
+            .await;
+        a.say("/pipe lob send").await;
+        a.expect("* waiting for peer").await;
+        let mut b = duet.greeted().await;
+        b.say("/pipe lob send").await;
+        b.expect("* error: pipe lob already has a sender waiting")
+            .await;
+        let mut c = duet.greeted().await;
+        c.say("/pipe lob recv").await;
+        c.expect("* pipe open").await;
+        a.expect("* pipe open").await;
+    });
+}

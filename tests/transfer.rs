@@ -9,7 +9,7 @@ use std::thread;
 
 use common::*;
 use duet::client::{self, PipeStream, Relay};
-use duet::transfer::{kind, Channel, Code, Entry, Role};
+use duet::transfer::{kind, Channel, Code, Entry, FileHasher, Role};
 use sha2::{Digest, Sha256};
 
 /// A fresh directory, removed when dropped.
@@ -259,7 +259,8 @@ fn fake_sender(
     let relay = Relay::plain(duet.addr().to_string());
     let code: Code = code.parse().unwrap();
     thread::spawn(move || {
-        let (stream, leftover) = client::open_pipe(&relay, &code.token()).unwrap();
+        let (stream, leftover) =
+            client::open_pipe(&relay, &code.token(), client::Role::Send).unwrap();
         let pipe = PipeStream::new(stream, leftover).unwrap();
         let Ok(mut channel) = Channel::handshake(pipe, &code, Role::Sender) else {
             return;
@@ -294,7 +295,7 @@ fn send_raw(channel: &mut Channel<PipeStream>, entries: &[Entry], bodies: &[&[u8
         }
         let digest: [u8; 32] = match e.path.as_str() {
             "d.txt" => [9; 32],
-            _ => Sha256::digest(body).into(),
+            _ => FileHasher::new().update(body).finalize().into(),
         };
         channel.send(kind::HASH, &digest).ok();
     }
@@ -527,7 +528,8 @@ fn a_receivers_words_reach_the_terminal_escaped() {
     let code: Code = "59-evil-words".parse().unwrap();
     let relay = Relay::plain(duet.addr().to_string());
     let receiving = thread::spawn(move || {
-        let (stream, leftover) = client::open_pipe(&relay, &code.token()).unwrap();
+        let (stream, leftover) =
+            client::open_pipe(&relay, &code.token(), client::Role::Recv).unwrap();
         let pipe = PipeStream::new(stream, leftover).unwrap();
         let mut channel = Channel::handshake(pipe, &code, Role::Receiver).unwrap();
         while let Ok((kind, _)) = channel.receive() {
@@ -554,4 +556,99 @@ fn a_receivers_words_reach_the_terminal_escaped() {
         err.contains("the receiver refused: \\x1b]0;owned\\x07\\x1b[2J\\u{202e} gotcha"),
         "{err:?}"
     );
+}
+
+/// Two `duet send`s with the same number: the second is told the number is in use (it is
+/// never joined to the first), and the first goes on to deliver to its receiver. Two
+/// receivers with one code likewise.
+#[test]
+fn two_senders_with_one_number_are_never_joined() {
+    smol::block_on(async {
+        let mut duet = Duet::start(&[]);
+        let src = Dir::new("twice-src");
+        let file = src.path().join("a.txt");
+        std::fs::write(&file, b"for the right receiver").unwrap();
+        let first = run(
+            &duet,
+            &["send", "--code", "4242-apple-drum", file.to_str().unwrap()],
+        );
+        duet.wait_for_text("-> /pipe duet-send-4242 send").await;
+        let second = run(
+            &duet,
+            &["send", "--code", "4242-other-words", file.to_str().unwrap()],
+        );
+        let second = output(second);
+        assert!(!second.status.success());
+        let err = stderr(&second);
+        assert!(
+            err.contains("the number 4242 is in use") && err.contains("--code"),
+            "{err}"
+        );
+        assert!(!err.contains("duet recv"), "a code in use was shown: {err}");
+
+        let out = Dir::new("twice-out");
+        let receiver = run(&duet, &["recv", "4242-apple-drum", "-o", out.s(), "-y"]);
+        let (s, r) = (output(first), output(receiver));
+        assert!(
+            s.status.success() && r.status.success(),
+            "{} {}",
+            stderr(&s),
+            stderr(&r)
+        );
+        assert_eq!(
+            std::fs::read(out.path().join("a.txt")).unwrap(),
+            b"for the right receiver"
+        );
+
+        let (out2, out3) = (Dir::new("twice-out2"), Dir::new("twice-out3"));
+        let waiting = run(&duet, &["recv", "5151-river-stone", "-o", out2.s(), "-y"]);
+        duet.wait_for_text("-> /pipe duet-send-5151 recv").await;
+        let late = output(run(
+            &duet,
+            &["recv", "5151-river-stone", "-o", out3.s(), "-y"],
+        ));
+        assert!(!late.status.success());
+        assert!(
+            stderr(&late).contains("another duet recv is already waiting"),
+            "{}",
+            stderr(&late)
+        );
+        let sender = run(
+            &duet,
+            &["send", "--code", "5151-river-stone", file.to_str().unwrap()],
+        );
+        let (s, r) = (output(sender), output(waiting));
+        assert!(
+            s.status.success() && r.status.success(),
+            "{} {}",
+            stderr(&s),
+            stderr(&r)
+        );
+    });
+}
+
+/// `duet send` and `duet recv` send their first line at once: on a relay that holds the
+/// greeting back for a minute (far past the clients' 10 s handshake timeout) they still
+/// work. (`duet pipe` and `duet chat`: tests/clients.rs.)
+#[test]
+fn send_and_recv_never_wait_for_the_greeting() {
+    let duet = Duet::start(&["--greet-wait", "60000"]);
+    let src = Dir::new("nowait-src");
+    let file = src.path().join("f.bin");
+    std::fs::write(&file, payload(300_000, 9)).unwrap();
+    let out = Dir::new("nowait-out");
+    let (s, r) = transfer(
+        &duet,
+        &[file.to_str().unwrap()],
+        "61-quick-start",
+        &out,
+        &[],
+    );
+    assert!(
+        s.status.success() && r.status.success(),
+        "{} {}",
+        stderr(&s),
+        stderr(&r)
+    );
+    assert_eq!(sha(&file), sha(&out.path().join("f.bin")));
 }

@@ -98,19 +98,21 @@ fn session(
     screen: &Screen,
 ) -> io::Result<Ended> {
     let (mut stream, mut reader) = client::connect(&options.relay)?;
+    // Everything at once: a relay greets a client whose first line is not a `/pipe` as soon
+    // as that line arrives, so there is nothing to wait for.
+    let mut opening = String::new();
     if let Some(nick) = &options.nick {
-        client::command(
-            &mut stream,
-            &mut reader,
-            &format!("/nick {nick}"),
-            "* you are now",
-        )?;
+        opening += &format!("/nick {nick}\n");
     }
-    let join = match &options.room {
-        Some(room) => format!("/join {room}"),
-        None => "/join".to_string(),
+    opening += &match &options.room {
+        Some(room) => format!("/join {room}\n"),
+        None => "/join\n".to_string(),
     };
-    writeln!(stream, "{join}")?;
+    stream.write_all(opening.as_bytes())?;
+    client::greeted(&options.relay, &mut reader)?;
+    if options.nick.is_some() {
+        client::answer(&mut reader, "* you are now")?;
+    }
     stream.set_read_timeout(None)?;
     let closed = events.clone();
     let printer = *screen;

@@ -20,7 +20,7 @@ const COPY_BUFFER_BYTES: usize = 256 * 1024;
 /// Runs the pipe to completion. `Ok` means the peer's stream ended cleanly and all of stdin
 /// was sent.
 pub fn run(relay: &client::Relay, token: &str) -> io::Result<()> {
-    let (stream, leftover) = client::open_pipe(relay, token)?;
+    let (stream, leftover) = client::open_pipe(relay, token, client::Role::Any)?;
 
     // Raw file handles, unbuffered: every byte goes on as soon as it is read.
     let mut stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);

@@ -15,12 +15,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
+use std::sync::mpsc;
+use std::thread;
 
 use crate::client::progress::{size, Progress};
 use crate::client::{self, shown_path, PipeStream, Relay};
-use crate::transfer::{self, kind, shown, Channel, Code, Entry, Role, MAX_ENTRIES, MAX_PATH_BYTES};
+use crate::transfer::{
+    self, kind, shown, Channel, Code, Entry, FileHasher, Frame, Role, MAX_ENTRIES, MAX_PATH_BYTES,
+};
 
 /// Most bytes the sender's list of entries may take in all (names and sizes), checked as
 /// each entry arrives, so a hostile sender cannot make the receiver hold more than this.
@@ -50,7 +52,16 @@ pub fn run(options: &Options) -> io::Result<()> {
             format!("cannot use {}: {e}", shown_path(&options.dir)),
         )
     })?;
-    let (stream, leftover) = client::open_pipe(&options.relay, &options.code.token())?;
+    let token = options.code.token();
+    let (stream, leftover) = match client::open_pipe(&options.relay, &token, client::Role::Recv) {
+        Err(e) if matches!(client::Refused::of(&e), Some(client::Refused::Taken(_))) => {
+            return Err(io::Error::other(format!(
+                "another duet recv is already waiting with the number {}; a code has one receiver",
+                options.code.number()
+            )))
+        }
+        opened => opened?,
+    };
     let pipe = PipeStream::new(stream, leftover)?;
     let mut channel = Channel::handshake(pipe, &options.code, Role::Receiver)?;
     let result = receive_all(&mut channel, options);
@@ -114,9 +125,12 @@ fn receive_all(channel: &mut Channel<PipeStream>, options: &Options) -> io::Resu
         )?;
     }
     let mut progress = Progress::new("receiving", total, options.quiet);
-    for p in &files {
-        receive_file(channel, options, p, &mut progress)?;
-    }
+    thread::scope(|scope| {
+        let sink = Sink::start(scope);
+        files
+            .iter()
+            .try_for_each(|p| receive_file(channel, options, p, &sink, &mut progress))
+    })?;
     match channel.receive()? {
         (kind::DONE, _) => {}
         _ => return Err(lie("more than it announced")),
@@ -247,6 +261,7 @@ fn receive_file(
     channel: &mut Channel<PipeStream>,
     options: &Options,
     p: &Planned,
+    sink: &Sink,
     progress: &mut Progress,
 ) -> io::Result<()> {
     let name = shown(&p.entry.path);
@@ -264,31 +279,21 @@ fn receive_file(
     if from != 0 && from != have {
         return Err(lie("to resume from a point we never offered"));
     }
-    let mut hasher = Sha256::new();
+    let mut hasher = FileHasher::new();
     let mut file = match from {
         0 => new_part(&part)?,
         _ => resume_part(&part, from, &mut hasher)?,
     };
     io::Seek::seek(&mut file, io::SeekFrom::Start(from))?;
     progress.add(from);
-    let mut left = p.entry.size - from;
-    while left > 0 {
-        let (frame, data) = channel.receive_ref()?;
-        if frame != kind::DATA {
-            fs::remove_file(&part).ok();
-            return Err(lie(&format!("fewer bytes for {name} than it announced")));
-        }
-        if data.len() as u64 > left {
-            fs::remove_file(&part).ok();
-            return Err(lie(&format!("more bytes for {name} than it announced")));
-        }
-        file.write_all(data)?;
-        hasher.update(data);
-        left -= data.len() as u64;
-        progress.add(data.len() as u64);
-    }
-    drop(file);
-    let digest: [u8; 32] = hasher.finalize().into();
+    let left = p.entry.size - from;
+    let digest = receive_data(
+        channel,
+        sink,
+        (file, hasher),
+        (&name, &part, left),
+        progress,
+    )?;
     let announced = match channel.receive_ref()? {
         (kind::HASH, body) if body.len() == 32 => <[u8; 32]>::try_from(body).unwrap_or_default(),
         (kind::DATA, _) => {
@@ -303,7 +308,7 @@ fn receive_file(
     if digest != announced {
         fs::remove_file(&part).ok();
         return Err(io::Error::other(format!(
-            "{name}: SHA-256 {} does not match the {} the sender announced; the file was not kept",
+            "{name}: BLAKE3 {} does not match the {} the sender announced; the file was not kept",
             transfer::hex(&digest),
             transfer::hex(&announced)
         )));
@@ -317,6 +322,135 @@ fn receive_file(
         )));
     }
     fs::rename(&part, &p.target)
+}
+
+/// Receives exactly `left` bytes of file `name`'s data and has the writing thread write and
+/// hash them into `into`; returns the digest of the whole file once it is written. A sender
+/// that sends more or fewer bytes than it announced loses the partial file `part`; a
+/// transfer that breaks off keeps it (every byte in it was verified) for the next attempt.
+fn receive_data(
+    channel: &mut Channel<PipeStream>,
+    sink: &Sink,
+    into: (File, FileHasher),
+    (name, part, mut left): (&str, &Path, u64),
+    progress: &mut Progress,
+) -> io::Result<[u8; 32]> {
+    let lied = |what: &str| {
+        fs::remove_file(part).ok();
+        lie(&format!("{what} bytes for {name} than it announced"))
+    };
+    sink.open(into)?;
+    while left > 0 {
+        let mut frame = sink.frame();
+        if channel.receive_into(&mut frame)? != kind::DATA {
+            return Err(lied("fewer"));
+        }
+        let n = frame.body().len() as u64;
+        if n > left {
+            return Err(lied("more"));
+        }
+        sink.write(frame)?;
+        left -= n;
+        progress.add(n);
+    }
+    sink.close()
+}
+
+/// What the receiving thread hands to the writing one.
+enum Writing {
+    /// Boxed: a hasher is large, and the queue holds frames far more often.
+    Open(File, Box<FileHasher>),
+    Data(Frame),
+    Close,
+}
+
+/// The writing thread of a transfer: it writes and hashes a file's frames while the main
+/// thread receives and opens the next ones, at most [`IN_FLIGHT`] frames behind.
+struct Sink {
+    to: mpsc::SyncSender<Writing>,
+    /// One answer per file: its digest once written, or the first error (sent at once, so
+    /// that a full disk stops the transfer now rather than at the end of the file).
+    answers: mpsc::Receiver<io::Result<[u8; 32]>>,
+    free: mpsc::Receiver<Frame>,
+}
+
+/// Frames received ahead of the disk.
+const IN_FLIGHT: usize = 4;
+
+impl Sink {
+    fn start<'scope>(scope: &'scope thread::Scope<'scope, '_>) -> Sink {
+        let (to, writings) = mpsc::sync_channel(IN_FLIGHT);
+        let (answer, answers) = mpsc::channel();
+        let (recycle, free) = mpsc::channel();
+        scope.spawn(move || write_files(writings, answer, recycle));
+        Sink { to, answers, free }
+    }
+
+    /// A frame to receive into: one the writer is done with, or a new one (at most
+    /// [`IN_FLIGHT`] and a few more exist).
+    fn frame(&self) -> Frame {
+        self.free.try_recv().unwrap_or_default()
+    }
+
+    fn open(&self, (file, hasher): (File, FileHasher)) -> io::Result<()> {
+        self.hand(Writing::Open(file, Box::new(hasher)))
+    }
+
+    fn write(&self, frame: Frame) -> io::Result<()> {
+        if let Ok(answer) = self.answers.try_recv() {
+            // Only a failure is answered before the file is closed.
+            answer?;
+        }
+        self.hand(Writing::Data(frame))
+    }
+
+    fn close(&self) -> io::Result<[u8; 32]> {
+        self.hand(Writing::Close)?;
+        self.answers.recv().map_err(|_| writer_gone())?
+    }
+
+    fn hand(&self, writing: Writing) -> io::Result<()> {
+        self.to.send(writing).map_err(|_| writer_gone())
+    }
+}
+
+fn writer_gone() -> io::Error {
+    io::Error::other("the writing thread stopped")
+}
+
+/// The writing thread: for each file, its frames written and hashed in order, then one
+/// answer. After a failure it skips the rest of that file (the receiver stops on the
+/// answer).
+fn write_files(
+    writings: mpsc::Receiver<Writing>,
+    answer: mpsc::Sender<io::Result<[u8; 32]>>,
+    recycle: mpsc::Sender<Frame>,
+) {
+    let mut open: Option<(File, Box<FileHasher>)> = None;
+    for writing in writings {
+        match (writing, open.as_mut()) {
+            (Writing::Open(file, hasher), _) => open = Some((file, hasher)),
+            (Writing::Data(frame), Some((file, hasher))) => {
+                if let Err(e) = file.write_all(frame.body()) {
+                    answer.send(Err(e)).ok();
+                    open = None;
+                } else {
+                    hasher.update(frame.body());
+                }
+                recycle.send(frame).ok();
+            }
+            (Writing::Close, Some(_)) => {
+                let (file, hasher) = open.take().expect("matched Some");
+                drop(file);
+                answer.send(Ok(hasher.finalize().into())).ok();
+            }
+            // Data or the end of a file that already failed (and was answered).
+            (Writing::Data(frame), None) => {
+                recycle.send(frame).ok();
+            }
+            (Writing::Close, None) => {}
+        }
+    }
 }
 
 /// `dir/.NAME.duet-part` for `dir/NAME`.
@@ -344,7 +478,7 @@ fn new_part(part: &Path) -> io::Result<File> {
 /// The partial file an earlier attempt left, opened to append after its first `from` bytes
 /// (which are hashed into `hasher`). It must still be ours: checked on the open file, so it
 /// cannot be swapped after the check.
-fn resume_part(part: &Path, from: u64, hasher: &mut Sha256) -> io::Result<File> {
+fn resume_part(part: &Path, from: u64, hasher: &mut FileHasher) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -356,7 +490,7 @@ fn resume_part(part: &Path, from: u64, hasher: &mut Sha256) -> io::Result<File> 
             shown_path(part)
         )));
     }
-    io::copy(&mut (&file).take(from), &mut HashWriter(hasher))?;
+    io::copy(&mut (&file).take(from), hasher)?;
     file.set_len(from)?;
     Ok(file)
 }
@@ -402,17 +536,4 @@ fn lie(what: &str) -> io::Error {
         io::ErrorKind::InvalidData,
         format!("the sender sent {what}; stopped"),
     )
-}
-
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }

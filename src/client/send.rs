@@ -4,21 +4,26 @@
 //! runs the key exchange, sends the list, and then the bytes of each file from wherever the
 //! receiver already has a verified start of it. It succeeds only when the receiver says every
 //! file arrived and matched its digest.
+//!
+//! Reading and hashing the files runs on a thread of its own, sealing and sending on the
+//! main one, a few frames apart: on two cores the two halves overlap instead of taking
+//! turns.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
+use std::sync::mpsc;
+use std::thread;
 
 use crate::client::progress::{size, Progress};
-use crate::client::{self, shown_path, PipeStream, Relay};
+use crate::client::{self, shown_path, PipeStream, Relay, Role};
 use crate::proto;
-use crate::transfer::{self, kind, Channel, Code, Entry, Role, FRAME_BYTES};
+use crate::transfer::{self, kind, Channel, Code, Entry, FileHasher, Frame, FRAME_BYTES};
 
-/// How many other numbers to try when the pipe for a fresh code is busy.
-const BUSY_RETRIES: usize = 5;
+/// How many other numbers to try when the number of a fresh code is in use (another sender
+/// waits with it, or two others use it): 4-digit ones first, then wider (`Code::renumbered`).
+const IN_USE_RETRIES: u32 = 12;
 
 #[derive(Debug)]
 pub struct Options {
@@ -57,23 +62,33 @@ pub fn run(options: &Options) -> io::Result<()> {
                 size(total)
             );
         };
-        match client::open_pipe_then(&options.relay, &code.token(), announce) {
+        // The code is printed only once the relay holds our end as the sender waiting with
+        // this number: a number in use is never shown, so two senders are never joined.
+        let opened = client::open_pipe_then(&options.relay, &code.token(), Role::Send, announce);
+        let in_use = |e: &io::Error| {
+            matches!(
+                client::Refused::of(e),
+                Some(client::Refused::Busy(_) | client::Refused::Taken(_))
+            )
+        };
+        match opened {
             Ok(opened) => break opened,
-            Err(e)
-                if matches!(client::Refused::of(&e), Some(client::Refused::Busy(_)))
-                    && options.code.is_none() =>
-            {
+            Err(e) if in_use(&e) && options.code.is_some() => {
+                return Err(io::Error::other(format!(
+                    "the number {} is in use on the relay (another transfer has it); \
+                     choose another --code, or leave --code out for a fresh one",
+                    code.number()
+                )))
+            }
+            Err(e) if in_use(&e) && tries < IN_USE_RETRIES => {
                 tries += 1;
-                if tries > BUSY_RETRIES {
-                    return Err(e);
-                }
-                code = code.renumbered()?;
+                code = code.renumbered(tries)?;
             }
             Err(e) => return Err(e),
         }
     };
     let pipe = PipeStream::new(stream, leftover)?;
-    let mut channel = Channel::handshake(pipe, &code, Role::Sender)?;
+    let mut channel = Channel::handshake(pipe, &code, transfer::Role::Sender)?;
     send_all(&mut channel, &items, total, options.quiet)
 }
 
@@ -105,11 +120,15 @@ fn send_all(
         return Err(unexpected());
     }
     let mut progress = Progress::new("sending", total, quiet);
-    for (item, offer) in files.iter().zip(offers.chunks(40)) {
-        let offset = u64::from_be_bytes(offer[..8].try_into().unwrap_or_default());
-        let prefix: [u8; 32] = offer[8..].try_into().unwrap_or_default();
-        send_file(channel, item, offset, &prefix, &mut progress)?;
-    }
+    let (full, reads) = mpsc::sync_channel(IN_FLIGHT);
+    let (recycle, free) = mpsc::channel();
+    thread::scope(|scope| {
+        let files = &files;
+        let offers = &offers;
+        scope.spawn(move || read_files(files, offers, &full, &free));
+        // `reads` is dropped when this returns, early or not: the reader then stops.
+        send_reads(channel, reads, &recycle, &mut progress)
+    })?;
     channel.send(kind::DONE, b"")?;
     channel.flush()?;
     match channel.receive()? {
@@ -130,50 +149,133 @@ fn send_all(
     }
 }
 
-/// Sends one file, from `offset` if the receiver's first `offset` bytes hash to `prefix`.
-fn send_file(
+/// Frames read ahead of the network: the reading thread (file and digest) and the sending
+/// one (sealing and the socket) each work while the other waits, at most this many frames
+/// (of [`transfer::FRAME_BYTES`]) apart.
+const IN_FLIGHT: usize = 4;
+
+/// What the reading thread hands to the sending one, in order.
+enum Reading {
+    /// A file starts, from this offset.
+    Start(u64),
+    /// A frame of its bytes.
+    Data(Frame),
+    /// Its digest: the file is done.
+    Digest([u8; 32]),
+}
+
+/// The sending side of the pipeline: seals and sends what the reader read, in order, and
+/// hands the frames back for reuse.
+fn send_reads(
     channel: &mut Channel<PipeStream>,
+    reads: mpsc::Receiver<io::Result<Reading>>,
+    recycle: &mpsc::Sender<Frame>,
+    progress: &mut Progress,
+) -> io::Result<()> {
+    for reading in reads {
+        match reading? {
+            Reading::Start(from) => {
+                channel.send(kind::START, &from.to_be_bytes())?;
+                progress.add(from);
+            }
+            Reading::Data(mut frame) => {
+                let n = frame.body().len() as u64;
+                channel.send_frame(kind::DATA, &mut frame)?;
+                progress.add(n);
+                // The reader may be gone already (it read everything).
+                recycle.send(frame).ok();
+            }
+            Reading::Digest(digest) => channel.send(kind::HASH, &digest)?,
+        }
+    }
+    Ok(())
+}
+
+/// The reading thread: every file in order, each from where the receiver's offer lets it
+/// start. An error goes down the pipeline too; a closed pipeline (the sender stopped) ends
+/// it quietly.
+fn read_files(
+    files: &[&Item],
+    offers: &[u8],
+    out: &mpsc::SyncSender<io::Result<Reading>>,
+    free: &mpsc::Receiver<Frame>,
+) {
+    for (item, offer) in files.iter().zip(offers.chunks(40)) {
+        let offset = u64::from_be_bytes(offer[..8].try_into().expect("40-byte offers"));
+        let prefix: [u8; 32] = offer[8..].try_into().expect("40-byte offers");
+        match read_file(item, offset, &prefix, out, free) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                out.send(Err(e)).ok();
+                return;
+            }
+        }
+    }
+}
+
+/// Reads one file into the pipeline, from `offset` if the receiver's first `offset` bytes
+/// hash to `prefix`. The file is read once: its digest grows as it is read. `Ok(false)`:
+/// the pipeline closed.
+fn read_file(
     item: &Item,
     offset: u64,
     prefix: &[u8; 32],
-    progress: &mut Progress,
-) -> io::Result<()> {
+    out: &mpsc::SyncSender<io::Result<Reading>>,
+    free: &mpsc::Receiver<Frame>,
+) -> io::Result<bool> {
     let Some(source) = &item.source else {
         return Err(unexpected());
     };
     let size = item.entry.size;
-    // The file is read once: its digest grows as it is sent (after the part the receiver
-    // already has, if that part hashes the same here).
-    let mut hasher = Sha256::new();
+    let mut hasher = FileHasher::new();
     let mut from = 0;
     if offset > 0 && offset <= size {
         let kept = transfer::hash_prefix(source, offset)?;
-        if <[u8; 32]>::from(kept.clone().finalize()) == *prefix {
+        if <[u8; 32]>::from(kept.finalize()) == *prefix {
             (hasher, from) = (kept, offset);
         }
     }
-    channel.send(kind::START, &from.to_be_bytes())?;
-    progress.add(from);
     let mut file = File::open(source)?;
     file.seek(SeekFrom::Start(from))?;
+    if out.send(Ok(Reading::Start(from))).is_err() {
+        return Ok(false);
+    }
     let mut left = size - from;
-    let mut buf = vec![0u8; FRAME_BYTES];
     while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = file.read(&mut buf[..want])?;
+        let mut frame = free.try_recv().unwrap_or_default();
+        let want = FRAME_BYTES.min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = read_full(&mut file, &mut frame.space()[..want])?;
         if n == 0 {
             return Err(io::Error::other(format!(
                 "{} got shorter while it was being sent",
                 shown_path(source)
             )));
         }
-        channel.send(kind::DATA, &buf[..n])?;
-        hasher.update(&buf[..n]);
+        frame.set_len(n);
+        hasher.update(frame.body());
         left -= n as u64;
-        progress.add(n as u64);
+        if out.send(Ok(Reading::Data(frame))).is_err() {
+            return Ok(false);
+        }
     }
     let digest: [u8; 32] = hasher.finalize().into();
-    channel.send(kind::HASH, &digest)
+    Ok(out.send(Ok(Reading::Digest(digest))).is_ok())
+}
+
+/// Reads until `buf` is full or the file ends: full frames, however the file system splits
+/// its reads.
+fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 fn unexpected() -> io::Error {

@@ -130,7 +130,7 @@ struct Shared {
 }
 
 pub fn run(options: &Options) -> io::Result<()> {
-    let (stream, leftover) = client::open_pipe(&options.relay, &options.token)?;
+    let (stream, leftover) = client::open_pipe(&options.relay, &options.token, client::Role::Any)?;
     // Small kernel buffers: they would only hold audio that is getting old.
     rustix::net::sockopt::set_socket_send_buffer_size(&stream, 16 * 1024).ok();
     let shared = Arc::new(Shared {

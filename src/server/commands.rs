@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::proto::{self, Command};
+use crate::proto::{self, Command, Role};
 use crate::server::access::secret_matches;
 use crate::server::hub::Hub;
 use crate::server::lockout::Locked;
@@ -26,7 +26,7 @@ pub enum Exit {
     Shutdown,
     Idle,
     AuthFailed,
-    Pipe(Arc<str>),
+    Pipe(Arc<str>, Option<Role>),
 }
 
 /// A connection in line mode.
@@ -38,7 +38,7 @@ pub struct Conn {
 impl Conn {
     /// Runs one command (its line is logged already); `Some` ends line mode.
     pub async fn command(&self, command: Command<'_>) -> Option<Exit> {
-        if let Command::Join(_) | Command::Pipe(_) = command {
+        if let Command::Join(_) | Command::Pipe(..) = command {
             if let Err(error) = self.hub.rate_limit(self.session.peer) {
                 self.session.send(proto::error(&error));
                 let peer = self.session.peer;
@@ -63,9 +63,9 @@ impl Conn {
                 self.session.send(proto::notice("bye"));
                 return Some(Exit::Quit);
             }
-            Command::Pipe(token) => {
+            Command::Pipe(token, role) => {
                 self.leave_room("left");
-                return Some(Exit::Pipe(token.into()));
+                return Some(Exit::Pipe(token.into(), role));
             }
         }
         None

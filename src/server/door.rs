@@ -5,8 +5,9 @@
 //! client that opens with a TLS handshake goes to the TLS handler, whose plaintext then comes
 //! back through this door like any connection; then the greeting is held back for
 //! `--greet-wait` while the first line is awaited. `/auth SECRET` may come first (with
-//! `--secret-file`); a first line `/pipe TOKEN` goes to the pipe handler as a silent pipe;
-//! anything else, or nothing in time, goes to line mode. Adding a protocol means adding a
+//! `--secret-file`); a first line `/pipe TOKEN` goes to the pipe handler as a silent pipe,
+//! and `/pipe TOKEN ROLE` (duet's own clients, which send it without waiting for anything)
+//! as a pipe with notices but no greeting; anything else, or nothing in time, goes to line mode. Adding a protocol means adding a
 //! handler and one arm here.
 
 use std::io;
@@ -18,7 +19,7 @@ use futures_lite::future;
 use smol::Timer;
 
 use crate::line::{Line, LineReader};
-use crate::proto::{self, Command, Input};
+use crate::proto::{self, Command, Input, Role};
 use crate::server::commands::{auth_refused, check_auth, redacted_auth, AuthCheck};
 use crate::server::hub::Hub;
 use crate::server::lines::{self, Ended, Opening};
@@ -79,16 +80,18 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
             opened
         }
     };
-    if let Some((token, line)) = silent_pipe(&opening) {
-        let end = End::new(stream, peer, lines.buffered(), true, ticket);
-        return Box::pin(pipe::silent(&hub, token, line, end)).await;
+    if let Some((token, role, line)) = first_line_pipe(&opening) {
+        // A bare `/pipe TOKEN` is silent (netcat); one with a role is a program's, which
+        // wants the notices, just not the greeting.
+        let end = End::new(stream, peer, lines.buffered(), role.is_none(), role, ticket);
+        return Box::pin(pipe::first_line(&hub, token, line, end)).await;
     }
     let mut lines = lines;
     let mut opening = opening;
     let record = match lines::serve(&hub, &stream, &peer, &mut lines, &mut opening).await {
         Ended::Closed(record) => record,
-        Ended::Pipe(token) => {
-            let end = End::new(stream, peer, lines.buffered(), false, ticket);
+        Ended::Pipe(token, role) => {
+            let end = End::new(stream, peer, lines.buffered(), false, role, ticket);
             // Boxed: the pipe's state is large and would otherwise sit in every
             // connection's task, piped or not.
             return Box::pin(pipe::serve(&hub, token, end)).await;
@@ -135,13 +138,13 @@ async fn greeting_window(
     None
 }
 
-/// The token and the line, when the opening asks for a silent pipe.
-fn silent_pipe(opening: &Opening) -> Option<(Arc<str>, Vec<u8>)> {
+/// The token, role and line, when the first line asks for a pipe: no greeting then.
+fn first_line_pipe(opening: &Opening) -> Option<(Arc<str>, Option<Role>, Vec<u8>)> {
     let (true, Some(Ok(Some(Line::Text(text))))) = (opening.authed, &opening.first) else {
         return None;
     };
     match proto::parse(text) {
-        Ok(Input::Command(Command::Pipe(token))) => Some((token.into(), text.clone())),
+        Ok(Input::Command(Command::Pipe(token, role))) => Some((token.into(), role, text.clone())),
         _ => None,
     }
 }

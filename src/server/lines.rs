@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures_lite::future;
 
 use crate::line::{Line, LineReader};
-use crate::proto::{self, Command, Input};
+use crate::proto::{self, Command, Input, Role};
 use crate::server::commands::{redacted_auth, Conn, Exit};
 use crate::server::hub::Hub;
 use crate::server::outbox::Fate;
@@ -38,8 +38,8 @@ pub enum Ended {
     /// The connection is done: its closing record, to be logged once its socket and slot
     /// are released.
     Closed(Record),
-    /// `/pipe TOKEN`: the connection goes on in pipe mode.
-    Pipe(Arc<str>),
+    /// `/pipe TOKEN [ROLE]`: the connection goes on in pipe mode.
+    Pipe(Arc<str>, Option<Role>),
 }
 
 /// Serves a connection in line mode until it closes or asks for a pipe.
@@ -92,7 +92,7 @@ pub async fn serve(
         _ => "disconnected",
     });
     match (exit, fate) {
-        (Exit::Pipe(token), Fate::Open) => Ended::Pipe(token),
+        (Exit::Pipe(token, role), Fate::Open) => Ended::Pipe(token, role),
         (exit, fate) => Ended::Closed(closing_record(&conn, exit, fate)),
     }
 }
@@ -125,7 +125,7 @@ fn closing_record(conn: &Conn, exit: Exit, fate: Fate) -> Record {
         ),
         (Exit::AuthFailed, _) => dropped("authentication failed".into(), Mood::Refused),
         // A pipe whose socket failed while its last notices were being written.
-        (Exit::Pipe(_), _) => dropped("write failed".into(), Mood::Errored),
+        (Exit::Pipe(..), _) => dropped("write failed".into(), Mood::Errored),
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 use smol::Timer;
 
-use crate::proto;
+use crate::proto::{self, Role};
 use crate::server::hub::Hub;
 use crate::server::notice::{refuse, tell};
 use crate::server::pipes::{Arrival, End};
@@ -24,7 +24,7 @@ use crate::socket::Socket;
 
 /// A pipe opened by the first line (`line`, logged here): rate-limited like any other (see
 /// `--rate`).
-pub async fn silent(hub: &Arc<Hub>, token: Arc<str>, line: Vec<u8>, end: End) {
+pub async fn first_line(hub: &Arc<Hub>, token: Arc<str>, line: Vec<u8>, end: End) {
     let peer = end.peer;
     hub.log.send(Record::Line { peer, text: line }).await;
     if let Err(error) = hub.rate_limit(peer) {
@@ -42,6 +42,15 @@ pub async fn serve(hub: &Arc<Hub>, token: Arc<str>, end: End) {
         Arrival::Busy(end) => {
             hub.stats.refused();
             let error = format!("pipe {token} is busy");
+            return refuse(hub, &end.stream, end.peer, error).await;
+        }
+        Arrival::Taken(end) => {
+            hub.stats.refused();
+            let who = match end.role {
+                Some(Role::Recv) => "receiver",
+                _ => "sender",
+            };
+            let error = format!("pipe {token} already has a {who} waiting");
             return refuse(hub, &end.stream, end.peer, error).await;
         }
         Arrival::TooManyWaiting(end) => {

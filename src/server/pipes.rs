@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use async_channel::{Receiver, Sender};
 
+use crate::proto::Role;
 use crate::server::slots::Ticket;
 use crate::socket::Socket;
 
@@ -29,6 +30,8 @@ pub struct End {
     pub early: Vec<u8>,
     /// Silent ends get no notices, only their peer's bytes.
     pub silent: bool,
+    /// The role it asked for (`/pipe TOKEN ROLE`), if any.
+    pub role: Option<Role>,
     /// Keeps the connection counted until the relay is over: held, never read (dropping
     /// the end gives the slot back).
     pub _ticket: Ticket,
@@ -40,6 +43,7 @@ impl End {
         peer: SocketAddr,
         early: Vec<u8>,
         silent: bool,
+        role: Option<Role>,
         ticket: Ticket,
     ) -> End {
         End {
@@ -47,6 +51,7 @@ impl End {
             peer,
             early,
             silent,
+            role,
             _ticket: ticket,
         }
     }
@@ -54,7 +59,11 @@ impl End {
 
 #[derive(Debug)]
 enum Slot {
-    Waiting { id: u64, handoff: Sender<End> },
+    Waiting {
+        id: u64,
+        handoff: Sender<End>,
+        role: Option<Role>,
+    },
     Open,
 }
 
@@ -71,6 +80,8 @@ pub enum Arrival {
     HandedOver,
     /// Two connections already use this token.
     Busy(End),
+    /// The end waiting with this token has the same role (two senders, two receivers).
+    Taken(End),
     /// `--max-waiting-pipes` pipes are waiting already.
     TooManyWaiting(End),
 }
@@ -108,7 +119,8 @@ impl Pipes {
                 self.waiting.fetch_add(1, Ordering::Relaxed);
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 let (handoff, receive) = async_channel::bounded(1);
-                slots.insert(token.clone(), Slot::Waiting { id, handoff });
+                let role = end.role;
+                slots.insert(token.clone(), Slot::Waiting { id, handoff, role });
                 Arrival::Wait {
                     id,
                     handoff: receive,
@@ -118,6 +130,10 @@ impl Pipes {
             Some(Slot::Open) => {
                 slots.insert(token.clone(), Slot::Open);
                 Arrival::Busy(end)
+            }
+            Some(waiting @ Slot::Waiting { role, .. }) if Role::clash(role, end.role) => {
+                slots.insert(token.clone(), waiting);
+                Arrival::Taken(end)
             }
             Some(Slot::Waiting { handoff, .. }) => match handoff.try_send(end) {
                 Ok(()) => {
