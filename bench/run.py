@@ -54,11 +54,11 @@ def wait_port(port, proc, limit=10.0):
 class Server:
     """A server process with stdout to a file; knows its pid for /proc readings."""
 
-    def __init__(self, argv, port, log="/dev/null", probe=True):
+    def __init__(self, argv, port, log="/dev/null", probe=True, cwd=None):
         self.log = log
         self.out = open(log, "wb")
         self.proc = subprocess.Popen(argv, stdout=self.out, stderr=subprocess.DEVNULL,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, cwd=cwd)
         self.port = port
         if probe:
             wait_port(port, self.proc)
@@ -251,13 +251,50 @@ def bench_chat():
         rate.append(float(r["lines_per_sec"]))
     row("1,000 rooms of two: lines relayed/s", "lines/s", {"duet": rate})
     row("1,000 rooms of two: round trip p99", "µs", {"duet": many99}, better="lower")
-    pipe50 = []
+    bench_ping_pong()
+
+
+GORELAY_SRC = ROOT / "bench/gorelay"
+GORELAY = ROOT / "target/gorelay"
+
+
+def bench_ping_pong():
+    """A 64-byte line bounced through a pipe: duet (both relay paths) beside a Go relay that
+    uses splice (bench/gorelay) and ncat --broker."""
+    print("ping-pong through a pipe (64 bytes, 10,000 round trips)", flush=True)
+    have_go = shutil.which("go") and subprocess.run(
+        ["go", "build", "-o", str(GORELAY), "."], cwd=GORELAY_SRC,
+        env={**os.environ, "GOCACHE": str(ROOT / "target/go-cache")}).returncode == 0
+    names = ["duet", "duet --no-splice", "Go relay (splice)", "ncat --broker"]
+    p50 = {k: [] for k in names}
+    p99 = {k: [] for k in names}
+
+    def take(name, r):
+        p50[name].append(float(r["p50_us"]))
+        p99[name].append(float(r["p99_us"]))
+
     for _ in range(RUNS):
-        s = duet()
-        r = load("chat", "--addr", f"127.0.0.1:{s.port}", "--rounds", 10000, "--mode", "pipe")
-        s.stop()
-        pipe50.append(float(r["p50_us"]))
-    row("ping-pong through a pipe p50", "µs", {"duet": pipe50}, better="lower")
+        for name, extra in [("duet", []), ("duet --no-splice", ["--no-splice"])]:
+            s = duet(*extra)
+            take(name, load("chat", "--addr", f"127.0.0.1:{s.port}", "--rounds", 10000,
+                            "--mode", "pipe"))
+            s.stop()
+        if have_go:
+            port = free_port()
+            g = Server([str(GORELAY), "-listen", f"127.0.0.1:{port}"], port, probe=False)
+            time.sleep(0.3)
+            take("Go relay (splice)", load("chat", "--addr", f"127.0.0.1:{port}", "--rounds",
+                                           10000, "--mode", "pipe"))
+            g.stop()
+        if shutil.which("ncat"):
+            port = free_port()
+            n = Server(["ncat", "--broker", "-l", "127.0.0.1", str(port)], port, probe=False)
+            time.sleep(0.3)
+            take("ncat --broker", load("chat", "--addr", f"127.0.0.1:{port}", "--rounds", 10000,
+                                       "--mode", "ncat"))
+            n.stop()
+    row("ping-pong through a pipe p50", "µs", {k: v for k, v in p50.items() if v}, better="lower")
+    row("ping-pong through a pipe p99", "µs", {k: v for k, v in p99.items() if v}, better="lower")
 
 
 def bench_pipe():
@@ -296,54 +333,193 @@ def bench_pipe():
     row("duet CPU per GiB piped", "s", {"duet": cpu}, better="lower")
 
 
+PEERS = ROOT / "target/peers"
+WORMHOLE_RS = PEERS / "bin/wormhole-rs"
+WH_VENV = PEERS / "wh-venv"
+
+
+def peers_for_send():
+    """wormhole-rs (crates.io magic-wormhole-cli) and the reference mailbox server and transit
+    relay (PyPI), built or installed once under target/peers. Returns True when all are there."""
+    PEERS.mkdir(parents=True, exist_ok=True)
+    if not WORMHOLE_RS.exists():
+        print("building wormhole-rs (crates.io magic-wormhole-cli, once; several minutes)", flush=True)
+        subprocess.run(["cargo", "install", "--locked", "-q", "magic-wormhole-cli", "--root",
+                        str(PEERS)], check=False)
+    if not (WH_VENV / "bin/twist").exists():
+        print("installing the reference wormhole servers (PyPI, once)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(WH_VENV)], check=False)
+        subprocess.run([str(WH_VENV / "bin/pip"), "install", "-q",
+                        "magic-wormhole-mailbox-server", "magic-wormhole-transit-relay"],
+                       check=False)
+    return WORMHOLE_RS.exists() and (WH_VENV / "bin/twist").exists()
+
+
+def first_byte(path_fn, proc, t0, limit=60.0):
+    """Seconds from t0 until the file path_fn() names holds a byte (polled every 0.5 ms)."""
+    while time.perf_counter() - t0 < limit:
+        for p in path_fn():
+            try:
+                if p.stat().st_size > 0:
+                    return time.perf_counter() - t0
+            except OSError:
+                pass
+        if proc.poll() is not None:
+            return time.perf_counter() - t0
+        time.sleep(0.0005)
+    raise RuntimeError("no first byte")
+
+
+class Cpu:
+    """CPU seconds of this script's finished children plus one server, between two points."""
+
+    def __init__(self, server):
+        self.server = server
+        self.start = self.now()
+
+    def now(self):
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime + self.server.cpu_secs()
+
+    def spent(self):
+        return self.now() - self.start
+
+
+def send_once(s, src, out, code, ttfb=False):
+    """duet send waiting first, then duet recv: wall and first byte from recv's start."""
+    env = {**os.environ, "DUET_RELAY": f"127.0.0.1:{s.port}"}
+    for f in out.iterdir():
+        f.unlink()
+    cpu = Cpu(s)
+    send = subprocess.Popen([str(DUET), "send", "--code", code, "-q", str(src)], env=env,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(0.2)
+    t0 = time.perf_counter()
+    recv = subprocess.Popen([str(DUET), "recv", code, "-o", str(out), "-y", "-q"], env=env,
+                            stderr=subprocess.DEVNULL)
+    fb = first_byte(lambda: [out / f".{src.name}.duet-part", out / src.name], recv, t0) \
+        if ttfb else None
+    if recv.wait(timeout=300) or send.wait(timeout=300):
+        raise RuntimeError("duet send/recv failed")
+    wall = time.perf_counter() - t0
+    if (out / src.name).stat().st_size != src.stat().st_size:
+        raise RuntimeError("duet recv wrote the wrong size")
+    return wall, cpu.spent(), fb
+
+
+def pipe_once(s, src, out, token, ttfb=False):
+    """duet pipe < FILE waiting first, then duet pipe > FILE (nothing to send back)."""
+    env = {**os.environ, "DUET_RELAY": f"127.0.0.1:{s.port}"}
+    dest = out / "raw.bin"
+    cpu = Cpu(s)
+    with open(src, "rb") as data:
+        send = subprocess.Popen([str(DUET), "pipe", token], env=env, stdin=data,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.2)
+    t0 = time.perf_counter()
+    with open(dest, "wb") as sink:
+        recv = subprocess.Popen([str(DUET), "pipe", token], env=env, stdout=sink,
+                                stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    fb = first_byte(lambda: [dest], recv, t0) if ttfb else None
+    if recv.wait(timeout=300) or send.wait(timeout=300):
+        raise RuntimeError("duet pipe failed")
+    wall = time.perf_counter() - t0
+    if dest.stat().st_size != src.stat().st_size:
+        raise RuntimeError("duet pipe lost bytes")
+    dest.unlink()
+    return wall, cpu.spent(), fb
+
+
+def wormhole_once(mailbox, relay, src, out):
+    """wormhole-rs send (waiting, code read off its output), then receive: wall from receive."""
+    for f in out.iterdir():
+        f.unlink()
+    common = ["--rendezvous-server", f"ws://127.0.0.1:{mailbox}/v1",
+              "--relay-server", f"tcp://127.0.0.1:{relay}", "--force-relay"]
+    send = subprocess.Popen([str(WORMHOLE_RS), "send", *common, "--no-qr", str(src)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    code = None
+    for line in send.stdout:
+        m = re.search(r"code is: (\S+)", line)
+        if m:
+            code = m.group(1)
+            break
+    if not code:
+        raise RuntimeError("wormhole-rs send printed no code")
+    time.sleep(0.2)
+    t0 = time.perf_counter()
+    recv = subprocess.run([str(WORMHOLE_RS), "receive", *common, "--noconfirm", "--out-dir",
+                           str(out), code], capture_output=True, timeout=300)
+    wall = time.perf_counter() - t0
+    send.stdout.close()
+    send.wait(timeout=60)
+    if recv.returncode or (out / src.name).stat().st_size != src.stat().st_size:
+        raise RuntimeError("wormhole-rs transfer failed")
+    return wall
+
+
+def random_file(path, size):
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 64 << 20)
+            f.write(os.urandom(n))
+            left -= n
+
+
 def bench_send():
-    """duet send/recv of a 1 GiB file against the same file through a raw nc pipe."""
-    if not shutil.which("nc"):
-        return
-    print("file transfer: duet send/recv vs nc (1 GiB file)", flush=True)
+    """duet send/recv (encrypted, digests, file written) beside duet pipe moving the same file
+    through the same server, and beside wormhole-rs through the reference servers."""
+    print("file transfer: duet send/recv vs duet pipe vs wormhole-rs (10 MiB, 1 GiB)", flush=True)
     work = ROOT / "target/bench-send"
     shutil.rmtree(work, ignore_errors=True)
     (work / "out").mkdir(parents=True)
-    src = work / "in.bin"
-    with open(src, "wb") as f:
-        for _ in range(GIB // (64 << 20)):
-            f.write(os.urandom(64 << 20))
-    secs = {"duet send/recv": [], "nc pipe": []}
-    cpu = []
+    small, big = work / "ten.bin", work / "one.gib"
+    random_file(small, 10 << 20)
+    random_file(big, GIB)
+    have_wormhole = peers_for_send()
+    mailbox = relay = None
+    if have_wormhole:
+        mb, tr = free_port(), free_port()
+        twist = str(WH_VENV / "bin/twist")
+        # Both keep a database in their working directory.
+        mailbox = Server([twist, "wormhole-mailbox", f"--port=tcp:{mb}:interface=127.0.0.1"], mb,
+                         cwd=work)
+        relay = Server([twist, "transitrelay", f"--port=tcp:{tr}:interface=127.0.0.1"], tr,
+                       cwd=work)
+    fb = {"duet send/recv": [], "duet pipe": []}
+    ten = {"duet send/recv": [], "duet pipe": [], "wormhole-rs": []}
+    gib = {"duet send/recv": [], "duet pipe": []}
+    cpu = {"duet send/recv": [], "duet pipe": []}
+    out = work / "out"
     for i in range(RUNS):
         s = duet()
-        env = {**os.environ, "DUET_RELAY": f"127.0.0.1:{s.port}"}
-        for f in (work / "out").iterdir():
-            f.unlink()
-        code = f"{4000 + i}-bench-run"
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t = time.perf_counter()
-        recv = subprocess.Popen([str(DUET), "recv", code, "-o", str(work / "out"), "-y", "-q"],
-                                env=env)
-        send = subprocess.Popen([str(DUET), "send", "--code", code, "-q", str(src)], env=env)
-        if send.wait(timeout=300) or recv.wait(timeout=300):
-            raise RuntimeError("duet send/recv failed")
-        secs["duet send/recv"].append(time.perf_counter() - t)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-        t = time.perf_counter()
-        out = open(work / "out/raw.bin", "wb")
-        recv = subprocess.Popen(["sh", "-c", f"echo '/pipe nc{i}' | nc 127.0.0.1 {s.port}"],
-                                stdout=out)
-        time.sleep(0.05)
-        send = subprocess.Popen(["sh", "-c", f"(echo '/pipe nc{i}'; cat {src}) | "
-                                             f"nc -N 127.0.0.1 {s.port}"])
-        send.wait(timeout=300)
-        recv.wait(timeout=300)
-        out.close()
-        secs["nc pipe"].append(time.perf_counter() - t - 0.05)
-        if (work / "out/raw.bin").stat().st_size != GIB:
-            raise RuntimeError("nc pipe lost bytes")
+        wall, _, first = send_once(s, small, out, f"{6100 + i}-ten-mib", ttfb=True)
+        ten["duet send/recv"].append(wall)
+        fb["duet send/recv"].append(first * 1000)
+        wall, _, first = pipe_once(s, small, out, f"ten{i}", ttfb=True)
+        ten["duet pipe"].append(wall)
+        fb["duet pipe"].append(first * 1000)
+        if have_wormhole:
+            ten["wormhole-rs"].append(wormhole_once(mailbox.port, relay.port, small, out))
+        wall, spent, _ = send_once(s, big, out, f"{6200 + i}-one-gib")
+        gib["duet send/recv"].append(wall)
+        cpu["duet send/recv"].append(spent)
+        wall, spent, _ = pipe_once(s, big, out, f"gib{i}")
+        gib["duet pipe"].append(wall)
+        cpu["duet pipe"].append(spent)
         s.stop()
-    row("1 GiB file through duet serve", "s", secs, better="lower",
-        note="duet send/recv: SPAKE2, ChaCha20-Poly1305, SHA-256 both ends, file written; "
-             "nc: raw pipe, file written")
-    row("duet send + recv CPU per GiB", "s", {"both ends": cpu}, better="lower")
+    for server in (mailbox, relay):
+        if server:
+            server.stop()
+    row("10 MiB file: time to first byte", "ms", fb, better="lower",
+        note="from starting the receiver, the sender waiting")
+    row("10 MiB file end to end", "s", {k: v for k, v in ten.items() if v}, better="lower",
+        note="wormhole-rs --force-relay through the reference mailbox and transit relay")
+    row("1 GiB file end to end", "s", gib, better="lower",
+        note="send/recv: SPAKE2, AES-256-GCM, BLAKE3 both ends, file written; "
+             "pipe: raw bytes, file written")
+    row("1 GiB file: CPU of sender, receiver and server", "s", cpu, better="lower")
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -504,7 +680,7 @@ def main():
     only = set(sys.argv[1:])
     parts = [("lines", lambda: bench_lines(have_seed)), ("idle", lambda: bench_idle(have_seed)),
              ("churn", lambda: bench_churn(have_seed)), ("chat", bench_chat),
-             ("pipe", bench_pipe), ("send", bench_send),
+             ("pingpong", bench_ping_pong), ("pipe", bench_pipe), ("send", bench_send),
              ("flood", lambda: bench_flood(have_seed)), ("memory", bench_memory),
              ("binary", bench_binary)]
     for name, part in parts:
