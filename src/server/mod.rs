@@ -145,15 +145,15 @@ pub fn run(
     listener: TcpListener,
     config: Config,
     log: Log,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let port = listener.local_addr()?.port();
     let descriptors = raise_fd_limit(config.max_conns);
-    let listener = Async::new(listener)?;
+    let listener = Arc::new(Async::new(listener)?);
     let threads = config.threads.max(1);
     let (hub, all_done) = Hub::new(config, log);
     let hub = Arc::new(hub);
-    let ex = Executor::new();
+    let ex = Arc::new(Executor::new());
     let (stop_workers, workers_stop) = async_channel::bounded::<()>(1);
     thread::scope(|scope| {
         for i in 1..threads {
@@ -169,11 +169,18 @@ pub fn run(
         }
         smol::block_on(ex.run(async {
             announce(&hub, port, descriptors).await;
-            let accepting = future::or(
-                accept_all(&ex, &listener, &hub),
-                future::or(hub.idle.run(), housekeeping(&hub)),
-            );
-            future::or(accepting, shutdown).await;
+            // Tasks of their own, not part of this future: the future a thread runs the
+            // executor with is polled again each time that thread is woken for any task,
+            // and a poll of the accept loop or the signal stream costs system calls
+            // (accept4, read, epoll_ctl). A task is polled only when its own event comes.
+            let accepting = ex.spawn(accept_all(ex.clone(), listener.clone(), hub.clone()));
+            let chores = {
+                let hub = hub.clone();
+                ex.spawn(async move { future::or(hub.idle.run(), housekeeping(&hub)).await })
+            };
+            ex.spawn(shutdown).await;
+            accepting.cancel().await;
+            chores.cancel().await;
             drop(listener);
             shut_down(&hub, all_done).await;
         }));
@@ -217,7 +224,7 @@ async fn shut_down(hub: &Hub, all_done: async_channel::Receiver<()>) {
 }
 
 /// Accepts until cancelled. Never returns an error: a failed accept is logged and retried.
-async fn accept_all(ex: &Executor<'_>, listener: &Async<TcpListener>, hub: &Arc<Hub>) {
+async fn accept_all(ex: Arc<Executor<'static>>, listener: Arc<Async<TcpListener>>, hub: Arc<Hub>) {
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         match listener.read_with(|l| l.accept()).await {
@@ -225,19 +232,19 @@ async fn accept_all(ex: &Executor<'_>, listener: &Async<TcpListener>, hub: &Arc<
                 backoff = ACCEPT_BACKOFF_MIN;
                 let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                 if !hub.config.access.permits(peer.ip()) {
-                    refuse(stream, peer, hub, "access denied".into());
+                    refuse(stream, peer, &hub, "access denied".into());
                     continue;
                 }
                 match hub.slots.take(peer.ip()) {
                     Ok(ticket) => {
-                        let Some(stream) = register(stream, peer, hub) else {
+                        let Some(stream) = register(stream, peer, &hub) else {
                             continue;
                         };
                         let hub = hub.clone();
                         let serving = door::serve(stream, peer, hub, ticket, Arrived::Tcp);
                         ex.spawn(serving).detach();
                     }
-                    Err(refusal) => refuse(stream, peer, hub, refusal.to_string()),
+                    Err(refusal) => refuse(stream, peer, &hub, refusal.to_string()),
                 }
             }
             Err(error) => {
