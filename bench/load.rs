@@ -93,10 +93,21 @@ struct Chat {
     /// round trips per pair
     #[argh(option, default = "10000")]
     rounds: usize,
-    /// duet (join a room per pair), ncat (ncat --broker: one pair, raw lines), pipe (a
-    /// duet pipe per pair), or direct (no relay; --addr is ignored)
+    /// duet (join a room per pair), irc (an IRC channel per pair: NICK/USER, JOIN,
+    /// PRIVMSG, PING answered), ncat (ncat --broker: one pair, raw lines), pipe (a duet
+    /// pipe per pair), or direct (no relay; --addr is ignored)
     #[argh(option, default = "String::from(\"duet\")")]
     mode: String,
+    /// idle clients to connect (and register, for irc) before the rounds, held beside
+    #[argh(option, default = "0")]
+    idle: usize,
+    /// after the rounds, print the results and keep every connection open until stdin
+    /// closes (to measure the server's memory with everyone still connected)
+    #[argh(switch)]
+    hold: bool,
+    /// pairs connecting and joining at once (ngircd's listen backlog is 10)
+    #[argh(option, default = "100000")]
+    joining: usize,
 }
 
 /// moves bytes from a sender to a receiver through a relay, every byte checked; prints GB/s
@@ -226,38 +237,155 @@ fn churn(m: Churn) -> io::Result<()> {
 }
 
 async fn chat(m: Chat) -> io::Result<()> {
-    let start = Instant::now();
+    let idle = idle_clients(&m).await?;
+    // Every pair connects and joins first; the clock starts when all are ready, so
+    // registration (slow on IRC servers) is not counted.
+    let (ready, all_ready) = async_channel::unbounded::<()>();
+    let (go, started) = async_channel::bounded::<()>(1);
+    // A semaphore: a pair holds a slot while it connects and joins.
+    let (slots, slot_free) = async_channel::bounded::<()>(m.joining.max(1));
     let tasks: Vec<_> = (0..m.pairs)
         .map(|p| {
             let mode = m.mode.clone();
             let blocking = m.pairs == 1;
-            smol::spawn(async move { chat_pair(m.addr, p, m.rounds, &mode, blocking).await })
+            let (ready, started) = (ready.clone(), started.clone());
+            let (slots, slot_free) = (slots.clone(), slot_free.clone());
+            smol::spawn(async move {
+                slots.send(()).await.ok();
+                let joined = chat_pair(m.addr, p, &mode).await;
+                slot_free.recv().await.ok();
+                // Ready or failed: either way the start need not wait for this pair.
+                ready.send(()).await.ok();
+                let (mut a, mut b) = joined?;
+                // Closed, never sent: every pair starts when it closes.
+                started.recv().await.ok();
+                let rtts = time_rounds(&mut a, &mut b, p, m.rounds, blocking, &mode).await?;
+                Ok::<_, io::Error>((rtts, a, b))
+            })
         })
         .collect();
+    for _ in 0..m.pairs {
+        within(all_ready.recv(), "pairs to join").await?.ok();
+    }
+    let start = Instant::now();
+    drop(go);
     let mut rtts = Vec::with_capacity(m.pairs * m.rounds);
+    let mut held = Vec::new();
     for t in tasks {
-        rtts.extend(
-            future::or(t, async {
-                smol::Timer::after(TIME_LIMIT).await;
-                Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "chat took too long",
-                ))
-            })
-            .await?,
-        );
+        let (times, a, b) = within(t, "chat").await??;
+        rtts.extend(times);
+        if m.hold {
+            held.push((a, b));
+        }
     }
     let secs = start.elapsed().as_secs_f64();
     rtts.sort_unstable();
     let pct = |p: f64| rtts[((rtts.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
     println!(
-        "rounds={} p50_us={:.1} p99_us={:.1} lines_per_sec={:.0}",
+        "rounds={} p50_us={:.1} p99_us={:.1} lines_per_sec={:.0} rounds_per_sec={:.0}",
         rtts.len(),
         pct(0.5),
         pct(0.99),
-        (rtts.len() * 2) as f64 / secs
+        (rtts.len() * 2) as f64 / secs,
+        rtts.len() as f64 / secs
     );
+    if m.hold {
+        io::stdout().flush()?;
+        // Hold until the caller closes our stdin.
+        smol::unblock(|| io::copy(&mut io::stdin(), &mut io::sink())).await?;
+        drop((held, idle));
+    }
     Ok(())
+}
+
+/// `fut`, or a timeout error after [`TIME_LIMIT`].
+async fn within<T>(fut: impl std::future::Future<Output = T>, what: &str) -> io::Result<T> {
+    let what = what.to_string();
+    future::or(async { Ok(fut.await) }, async {
+        smol::Timer::after(TIME_LIMIT).await;
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{what} took too long"),
+        ))
+    })
+    .await
+}
+
+/// `--idle` clients, connecting `--joining` at a time.
+async fn idle_clients(m: &Chat) -> io::Result<Vec<Conn>> {
+    let (slots, slot_free) = async_channel::bounded::<()>(m.joining.max(1));
+    let tasks: Vec<_> = (0..m.idle)
+        .map(|i| {
+            let (slots, slot_free, mode, addr) =
+                (slots.clone(), slot_free.clone(), m.mode.clone(), m.addr);
+            smol::spawn(async move {
+                slots.send(()).await.ok();
+                let c = idle_client(addr, i, &mode).await;
+                slot_free.recv().await.ok();
+                c
+            })
+        })
+        .collect();
+    let mut idle = Vec::with_capacity(m.idle);
+    for t in tasks {
+        idle.push(within(t, "idle clients").await??);
+    }
+    Ok(idle)
+}
+
+/// A client that connects (and registers, on IRC) and then says nothing.
+async fn idle_client(addr: SocketAddr, i: usize, mode: &str) -> io::Result<Conn> {
+    let mut c = open(addr).await?;
+    if mode == "irc" {
+        register(&mut c, &format!("idle{i}")).await?;
+    } else {
+        wait_line(&mut c, b"You deserve").await?;
+    }
+    Ok(c)
+}
+
+/// IRC registration: NICK and USER, then the welcome up to the end of the message of the
+/// day (numeric 376, or 422 when there is none).
+async fn register(c: &mut Conn, nick: &str) -> io::Result<()> {
+    c.1.write_all(format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n").as_bytes())
+        .await?;
+    wait_irc(c, |line| matches!(irc_numeric(line), Some("376" | "422"))).await
+}
+
+/// IRC: joins `channel` and waits for the end of its names list (numeric 366).
+async fn join_channel(c: &mut Conn, channel: &str) -> io::Result<()> {
+    c.1.write_all(format!("JOIN {channel}\r\n").as_bytes())
+        .await?;
+    wait_irc(c, |line| irc_numeric(line) == Some("366")).await
+}
+
+/// The numeric of a server reply (`:server 001 nick …`).
+fn irc_numeric(line: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(line).ok()?;
+    let mut words = text.split(' ');
+    words.next().filter(|w| w.starts_with(':'))?;
+    words.next()
+}
+
+/// Reads IRC lines until `done` says so, answering PING on the way.
+async fn wait_irc(c: &mut Conn, done: impl Fn(&[u8]) -> bool) -> io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        next_line(c, &mut buf).await?;
+        if let Some(token) = buf.strip_prefix(b"PING ") {
+            let pong = [b"PONG ", token].concat();
+            c.1.write_all(&pong).await?;
+            continue;
+        }
+        // Error replies (4xx), but for 422, "no message of the day", which ends a welcome.
+        if irc_numeric(&buf).is_some_and(|n| n.starts_with('4') && n != "422") {
+            let shown = String::from_utf8_lossy(&buf).to_string();
+            return Err(io::Error::other(format!("IRC error: {}", shown.trim())));
+        }
+        if done(&buf) {
+            return Ok(());
+        }
+    }
 }
 
 type Conn = (
@@ -290,13 +418,9 @@ async fn wait_line(c: &mut Conn, prefix: &[u8]) -> io::Result<()> {
     }
 }
 
-async fn chat_pair(
-    addr: SocketAddr,
-    p: usize,
-    rounds: usize,
-    mode: &str,
-    blocking: bool,
-) -> io::Result<Vec<Duration>> {
+/// Two clients that can talk: in a room (duet), a channel (irc), a pipe, through ncat, or
+/// directly.
+async fn chat_pair(addr: SocketAddr, p: usize, mode: &str) -> io::Result<(Conn, Conn)> {
     if mode == "direct" {
         // No relay at all: the floor for the other modes.
         let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
@@ -304,10 +428,21 @@ async fn chat_pair(
         let (b, _) = listener.accept().await?;
         b.set_nodelay(true)?;
         let b = (futures_lite::io::BufReader::new(b.clone()), b);
-        return time_rounds(a, b, p, rounds, blocking).await;
+        return Ok((a, b));
     }
     let mut a = open(addr).await?;
     let b = match mode {
+        "irc" => {
+            let channel = format!("#bench-{p}");
+            register(&mut a, &format!("a{p}")).await?;
+            join_channel(&mut a, &channel).await?;
+            let mut b = open(addr).await?;
+            register(&mut b, &format!("b{p}")).await?;
+            join_channel(&mut b, &channel).await?;
+            // A sees B join.
+            wait_irc(&mut a, |line| line.windows(5).any(|w| w == b" JOIN")).await?;
+            b
+        }
         "duet" => {
             a.1.write_all(format!("/join bench-{p}\n").as_bytes())
                 .await?;
@@ -340,19 +475,24 @@ async fn chat_pair(
             b
         }
     };
-    time_rounds(a, b, p, rounds, blocking).await
+    Ok((a, b))
 }
 
 /// Bounces a 64-byte line A → B → A `rounds` times; returns each round trip.
 async fn time_rounds(
-    mut a: Conn,
-    mut b: Conn,
+    a: &mut Conn,
+    b: &mut Conn,
     p: usize,
     rounds: usize,
     blocking: bool,
+    mode: &str,
 ) -> io::Result<Vec<Duration>> {
-    let line = format!("{:063}\n", p);
-    if blocking {
+    let text = format!("{:063}", p);
+    let line = match mode {
+        "irc" => format!("PRIVMSG #bench-{p} :{text}\r\n"),
+        _ => format!("{text}\n"),
+    };
+    if blocking && mode != "irc" {
         // One pair: time it with plain blocking sockets on this thread, so the measurement
         // carries as little of the load generator's own scheduling as possible.
         let a = blocking_stream(a)?;
@@ -364,21 +504,31 @@ async fn time_rounds(
     for _ in 0..rounds {
         let t = Instant::now();
         a.1.write_all(line.as_bytes()).await?;
-        next_line(&mut b, &mut buf).await?;
+        receive(b, &mut buf, mode).await?;
         b.1.write_all(line.as_bytes()).await?;
-        next_line(&mut a, &mut buf).await?;
+        receive(a, &mut buf, mode).await?;
         rtts.push(t.elapsed());
     }
     Ok(rtts)
 }
 
+/// The next message from the other client (on IRC: the next PRIVMSG, PINGs answered).
+async fn receive(c: &mut Conn, buf: &mut Vec<u8>, mode: &str) -> io::Result<()> {
+    match mode {
+        "irc" => wait_irc(c, |line| line.windows(9).any(|w| w == b" PRIVMSG ")).await,
+        _ => next_line(c, buf).await,
+    }
+}
+
 /// The blocking std socket behind an async one (nothing may be left in its read buffer).
-fn blocking_stream(c: Conn) -> io::Result<TcpStream> {
+/// The async one is blocking too from then on (they share the open file): it may only be
+/// held, no longer used.
+fn blocking_stream(c: &Conn) -> io::Result<TcpStream> {
     assert!(
         c.0.buffer().is_empty(),
         "bytes left over from the handshake"
     );
-    let inner: std::sync::Arc<smol::Async<TcpStream>> = c.1.into();
+    let inner: std::sync::Arc<smol::Async<TcpStream>> = c.1.clone().into();
     let s = inner.get_ref().try_clone()?;
     s.set_nonblocking(false)?;
     s.set_read_timeout(Some(TIME_LIMIT))?;

@@ -254,6 +254,139 @@ def bench_chat():
     bench_ping_pong()
 
 
+IRC_DIR = Path("/tmp/duet-bench-irc")
+INSPIRCD_CONF = """<config format="xml">
+<server name="bench.local" description="duet bench" network="bench">
+<admin name="bench" nick="bench" email="bench@bench.local">
+<bind address="127.0.0.1" port="{port}" type="clients">
+<power diepass="" restartpass="">
+<connect name="main" allow="*" maxchans="100" timeout="120" pingfreq="600" hardsendq="10485760"
+ softsendq="1048576" recvq="1048576" threshold="1000000" commandrate="1000000000" fakelag="off"
+ localmax="1000000" globalmax="1000000" limit="1000000" resolvehostnames="no" useident="no">
+<class name="all" commands="*" privs="*" usermodes="*" chanmodes="*">
+<performance somaxconn="4096" softlimit="100000" clonesonconnect="no" quietbursts="yes">
+<pid file="{dir}/inspircd.pid">
+<log method="file" type="* -USERINPUT -USEROUTPUT" level="sparse" target="{dir}/inspircd.log">
+"""
+NGIRCD_CONF = """[Global]
+Name = bench.local
+Info = duet bench
+Listen = 127.0.0.1
+Ports = {port}
+[Limits]
+MaxConnections = 0
+MaxConnectionsIP = 0
+MaxJoins = 0
+MaxPenaltyTime = 0
+PingTimeout = 600
+PongTimeout = 600
+[Options]
+DefaultUserModes = F
+DNS = no
+Ident = no
+PAM = no
+"""
+
+
+def irc_servers():
+    """inspircd 3 and ngircd 26 (Debian packages), installed when missing. Returns the
+    names of those that can run."""
+    missing = [p for p in ("inspircd", "ngircd") if not shutil.which(p)
+               and not Path(f"/usr/sbin/{p}").exists()]
+    if missing and os.geteuid() == 0:
+        print(f"installing {' '.join(missing)} (Debian packages)", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=False,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                       stdout=subprocess.DEVNULL)
+    return [p for p in ("inspircd", "ngircd") if Path(f"/usr/sbin/{p}").exists()]
+
+
+def irc_server(name):
+    """A running inspircd (as the irc user: it will not run as root, and its config folder
+    must be readable by that user) or ngircd, flood protection off in both."""
+    IRC_DIR.mkdir(exist_ok=True)
+    os.chmod(IRC_DIR, 0o755)
+    shutil.chown(IRC_DIR, "irc", "irc")
+    port = free_port()
+    conf = IRC_DIR / f"{name}.conf"
+    if name == "inspircd":
+        conf.write_text(INSPIRCD_CONF.format(port=port, dir=IRC_DIR))
+        argv = ["setpriv", "--reuid=irc", "--regid=irc", "--clear-groups",
+                "/usr/sbin/inspircd", "--nofork", "--config", str(conf)]
+    else:
+        conf.write_text(NGIRCD_CONF.format(port=port))
+        argv = ["/usr/sbin/ngircd", "-n", "-f", str(conf)]
+    os.chmod(conf, 0o644)
+    return Server(argv, port)
+
+
+class Held:
+    """duet-load chat --hold: the rounds, then every client kept connected until stop()."""
+
+    def __init__(self, args):
+        self.proc = subprocess.Popen([str(LOAD), "chat", *map(str, args), "--hold"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if "=" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"duet-load chat {args}: {self.proc.stderr.read().strip()}")
+        self.result = dict(kv.split("=") for kv in line.split() if "=" in kv)
+
+    def stop(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def bench_rooms():
+    """N rooms of two, A says a 64-byte line, B echoes it, 50 round trips per room, all rooms
+    at once: duet's line protocol beside real IRC (NICK/USER, JOIN, PRIVMSG) to inspircd and
+    ngircd, flood protection off in both. Clients connect and join before the clock starts."""
+    print("rooms of two: duet beside inspircd and ngircd (50 round trips per room)", flush=True)
+    names = ["duet"] + irc_servers()
+    mode = {"duet": "duet", "inspircd": "irc", "ngircd": "irc"}
+    # ngircd's listen backlog is 10: its clients connect a few at a time.
+    joining = {"duet": 100000, "inspircd": 100000, "ngircd": 5}
+    for pairs in (100, 1000):
+        rate, p50, p99, cpu, mem = ({n: [] for n in names} for _ in range(5))
+        for _ in range(RUNS):
+            for name in names:
+                s = duet("--max-conns", "20000") if name == "duet" else irc_server(name)
+                time.sleep(0.3)
+                rss0 = s.status("VmRSS:")
+                cpu0 = s.cpu_secs()
+                held = Held(["--addr", f"127.0.0.1:{s.port}", "--pairs", pairs, "--rounds", 50,
+                             "--mode", mode[name], "--joining", joining[name]])
+                spent = s.cpu_secs() - cpu0
+                mem[name].append((s.status("VmRSS:") - rss0) * 1024 / (2 * pairs))
+                held.stop()
+                s.stop()
+                r = held.result
+                rate[name].append(float(r["rounds_per_sec"]))
+                p50[name].append(float(r["p50_us"]) / 1000)
+                p99[name].append(float(r["p99_us"]) / 1000)
+                cpu[name].append(spent * 10000 / int(r["rounds"]))
+        what = f"{pairs:,} rooms of two"
+        row(f"{what}: round trips/s", "1/s", rate, note="IRC servers with flood protection off")
+        row(f"{what}: round trip p50", "ms", p50, better="lower")
+        row(f"{what}: round trip p99", "ms", p99, better="lower")
+        row(f"{what}: server CPU per 10k round trips", "s", cpu, better="lower",
+            note="includes connecting and joining")
+        if pairs == 1000:
+            row("RSS per connected client after chatting (2,000 clients)", "bytes", mem,
+                better="lower")
+    rate = {n: [] for n in names}
+    for _ in range(RUNS):
+        for name in names:
+            s = duet("--max-conns", "20000") if name == "duet" else irc_server(name)
+            time.sleep(0.3)
+            r = load("chat", "--addr", f"127.0.0.1:{s.port}", "--pairs", 10, "--rounds", 500,
+                     "--idle", 2000, "--mode", mode[name], "--joining", joining[name])
+            s.stop()
+            rate[name].append(float(r["rounds_per_sec"]))
+    row("10 rooms of two beside 2,000 idle clients: round trips/s", "1/s", rate)
+
+
 GORELAY_SRC = ROOT / "bench/gorelay"
 GORELAY = ROOT / "target/gorelay"
 
@@ -680,6 +813,7 @@ def main():
     only = set(sys.argv[1:])
     parts = [("lines", lambda: bench_lines(have_seed)), ("idle", lambda: bench_idle(have_seed)),
              ("churn", lambda: bench_churn(have_seed)), ("chat", bench_chat),
+             ("rooms", bench_rooms),
              ("pingpong", bench_ping_pong), ("pipe", bench_pipe), ("send", bench_send),
              ("flood", lambda: bench_flood(have_seed)), ("memory", bench_memory),
              ("binary", bench_binary)]

@@ -7,12 +7,17 @@
 //! line inside itself, so dropping a [`LineReader::next`] future (e.g. when a timer wins a race)
 //! loses nothing.
 //!
-//! The read buffer is allocated only when the first bytes arrive (they are read into a few
-//! bytes on the stack and put in front of the stream): a client that connects and says
-//! nothing costs no buffer, which is most of what an idle connection would otherwise cost.
+//! The read buffer exists only while it holds bytes: the first bytes after a quiet spell are
+//! read into a buffer on the stack (of the poll, not of the connection's task) and put in
+//! front of the stream, and once every line read has been returned the buffer is given back.
+//! A client that says nothing, or that chats a line at a time, holds no read buffer between
+//! lines; that buffer was most of what a chatting client cost.
 
 use std::io;
 
+use std::pin::Pin;
+
+use futures_lite::future;
 use futures_lite::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, Chain, Cursor};
 
 /// Default for `--max-line`: the most bytes a line may have, not counting its line ending
@@ -21,9 +26,6 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// Size of each connection's read buffer, allocated when its first bytes arrive.
 pub const READ_BUFFER_BYTES: usize = 8 * 1024;
-
-/// The first read, before the buffer exists, takes at most this many bytes.
-const FIRST_READ_BYTES: usize = 16;
 
 /// Before the first bytes, the bare stream; after, the buffered one with those bytes in front.
 #[derive(Debug)]
@@ -71,15 +73,21 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             let Some(inner) = slot.as_mut() else {
                 return Err(io::Error::other("line reader lost its stream"));
             };
-            let mut first = [0u8; FIRST_READ_BYTES];
-            // Cancel-safe too: nothing happens between this read completing and its bytes
-            // being stored below.
-            let n = inner.read(&mut first).await?;
-            if n == 0 {
+            // Into a buffer on the stack of the poll, which no connection's task keeps
+            // between polls; what arrived is copied out at its size. Cancel-safe too:
+            // nothing happens between this read completing and its bytes being stored.
+            let first = future::poll_fn(|cx| {
+                let mut stack = [0u8; READ_BUFFER_BYTES];
+                Pin::new(&mut *inner)
+                    .poll_read(cx, &mut stack)
+                    .map_ok(|n| stack[..n].to_vec())
+            })
+            .await?;
+            if first.is_empty() {
                 return Ok(None);
             }
             if let Some(inner) = slot.take() {
-                let stream = Cursor::new(first[..n].to_vec()).chain(inner);
+                let stream = Cursor::new(first).chain(inner);
                 self.source = Source::Buffered(BufReader::with_capacity(READ_BUFFER_BYTES, stream));
             }
         }
@@ -116,9 +124,12 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                     }
                     if !fits {
                         self.line.clear();
+                        self.release_if_empty();
                         return Ok(Some(Line::TooLong));
                     }
-                    return Ok(Some(Line::Text(take_line(&mut self.line))));
+                    let line = take_line(&mut self.line);
+                    self.release_if_empty();
+                    return Ok(Some(Line::Text(line)));
                 }
                 None => {
                     let n = buf.len();
@@ -137,6 +148,26 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                     reader.consume(n);
                 }
             }
+        }
+    }
+
+    /// Gives the read buffer back when a line has been returned and nothing read is left:
+    /// a client between lines holds no buffer (the next bytes are read as the first ones
+    /// were). What the socket may still hold stays there for that next read.
+    fn release_if_empty(&mut self) {
+        let Source::Buffered(reader) = &self.source else {
+            return;
+        };
+        let (first, _) = reader.get_ref().get_ref();
+        let first_done =
+            usize::try_from(first.position()).unwrap_or(usize::MAX) >= first.get_ref().len();
+        if !reader.buffer().is_empty() || !first_done || !self.line.is_empty() || self.skipping {
+            return;
+        }
+        if let Source::Buffered(reader) = std::mem::replace(&mut self.source, Source::Unread(None))
+        {
+            let (_, inner) = reader.into_inner().into_inner();
+            self.source = Source::Unread(Some(inner));
         }
     }
 
@@ -256,12 +287,17 @@ mod tests {
     }
 
     #[test]
-    fn the_buffer_is_allocated_only_when_bytes_arrive() {
+    fn the_buffer_is_held_only_while_it_holds_bytes() {
         block_on(async {
-            let mut r = LineReader::new(Cursor::new(b"a\n".to_vec()), 100);
+            let mut r = LineReader::new(Cursor::new(b"a\nb\n".to_vec()), 100);
             assert!(matches!(r.source, Source::Unread(Some(_))));
+            // "b\n" is still buffered after the first line.
             assert_eq!(r.next().await.unwrap(), Some(text("a")));
             assert!(matches!(r.source, Source::Buffered(_)));
+            // Nothing read is left after the second: the buffer is given back.
+            assert_eq!(r.next().await.unwrap(), Some(text("b")));
+            assert!(matches!(r.source, Source::Unread(Some(_))));
+            assert_eq!(r.next().await.unwrap(), None);
             let mut empty = LineReader::new(Cursor::new(Vec::new()), 100);
             assert_eq!(empty.next().await.unwrap(), None);
             assert!(matches!(empty.source, Source::Unread(Some(_))));

@@ -238,3 +238,61 @@ impl AsyncWrite for Socket {
         Pin::new(&mut &*self.0).poll_close(cx)
     }
 }
+
+/// A socket's reading half for line mode: reads as [`Socket`] does, but after a read that
+/// left the socket empty it waits for readiness instead of trying another read first.
+///
+/// Why: async-io counts the event that brought the last bytes as new until the task next
+/// waits, so the plain path (read, find nothing, poll for readiness) costs two failed
+/// `recvfrom` calls per chat line before it waits: one for the stale event, one to find
+/// that nothing came. Here the stale event is consumed right after the read that drained
+/// the socket, and the next read waits for a real one. Interest is re-armed on the
+/// one-shot epoll registration at that point, which reports data that arrived meanwhile at
+/// once, so nothing can be missed.
+#[derive(Debug)]
+pub struct LineSocket {
+    socket: Socket,
+    /// The last read did not fill its buffer: the socket is (most likely) empty.
+    drained: bool,
+}
+
+impl LineSocket {
+    pub fn new(socket: Socket) -> LineSocket {
+        LineSocket {
+            socket,
+            drained: false,
+        }
+    }
+}
+
+impl AsyncRead for LineSocket {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let source = &*this.socket.0;
+        loop {
+            if this.drained {
+                if let Err(e) = futures_lite::ready!(source.poll_readable(cx)) {
+                    return Poll::Ready(Err(e));
+                }
+                this.drained = false;
+            }
+            match source.get_ref().read(buf) {
+                Ok(n) => {
+                    if n > 0 && n < buf.len() {
+                        this.drained = true;
+                        // Consumes the event that brought these bytes (or registers for
+                        // the next one): either way the next poll waits for a new event.
+                        let _ = source.poll_readable(cx);
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => this.drained = true,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}

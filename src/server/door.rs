@@ -28,7 +28,7 @@ use crate::server::pipe;
 use crate::server::pipes::End;
 use crate::server::printer::Record;
 use crate::server::slots::Ticket;
-use crate::socket::Socket;
+use crate::socket::{LineSocket, Socket};
 
 /// How a connection came to the door.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +61,7 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
     // and moved out, so that it is not kept twice in the task (here and in line mode).
     let (lines, opening) = match hub.config.greet_wait.is_zero() {
         true => {
-            let lines = LineReader::new(stream.clone(), hub.config.max_line_bytes);
+            let lines = LineReader::new(LineSocket::new(stream.clone()), hub.config.max_line_bytes);
             let authed = hub.config.secret.is_none();
             (
                 lines,
@@ -114,8 +114,8 @@ async fn greeting_window(
     peer: SocketAddr,
     stream: &Socket,
     until: Instant,
-) -> Option<(LineReader<Socket>, Opening)> {
-    let mut lines = LineReader::new(stream.clone(), hub.config.max_line_bytes);
+) -> Option<(LineReader<LineSocket>, Opening)> {
+    let mut lines = LineReader::new(LineSocket::new(stream.clone()), hub.config.max_line_bytes);
     let mut opening = Opening {
         first: early_line(&mut lines, until).await,
         authed: hub.config.secret.is_none(),
@@ -162,7 +162,7 @@ fn auth_secret(first: &Option<io::Result<Option<Line>>>) -> Option<&str> {
 
 /// Reads a line that arrives before `until`, if one does.
 async fn early_line(
-    lines: &mut LineReader<Socket>,
+    lines: &mut LineReader<LineSocket>,
     until: Instant,
 ) -> Option<io::Result<Option<Line>>> {
     future::or(async { Some(lines.next().await) }, async {

@@ -20,7 +20,7 @@ use crate::server::hub::Hub;
 use crate::server::outbox::Fate;
 use crate::server::printer::{Mood, Record};
 use crate::server::rooms::Session;
-use crate::socket::Socket;
+use crate::socket::{LineSocket, Socket};
 
 /// After a client leaves (EOF, `/quit`), how long it has to read what is still queued for it.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -50,7 +50,7 @@ pub async fn serve(
     hub: &Arc<Hub>,
     stream: &Socket,
     peer: &SocketAddr,
-    lines: &mut LineReader<Socket>,
+    lines: &mut LineReader<LineSocket>,
     opening: &mut Opening,
 ) -> Ended {
     let session = Session::new(
@@ -132,7 +132,7 @@ fn closing_record(conn: &Conn, exit: Exit, fate: Fate) -> Record {
 impl Conn {
     /// Line mode's reader half: until EOF, an error, `/quit`, `/pipe` or shutdown. The
     /// opening is what the front door read already.
-    async fn read_lines(&self, lines: &mut LineReader<Socket>, opening: &mut Opening) -> Exit {
+    async fn read_lines(&self, lines: &mut LineReader<LineSocket>, opening: &mut Opening) -> Exit {
         if self.hub.config.auto_pair && self.session.is_authed() {
             self.matchmake();
         }
@@ -172,7 +172,10 @@ impl Conn {
     }
 
     /// The next line, or `None` when the server is shutting down (the client is told).
-    async fn next_line(&self, lines: &mut LineReader<Socket>) -> Option<io::Result<Option<Line>>> {
+    async fn next_line(
+        &self,
+        lines: &mut LineReader<LineSocket>,
+    ) -> Option<io::Result<Option<Line>>> {
         let stop = async {
             self.hub.stopped().await;
             None
