@@ -24,8 +24,13 @@ use futures_lite::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, Chai
 /// (`\n` or `\r\n`).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
-/// Size of each connection's read buffer, allocated when its first bytes arrive.
+/// Size of each connection's read buffer, while it holds bytes.
 pub const READ_BUFFER_BYTES: usize = 8 * 1024;
+
+/// The first read after a quiet spell, into a buffer on the stack: a chat line fits many
+/// times over; a burst goes on into the read buffer. (Smaller than that buffer: the stack
+/// buffer is zeroed for every read.)
+const FIRST_READ_BYTES: usize = 2 * 1024;
 
 /// Before the first bytes, the bare stream; after, the buffered one with those bytes in front.
 #[derive(Debug)]
@@ -77,7 +82,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             // between polls; what arrived is copied out at its size. Cancel-safe too:
             // nothing happens between this read completing and its bytes being stored.
             let first = future::poll_fn(|cx| {
-                let mut stack = [0u8; READ_BUFFER_BYTES];
+                let mut stack = [0u8; FIRST_READ_BYTES];
                 Pin::new(&mut *inner)
                     .poll_read(cx, &mut stack)
                     .map_ok(|n| stack[..n].to_vec())

@@ -248,7 +248,7 @@ impl Conn {
         }
         room.broadcast(
             self.session.id,
-            &proto::message(&self.session.nick(), message),
+            &proto::message(|buf| self.session.push_nick(buf), message),
         );
     }
 }

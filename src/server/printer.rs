@@ -17,7 +17,6 @@
 //! The printer runs on a thread of its own rather than on the executor: writing to stdout is
 //! blocking I/O, and a stalled terminal must not stall an executor thread that serves sockets.
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -529,10 +528,7 @@ fn line(buf: &mut Vec<u8>, args: std::fmt::Arguments<'_>) {
 }
 
 fn push_addr(buf: &mut Vec<u8>, peer: &SocketAddr) {
-    let mut s = String::with_capacity(48);
-    // Writing into a String cannot fail.
-    write!(s, "{}", Addr(peer)).ok();
-    buf.extend_from_slice(s.as_bytes());
+    crate::proto::push_addr(buf, peer);
 }
 
 /// Displays an address the way the log shows it: IPv4-mapped IPv6 addresses as plain IPv4.

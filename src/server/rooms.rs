@@ -94,6 +94,14 @@ impl Session {
         }
     }
 
+    /// Appends the nickname to `buf` (the hot path of every room message: no allocation).
+    pub fn push_nick(&self, buf: &mut Vec<u8>) {
+        match &*lock(&self.nick) {
+            Some(nick) => buf.extend_from_slice(nick.as_bytes()),
+            None => crate::proto::push_addr(buf, &self.peer),
+        }
+    }
+
     /// Sets the nickname; returns the old one.
     pub fn set_nick(&self, nick: &str) -> Arc<str> {
         let old = self.nick();
