@@ -241,16 +241,6 @@ def bench_chat():
             p99["ncat --broker"].append(float(r["p99_us"]))
     row("chat round trip p50", "µs", {k: v for k, v in p50.items() if v}, better="lower")
     row("chat round trip p99", "µs", {k: v for k, v in p99.items() if v}, better="lower")
-    many50, many99, rate = [], [], []
-    for _ in range(RUNS):
-        s = duet("--max-conns", "10000")
-        r = load("chat", "--addr", f"127.0.0.1:{s.port}", "--pairs", 1000, "--rounds", 100)
-        s.stop()
-        many50.append(float(r["p50_us"]))
-        many99.append(float(r["p99_us"]))
-        rate.append(float(r["lines_per_sec"]))
-    row("1,000 rooms of two: lines relayed/s", "lines/s", {"duet": rate})
-    row("1,000 rooms of two: round trip p99", "µs", {"duet": many99}, better="lower")
     bench_ping_pong()
 
 
