@@ -7,6 +7,7 @@ TARGET  ?= x86_64-unknown-linux-gnu
 STATIC  := target/$(TARGET)/release/duet
 # Test peers: command → Debian package.
 TOOLS   := nc:netcat-openbsd ncat:ncat socat:socat python3:python3 sha256sum:coreutils file:file \
+           curl:curl \
            openssl:openssl ss:iproute2 \
            espeak-ng:espeak-ng sox:sox
 

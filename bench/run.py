@@ -241,7 +241,6 @@ def bench_chat():
             p99["ncat --broker"].append(float(r["p99_us"]))
     row("chat round trip p50", "µs", {k: v for k, v in p50.items() if v}, better="lower")
     row("chat round trip p99", "µs", {k: v for k, v in p99.items() if v}, better="lower")
-    bench_ping_pong()
 
 
 IRC_DIR = Path("/tmp/duet-bench-irc")

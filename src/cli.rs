@@ -292,6 +292,11 @@ pub struct Serve {
     #[argh(option, default = "crate::server::DRAIN_MS")]
     pub drain: u64,
 
+    /// the origin that web pages may use the HTTP pipes from (CORS); * allows any
+    /// (default *)
+    #[argh(option, default = "String::from(\"*\")")]
+    pub cors_origin: String,
+
     /// executor threads (default: one per CPU)
     #[argh(option)]
     pub threads: Option<usize>,
@@ -438,6 +443,14 @@ impl Serve {
         if self.pipe_wait == 0 {
             return Err("--pipe-wait must be at least 1 second".into());
         }
+        let origin_ok = |o: &str| {
+            o == "*"
+                || ((o.starts_with("http://") || o.starts_with("https://"))
+                    && o.bytes().all(|b| b.is_ascii_graphic()))
+        };
+        if !origin_ok(&self.cors_origin) {
+            return Err("--cors-origin must be * or an origin like https://example.org".into());
+        }
         if self.threads == Some(0) {
             return Err("--threads must be at least 1".into());
         }
@@ -496,6 +509,7 @@ impl Serve {
             pipe_max_bytes: self.pipe_max_bytes,
             pipe_max_time: Duration::from_secs(self.pipe_max_time),
             stats_interval: Duration::from_secs(self.stats_interval),
+            cors_origin: self.cors_origin.as_str().into(),
             #[cfg(feature = "tls")]
             tls,
         })

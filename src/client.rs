@@ -176,12 +176,12 @@ pub enum Refused {
 
 impl Refused {
     fn from_line(error: &str) -> Refused {
-        let about_pipe = error.starts_with("pipe ");
-        if about_pipe && error.ends_with(" is busy") {
-            Refused::Busy(error.to_string())
-        } else if about_pipe && error.contains(" already has a ") && error.ends_with(" waiting") {
-            Refused::Taken(error.to_string())
-        } else if error.starts_with("/pipe takes one word") {
+        match crate::proto::PipeRefusal::of(error) {
+            crate::proto::PipeRefusal::Busy => return Refused::Busy(error.to_string()),
+            crate::proto::PipeRefusal::Taken => return Refused::Taken(error.to_string()),
+            _ => {}
+        }
+        if error.starts_with("/pipe takes one word") {
             // A relay from before pipe roles.
             Refused::Other(format!(
                 "{error} (the relay is an older duet that does not know `/pipe TOKEN ROLE`)"

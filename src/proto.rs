@@ -142,6 +142,38 @@ fn parse_pipe<'a>(
     Ok(Input::Command(Command::Pipe(token, role)))
 }
 
+/// What a `* error:` answer to `/pipe` means to a program that has to act on it (duet's
+/// clients, the HTTP bridge): the texts are the ones in docs/PROTOCOL.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PipeRefusal {
+    /// `pipe TOKEN is busy`: two others use it.
+    Busy,
+    /// `pipe TOKEN already has a sender waiting` (or a receiver).
+    Taken,
+    /// `too many pipes waiting for a peer (max N); try again later`.
+    TooManyWaiting,
+    /// `pipe TOKEN expired (no peer within N s)`.
+    Expired,
+    Other,
+}
+
+impl PipeRefusal {
+    pub fn of(error: &str) -> PipeRefusal {
+        let about_pipe = error.starts_with("pipe ");
+        if about_pipe && error.ends_with(" is busy") {
+            PipeRefusal::Busy
+        } else if about_pipe && error.contains(" already has a ") && error.ends_with(" waiting") {
+            PipeRefusal::Taken
+        } else if about_pipe && error.contains(" expired (no peer within ") {
+            PipeRefusal::Expired
+        } else if error.starts_with("too many pipes waiting") {
+            PipeRefusal::TooManyWaiting
+        } else {
+            PipeRefusal::Other
+        }
+    }
+}
+
 /// Room names and pipe tokens: 1 to `max` characters of `A-Z a-z 0-9 . _ -`.
 fn check_name(name: &str, what: &str, max: usize) -> Result<(), String> {
     let ok = !name.is_empty()

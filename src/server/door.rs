@@ -21,6 +21,7 @@ use smol::Timer;
 use crate::line::{Line, LineReader};
 use crate::proto::{self, Command, Input, Role};
 use crate::server::commands::{auth_refused, check_auth, redacted_auth, AuthCheck};
+use crate::server::http;
 use crate::server::hub::Hub;
 use crate::server::lines::{self, Ended, Opening};
 use crate::server::notice::refuse;
@@ -80,6 +81,12 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
             opened
         }
     };
+    if let Some(first) = http::request_line(&opening) {
+        let early = lines.buffered();
+        drop(lines);
+        // Boxed: only HTTP clients need it.
+        return Box::pin(http::serve(&hub, stream, peer, first, early, ticket)).await;
+    }
     if let Some((token, role, line)) = first_line_pipe(&opening) {
         // A bare `/pipe TOKEN` is silent (netcat); one with a role is a program's, which
         // wants the notices, just not the greeting.

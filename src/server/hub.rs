@@ -82,6 +82,8 @@ pub struct Config {
     pub pipe_max_time: Duration,
     /// `--stats-interval`: how often to log a summary line; zero is never.
     pub stats_interval: Duration,
+    /// `--cors-origin`: the origin HTTP responses allow (`*`: any page may use the pipes).
+    pub cors_origin: Arc<str>,
     /// `--tls-cert`/`--tls-key` or `--tls-self-signed`.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::server::tls::Tls>,
@@ -108,6 +110,7 @@ impl Default for Config {
             secret: None,
             handshake_timeout: Duration::from_secs(HANDSHAKE_TIMEOUT_SECS),
             auth_failures: AUTH_FAILURES,
+            cors_origin: "*".into(),
             auth_lockout: Duration::from_secs(AUTH_LOCKOUT_SECS),
             rate: RATE_PER_MINUTE,
             max_rooms: MAX_ROOMS,
@@ -178,6 +181,11 @@ impl Hub {
             }
             stopped.await;
         }
+    }
+
+    /// Whether the server is shutting down.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
     }
 
     /// Tells every connection to finish, and takes no new ones.

@@ -17,6 +17,7 @@ pub(crate) mod access;
 pub(crate) mod clock;
 mod commands;
 mod door;
+mod http;
 pub(crate) mod hub;
 mod lines;
 pub(crate) mod lockout;

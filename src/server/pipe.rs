@@ -192,6 +192,11 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
             b: b.peer,
         })
         .await;
+    for (end, other) in [(&a, &b), (&b, &a)] {
+        if let Some(learns) = &end.learns {
+            *crate::lock::lock(learns) = other.about.clone();
+        }
+    }
     for end in [&a, &b] {
         // Small writes (voice frames, keystrokes) go out at once.
         end.stream.get_ref().set_nodelay();

@@ -21,6 +21,20 @@ pub const PIPE_WAIT_SECS: u64 = 600;
 /// Default for `--max-waiting-pipes`: pipes waiting for their peer at once.
 pub const MAX_WAITING_PIPES: usize = 1000;
 
+/// What an end says about the bytes it sends (an HTTP sender's headers), for an HTTP
+/// receiver on the other end to pass on.
+#[derive(Clone, Debug, Default)]
+pub struct About {
+    pub content_type: Option<String>,
+    /// A file name to save the bytes under.
+    pub name: Option<String>,
+    /// How many bytes, when known in advance.
+    pub length: Option<u64>,
+}
+
+/// Where an end learns its peer's [`About`] (filled in just before `* pipe open`).
+pub type Learns = Arc<Mutex<Option<Arc<About>>>>;
+
 /// One side of a pipe, as handed from the task that accepted it to the task that relays.
 #[derive(Debug)]
 pub struct End {
@@ -32,6 +46,10 @@ pub struct End {
     pub silent: bool,
     /// The role it asked for (`/pipe TOKEN ROLE`), if any.
     pub role: Option<Role>,
+    /// What it says about its bytes, for the peer (HTTP senders).
+    pub about: Option<Arc<About>>,
+    /// Where it wants to learn what its peer says (HTTP receivers).
+    pub learns: Option<Learns>,
     /// Keeps the connection counted until the relay is over: held, never read (dropping
     /// the end gives the slot back).
     pub _ticket: Ticket,
@@ -52,6 +70,8 @@ impl End {
             early,
             silent,
             role,
+            about: None,
+            learns: None,
             _ticket: ticket,
         }
     }

@@ -108,10 +108,29 @@ pub enum Record {
         reason: &'static str,
         mood: Mood,
     },
+    /// An HTTP request was answered: one record per request, pipe ends included (whose
+    /// bytes are never logged, only counted).
+    Http(Box<HttpRecord>),
     /// A server-wide message, e.g. that it is shutting down.
     Server { message: String },
     /// The `--stats-interval` summary. The printer adds the lines it logged since the last.
     Stats(Stats),
+}
+
+/// What [`Record::Http`] says (boxed: it is larger than the records of every line).
+#[derive(Debug)]
+pub struct HttpRecord {
+    pub peer: SocketAddr,
+    pub method: String,
+    /// The path, as sent (a pipe token is not a secret; a query is not logged).
+    pub path: String,
+    pub status: u16,
+    /// Body bytes sent or received.
+    pub bytes: u64,
+    pub secs: f64,
+    /// Why it ended, in words.
+    pub note: String,
+    pub mood: Mood,
 }
 
 /// How a connection ended, in one word (in the spirit of magic-wormhole's transit relay).
@@ -499,6 +518,19 @@ pub fn format_record(buf: &mut Vec<u8>, record: &Record, lines: u64) {
             reason,
             ..
         } => line(buf, format_args!("pipe {token}: {} {reason}", Addr(peer))),
+        Record::Http(h) => line(
+            buf,
+            format_args!(
+                "client '{}' http {} {}: {}, {} bytes in {:.3} s ({})",
+                Addr(&h.peer),
+                h.method,
+                h.path,
+                h.status,
+                h.bytes,
+                h.secs,
+                h.note
+            ),
+        ),
         Record::Server { message } => line(buf, format_args!("{message}")),
         Record::Stats(s) => line(
             buf,

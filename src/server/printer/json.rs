@@ -106,6 +106,17 @@ pub fn format_record(buf: &mut Vec<u8>, record: &Record, lines: u64, now: System
             o.str("reason", reason);
             o.str("mood", mood.as_str());
         }
+        Record::Http(h) => {
+            o.str("event", "http");
+            o.peer("peer", &h.peer);
+            o.str("method", &h.method);
+            o.str("path", &h.path);
+            o.num("status", h.status);
+            o.num("bytes", h.bytes);
+            o.num("secs", format_args!("{:.3}", h.secs));
+            o.str("reason", &h.note);
+            o.str("mood", h.mood.as_str());
+        }
         Record::Server { message } => {
             o.str("event", "server");
             o.str("message", message);

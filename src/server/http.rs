@@ -1,0 +1,256 @@
+//! The HTTP handler: `curl`, browsers and anything else that speaks HTTP/1.1 on the same
+//! port as everything else.
+//!
+//! The front door sends a connection here when its first line is an HTTP request line
+//! (`GET /x HTTP/1.1`, likewise `HEAD`, `PUT`, `POST`, `OPTIONS`); inside TLS too, so
+//! `https://` works with the same certificate. The rest of the head is read with bounds
+//! (16 KiB, 100 headers, `--handshake-timeout`) and parsed by `httparse`; then one function
+//! per route answers it. Pipes over HTTP (`http/pipe_end.rs`) are ends of the same pipes as
+//! `/pipe TOKEN`, so `curl` pairs with `nc`, `duet pipe` or another `curl`. Every response
+//! closes the connection (`Connection: close`): a pipe end is one request anyway.
+
+mod body;
+mod head;
+mod pipe_end;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_lite::AsyncWriteExt;
+
+use crate::line::Line;
+use crate::server::hub::Hub;
+use crate::server::lines::Opening;
+use crate::server::notice::NOTICE_WRITE_TIMEOUT;
+use crate::server::printer::{HttpRecord, Mood, Record};
+use crate::server::slots::Ticket;
+use crate::socket::Socket;
+
+use head::Head;
+
+/// The request line, when the opening line is one (`METHOD TARGET HTTP/1.x`).
+pub fn request_line(opening: &Opening) -> Option<Vec<u8>> {
+    let Some(Ok(Some(Line::Text(text)))) = &opening.first else {
+        return None;
+    };
+    let mut words = text.split(|&b| b == b' ');
+    let method = words.next()?;
+    let _target = words.next().filter(|t| t.starts_with(b"/"))?;
+    let version = words.next()?;
+    let known = matches!(method, b"GET" | b"HEAD" | b"PUT" | b"POST" | b"OPTIONS");
+    let http = matches!(version, b"HTTP/1.1" | b"HTTP/1.0");
+    (known && http && words.next().is_none()).then(|| text.clone())
+}
+
+/// What one request came to, for its log record.
+pub struct Answered {
+    pub status: u16,
+    pub bytes: u64,
+    pub note: String,
+    pub mood: Mood,
+}
+
+impl Answered {
+    fn plain(status: u16, note: &str) -> Answered {
+        let mood = match status {
+            200..=299 => Mood::Happy,
+            _ => Mood::Refused,
+        };
+        Answered {
+            status,
+            bytes: 0,
+            note: note.to_string(),
+            mood,
+        }
+    }
+}
+
+/// Serves one HTTP request (`first` is its request line, `early` what the door read past
+/// it) and logs it.
+pub async fn serve(
+    hub: &Arc<Hub>,
+    stream: Socket,
+    peer: SocketAddr,
+    first: Vec<u8>,
+    early: Vec<u8>,
+    ticket: Ticket,
+) {
+    let started = Instant::now();
+    let until = started + hub.config.handshake_timeout;
+    // The request line, as the log shows every client's first line (a token is not a
+    // secret; the query, which may carry a file name, is left out).
+    let shown = match first.iter().position(|&b| b == b'?') {
+        Some(at) => [&first[..at], b" ...".as_slice()].concat(),
+        None => first.clone(),
+    };
+    hub.log.send(Record::Line { peer, text: shown }).await;
+    let (answered, method, path) = match head::read(&stream, &first, early, until).await {
+        Err(refusal) => {
+            hub.stats.refused();
+            respond(hub, &stream, refusal.status, &refusal.why, &[]).await;
+            let method =
+                String::from_utf8_lossy(first.split(|&b| b == b' ').next().unwrap_or_default());
+            (
+                Answered::plain(refusal.status, &refusal.why),
+                method.into_owned(),
+                "-".into(),
+            )
+        }
+        Ok((head, body)) => {
+            let answered = route(hub, &stream, peer, &head, body, ticket).await;
+            (answered, head.method, head.path)
+        }
+    };
+    let record = HttpRecord {
+        peer,
+        method,
+        path,
+        status: answered.status,
+        bytes: answered.bytes,
+        secs: started.elapsed().as_secs_f64(),
+        note: answered.note,
+        mood: answered.mood,
+    };
+    hub.log.send(Record::Http(Box::new(record))).await;
+}
+
+/// One function per route.
+async fn route(
+    hub: &Arc<Hub>,
+    stream: &Socket,
+    peer: SocketAddr,
+    head: &Head,
+    body: Vec<u8>,
+    ticket: Ticket,
+) -> Answered {
+    match (head.method.as_str(), head.path.as_str()) {
+        ("OPTIONS", _) => preflight(hub, stream).await,
+        ("GET" | "HEAD", "/healthz") => health(hub, stream, head).await,
+        ("GET" | "HEAD", "/") => usage(hub, stream, head).await,
+        ("PUT" | "POST", _) | ("GET", _) => {
+            pipe_end::serve(hub, stream, peer, head, body, ticket).await
+        }
+        _ => {
+            let why = "use GET to receive from a pipe, PUT or POST to send";
+            respond(
+                hub,
+                stream,
+                405,
+                why,
+                &[("Allow", "GET, PUT, POST, OPTIONS")],
+            )
+            .await;
+            Answered::plain(405, why)
+        }
+    }
+}
+
+/// `OPTIONS`: the CORS preflight of a page on another origin.
+async fn preflight(hub: &Hub, stream: &Socket) -> Answered {
+    let headers = [
+        ("Access-Control-Allow-Methods", "GET, PUT, POST, OPTIONS"),
+        (
+            "Access-Control-Allow-Headers",
+            "Content-Type, Content-Disposition, Authorization",
+        ),
+        ("Access-Control-Max-Age", "86400"),
+    ];
+    write_head(hub, stream, 204, &headers, Some(0)).await;
+    Answered::plain(204, "preflight")
+}
+
+/// `GET /healthz`: 200 while the server accepts connections, 503 once it is stopping.
+async fn health(hub: &Hub, stream: &Socket, head: &Head) -> Answered {
+    let (status, text) = match hub.is_stopping() {
+        false => (200, "ok"),
+        true => (503, "shutting down"),
+    };
+    match head.method.as_str() {
+        "HEAD" => write_head(hub, stream, status, &[], Some(text.len() as u64 + 1)).await,
+        _ => respond(hub, stream, status, text, &[]).await,
+    }
+    Answered::plain(status, text)
+}
+
+/// `GET /`: how to use the server from `curl`.
+async fn usage(hub: &Hub, stream: &Socket, head: &Head) -> Answered {
+    let host = head.header("host").unwrap_or("HOST:PORT");
+    let text = format!(
+        "duet relay. Send: curl -T FILE http://{host}/TOKEN   Receive: curl http://{host}/TOKEN > FILE\n\
+         (TOKEN: 1 to 128 characters of A-Z a-z 0-9 . _ -; nc users: send /pipe TOKEN)"
+    );
+    respond(hub, stream, 200, &text, &[]).await;
+    Answered::plain(200, "usage")
+}
+
+/// The reason phrase of a status code.
+fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}
+
+/// Writes a status line and headers (CORS, `Connection: close`, and `Content-Length` when
+/// given), giving up after a while on a client that does not read.
+async fn write_head(
+    hub: &Hub,
+    stream: &Socket,
+    status: u16,
+    headers: &[(&str, &str)],
+    length: Option<u64>,
+) {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nConnection: close\r\nAccess-Control-Allow-Origin: {}\r\n\
+         Access-Control-Expose-Headers: Content-Disposition, Content-Length\r\n",
+        reason(status),
+        hub.config.cors_origin
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(length) = length {
+        head.push_str(&format!("Content-Length: {length}\r\n"));
+    }
+    head.push_str("\r\n");
+    send(stream, head.as_bytes()).await;
+}
+
+/// A complete response with a one-line text body.
+async fn respond(hub: &Hub, stream: &Socket, status: u16, text: &str, headers: &[(&str, &str)]) {
+    let body = format!("{text}\n");
+    let mut all: Vec<(&str, &str)> = vec![("Content-Type", "text/plain; charset=utf-8")];
+    all.extend_from_slice(headers);
+    write_head(hub, stream, status, &all, Some(body.len() as u64)).await;
+    send(stream, body.as_bytes()).await;
+}
+
+/// Writes bytes, giving up after [`NOTICE_WRITE_TIMEOUT`] (the client is gone or not
+/// reading; it finds out when the socket closes).
+async fn send(stream: &Socket, bytes: &[u8]) {
+    let mut stream = stream.clone();
+    futures_lite::future::or(
+        async {
+            stream.write_all(bytes).await.ok();
+        },
+        async {
+            smol::Timer::after(NOTICE_WRITE_TIMEOUT).await;
+        },
+    )
+    .await;
+}

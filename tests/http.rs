@@ -1,0 +1,384 @@
+//! HTTP on the same port, with real `curl` and Python's `http.client`: pipes between curl
+//! ends and with `nc` and `duet pipe`, HTTPS, every status code, cut bodies.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+
+use common::*;
+
+/// A fresh directory, removed when dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let path = std::env::temp_dir().join(format!("duet-http-{name}-{}", std::process::id()));
+        std::fs::remove_dir_all(&path).ok();
+        std::fs::create_dir_all(&path).unwrap();
+        Dir(path)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+fn url(duet: &Duet, path: &str) -> String {
+    format!("http://127.0.0.1:{}{path}", duet.port)
+}
+
+/// `curl -sS ARGS…` in the background, output captured.
+fn curl(args: &[&str]) -> Child {
+    need("curl");
+    Command::new("curl")
+        .args(["-sS", "--max-time", "60"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a client to finish, reading its output meanwhile (a body larger than a pipe's
+/// buffer would otherwise hold it up); killed after a while.
+fn done(child: Child) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || tx.send(child.wait_with_output().unwrap()).ok());
+    match rx.recv_timeout(TIMEOUT * 3) {
+        Ok(out) => out,
+        Err(_) => {
+            signal(pid, rustix::process::Signal::KILL);
+            panic!("timed out waiting for a client to finish");
+        }
+    }
+}
+
+/// `curl -s -o /dev/null -w '%{http_code} ' -D - ARGS…`: the status code and headers.
+fn status_of(args: &[&str]) -> (u16, String) {
+    let out = done(curl(&[&["-o", "/dev/null", "-D", "-"], args].concat()));
+    let head = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = head
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("HTTP/1.1 ") && !l.contains(" 100 "))
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head)
+}
+
+fn write_file(path: &Path, mib: usize, seed: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..mib {
+        f.write_all(&payload(1 << 20, seed + i as u64)).unwrap();
+    }
+}
+
+fn same(a: &Path, b: &Path) -> bool {
+    let digest = |p: &Path| {
+        let out = Command::new("sha256sum").arg(p).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    digest(a) == digest(b)
+}
+
+/// `curl -T FILE` into a pipe, `curl` out of it: a gibibyte, byte for byte, both orders.
+#[test]
+fn a_gibibyte_from_curl_to_curl_both_orders() {
+    smol::block_on(async {
+        let mut duet = Duet::start(&[]);
+        let dir = Dir::new("gib");
+        let src = dir.file("in.bin");
+        write_file(&src, 1024, 1);
+        for (i, sender_first) in [true, false].into_iter().enumerate() {
+            let out = dir.file(&format!("out{i}.bin"));
+            let token = format!("gib{i}");
+            let target = url(&duet, &format!("/{token}"));
+            let put = || curl(&["-T", src.to_str().unwrap(), &target]);
+            let get = || curl(&["-o", out.to_str().unwrap(), &target]);
+            let (first, method) = match sender_first {
+                true => (put(), "PUT"),
+                false => (get(), "GET"),
+            };
+            duet.wait_for_text(&format!("-> {method} /{token} HTTP/1.1"))
+                .await;
+            let other = if sender_first { get() } else { put() };
+            let (a, b) = (done(first), done(other));
+            assert!(a.status.success() && b.status.success(), "{a:?} {b:?}");
+            let sender = if sender_first { &a } else { &b };
+            assert_eq!(
+                String::from_utf8_lossy(&sender.stdout),
+                "sent 1073741824 bytes\n"
+            );
+            assert!(
+                same(&src, &out),
+                "bytes differ, sender first: {sender_first}"
+            );
+        }
+    });
+}
+
+/// curl and nc share the pipes: nc sends to curl, curl sends to nc; and `duet pipe`.
+#[test]
+fn curl_pairs_with_nc_and_duet_pipe() {
+    smol::block_on(async {
+        let mut duet = Duet::start(&[]);
+        let data = payload(3 << 20, 7);
+        // nc → curl.
+        let mut nc = duet.silent("mixed1").await;
+        let get = curl(&[&url(&duet, "/mixed1")]);
+        nc.send(&data).await;
+        nc.shutdown_write();
+        let got = done(get);
+        assert!(got.status.success(), "{got:?}");
+        assert_eq!(got.stdout, data);
+        // curl → nc (silent pipe: nothing but the bytes).
+        let dir = Dir::new("mixed");
+        let src = dir.file("in.bin");
+        std::fs::write(&src, &data).unwrap();
+        let put = curl(&["-T", src.to_str().unwrap(), &url(&duet, "/mixed2")]);
+        duet.wait_for_text("-> PUT /mixed2 ").await;
+        let mut nc = duet.silent("mixed2").await;
+        nc.shutdown_write();
+        assert_eq!(nc.read_to_end().await, data);
+        assert!(done(put).status.success());
+        // duet pipe → curl.
+        let mut pipe = duet.client_command(&["pipe", "mixed3"]).spawn().unwrap();
+        let mut stdin = pipe.stdin.take().unwrap();
+        let feeding = {
+            let data = data.clone();
+            thread::spawn(move || stdin.write_all(&data).unwrap())
+        };
+        let got = done(curl(&[&url(&duet, "/mixed3")]));
+        feeding.join().unwrap();
+        assert_eq!(got.stdout, data);
+        let (status, err) = finish(&mut pipe);
+        assert!(status.success(), "{err}");
+    });
+}
+
+/// The receiver gets the sender's type and file name, and a `Content-Length` when the
+/// sender gave one.
+#[test]
+fn type_name_and_length_are_passed_on() {
+    smol::block_on(async {
+        let mut duet = Duet::start(&[]);
+        let put = curl(&[
+            "-X",
+            "PUT",
+            "--data-binary",
+            "hello there",
+            "-H",
+            "Content-Type: text/x-greeting",
+            &url(&duet, "/named?name=hi%20there.txt"),
+        ]);
+        duet.wait_for_text("-> PUT /named").await;
+        let (status, head) = status_of(&[&url(&duet, "/named")]);
+        assert_eq!(status, 200, "{head}");
+        let head = head.to_ascii_lowercase();
+        assert!(head.contains("content-type: text/x-greeting"), "{head}");
+        assert!(
+            head.contains("content-disposition: attachment; filename=\"hi there.txt\""),
+            "{head}"
+        );
+        assert!(head.contains("content-length: 11"), "{head}");
+        assert!(head.contains("access-control-allow-origin: *"), "{head}");
+        assert!(done(put).status.success());
+    });
+}
+
+/// Each status code from a real request.
+#[test]
+fn refusals_are_status_codes_that_name_the_rule() {
+    smol::block_on(async {
+        let mut duet = Duet::start(&["--pipe-wait", "1", "--pipe-max-bytes", "100"]);
+        let (status, _) = status_of(&[&url(&duet, "/bad%token")]);
+        assert_eq!(status, 400);
+        let out = done(curl(&[&url(&duet, "/a/b")]));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("bad pipe token"),
+            "{out:?}"
+        );
+        // Waiting too long.
+        let (status, head) = status_of(&[&url(&duet, "/lonely")]);
+        assert_eq!(status, 504, "{head}");
+        // Two receivers.
+        let first = curl(&[&url(&duet, "/two")]);
+        duet.wait_for_text("-> GET /two ").await;
+        let out = done(curl(&["-w", "%{http_code}", &url(&duet, "/two")]));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("already has a receiver waiting") && text.ends_with("409"),
+            "{text}"
+        );
+        done(first);
+        // Over the quota, said up front.
+        let (status, _) = status_of(&[
+            "-X",
+            "PUT",
+            "--data-binary",
+            &"x".repeat(200),
+            &url(&duet, "/big"),
+        ]);
+        assert_eq!(status, 413);
+        // HEAD of a pipe; preflight; health.
+        let (status, _) = status_of(&["-I", &url(&duet, "/tok")]);
+        assert_eq!(status, 405);
+        let (status, head) = status_of(&["-X", "OPTIONS", &url(&duet, "/tok")]);
+        assert_eq!(status, 204);
+        assert!(
+            head.contains("Access-Control-Allow-Methods: GET, PUT, POST, OPTIONS"),
+            "{head}"
+        );
+        assert_eq!(done(curl(&[&url(&duet, "/healthz")])).stdout, b"ok\n");
+        let logged = duet.wait_for_text("http GET /healthz: 200").await;
+        assert!(logged.starts_with("client '127.0.0.1:"), "{logged}");
+    });
+}
+
+#[test]
+fn rate_auth_and_full_refusals() {
+    smol::block_on(async {
+        let secret = SecretFile::new("s3cret-http");
+        let duet = Duet::start(&["--secret-file", secret.path(), "--rate", "2"]);
+        let (status, head) = status_of(&[&url(&duet, "/tok")]);
+        assert_eq!(status, 401, "{head}");
+        assert!(head.contains("WWW-Authenticate: Bearer"), "{head}");
+        let (status, _) = status_of(&["-H", "Authorization: Bearer wrong", &url(&duet, "/tok")]);
+        assert_eq!(status, 401);
+        let ok = ["-H", "Authorization: Bearer s3cret-http"];
+        let put = curl(
+            &[
+                &ok[..],
+                &["-X", "PUT", "--data-binary", "x", &url(&duet, "/r1")],
+            ]
+            .concat(),
+        );
+        let get = curl(&[&ok[..], &[url(&duet, "/r1").as_str()]].concat());
+        assert_eq!(done(get).stdout, b"x");
+        assert!(done(put).status.success());
+        let (status, head) = status_of(&[&ok[..], &[url(&duet, "/r2").as_str()]].concat());
+        assert_eq!(status, 429, "{head}");
+        assert!(head.contains("Retry-After: "), "{head}");
+
+        let duet = Duet::start(&["--max-waiting-pipes", "1", "--pipe-wait", "5"]);
+        let waiting = curl(&[&url(&duet, "/w1")]);
+        let mut duet = duet;
+        duet.wait_for_text("-> GET /w1 ").await;
+        let (status, _) = status_of(&[&url(&duet, "/w2")]);
+        assert_eq!(status, 503);
+        drop(waiting);
+    });
+}
+
+/// A head that never ends, and one far too large.
+#[test]
+fn slow_and_huge_heads_are_refused() {
+    smol::block_on(async {
+        let duet = Duet::start(&["--handshake-timeout", "1"]);
+        let mut slow = duet.connect().await;
+        slow.send("GET /slow HTTP/1.1\r\nHost: x\r\n").await;
+        let answer = String::from_utf8_lossy(&slow.read_to_end().await).to_string();
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+        let mut huge = duet.connect().await;
+        huge.send("GET /huge HTTP/1.1\r\n").await;
+        // A 10 MB header, sent while the answer is read: the server answers and closes
+        // long before it is all sent (so the sending may fail; that is expected).
+        let mut writer = huge.writer.clone();
+        let sending = smol::spawn(async move {
+            let header = format!("X-Big: {}\r\n", "y".repeat(10 << 20));
+            futures_lite::AsyncWriteExt::write_all(&mut writer, header.as_bytes())
+                .await
+                .ok();
+        });
+        let answer = String::from_utf8_lossy(&huge.read_to_end().await).to_string();
+        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+        timeout("the sender to stop", sending).await;
+    });
+}
+
+/// A sender that stops mid-body: the receiver's download fails, it never looks complete.
+#[test]
+fn a_body_cut_midway_never_looks_complete() {
+    smol::block_on(async {
+        let mut duet = Duet::start(&[]);
+        let get = curl(&["-o", "/dev/null", &url(&duet, "/cut")]);
+        duet.wait_for_text("-> GET /cut ").await;
+        let mut sender = duet.connect().await;
+        sender
+            .send("PUT /cut HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+            .await;
+        sender.send(vec![b'z'; 300_000]).await;
+        duet.wait_for_text("pipe cut: ").await;
+        sender.reset();
+        let out = done(get);
+        assert!(!out.status.success(), "a cut body looked complete: {out:?}");
+    });
+}
+
+/// Python's http.client: a chunked upload and a download, and HTTPS through curl.
+#[test]
+fn python_and_https_clients() {
+    need("python3");
+    smol::block_on(async {
+        let mut duet = Duet::start(&["--tls-self-signed"]);
+        let script = format!(
+            r#"
+import http.client, threading
+def put():
+    c = http.client.HTTPConnection("127.0.0.1", {port})
+    c.request("POST", "/py", body=iter([b"chunk one ", b"chunk two"]), encode_chunked=True,
+              headers={{"Transfer-Encoding": "chunked"}})
+    r = c.getresponse(); assert r.status == 200, r.status; print("put", r.read().decode().strip())
+t = threading.Thread(target=put); t.start()
+c = http.client.HTTPConnection("127.0.0.1", {port})
+c.request("GET", "/py")
+r = c.getresponse(); print("get", r.status, r.read().decode())
+t.join()
+"#,
+            port = duet.port
+        );
+        let out = Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("get 200 chunk one chunk two"), "{text}");
+        assert!(text.contains("put sent 19 bytes"), "{text}");
+
+        let port = duet.port;
+        let https = |path: &str| format!("https://127.0.0.1:{port}{path}");
+        let put = curl(&[
+            "--insecure",
+            "-X",
+            "PUT",
+            "--data-binary",
+            "over tls",
+            &https("/tls"),
+        ]);
+        duet.wait_for_text("-> PUT /tls ").await;
+        let got = done(curl(&["--insecure", &https("/tls")]));
+        assert_eq!(got.stdout, b"over tls", "{got:?}");
+        assert!(done(put).status.success());
+    });
+}
