@@ -37,6 +37,8 @@ deps:
 	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; } \
 	    || { echo "could not install:$$missing — install them by hand (Debian package names)"; exit 1; }; \
 	fi
+	@python3 -c 'import prometheus_client' 2>/dev/null || { echo "installing prometheus_client (PyPI, to parse /metrics)"; \
+	  python3 -m pip install -q prometheus_client; }
 
 # Unit and integration tests. Release mode: the tests move gigabytes through the server.
 unit:

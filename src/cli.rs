@@ -297,6 +297,11 @@ pub struct Serve {
     #[argh(option, default = "String::from(\"*\")")]
     pub cors_origin: String,
 
+    /// who may read /metrics (ADDRESS or ADDRESS/BITS); repeatable (default: loopback
+    /// only)
+    #[argh(option)]
+    pub metrics_allow: Vec<Cidr>,
+
     /// executor threads (default: one per CPU)
     #[argh(option)]
     pub threads: Option<usize>,
@@ -510,6 +515,10 @@ impl Serve {
             pipe_max_time: Duration::from_secs(self.pipe_max_time),
             stats_interval: Duration::from_secs(self.stats_interval),
             cors_origin: self.cors_origin.as_str().into(),
+            metrics_allow: match self.metrics_allow.is_empty() {
+                true => defaults.metrics_allow.clone(),
+                false => self.metrics_allow.clone(),
+            },
             #[cfg(feature = "tls")]
             tls,
         })

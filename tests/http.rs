@@ -344,12 +344,15 @@ def put():
     c = http.client.HTTPConnection("127.0.0.1", {port})
     c.request("POST", "/py", body=iter([b"chunk one ", b"chunk two"]), encode_chunked=True,
               headers={{"Transfer-Encoding": "chunked"}})
-    r = c.getresponse(); assert r.status == 200, r.status; print("put", r.read().decode().strip())
+    r = c.getresponse(); assert r.status == 200, r.status
+    said.append("put " + r.read().decode().strip())
+said = []
 t = threading.Thread(target=put); t.start()
 c = http.client.HTTPConnection("127.0.0.1", {port})
 c.request("GET", "/py")
-r = c.getresponse(); print("get", r.status, r.read().decode())
+r = c.getresponse(); got = "get %d %s" % (r.status, r.read().decode())
 t.join()
+print(got); print(said[0])
 "#,
             port = duet.port
         );
@@ -380,5 +383,67 @@ t.join()
         let got = done(curl(&["--insecure", &https("/tls")]));
         assert_eq!(got.stdout, b"over tls", "{got:?}");
         assert!(done(put).status.success());
+    });
+}
+
+/// `/metrics`, parsed by the Prometheus project's own Python parser, against known traffic;
+/// and closed to addresses outside `--metrics-allow`.
+#[test]
+fn metrics_parse_and_count_known_traffic() {
+    need("python3");
+    smol::block_on(async {
+        let mut duet = Duet::start(&[]);
+        let put = curl(&[
+            "-X",
+            "PUT",
+            "--data-binary",
+            "eleven byte",
+            &url(&duet, "/m"),
+        ]);
+        duet.wait_for_text("-> PUT /m ").await;
+        assert_eq!(done(curl(&[&url(&duet, "/m")])).stdout, b"eleven byte");
+        assert!(done(put).status.success());
+        duet.wait_for_text("pipe m: closed").await;
+        duet.wait_for_text("http PUT /m: 200").await;
+        let script = format!(
+            r#"
+import urllib.request
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+r = urllib.request.urlopen("http://127.0.0.1:{port}/metrics")
+assert r.headers["Content-Type"].startswith("application/openmetrics-text"), r.headers
+values = {{}}
+for family in text_string_to_metric_families(r.read().decode()):
+    for sample in family.samples:
+        values[sample.name] = sample.value
+for name in ["duet_pipes_closed_total", "duet_piped_bytes_total", "duet_http_requests_total",
+             "duet_connections_accepted_total", "duet_pipes_waiting", "duet_rooms",
+             "process_start_time_seconds", "duet_build_info"]:
+    print(name, float(values[name]))
+"#,
+            port = duet.port
+        );
+        let out = Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for want in [
+            "duet_pipes_closed_total 1.0",
+            "duet_piped_bytes_total 11.0",
+            "duet_http_requests_total 2.0",
+            "duet_connections_accepted_total 3.0",
+            "duet_pipes_waiting 0.0",
+            "duet_build_info 1.0",
+        ] {
+            assert!(text.contains(want), "{want} not in {text}");
+        }
+        let closed = Duet::start(&["--metrics-allow", "10.0.0.0/8"]);
+        let (status, _) = status_of(&[&url(&closed, "/metrics")]);
+        assert_eq!(status, 403);
     });
 }

@@ -81,17 +81,10 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
             opened
         }
     };
-    if let Some(first) = http::request_line(&opening) {
-        let early = lines.buffered();
-        drop(lines);
-        // Boxed: only HTTP clients need it.
-        return Box::pin(http::serve(&hub, stream, peer, first, early, ticket)).await;
-    }
-    if let Some((token, role, line)) = first_line_pipe(&opening) {
-        // A bare `/pipe TOKEN` is silent (netcat); one with a role is a program's, which
-        // wants the notices, just not the greeting.
-        let end = End::new(stream, peer, lines.buffered(), role.is_none(), role, ticket);
-        return Box::pin(pipe::first_line(&hub, token, line, end)).await;
+    if let Some(first) = FirstLine::of(&opening) {
+        // Boxed, arguments and all: one await for every first-line handler keeps the
+        // future that every connection holds as small as line mode needs.
+        return Box::pin(first_line(hub, stream, peer, lines, ticket, first)).await;
     }
     let mut lines = lines;
     let mut opening = opening;
@@ -143,6 +136,45 @@ async fn greeting_window(
     let error = auth_refused(hub, peer, check).await;
     refuse(hub, stream, peer, error).await;
     None
+}
+
+/// A first line that is served by a handler other than line mode, with no greeting.
+enum FirstLine {
+    /// An HTTP request line.
+    Http(Vec<u8>),
+    /// `/pipe TOKEN [ROLE]`: the token, the role and the line.
+    Pipe(Arc<str>, Option<Role>, Vec<u8>),
+}
+
+impl FirstLine {
+    fn of(opening: &Opening) -> Option<FirstLine> {
+        if let Some(request) = http::request_line(opening) {
+            return Some(FirstLine::Http(request));
+        }
+        first_line_pipe(opening).map(|(token, role, line)| FirstLine::Pipe(token, role, line))
+    }
+}
+
+/// Serves a connection whose first line asked for HTTP or a pipe.
+async fn first_line(
+    hub: Arc<Hub>,
+    stream: Socket,
+    peer: SocketAddr,
+    lines: LineReader<LineSocket>,
+    ticket: Ticket,
+    first: FirstLine,
+) {
+    let early = lines.buffered();
+    drop(lines);
+    match first {
+        FirstLine::Http(request) => http::serve(&hub, stream, peer, request, early, ticket).await,
+        FirstLine::Pipe(token, role, line) => {
+            // A bare `/pipe TOKEN` is silent (netcat); one with a role is a program's, which
+            // wants the notices, just not the greeting.
+            let end = End::new(stream, peer, early, role.is_none(), role, ticket);
+            pipe::first_line(&hub, token, line, end).await
+        }
+    }
 }
 
 /// The token, role and line, when the first line asks for a pipe: no greeting then.

@@ -11,6 +11,7 @@
 
 mod body;
 mod head;
+mod metrics;
 mod pipe_end;
 
 use std::net::SocketAddr;
@@ -102,6 +103,9 @@ pub async fn serve(
             (answered, head.method, head.path)
         }
     };
+    hub.stats
+        .http_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let record = HttpRecord {
         peer,
         method,
@@ -127,7 +131,8 @@ async fn route(
     match (head.method.as_str(), head.path.as_str()) {
         ("OPTIONS", _) => preflight(hub, stream).await,
         ("GET" | "HEAD", "/healthz") => health(hub, stream, head).await,
-        ("GET" | "HEAD", "/") => usage(hub, stream, head).await,
+        ("GET", "/metrics") => scrape(hub, stream, peer).await,
+        ("GET", "/") => usage(hub, stream, head).await,
         ("PUT" | "POST", _) | ("GET", _) => {
             pipe_end::serve(hub, stream, peer, head, body, ticket).await
         }
@@ -171,6 +176,35 @@ async fn health(hub: &Hub, stream: &Socket, head: &Head) -> Answered {
         _ => respond(hub, stream, status, text, &[]).await,
     }
     Answered::plain(status, text)
+}
+
+/// `GET /metrics`, for addresses in `--metrics-allow`.
+async fn scrape(hub: &Arc<Hub>, stream: &Socket, peer: SocketAddr) -> Answered {
+    let ip = peer.ip().to_canonical();
+    if !hub
+        .config
+        .metrics_allow
+        .iter()
+        .any(|range| range.contains(ip))
+    {
+        let why = "metrics are not open to your address (see --metrics-allow)";
+        respond(hub, stream, 403, why, &[]).await;
+        return Answered::plain(403, why);
+    }
+    let Ok(text) = metrics::render(hub) else {
+        respond(hub, stream, 503, "metrics could not be encoded", &[]).await;
+        return Answered::plain(503, "metrics could not be encoded");
+    };
+    write_head(
+        hub,
+        stream,
+        200,
+        &[("Content-Type", metrics::CONTENT_TYPE)],
+        Some(text.len() as u64),
+    )
+    .await;
+    send(stream, text.as_bytes()).await;
+    Answered::plain(200, "metrics")
 }
 
 /// `GET /`: how to use the server from `curl`.

@@ -84,6 +84,8 @@ pub struct Config {
     pub stats_interval: Duration,
     /// `--cors-origin`: the origin HTTP responses allow (`*`: any page may use the pipes).
     pub cors_origin: Arc<str>,
+    /// `--metrics-allow`: who may read `/metrics` (loopback by default).
+    pub metrics_allow: Vec<crate::server::access::Cidr>,
     /// `--tls-cert`/`--tls-key` or `--tls-self-signed`.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::server::tls::Tls>,
@@ -111,6 +113,10 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(HANDSHAKE_TIMEOUT_SECS),
             auth_failures: AUTH_FAILURES,
             cors_origin: "*".into(),
+            metrics_allow: vec![
+                "127.0.0.0/8".parse().expect("a valid range"),
+                "::1".parse().expect("a valid range"),
+            ],
             auth_lockout: Duration::from_secs(AUTH_LOCKOUT_SECS),
             rate: RATE_PER_MINUTE,
             max_rooms: MAX_ROOMS,
@@ -141,6 +147,8 @@ pub struct Hub {
     pub slots: Arc<Slots>,
     next_id: AtomicU64,
     stopping: AtomicBool,
+    /// When the server started (for `process_start_time_seconds`).
+    pub started: std::time::SystemTime,
     stop: Event,
 }
 
@@ -164,6 +172,7 @@ impl Hub {
             log,
             next_id: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            started: std::time::SystemTime::now(),
             stop: Event::new(),
         };
         (hub, all_done)
@@ -222,6 +231,10 @@ impl Hub {
 /// Running totals, reported by `--stats-interval`.
 #[derive(Debug, Default)]
 pub struct Totals {
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// HTTP requests answered.
+    pub http_requests: AtomicU64,
     /// Clients refused or disconnected by a limit or access rule.
     pub refused: AtomicU64,
     /// Bytes carried by pipes that have closed.

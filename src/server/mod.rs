@@ -231,6 +231,7 @@ async fn accept_all(ex: Arc<Executor<'static>>, listener: Arc<Async<TcpListener>
         match listener.read_with(|l| l.accept()).await {
             Ok((stream, peer)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
+                hub.stats.accepted.fetch_add(1, Ordering::Relaxed);
                 let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                 if !hub.config.access.permits(peer.ip()) {
                     refuse(stream, peer, &hub, "access denied".into());
