@@ -210,21 +210,37 @@ impl Hub {
 
     /// Takes one of the client's joins or pipes for this minute (`--rate`), or says why not
     /// (the text of the `* error:` line).
-    pub fn rate_limit(&self, peer: SocketAddr) -> Result<(), String> {
+    pub fn rate_limit(&self, peer: SocketAddr) -> Result<(), RateLimited> {
         self.throttle.take(peer.ip()).map_err(|wait| {
             self.stats.refused();
-            let rate = self.throttle.rate();
-            let secs = wait.as_secs() + 1;
-            format!(
-                "too many joins and pipes from your address (max {rate} a minute); \
-                 try again in {secs} s"
-            )
+            RateLimited {
+                rate: self.throttle.rate(),
+                secs: wait.as_secs() + 1,
+            }
         })
     }
 
     /// Connections open now.
     pub fn conns(&self) -> usize {
         self.slots.count()
+    }
+}
+
+/// An address over `--rate`: how many a minute it may open, and when it may again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimited {
+    pub rate: u32,
+    /// Seconds until the next join or pipe is allowed (HTTP's `Retry-After`).
+    pub secs: u64,
+}
+
+impl std::fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "too many joins and pipes from your address (max {} a minute); try again in {} s",
+            self.rate, self.secs
+        )
     }
 }
 

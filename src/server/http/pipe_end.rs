@@ -97,14 +97,9 @@ async fn check(hub: &Hub, peer: SocketAddr, head: &Head, role: Role) -> Result<F
     if hub.config.secret.is_some() {
         authorize(hub, peer, head).await?;
     }
-    if let Err(why) = hub.rate_limit(peer) {
-        let secs = why
-            .rsplit("in ")
-            .next()
-            .unwrap_or("60 s")
-            .trim_end_matches(" s")
-            .to_string();
-        return Err((429, why, vec![("Retry-After", secs)]));
+    if let Err(limited) = hub.rate_limit(peer) {
+        let retry = vec![("Retry-After", limited.secs.to_string())];
+        return Err((429, limited.to_string(), retry));
     }
     let framing = framing(head)?;
     if let (Framing::Length(len), quota) = (framing, hub.config.pipe_max_bytes) {
