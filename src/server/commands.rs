@@ -91,20 +91,20 @@ impl Conn {
             }
         }
         self.leave_room("left");
-        match self.hub.rooms.join(&self.session, name) {
+        let welcome = |others: &[Arc<Session>]| {
+            let here = match others.is_empty() {
+                true => "nobody else is here yet".to_string(),
+                false => {
+                    let nicks: Vec<String> = others.iter().map(|m| m.nick().to_string()).collect();
+                    format!("here: {}", nicks.join(", "))
+                }
+            };
+            let note = format!("you joined room {name} ({here})");
+            self.session.send(proto::notice(&note));
+        };
+        match self.hub.rooms.join(&self.session, name, welcome) {
             Ok(room) => {
                 let nick = self.session.nick();
-                let others: Vec<String> = room
-                    .nicks_except(self.session.id)
-                    .iter()
-                    .map(|n| n.to_string())
-                    .collect();
-                let here = match others.is_empty() {
-                    true => "nobody else is here yet".to_string(),
-                    false => format!("here: {}", others.join(", ")),
-                };
-                let note = format!("you joined room {name} ({here})");
-                self.session.send(proto::notice(&note));
                 room.broadcast(self.session.id, &proto::notice(&format!("{nick} joined")));
                 self.room_event(&room, format!("{nick} joined"));
             }

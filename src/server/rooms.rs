@@ -181,14 +181,6 @@ impl Room {
         lock(&self.members).iter().map(|m| m.nick()).collect()
     }
 
-    pub fn nicks_except(&self, id: u64) -> Vec<Arc<str>> {
-        lock(&self.members)
-            .iter()
-            .filter(|m| m.id != id)
-            .map(|m| m.nick())
-            .collect()
-    }
-
     #[cfg(test)]
     fn len(&self) -> usize {
         lock(&self.members).len()
@@ -252,7 +244,15 @@ impl Rooms {
     }
 
     /// Puts `session` (which must be in no room) into room `name`, creating it.
-    pub fn join(&self, session: &Arc<Session>, name: &str) -> Result<Arc<Room>, JoinError> {
+    /// `welcome` is called with the members already in the room, under the room's lock and
+    /// before the joiner is one of them: what it sends the joiner arrives before anything
+    /// the room says to it (another member's "joined", a message).
+    pub fn join(
+        &self,
+        session: &Arc<Session>,
+        name: &str,
+        welcome: impl FnOnce(&[Arc<Session>]),
+    ) -> Result<Arc<Room>, JoinError> {
         let mut rooms = lock(&self.rooms);
         if !rooms.contains_key(name) && rooms.len() >= self.max_rooms {
             return Err(JoinError::TooManyRooms);
@@ -270,6 +270,7 @@ impl Rooms {
         if members.len() >= self.size {
             return Err(JoinError::Full);
         }
+        welcome(&members);
         members.push(session.clone());
         drop(members);
         *lock(&session.room) = Some(room.clone());
@@ -363,12 +364,12 @@ mod tests {
     fn room_size_is_enforced_and_rooms_vanish_when_empty() {
         let rooms = Rooms::new(2, MAX_ROOMS);
         let (a, b, c) = (session(1), session(2), session(3));
-        rooms.join(&a, "r").unwrap();
-        rooms.join(&b, "r").unwrap();
-        assert_eq!(rooms.join(&c, "r").unwrap_err(), JoinError::Full);
+        rooms.join(&a, "r", |_| {}).unwrap();
+        rooms.join(&b, "r", |_| {}).unwrap();
+        assert_eq!(rooms.join(&c, "r", |_| {}).unwrap_err(), JoinError::Full);
         assert_eq!(rooms.count(), 1);
         rooms.leave(&a).unwrap();
-        rooms.join(&c, "r").unwrap();
+        rooms.join(&c, "r", |_| {}).unwrap();
         rooms.leave(&b);
         rooms.leave(&c);
         assert_eq!(rooms.count(), 0);
@@ -401,13 +402,13 @@ mod tests {
     fn the_number_of_rooms_is_capped() {
         let rooms = Rooms::new(2, 2);
         let (a, b, c, d, e) = (session(1), session(2), session(3), session(4), session(5));
-        rooms.join(&a, "one").unwrap();
-        rooms.join(&b, "two").unwrap();
+        rooms.join(&a, "one", |_| {}).unwrap();
+        rooms.join(&b, "two", |_| {}).unwrap();
         assert_eq!(
-            rooms.join(&c, "three").unwrap_err(),
+            rooms.join(&c, "three", |_| {}).unwrap_err(),
             JoinError::TooManyRooms
         );
-        rooms.join(&c, "two").unwrap();
+        rooms.join(&c, "two", |_| {}).unwrap();
         assert!(matches!(rooms.pair(&d), Match::Waiting));
         assert!(matches!(rooms.pair(&e), Match::TooManyRooms));
         assert!(rooms.is_waiting(&d), "the partner keeps waiting");
@@ -425,7 +426,7 @@ mod tests {
     fn nick_changes_show_in_who() {
         let rooms = Rooms::new(3, MAX_ROOMS);
         let a = session(1);
-        rooms.join(&a, "r").unwrap();
+        rooms.join(&a, "r", |_| {}).unwrap();
         a.set_nick("ana");
         assert_eq!(who(&a.room().unwrap()), b"* in room r: ana\n");
     }
