@@ -645,6 +645,90 @@ def bench_send():
     shutil.rmtree(work, ignore_errors=True)
 
 
+PIPING = PEERS / "piping"
+
+
+def piping_server():
+    """piping-server (npm), installed once under target/peers with Debian's Node."""
+    bin_ = PIPING / "node_modules/.bin/piping-server"
+    if not bin_.exists() and shutil.which("npm"):
+        print("installing piping-server (npm, once)", flush=True)
+        subprocess.run(["npm", "install", "--prefix", str(PIPING), "--silent", "piping-server"],
+                       check=False)
+    return bin_ if bin_.exists() else None
+
+
+def curl_pipe_once(server, port, src, dest, token):
+    """curl -T FILE → curl > FILE through a server: wall seconds, the server's CPU-seconds."""
+    before = server.cpu_secs()
+    t0 = time.perf_counter()
+    with open(dest, "wb") as out:
+        get = subprocess.Popen(["curl", "-sS", f"http://127.0.0.1:{port}/{token}"], stdout=out)
+        put = subprocess.Popen(["curl", "-sS", "-o", "/dev/null", "-T", str(src),
+                                f"http://127.0.0.1:{port}/{token}"])
+        if put.wait(timeout=300) or get.wait(timeout=300):
+            raise RuntimeError("curl through a pipe failed")
+    wall = time.perf_counter() - t0
+    if dest.stat().st_size != src.stat().st_size:
+        raise RuntimeError("curl through a pipe lost bytes")
+    return wall, server.cpu_secs() - before
+
+
+def nc_pipe_once(port, src, dest, token):
+    """The same file with OpenBSD nc through duet's line protocol."""
+    t0 = time.perf_counter()
+    with open(dest, "wb") as out:
+        get = subprocess.Popen(["sh", "-c", f"echo '/pipe {token}' | nc 127.0.0.1 {port}"],
+                               stdout=out)
+        time.sleep(0.05)
+        put = subprocess.Popen(["sh", "-c", f"(echo '/pipe {token}'; cat {src}) | "
+                                            f"nc -N 127.0.0.1 {port}"])
+        put.wait(timeout=300)
+        get.wait(timeout=300)
+    wall = time.perf_counter() - t0 - 0.05
+    if dest.stat().st_size != src.stat().st_size:
+        raise RuntimeError("nc through duet lost bytes")
+    return wall
+
+
+def bench_http():
+    """1 GiB curl -T → curl through duet and through piping-server, and nc through duet."""
+    if not shutil.which("curl"):
+        return
+    print("HTTP pipes: curl -T -> curl, 1 GiB, duet beside piping-server", flush=True)
+    work = ROOT / "target/bench-http"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    src, dest = work / "in.bin", work / "out.bin"
+    random_file(src, GIB)
+    piping = piping_server()
+    rate = {"duet (curl)": [], "piping-server (curl)": [], "duet (nc)": []}
+    cpu = {"duet": [], "piping-server": []}
+    rss = {"duet": [], "piping-server": []}
+    for i in range(RUNS):
+        s = duet()
+        wall, spent = curl_pipe_once(s, s.port, src, dest, f"h{i}")
+        rate["duet (curl)"].append(GIB / wall / 1e9)
+        cpu["duet"].append(spent)
+        rss["duet"].append(s.status("VmHWM:") / 1024)
+        if shutil.which("nc"):
+            rate["duet (nc)"].append(GIB / nc_pipe_once(s.port, src, dest, f"n{i}") / 1e9)
+        s.stop()
+        if piping:
+            port = free_port()
+            p = Server([str(piping), "--http-port", str(port)], port)
+            wall, spent = curl_pipe_once(p, port, src, dest, f"h{i}")
+            rate["piping-server (curl)"].append(GIB / wall / 1e9)
+            cpu["piping-server"].append(spent)
+            rss["piping-server"].append(p.status("VmHWM:") / 1024)
+            p.stop()
+    row("1 GiB through an HTTP pipe", "GB/s", {k: v for k, v in rate.items() if v})
+    row("relay CPU per GiB over HTTP", "s", {k: v for k, v in cpu.items() if v}, better="lower")
+    row("relay peak RSS during 1 GiB over HTTP", "MiB", {k: v for k, v in rss.items() if v},
+        better="lower")
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_flood(have_seed):
     print("flood: one client sends bytes without a newline", flush=True)
     growth = {"duet (1 GiB)": [], "seed (200 MB)": []}
@@ -804,6 +888,7 @@ def main():
              ("churn", lambda: bench_churn(have_seed)), ("chat", bench_chat),
              ("rooms", bench_rooms),
              ("pingpong", bench_ping_pong), ("pipe", bench_pipe), ("send", bench_send),
+             ("http", bench_http),
              ("flood", lambda: bench_flood(have_seed)), ("memory", bench_memory),
              ("binary", bench_binary)]
     for name, part in parts:
