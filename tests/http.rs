@@ -4,33 +4,11 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 
 use common::*;
-
-/// A fresh directory, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let path = std::env::temp_dir().join(format!("duet-http-{name}-{}", std::process::id()));
-        std::fs::remove_dir_all(&path).ok();
-        std::fs::create_dir_all(&path).unwrap();
-        Dir(path)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
 
 fn url(duet: &Duet, path: &str) -> String {
     format!("http://127.0.0.1:{}{path}", duet.port)
@@ -102,7 +80,7 @@ fn same(a: &Path, b: &Path) -> bool {
 fn a_gibibyte_from_curl_to_curl_both_orders() {
     smol::block_on(async {
         let mut duet = Duet::start(&[]);
-        let dir = Dir::new("gib");
+        let dir = Dir::new("http-gib");
         let src = dir.file("in.bin");
         write_file(&src, 1024, 1);
         for (i, sender_first) in [true, false].into_iter().enumerate() {
@@ -148,7 +126,7 @@ fn curl_pairs_with_nc_and_duet_pipe() {
         assert!(got.status.success(), "{got:?}");
         assert_eq!(got.stdout, data);
         // curl → nc (silent pipe: nothing but the bytes).
-        let dir = Dir::new("mixed");
+        let dir = Dir::new("http-mixed");
         let src = dir.file("in.bin");
         std::fs::write(&src, &data).unwrap();
         let put = curl(&["-T", src.to_str().unwrap(), &url(&duet, "/mixed2")]);

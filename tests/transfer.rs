@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Output};
 use std::thread;
 
@@ -11,32 +11,6 @@ use common::*;
 use duet::client::{self, PipeStream, Relay};
 use duet::transfer::{kind, Channel, Code, Entry, FileHasher, Role};
 use sha2::{Digest, Sha256};
-
-/// A fresh directory, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let path = std::env::temp_dir().join(format!("duet-xfer-{name}-{}", std::process::id()));
-        std::fs::remove_dir_all(&path).ok();
-        std::fs::create_dir_all(&path).unwrap();
-        Dir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn s(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
 
 fn run(duet: &Duet, args: &[&str]) -> Child {
     let mut child = duet.client_command(args).spawn().unwrap();

@@ -18,12 +18,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_lite::AsyncWriteExt;
-
 use crate::line::Line;
 use crate::server::hub::Hub;
 use crate::server::lines::Opening;
-use crate::server::notice::NOTICE_WRITE_TIMEOUT;
+use crate::server::notice::tell;
 use crate::server::printer::{HttpRecord, Mood, Record};
 use crate::server::slots::Ticket;
 use crate::socket::Socket;
@@ -203,7 +201,7 @@ async fn scrape(hub: &Arc<Hub>, stream: &Socket, peer: SocketAddr) -> Answered {
         Some(text.len() as u64),
     )
     .await;
-    send(stream, text.as_bytes()).await;
+    tell(stream, text.as_bytes()).await;
     Answered::plain(200, "metrics")
 }
 
@@ -262,7 +260,7 @@ async fn write_head(
         head.push_str(&format!("Content-Length: {length}\r\n"));
     }
     head.push_str("\r\n");
-    send(stream, head.as_bytes()).await;
+    tell(stream, head.as_bytes()).await;
 }
 
 /// A complete response with a one-line text body.
@@ -271,20 +269,5 @@ async fn respond(hub: &Hub, stream: &Socket, status: u16, text: &str, headers: &
     let mut all: Vec<(&str, &str)> = vec![("Content-Type", "text/plain; charset=utf-8")];
     all.extend_from_slice(headers);
     write_head(hub, stream, status, &all, Some(body.len() as u64)).await;
-    send(stream, body.as_bytes()).await;
-}
-
-/// Writes bytes, giving up after [`NOTICE_WRITE_TIMEOUT`] (the client is gone or not
-/// reading; it finds out when the socket closes).
-async fn send(stream: &Socket, bytes: &[u8]) {
-    let mut stream = stream.clone();
-    futures_lite::future::or(
-        async {
-            stream.write_all(bytes).await.ok();
-        },
-        async {
-            smol::Timer::after(NOTICE_WRITE_TIMEOUT).await;
-        },
-    )
-    .await;
+    tell(stream, body.as_bytes()).await;
 }

@@ -572,3 +572,34 @@ fn rand_seed() -> u64 {
         .unwrap()
         .subsec_nanos() as u64
 }
+
+/// A fresh directory under the temporary folder, removed when dropped.
+pub struct Dir(std::path::PathBuf);
+
+#[allow(dead_code)]
+impl Dir {
+    pub fn new(name: &str) -> Dir {
+        let path = std::env::temp_dir().join(format!("duet-{name}-{}", std::process::id()));
+        std::fs::remove_dir_all(&path).ok();
+        std::fs::create_dir_all(&path).unwrap();
+        Dir(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    pub fn s(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+
+    pub fn file(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}

@@ -211,7 +211,7 @@ async fn send(
     }
     if expects {
         // Only now: a refusal before the pipe opens spares the client sending its body.
-        super::send(client, b"HTTP/1.1 100 Continue\r\n\r\n").await;
+        crate::server::notice::tell(client, b"HTTP/1.1 100 Continue\r\n\r\n").await;
     }
     let mut from = client.clone();
     let mut to = outer.clone();
