@@ -674,8 +674,10 @@ def curl_pipe_once(server, port, src, dest, token):
     return wall, server.cpu_secs() - before
 
 
-def nc_pipe_once(port, src, dest, token):
-    """The same file with OpenBSD nc through duet's line protocol."""
+def nc_pipe_once(server, port, src, dest, token):
+    """The same file with OpenBSD nc through duet's line protocol: wall seconds, the
+    server's CPU-seconds."""
+    before = server.cpu_secs()
     t0 = time.perf_counter()
     with open(dest, "wb") as out:
         get = subprocess.Popen(["sh", "-c", f"echo '/pipe {token}' | nc 127.0.0.1 {port}"],
@@ -688,7 +690,7 @@ def nc_pipe_once(port, src, dest, token):
     wall = time.perf_counter() - t0 - 0.05
     if dest.stat().st_size != src.stat().st_size:
         raise RuntimeError("nc through duet lost bytes")
-    return wall
+    return wall, server.cpu_secs() - before
 
 
 def bench_http():
@@ -703,23 +705,25 @@ def bench_http():
     random_file(src, GIB)
     piping = piping_server()
     rate = {"duet (curl)": [], "piping-server (curl)": [], "duet (nc)": []}
-    cpu = {"duet": [], "piping-server": []}
+    cpu = {"duet (curl)": [], "piping-server (curl)": [], "duet (nc)": []}
     rss = {"duet": [], "piping-server": []}
     for i in range(RUNS):
         s = duet()
         wall, spent = curl_pipe_once(s, s.port, src, dest, f"h{i}")
         rate["duet (curl)"].append(GIB / wall / 1e9)
-        cpu["duet"].append(spent)
+        cpu["duet (curl)"].append(spent)
         rss["duet"].append(s.status("VmHWM:") / 1024)
         if shutil.which("nc"):
-            rate["duet (nc)"].append(GIB / nc_pipe_once(s.port, src, dest, f"n{i}") / 1e9)
+            wall, spent = nc_pipe_once(s, s.port, src, dest, f"n{i}")
+            rate["duet (nc)"].append(GIB / wall / 1e9)
+            cpu["duet (nc)"].append(spent)
         s.stop()
         if piping:
             port = free_port()
             p = Server([str(piping), "--http-port", str(port)], port)
             wall, spent = curl_pipe_once(p, port, src, dest, f"h{i}")
             rate["piping-server (curl)"].append(GIB / wall / 1e9)
-            cpu["piping-server"].append(spent)
+            cpu["piping-server (curl)"].append(spent)
             rss["piping-server"].append(p.status("VmHWM:") / 1024)
             p.stop()
     row("1 GiB through an HTTP pipe", "GB/s", {k: v for k, v in rate.items() if v})

@@ -298,6 +298,76 @@ fn rate_auth_and_full_refusals() {
     });
 }
 
+/// Clients refused at accept get a status when they speak HTTP (403 denied, 503 full), and
+/// the `* error:` line when they do not.
+#[test]
+fn refused_at_accept_in_their_own_language() {
+    smol::block_on(async {
+        let mut duet = Duet::start(&["--deny", "127.0.0.0/8"]);
+        let (status, head) = status_of(&[&url(&duet, "/tok")]);
+        assert_eq!(status, 403, "{head}");
+        let out = done(curl(&[&url(&duet, "/tok")]));
+        assert_eq!(out.stdout, b"access denied\n");
+        // An upload is answered too, its body read and dropped: no reset eats the answer.
+        let put = done(curl(&[
+            "-w",
+            "%{http_code}",
+            "-o",
+            "/dev/null",
+            "--data-binary",
+            &"b".repeat(50_000),
+            &url(&duet, "/tok"),
+        ]));
+        assert_eq!(put.stdout, b"403", "{put:?}");
+        let mut nc = duet.connect().await;
+        assert_eq!(nc.read_to_end().await, b"* error: access denied\n");
+        duet.wait_for_text("error: access denied").await;
+
+        let full = Duet::start(&["--max-conns", "1"]);
+        let holder = full.greeted().await;
+        let (status, head) = status_of(&[&url(&full, "/tok")]);
+        assert_eq!(status, 503, "{head}");
+        assert!(head.contains("Content-Type: text/plain"), "{head}");
+        let mut nc = full.connect().await;
+        assert_eq!(nc.read_to_end().await, b"* error: server full\n");
+        drop(holder);
+    });
+}
+
+/// A receiver that stops reading holds its sender back through TCP: duet's memory stays
+/// flat while 200 MiB wait to be sent, and the transfer completes once it reads again.
+#[test]
+fn a_receiver_that_stops_reading_holds_the_sender() {
+    smol::block_on(async {
+        let duet = Duet::start(&[]);
+        let dir = common::Dir::new("http-stall");
+        let (src, dest) = (dir.path().join("in.bin"), dir.path().join("out.bin"));
+        write_file(&src, 200, 7);
+        let (_, peak_before) = duet.rss_kib();
+        // A receiver that does not read: a raw socket with a small buffer.
+        let mut get = duet.connect().await;
+        get.send("GET /stall HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        until_waiting(&duet, 1);
+        let put = curl(&["-T", src.to_str().unwrap(), &url(&duet, "/stall")]);
+        // A second's stall: on loopback a sender fills every buffer on the way in far less,
+        // and is then held by TCP, not done.
+        smol::Timer::after(std::time::Duration::from_secs(1)).await;
+        let mut put = put;
+        assert!(put.try_wait().unwrap().is_none(), "the sender was not held");
+        let (_, peak_stalled) = duet.rss_kib();
+        assert!(
+            peak_stalled < peak_before + 8 * 1024,
+            "peak RSS grew from {peak_before} KiB to {peak_stalled} KiB with a stalled receiver"
+        );
+        let body = get.read_to_end().await;
+        let at = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert_eq!(body.len() - at, 200 << 20);
+        std::fs::write(&dest, &body[at..]).unwrap();
+        assert!(same(&src, &dest));
+        assert!(done(put).status.success());
+    });
+}
+
 /// A head that never ends, and one far too large.
 #[test]
 fn slow_and_huge_heads_are_refused() {
@@ -395,6 +465,19 @@ print(got); print(said[0])
         let got = done(curl(&["--insecure", &https("/tls")]));
         assert_eq!(got.stdout, b"over tls", "{got:?}");
         assert!(done(put).status.success());
+        // A client that does not trust the certificate fails its handshake; both counted.
+        assert!(!done(curl(&[&https("/x")])).status.success());
+        let scrape = done(curl(&["--insecure", &https("/metrics")]));
+        let text = String::from_utf8_lossy(&scrape.stdout);
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(-1.0)
+        };
+        // Two pipe ends and this scrape (the polls of /metrics were plain); one failure.
+        assert_eq!(value("duet_tls_handshakes_total"), 3.0, "{text}");
+        assert_eq!(value("duet_tls_failures_total"), 1.0, "{text}");
     });
 }
 
@@ -418,6 +501,14 @@ fn metrics_parse_and_count_known_traffic() {
         assert!(done(put).status.success());
         duet.wait_for_text("pipe m: closed").await;
         duet.wait_for_text("http PUT /m: 200").await;
+        // One refusal: a third end on a token in use.
+        let first = curl(&[&url(&duet, "/busy")]);
+        until_waiting(&duet, 1);
+        let (status, _) = status_of(&[&url(&duet, "/busy")]);
+        assert_eq!(status, 409);
+        let mut nc = duet.connect().await;
+        nc.say("hello from nc").await;
+        duet.wait_for_text("-> hello from nc").await;
         let script = format!(
             r#"
 import urllib.request
@@ -428,10 +519,17 @@ values = {{}}
 for family in text_string_to_metric_families(r.read().decode()):
     for sample in family.samples:
         values[sample.name] = sample.value
-for name in ["duet_pipes_closed_total", "duet_piped_bytes_total", "duet_http_requests_total",
+    for sample in family.samples:
+        if sample.labels:
+            key = sample.name + "{{" + ",".join(k + "=" + v for k, v in sample.labels.items()) + "}}"
+            values[key] = sample.value
+for name in ["duet_pipes_closed_total", "duet_http_requests_total",
              "duet_connections_accepted_total", "duet_pipes_waiting", "duet_rooms",
+             "duet_refused_total{{reason=pipe_busy}}", "duet_refused_total{{reason=access}}",
+             "duet_lines_logged_total", "duet_accept_errors_total", "duet_tls_failures_total",
              "process_start_time_seconds", "duet_build_info"]:
     print(name, float(values[name]))
+print("piped_both", float(values["duet_piped_bytes_total{{from=first}}"] + values["duet_piped_bytes_total{{from=second}}"]))
 "#,
             port = duet.port
         );
@@ -445,16 +543,29 @@ for name in ["duet_pipes_closed_total", "duet_piped_bytes_total", "duet_http_req
             "{text} {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // Counted: 2 curls, a waiting GET, its busy twin, 3 polls of /metrics at most…
+        // exact where the traffic is known.
         for want in [
             "duet_pipes_closed_total 1.0",
-            "duet_piped_bytes_total 11.0",
-            "duet_http_requests_total 2.0",
-            "duet_connections_accepted_total 3.0",
-            "duet_pipes_waiting 0.0",
+            "piped_both 11.0",
+            "duet_pipes_waiting 1.0",
+            "duet_refused_total{reason=pipe_busy} 1.0",
+            "duet_refused_total{reason=access} 0.0",
+            "duet_accept_errors_total 0.0",
+            "duet_tls_failures_total 0.0",
             "duet_build_info 1.0",
         ] {
             assert!(text.contains(want), "{want} not in {text}");
         }
+        // The log's client lines: the four request lines before the scrape, nc's line, and
+        // any /metrics polls (each a logged request line).
+        let lines = text
+            .lines()
+            .find_map(|l| l.strip_prefix("duet_lines_logged_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap();
+        assert!(lines >= 5.0, "{text}");
+        drop(first);
         let closed = Duet::start(&["--metrics-allow", "10.0.0.0/8"]);
         let (status, _) = status_of(&[&url(&closed, "/metrics")]);
         assert_eq!(status, 403);

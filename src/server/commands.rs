@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::proto::{self, Command, Role};
 use crate::server::access::secret_matches;
-use crate::server::hub::Hub;
+use crate::server::hub::{Hub, Refusal};
 use crate::server::lockout::Locked;
 use crate::server::printer::{Addr, Record};
 use crate::server::rooms::{self, JoinError, Match, Session};
@@ -182,7 +182,7 @@ impl Conn {
         let max = self.hub.rooms.max_rooms();
         let error = format!("too many rooms open (max {max}); try again later");
         self.session.send(proto::error(&error));
-        self.hub.stats.refused();
+        self.hub.stats.refused(Refusal::Rooms);
         let peer = self.session.peer;
         self.hub.log.try_send(Record::ClientError { peer, error });
     }
@@ -289,7 +289,7 @@ pub fn check_auth(hub: &Hub, peer: SocketAddr, given: &str) -> AuthCheck {
 /// Counts a refused `/auth` (and logs a lock-out that starts now); the text of the
 /// `* error:` line for the client.
 pub async fn auth_refused(hub: &Hub, peer: SocketAddr, check: AuthCheck) -> String {
-    hub.stats.refused();
+    hub.stats.refused(Refusal::Auth);
     hub.stats.auth_failed.fetch_add(1, Ordering::Relaxed);
     let locked = |wait: std::time::Duration| {
         let secs = wait.as_secs() + 1;

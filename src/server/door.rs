@@ -218,6 +218,7 @@ mod tls {
     use super::*;
     use crate::server::printer::Mood;
     use crate::server::tls::{self as tls_setup, Tls};
+    use std::sync::atomic::Ordering;
 
     /// On a server with TLS: a TLS client gets a handshake first, a plain one is served as
     /// usual (or refused with `--tls-only`).
@@ -238,7 +239,7 @@ mod tls {
         match (starts_handshake(&stream, until).await, tls.only) {
             (true, _) => secure(stream, peer, hub, ticket, &tls).await,
             (false, true) => {
-                hub.stats.refused();
+                hub.stats.refused(crate::server::hub::Refusal::TlsOnly);
                 refuse(&hub, &stream, peer, "this server speaks TLS only".into()).await
             }
             // A plain client, logged already: greeted as usual.
@@ -267,12 +268,16 @@ mod tls {
             mood: Mood::Errored,
         };
         let secured = match tls.accept(stream, hub.config.handshake_timeout).await {
-            Ok(secured) => secured,
+            Ok(secured) => {
+                hub.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                secured
+            }
             Err(e) => {
+                hub.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
                 return hub
                     .log
                     .send(failed(format!("TLS handshake failed: {e}")))
-                    .await
+                    .await;
             }
         };
         let (ours, theirs) = match tls_setup::socket_pair() {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::line::Line;
-use crate::server::hub::Hub;
+use crate::server::hub::{Hub, Refusal};
 use crate::server::lines::Opening;
 use crate::server::notice::tell;
 use crate::server::printer::{HttpRecord, Mood, Record};
@@ -86,7 +86,7 @@ pub async fn serve(
     hub.log.send(Record::Line { peer, text: shown }).await;
     let (answered, method, path) = match head::read(&stream, &first, early, until).await {
         Err(refusal) => {
-            hub.stats.refused();
+            hub.stats.refused(Refusal::Http);
             respond(hub, &stream, refusal.status, &refusal.why, &[]).await;
             let method =
                 String::from_utf8_lossy(first.split(|&b| b == b' ').next().unwrap_or_default());
@@ -264,7 +264,13 @@ async fn write_head(
 }
 
 /// A complete response with a one-line text body.
-async fn respond(hub: &Hub, stream: &Socket, status: u16, text: &str, headers: &[(&str, &str)]) {
+pub(crate) async fn respond(
+    hub: &Hub,
+    stream: &Socket,
+    status: u16,
+    text: &str,
+    headers: &[(&str, &str)],
+) {
     let body = format!("{text}\n");
     let mut all: Vec<(&str, &str)> = vec![("Content-Type", "text/plain; charset=utf-8")];
     all.extend_from_slice(headers);

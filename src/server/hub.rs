@@ -145,6 +145,8 @@ pub struct Hub {
     pub stats: Totals,
     /// `--max-conns` and `--max-per-ip`; shutdown waits for every slot.
     pub slots: Arc<Slots>,
+    /// Refused clients being told why (see `server/turn_away.rs`).
+    pub doorstep: crate::server::turn_away::Doorstep,
     next_id: AtomicU64,
     stopping: AtomicBool,
     /// When the server started (for `process_start_time_seconds`).
@@ -168,6 +170,7 @@ impl Hub {
             throttle: Throttle::new(config.rate),
             auth: Lockout::new(config.auth_failures, config.auth_lockout),
             stats: Totals::default(),
+            doorstep: Default::default(),
             config,
             log,
             next_id: AtomicU64::new(0),
@@ -212,7 +215,7 @@ impl Hub {
     /// (the text of the `* error:` line).
     pub fn rate_limit(&self, peer: SocketAddr) -> Result<(), RateLimited> {
         self.throttle.take(peer.ip()).map_err(|wait| {
-            self.stats.refused();
+            self.stats.refused(Refusal::Rate);
             RateLimited {
                 rate: self.throttle.rate(),
                 secs: wait.as_secs() + 1,
@@ -253,8 +256,19 @@ pub struct Totals {
     pub http_requests: AtomicU64,
     /// Clients refused or disconnected by a limit or access rule.
     pub refused: AtomicU64,
-    /// Bytes carried by pipes that have closed.
+    /// The same, by reason (indexed by [`Refusal::index`]).
+    refused_by: [AtomicU64; Refusal::ALL.len()],
+    /// Failed `accept(2)` calls (each retried after a pause).
+    pub accept_errors: AtomicU64,
+    /// TLS handshakes completed and failed.
+    pub tls_handshakes: AtomicU64,
+    pub tls_failures: AtomicU64,
+    /// Bytes carried by pipes that have closed (the sum of the two below).
     pub piped_bytes: AtomicU64,
+    /// Of those, bytes from the end that came first to the one that came second.
+    pub piped_from_first: AtomicU64,
+    /// And bytes from the second end to the first.
+    pub piped_from_second: AtomicU64,
     /// Pipes that have closed.
     pub pipes_closed: AtomicU64,
     /// `/auth` with a wrong secret, or refused during a lock-out.
@@ -264,7 +278,74 @@ pub struct Totals {
 }
 
 impl Totals {
-    pub fn refused(&self) {
+    /// Counts a client refused or cut off, and why.
+    pub fn refused(&self, why: Refusal) {
         self.refused.fetch_add(1, Ordering::Relaxed);
+        self.refused_by[why.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many were refused for this reason.
+    pub fn refused_for(&self, why: Refusal) -> u64 {
+        self.refused_by[why.index()].load(Ordering::Relaxed)
+    }
+}
+
+/// Why a client was refused (the `reason` label of `duet_refused_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `--allow` / `--deny`.
+    Access,
+    /// `--max-conns`, or the server is shutting down.
+    Full,
+    /// `--max-per-ip`.
+    PerAddress,
+    /// `--rate`.
+    Rate,
+    /// A wrong or missing secret, or a lock-out.
+    Auth,
+    /// `--max-rooms`.
+    Rooms,
+    /// A pipe token already in use.
+    PipeBusy,
+    /// `--max-waiting-pipes`.
+    PipesWaiting,
+    /// A bad, slow or oversized HTTP request, or one over a pipe's quota.
+    Http,
+    /// A plain-text client on a `--tls-only` server.
+    TlsOnly,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 10] = [
+        Refusal::Access,
+        Refusal::Full,
+        Refusal::PerAddress,
+        Refusal::Rate,
+        Refusal::Auth,
+        Refusal::Rooms,
+        Refusal::PipeBusy,
+        Refusal::PipesWaiting,
+        Refusal::Http,
+        Refusal::TlsOnly,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Access => "access",
+            Refusal::Full => "full",
+            Refusal::PerAddress => "per_address",
+            Refusal::Rate => "rate",
+            Refusal::Auth => "auth",
+            Refusal::Rooms => "rooms",
+            Refusal::PipeBusy => "pipe_busy",
+            Refusal::PipesWaiting => "pipes_waiting",
+            Refusal::Http => "http",
+            Refusal::TlsOnly => "tls_only",
+        }
     }
 }

@@ -33,9 +33,10 @@ pub(crate) mod slots;
 pub(crate) mod throttle;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
+mod turn_away;
 
 use std::future::Future;
-use std::io::{self, Write as _};
+use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -45,16 +46,15 @@ use std::time::Duration;
 use futures_lite::future;
 use smol::{Async, Executor, Timer};
 
-use crate::proto;
 use crate::server::door::Arrived;
 use crate::server::printer::{Log, Mood, Record, Stats};
 use crate::socket::{Socket, Stream};
 
-use crate::server::hub::Hub;
 pub use crate::server::hub::{
     Config, DRAIN_MS, GREET_WAIT_MS, HANDSHAKE_TIMEOUT_SECS, IDLE_TIMEOUT_SECS, KEEPALIVE_SECS,
     MAX_CONNS, MAX_PER_IP,
 };
+use crate::server::hub::{Hub, Refusal};
 
 /// Listen backlog: connections the kernel may queue before we accept them.
 pub const LISTEN_BACKLOG: i32 = 4096;
@@ -83,9 +83,10 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(TcpListener::from(socket))
 }
 
-/// Descriptors one connection may hold at worst, for sizing: a TLS client holds its TCP
-/// socket and a socket pair (3); a plain pipe end its socket and half of the two kernel pipes
-/// of a spliced relay (3).
+/// Descriptors one connection may hold, for sizing: a TLS client holds its TCP socket and a
+/// socket pair (3); a plain pipe end its socket and half of the two kernel pipes of a
+/// spliced relay (3). HTTP pipe ends hold more (7: a socket pair and a kernel pipe of their
+/// own), but a server is rarely all HTTP pipes; the README's table says so.
 pub const FDS_PER_CONN: u64 = 3;
 /// Descriptors set aside for the listener, stdio, the reactor and the like.
 const FDS_RESERVED: u64 = 64;
@@ -234,7 +235,8 @@ async fn accept_all(ex: Arc<Executor<'static>>, listener: Arc<Async<TcpListener>
                 hub.stats.accepted.fetch_add(1, Ordering::Relaxed);
                 let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                 if !hub.config.access.permits(peer.ip()) {
-                    refuse(stream, peer, &hub, "access denied".into());
+                    let error = "access denied".into();
+                    turn_away::refuse(&ex, stream, peer, &hub, Refusal::Access, error);
                     continue;
                 }
                 match hub.slots.take(peer.ip()) {
@@ -246,10 +248,17 @@ async fn accept_all(ex: Arc<Executor<'static>>, listener: Arc<Async<TcpListener>
                         let serving = door::serve(stream, peer, hub, ticket, Arrived::Tcp);
                         ex.spawn(serving).detach();
                     }
-                    Err(refusal) => refuse(stream, peer, &hub, refusal.to_string()),
+                    Err(refusal) => {
+                        let why = match refusal {
+                            slots::Refusal::TooManyFromAddress(_) => Refusal::PerAddress,
+                            slots::Refusal::Full | slots::Refusal::Stopping => Refusal::Full,
+                        };
+                        turn_away::refuse(&ex, stream, peer, &hub, why, refusal.to_string());
+                    }
                 }
             }
             Err(error) => {
+                hub.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
                 // ECONNABORTED and friends are one client's problem; EMFILE/ENFILE/ENOMEM
                 // are ours, and clear up only as connections close. Either way: wait, retry.
                 // Not awaited: the accept loop never waits for the log.
@@ -318,17 +327,4 @@ async fn housekeeping(hub: &Hub) {
         }
     };
     future::or(stats, sweep).await
-}
-
-/// Tells a client it cannot be served (`* error: ERROR`), without waiting on it.
-fn refuse(stream: TcpStream, peer: SocketAddr, hub: &Hub, error: String) {
-    // One non-blocking write into an empty socket buffer; a client that cannot take even
-    // that much is closed without the message.
-    if stream.set_nonblocking(true).is_ok() {
-        // A partial write is as good as none: the client is closed either way.
-        let _ = (&stream).write(&proto::error(&error));
-    }
-    hub.stats.refused();
-    // Not awaited: the accept loop never waits for the log.
-    hub.log.try_send(Record::Refused { peer, error });
 }

@@ -15,7 +15,7 @@ use futures_lite::future;
 use smol::Timer;
 
 use crate::proto::{self, Role};
-use crate::server::hub::Hub;
+use crate::server::hub::{Hub, Refusal};
 use crate::server::notice::{refuse, tell};
 use crate::server::pipes::{Arrival, End};
 use crate::server::printer::{Mood, Record};
@@ -40,12 +40,12 @@ pub async fn serve(hub: &Arc<Hub>, token: Arc<str>, end: End) {
     let (id, handoff, mine) = match hub.pipes.arrive(&token, end) {
         Arrival::HandedOver => return,
         Arrival::Busy(end) => {
-            hub.stats.refused();
+            hub.stats.refused(Refusal::PipeBusy);
             let error = format!("pipe {token} is busy");
             return refuse(hub, &end.stream, end.peer, error).await;
         }
         Arrival::Taken(end) => {
-            hub.stats.refused();
+            hub.stats.refused(Refusal::PipeBusy);
             let who = match end.role {
                 Some(Role::Recv) => "receiver",
                 _ => "sender",
@@ -54,7 +54,7 @@ pub async fn serve(hub: &Arc<Hub>, token: Arc<str>, end: End) {
             return refuse(hub, &end.stream, end.peer, error).await;
         }
         Arrival::TooManyWaiting(end) => {
-            hub.stats.refused();
+            hub.stats.refused(Refusal::PipesWaiting);
             let max = hub.pipes.max_waiting();
             let error = format!("too many pipes waiting for a peer (max {max}); try again later");
             return refuse(hub, &end.stream, end.peer, error).await;
@@ -221,6 +221,12 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
     hub.stats
         .piped_bytes
         .fetch_add(a_to_b + b_to_a, Ordering::Relaxed);
+    hub.stats
+        .piped_from_first
+        .fetch_add(a_to_b, Ordering::Relaxed);
+    hub.stats
+        .piped_from_second
+        .fetch_add(b_to_a, Ordering::Relaxed);
     hub.stats.pipes_closed.fetch_add(1, Ordering::Relaxed);
     let record = Record::PipeClosed {
         token,

@@ -222,6 +222,8 @@ struct Health {
     stalled: AtomicBool,
     /// Records dropped because the log could not keep up.
     dropped: AtomicU64,
+    /// Client lines logged (`IP:PORT -> MSG`) since the start, for `/metrics`.
+    lines: AtomicU64,
     /// The server is stopping: waits are short (see [`Log::hurry`]).
     hurry: AtomicBool,
     /// Notified by [`Log::hurry`], to cut waits already under way short.
@@ -311,6 +313,11 @@ impl Log {
         self.health.dropped.load(Ordering::Relaxed)
     }
 
+    /// Client lines logged so far (counted by the printer, once per batch it writes).
+    pub fn lines_logged(&self) -> u64 {
+        self.health.lines.load(Ordering::Relaxed)
+    }
+
     /// Tells the printer to finish: it prints what is queued and then stops.
     pub fn close(&self) {
         self.records.close();
@@ -381,11 +388,16 @@ fn print_all(
     let mut buf = Vec::with_capacity(WRITE_CHUNK_BYTES * 2);
     let mut broken = false;
     let mut reported = 0;
-    // Lines logged since the last stats record: counted here, so the hot path pays nothing.
+    // Lines logged since the last stats record, and in this batch: counted here, so the
+    // hot path pays nothing.
     let mut lines = 0u64;
-    let mut put = |buf: &mut Vec<u8>, record: &Record| {
+    let mut batch = 0u64;
+    let mut put = |buf: &mut Vec<u8>, record: &Record, batch: &mut u64| {
         match record {
-            Record::Line { .. } => lines += 1,
+            Record::Line { .. } => {
+                lines += 1;
+                *batch += 1;
+            }
             Record::Stats(_) => {
                 let logged = std::mem::take(&mut lines);
                 return write_record(buf, record, format, logged);
@@ -395,10 +407,10 @@ fn print_all(
         write_record(buf, record, format, 0)
     };
     while let Ok(first) = queue.recv_blocking() {
-        put(&mut buf, &first);
+        put(&mut buf, &first, &mut batch);
         // Take whatever else is already queued, so a busy server writes in large chunks.
         while let Ok(record) = queue.try_recv() {
-            put(&mut buf, &record);
+            put(&mut buf, &record, &mut batch);
             if buf.len() >= WRITE_CHUNK_BYTES {
                 write_out(&mut out, &buf, &mut broken);
                 buf.clear();
@@ -413,6 +425,9 @@ fn print_all(
         }
         // Written: the log moves again, and whoever waits for it may wait again.
         health.stalled.store(false, Ordering::Relaxed);
+        health
+            .lines
+            .fetch_add(std::mem::take(&mut batch), Ordering::Relaxed);
         let dropped = health.dropped.load(Ordering::Relaxed);
         if dropped > reported && !queue.is_closed() {
             let new = dropped - reported;

@@ -131,6 +131,41 @@ async fn one_way(
     }
 }
 
+/// Moves exactly `len` bytes from `from` to `to` and nothing past them: an HTTP body of
+/// known length, between a client and its bridge (`server/http`). With `splice` (on Linux)
+/// the bytes never enter duet's memory. Fewer bytes than `len` (the stream ended or was
+/// reset first) is an error.
+pub async fn copy_exact(from: &Socket, to: &Socket, len: u64, splice: bool) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if splice && len > 0 {
+        if let Ok(kernel_pipe) = linux::KernelPipe::new() {
+            return linux::splice_exact(from, to, &kernel_pipe, len).await;
+        }
+    }
+    let _ = splice;
+    let (mut from, mut to) = (from.clone(), to.clone());
+    let mut buf = vec![0u8; RELAY_BUFFER_BYTES.min(usize::try_from(len).unwrap_or(usize::MAX))];
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = from.read(&mut buf[..want]).await?;
+        if n == 0 {
+            return Err(ended_early());
+        }
+        to.write_all(&buf[..n]).await?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// A stream that ended before the bytes it announced.
+fn ended_early() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the stream ended before its announced length",
+    )
+}
+
 /// What is left of one direction's `--pipe-max-bytes`.
 struct Quota {
     left: u64,
@@ -245,5 +280,40 @@ mod linux {
             count.fetch_add(n as u64, Ordering::Relaxed);
             quota.used(n);
         }
+    }
+
+    /// Moves exactly `len` bytes socket → pipe → socket, never asking for more than are
+    /// left (so nothing past them is taken from `from`).
+    pub async fn splice_exact(
+        from: &Socket,
+        to: &Socket,
+        pipe: &KernelPipe,
+        len: u64,
+    ) -> io::Result<()> {
+        let (from, to) = (from.source(), to.source());
+        let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
+        let mut left = len;
+        while left > 0 {
+            let want =
+                usize::try_from(left).map_or(RELAY_BUFFER_BYTES, |l| l.min(RELAY_BUFFER_BYTES));
+            let n = from
+                .read_with(|s| Ok(splice(s, None, &pipe.write, None, want, flags)?))
+                .await?;
+            if n == 0 {
+                return Err(ended_early());
+            }
+            let mut moving = n;
+            while moving > 0 {
+                let m = to
+                    .write_with(|s| Ok(splice(&pipe.read, None, s, None, moving, flags)?))
+                    .await?;
+                if m == 0 {
+                    return Err(io::Error::from(io::ErrorKind::WriteZero));
+                }
+                moving -= m;
+            }
+            left -= n as u64;
+        }
+        Ok(())
     }
 }

@@ -1,12 +1,16 @@
 //! Message bodies: a request body decoded to plain bytes (`Content-Length` or chunked, the
 //! chunk sizes parsed by `httparse`), and a response body encoded as chunks.
 //!
-//! Both are plain loops over a fixed buffer: nothing is held beyond one read, so a slow
-//! peer holds the other back through TCP, never through duet's memory.
+//! Chunked bodies are plain loops over a fixed buffer, bodies of known length move with
+//! splice: nothing is held beyond one read either way, so a slow peer holds the other back
+//! through TCP, never through duet's memory.
 
 use std::io;
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::server::relay;
+use crate::socket::Socket;
 
 /// Bytes moved per read.
 pub const CHUNK_BYTES: usize = 64 * 1024;
@@ -186,28 +190,20 @@ pub async fn copy_chunked(
     }
 }
 
-/// Copies `from` to `to` as a body of known length `len`: exactly that many bytes, or an
-/// error.
-pub async fn copy_length(
-    from: &mut (impl AsyncRead + Unpin),
-    to: &mut (impl AsyncWrite + Unpin),
+/// Moves a body of known length `len` between sockets: the part already read (`early`)
+/// first, then the rest with the relay's `copy_exact`, spliced on Linux, so the bytes of
+/// the common case (`curl -T FILE`, a receiver of a sender that gave its length) never
+/// enter duet's memory. Exactly `len` bytes, or an error.
+pub async fn move_length(
+    early: &[u8],
+    from: &Socket,
+    to: &Socket,
     len: u64,
+    splice: bool,
 ) -> io::Result<u64> {
-    let mut buf = vec![0u8; CHUNK_BYTES];
-    let mut left = len;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = from.read(&mut buf[..want]).await?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the sender sent less than it announced",
-            ));
-        }
-        to.write_all(&buf[..n]).await?;
-        left -= n as u64;
-    }
-    to.flush().await?;
+    let first = &early[..early.len().min(usize::try_from(len).unwrap_or(usize::MAX))];
+    to.clone().write_all(first).await?;
+    relay::copy_exact(from, to, len - first.len() as u64, splice).await?;
     Ok(len)
 }
 

@@ -5,7 +5,7 @@
 //! two always agree.
 
 use std::fmt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
@@ -13,9 +13,10 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::server::hub::Hub;
+use crate::server::hub::{Hub, Refusal};
 
 /// The content type of what [`render`] returns.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -28,8 +29,7 @@ impl Collector for Figures {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let hub = &self.0;
         let stats = &hub.stats;
-        let (waiting, open) = hub.pipes.count();
-        let counter = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let counter = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let counters = [
             (
                 "duet_connections_accepted",
@@ -37,19 +37,24 @@ impl Collector for Figures {
                 counter(&stats.accepted),
             ),
             (
-                "duet_refused",
-                "clients refused or cut off by a limit or access rule",
-                counter(&stats.refused),
+                "duet_accept_errors",
+                "failed accepts (each retried after a pause)",
+                counter(&stats.accept_errors),
+            ),
+            (
+                "duet_tls_handshakes",
+                "TLS handshakes completed",
+                counter(&stats.tls_handshakes),
+            ),
+            (
+                "duet_tls_failures",
+                "TLS handshakes that failed",
+                counter(&stats.tls_failures),
             ),
             (
                 "duet_pipes_closed",
                 "pipes that have closed",
                 counter(&stats.pipes_closed),
-            ),
-            (
-                "duet_piped_bytes",
-                "bytes carried by pipes that have closed, both ways",
-                counter(&stats.piped_bytes),
             ),
             (
                 "duet_auth_failed",
@@ -66,40 +71,81 @@ impl Collector for Figures {
                 "HTTP requests answered",
                 counter(&stats.http_requests),
             ),
+            (
+                "duet_lines_logged",
+                "client lines logged (IP:PORT -> MSG)",
+                hub.log.lines_logged(),
+            ),
+            (
+                "duet_log_dropped",
+                "log records dropped because stdout did not keep up",
+                hub.log.dropped(),
+            ),
         ];
         for (name, help, value) in counters {
             let metric = ConstCounter::new(value);
             metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
         }
-        let started = hub
-            .started
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let gauges = [
-            (
-                "duet_connections",
-                "connections open now",
-                hub.conns() as f64,
-            ),
-            ("duet_rooms", "rooms open now", hub.rooms.count() as f64),
-            (
-                "duet_pipes_waiting",
-                "pipes waiting for their peer now",
-                waiting as f64,
-            ),
-            ("duet_pipes_open", "pipes open now", open as f64),
-            (
-                "process_start_time_seconds",
-                "when the server started (Unix time)",
-                started,
-            ),
+        let refused = Refusal::ALL.map(|why| (why.label(), stats.refused_for(why)));
+        let help = "clients refused or cut off by a limit or access rule, by reason";
+        labeled(&mut encoder, "duet_refused", help, "reason", &refused)?;
+        let piped = [
+            ("first", counter(&stats.piped_from_first)),
+            ("second", counter(&stats.piped_from_second)),
         ];
-        for (name, help, value) in gauges {
-            let metric = ConstGauge::new(value);
-            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
-        }
-        Ok(())
+        let help =
+            "bytes carried by pipes that have closed, from the end that came first or second";
+        labeled(&mut encoder, "duet_piped_bytes", help, "from", &piped)?;
+        gauges(hub, &mut encoder)
     }
+}
+
+/// A counter with one label, one sample per value.
+fn labeled(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    samples: &[(&str, u64)],
+) -> Result<(), fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, count) in samples {
+        ConstCounter::new(*count).encode(family.encode_family(&[(label, *value)])?)?;
+    }
+    Ok(())
+}
+
+/// What is open now, and when the server started.
+fn gauges(hub: &Hub, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    let (waiting, open) = hub.pipes.count();
+    let started = hub
+        .started
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let gauges = [
+        (
+            "duet_connections",
+            "connections open now",
+            hub.conns() as f64,
+        ),
+        ("duet_rooms", "rooms open now", hub.rooms.count() as f64),
+        (
+            "duet_pipes_waiting",
+            "pipes waiting for their peer now",
+            waiting as f64,
+        ),
+        ("duet_pipes_open", "pipes open now", open as f64),
+        (
+            "process_start_time_seconds",
+            "when the server started (Unix time)",
+            started,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let metric = ConstGauge::new(value);
+        metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+    }
+    Ok(())
 }
 
 /// The exposition, as text.

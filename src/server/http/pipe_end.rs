@@ -20,7 +20,7 @@ use super::head::Head;
 use super::{respond, write_head, Answered};
 use crate::proto::{self, PipeRefusal, Role};
 use crate::server::commands::{auth_refused, check_auth, AuthCheck};
-use crate::server::hub::Hub;
+use crate::server::hub::{Hub, Refusal};
 use crate::server::pipe;
 use crate::server::pipes::{About, End, Learns};
 use crate::server::printer::Mood;
@@ -43,7 +43,10 @@ pub async fn serve(
     let framing = match check(hub, peer, head, role).await {
         Ok(framing) => framing,
         Err((status, why, extra)) => {
-            hub.stats.refused();
+            // 401 and 429 were counted where they were decided.
+            if matches!(status, 400 | 413) {
+                hub.stats.refused(Refusal::Http);
+            }
             let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
             respond(hub, client, status, &why, &extra).await;
             return Answered::plain(status, &why);
@@ -217,7 +220,12 @@ async fn send(
     let mut to = outer.clone();
     let (sent, rest) = future::zip(
         async {
-            let sent = body::copy_request(early, &mut from, framing, &mut to).await;
+            let sent = match framing {
+                Framing::Length(len) => {
+                    body::move_length(&early, client, outer, len, hub.config.splice).await
+                }
+                Framing::Chunked => body::copy_request(early, &mut from, framing, &mut to).await,
+            };
             match &sent {
                 Ok(_) => outer.shutdown(std::net::Shutdown::Write),
                 // Cut: the other end must not take this for the whole body.
@@ -286,7 +294,10 @@ async fn receive(hub: &Hub, client: &Socket, outer: &Socket, learns: &Learns) ->
     write_head(hub, client, 200, &shown, about.length).await;
     let mut to = client.clone();
     let copied = match about.length {
-        Some(len) => body::copy_length(&mut notices, &mut to, len).await,
+        Some(len) => {
+            let early = notices.buffer().to_vec();
+            body::move_length(&early, outer, client, len, hub.config.splice).await
+        }
         None => body::copy_chunked(&mut notices, &mut to).await,
     };
     match copied {
