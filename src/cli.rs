@@ -23,6 +23,8 @@ pub struct Args {
     pub command: Option<Command>,
 }
 
+// Parsed once at start: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 pub enum Command {
@@ -297,6 +299,11 @@ pub struct Serve {
     #[argh(option, default = "String::from(\"*\")")]
     pub cors_origin: String,
 
+    /// another origin whose pages may open WebSockets here (https://example.org, or *
+    /// for any); repeatable (default: only pages served by this server)
+    #[argh(option)]
+    pub allow_origin: Vec<String>,
+
     /// who may read /metrics (ADDRESS or ADDRESS/BITS); repeatable (default: loopback
     /// only)
     #[argh(option)]
@@ -456,6 +463,11 @@ impl Serve {
         if !origin_ok(&self.cors_origin) {
             return Err("--cors-origin must be * or an origin like https://example.org".into());
         }
+        if let Some(bad) = self.allow_origin.iter().find(|o| !origin_ok(o)) {
+            return Err(format!(
+                "--allow-origin {bad:?}: use * or an origin like https://example.org"
+            ));
+        }
         if self.threads == Some(0) {
             return Err("--threads must be at least 1".into());
         }
@@ -515,6 +527,11 @@ impl Serve {
             pipe_max_time: Duration::from_secs(self.pipe_max_time),
             stats_interval: Duration::from_secs(self.stats_interval),
             cors_origin: self.cors_origin.as_str().into(),
+            allow_origins: self
+                .allow_origin
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
             metrics_allow: match self.metrics_allow.is_empty() {
                 true => defaults.metrics_allow.clone(),
                 false => self.metrics_allow.clone(),

@@ -13,6 +13,7 @@ mod body;
 mod head;
 mod metrics;
 mod pipe_end;
+mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -130,6 +131,9 @@ async fn route(
         ("OPTIONS", _) => preflight(hub, stream).await,
         ("GET" | "HEAD", "/healthz") => health(hub, stream, head).await,
         ("GET", "/metrics") => scrape(hub, stream, peer).await,
+        ("GET", _) if ws::is_upgrade(head) => {
+            ws::serve(hub, stream, peer, head, body, ticket).await
+        }
         ("GET", "/") => usage(hub, stream, head).await,
         ("PUT" | "POST", _) | ("GET", _) => {
             pipe_end::serve(hub, stream, peer, head, body, ticket).await

@@ -84,6 +84,8 @@ pub struct Config {
     pub stats_interval: Duration,
     /// `--cors-origin`: the origin HTTP responses allow (`*`: any page may use the pipes).
     pub cors_origin: Arc<str>,
+    /// `--allow-origin`: other origins whose pages may open WebSockets (lower case).
+    pub allow_origins: Vec<String>,
     /// `--metrics-allow`: who may read `/metrics` (loopback by default).
     pub metrics_allow: Vec<crate::server::access::Cidr>,
     /// `--tls-cert`/`--tls-key` or `--tls-self-signed`.
@@ -113,6 +115,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(HANDSHAKE_TIMEOUT_SECS),
             auth_failures: AUTH_FAILURES,
             cors_origin: "*".into(),
+            allow_origins: Vec::new(),
             metrics_allow: vec![
                 "127.0.0.0/8".parse().expect("a valid range"),
                 "::1".parse().expect("a valid range"),
@@ -313,10 +316,12 @@ pub enum Refusal {
     Http,
     /// A plain-text client on a `--tls-only` server.
     TlsOnly,
+    /// A WebSocket from a page of an origin that is not allowed (`--allow-origin`).
+    Origin,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 10] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::Access,
         Refusal::Full,
         Refusal::PerAddress,
@@ -327,6 +332,7 @@ impl Refusal {
         Refusal::PipesWaiting,
         Refusal::Http,
         Refusal::TlsOnly,
+        Refusal::Origin,
     ];
 
     fn index(self) -> usize {
@@ -346,6 +352,7 @@ impl Refusal {
             Refusal::PipesWaiting => "pipes_waiting",
             Refusal::Http => "http",
             Refusal::TlsOnly => "tls_only",
+            Refusal::Origin => "origin",
         }
     }
 }

@@ -18,8 +18,11 @@ use crate::proto::{self, Command, Input, Role};
 use crate::server::commands::{redacted_auth, Conn, Exit};
 use crate::server::hub::Hub;
 use crate::server::outbox::Fate;
+use crate::server::pipe;
+use crate::server::pipes::End;
 use crate::server::printer::{Mood, Record};
 use crate::server::rooms::Session;
+use crate::server::slots::Ticket;
 use crate::socket::{LineSocket, Socket};
 
 /// After a client leaves (EOF, `/quit`), how long it has to read what is still queued for it.
@@ -40,6 +43,34 @@ pub enum Ended {
     Closed(Record),
     /// `/pipe TOKEN [ROLE]`: the connection goes on in pipe mode.
     Pipe(Arc<str>, Option<Role>),
+}
+
+/// Serves a connection in line mode to its end, a `/pipe` it asks for included, and logs
+/// how it ended: for connections that come in line mode from the start (a WebSocket's
+/// lines). The front door does the same inline, where the arguments of one more call
+/// would stay in every connection's task (see its size test).
+pub async fn serve_to_end(
+    hub: &Arc<Hub>,
+    stream: Socket,
+    peer: SocketAddr,
+    mut lines: LineReader<LineSocket>,
+    mut opening: Opening,
+    ticket: Ticket,
+) {
+    let record = match serve(hub, &stream, &peer, &mut lines, &mut opening).await {
+        Ended::Closed(record) => record,
+        Ended::Pipe(token, role) => {
+            let end = End::new(stream, peer, lines.buffered(), false, role, ticket);
+            // Boxed: the pipe's state is large and would otherwise sit in every
+            // connection's task, piped or not.
+            return Box::pin(pipe::serve(hub, token, end)).await;
+        }
+    };
+    // Release the socket and the connection slot before saying the client is gone, so that
+    // whoever reads the log line (a test counting descriptors, a client retrying after
+    // "server full") sees them free.
+    drop((lines, stream, ticket));
+    hub.log.send(record).await
 }
 
 /// Serves a connection in line mode until it closes or asks for a pipe.

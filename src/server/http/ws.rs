@@ -1,0 +1,212 @@
+//! WebSocket on the same port (RFC 6455, framed by `tungstenite`): how a browser becomes
+//! just another client.
+//!
+//! An HTTP `GET` with `Upgrade: websocket` comes here from the HTTP handler. `/ws` carries
+//! the line protocol (one text message per line, both ways) into line mode; `/ws/pipe/TOKEN`
+//! is a pipe end whose binary messages are the byte stream. Both reach the rest of the
+//! server through a socket pair, exactly like a TLS client's plaintext or an HTTP pipe end,
+//! so the greeting, the log, rooms, pipes and every limit are the ones every client has.
+//!
+//! Browsers send an `Origin`; only pages served by this server (the origin that matches
+//! `Host`) and `--allow-origin` ones may open a WebSocket, so a page elsewhere cannot use
+//! a visitor's browser to talk to a relay on their network. Programs send no `Origin` and
+//! are let in. A refusal after the upgrade is a close frame with a reason a person can read.
+
+mod lines;
+mod pipe_end;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_tungstenite::tungstenite::handshake::derive_accept_key;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::{WebSocketSender, WebSocketStream};
+use futures_lite::future;
+use smol::Timer;
+
+use super::head::Head;
+use super::{respond, Answered};
+use crate::server::hub::{Hub, Refusal};
+use crate::server::notice::{tell, NOTICE_WRITE_TIMEOUT};
+use crate::server::printer::Mood;
+use crate::server::slots::Ticket;
+use crate::socket::Socket;
+
+/// How often an idle WebSocket is pinged (browsers answer by themselves); one that has sent
+/// nothing, not even a pong, for [`PING_EVERY`] × 2 is closed as gone.
+pub const PING_EVERY: Duration = Duration::from_secs(30);
+/// The largest message a pipe's WebSocket takes (`/ws` takes `--max-line`).
+pub const PIPE_MESSAGE_BYTES: usize = 1 << 20;
+
+/// A server's side of a WebSocket over one of duet's sockets.
+pub type Ws = WebSocketStream<Socket>;
+
+/// Whether the request asks for a WebSocket.
+pub fn is_upgrade(head: &Head) -> bool {
+    head.header("upgrade")
+        .is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+}
+
+/// Where the WebSocket goes.
+enum Route {
+    Lines,
+    Pipe(String),
+}
+
+/// Upgrades the connection and serves it until it closes.
+pub async fn serve(
+    hub: &Arc<Hub>,
+    stream: &Socket,
+    peer: SocketAddr,
+    head: &Head,
+    early: Vec<u8>,
+    ticket: Ticket,
+) -> Answered {
+    let route = match head.path.as_str() {
+        "/ws" => Route::Lines,
+        path => match path.strip_prefix("/ws/pipe/") {
+            Some(token) => Route::Pipe(token.to_string()),
+            None => return refuse(hub, stream, 404, "WebSockets open /ws or /ws/pipe/TOKEN").await,
+        },
+    };
+    let Some(key) = head.header("sec-websocket-key") else {
+        return refuse(
+            hub,
+            stream,
+            400,
+            "a WebSocket upgrade needs Sec-WebSocket-Key",
+        )
+        .await;
+    };
+    if head.header("sec-websocket-version") != Some("13") {
+        let why = "only WebSocket version 13 is spoken here";
+        respond(hub, stream, 426, why, &[("Sec-WebSocket-Version", "13")]).await;
+        hub.stats.refused(Refusal::Http);
+        return Answered::plain(426, why);
+    }
+    let accept = derive_accept_key(key.as_bytes());
+    let switching = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    tell(stream, switching.as_bytes()).await;
+    stream.get_ref().set_keepalive(hub.config.keepalive);
+    let limit = match route {
+        Route::Lines => hub.config.max_line_bytes,
+        Route::Pipe(_) => PIPE_MESSAGE_BYTES,
+    };
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    let ws =
+        WebSocketStream::from_partially_read(stream.clone(), early, Role::Server, Some(config))
+            .await;
+    if let Err(why) = origin_allowed(hub, head) {
+        hub.stats.refused(Refusal::Origin);
+        let (mut tx, _rx) = ws.split();
+        close(&mut tx, 1008, &why).await;
+        return Answered::ws(why, Mood::Refused);
+    }
+    match route {
+        Route::Lines => lines::serve(hub, ws, peer, ticket).await,
+        Route::Pipe(token) => pipe_end::serve(hub, ws, peer, head, token, ticket).await,
+    }
+}
+
+/// A refusal before the upgrade: a plain HTTP answer.
+async fn refuse(hub: &Hub, stream: &Socket, status: u16, why: &str) -> Answered {
+    hub.stats.refused(Refusal::Http);
+    respond(hub, stream, status, why, &[]).await;
+    Answered::plain(status, why)
+}
+
+/// Whether a page of the request's `Origin` may open a WebSocket here: none given (not a
+/// browser), the server's own (the origin whose host is `Host`), or an `--allow-origin`.
+fn origin_allowed(hub: &Hub, head: &Head) -> Result<(), String> {
+    let Some(origin) = head.header("origin") else {
+        return Ok(());
+    };
+    let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+    let own = head.header("host").is_some_and(|host| {
+        let host = host.to_ascii_lowercase();
+        origin == format!("http://{host}") || origin == format!("https://{host}")
+    });
+    let allowed = hub
+        .config
+        .allow_origins
+        .iter()
+        .any(|o| o == "*" || *o == origin);
+    match own || allowed {
+        true => Ok(()),
+        false => Err(format!(
+            "pages from {origin} may not use this server (see --allow-origin)"
+        )),
+    }
+}
+
+/// Sends a close frame (the reason cut to the 123 bytes a close frame holds), giving up
+/// after a while on a peer that does not read.
+pub async fn close(tx: &mut WebSocketSender<Socket>, code: u16, reason: &str) {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason[..end].to_string().into(),
+    };
+    future::or(
+        async {
+            tx.send(Message::Close(Some(frame))).await.ok();
+        },
+        async {
+            Timer::after(NOTICE_WRITE_TIMEOUT).await;
+        },
+    )
+    .await;
+}
+
+/// When the peer was last heard from (any message, pongs included).
+pub struct Heard {
+    since: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Heard {
+    fn new() -> Heard {
+        Heard {
+            since: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// The peer spoke just now.
+    fn now(&self) {
+        let ms = self.since.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since the peer last spoke.
+    fn silent_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.since.elapsed().saturating_sub(last)
+    }
+}
+
+impl Answered {
+    /// How a WebSocket ended, for its log record.
+    fn ws(note: String, mood: Mood) -> Answered {
+        Answered {
+            status: 101,
+            bytes: 0,
+            note,
+            mood,
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! `/ws/pipe/TOKEN`: a pipe end over WebSocket, for pages that send or receive files (and
+//! voice) through the same pipes as `nc`, `curl` and `duet pipe`.
+//!
+//! Binary messages carry the byte stream both ways; an empty binary message is the end of
+//! a direction's stream (the half-close that a close frame cannot say, since after a close
+//! frame nothing more may be received). Text messages from the server are the pipe's
+//! notices (`* waiting for peer`, `* pipe open`) and, when the sender said it, `* about
+//! name=…&type=…&length=…`. When both directions have ended the server closes with 1000;
+//! a pipe that is cut closes with 1011, a refusal with 1008, each with the reason. A page
+//! that closes before it has ended its stream has cancelled: the other end sees a reset.
+//!
+//! The end joins the pipes through a socket pair, like an HTTP end (see `http/pipe_end.rs`).
+
+use std::net::{Shutdown, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::{WebSocketReceiver, WebSocketSender};
+use futures_lite::io::BufReader;
+use futures_lite::{future, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, StreamExt};
+use smol::Timer;
+
+use super::{close, Heard, Ws, PING_EVERY};
+use crate::proto::{self, Role};
+use crate::server::commands::{auth_refused, check_auth, AuthCheck};
+use crate::server::http::head::Head;
+use crate::server::http::Answered;
+use crate::server::hub::{Hub, Refusal};
+use crate::server::pipe;
+use crate::server::pipes::{About, End, Learns};
+use crate::server::printer::Mood;
+use crate::server::slots::Ticket;
+use crate::socket::{Socket, Stream};
+
+/// Bytes per binary message the server sends.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// How a direction of the bridge ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Way {
+    /// Its stream ended cleanly.
+    Ended,
+    /// The page closed (or vanished) before ending its stream: a cancel.
+    Cancelled,
+    /// The pipe was refused or cut; the close frame is sent already.
+    Closed,
+}
+
+/// Serves a pipe end: checks it (role, token, `/auth`, rate), then bridges it.
+pub async fn serve(
+    hub: &Arc<Hub>,
+    ws: Ws,
+    peer: SocketAddr,
+    head: &Head,
+    token: String,
+    ticket: Ticket,
+) -> Answered {
+    let (mut tx, mut rx) = ws.split();
+    let role = match check(hub, peer, head, &token, &mut rx).await {
+        Ok(role) => role,
+        Err(why) => {
+            close(&mut tx, 1008, &why).await;
+            return Answered::ws(why, Mood::Refused);
+        }
+    };
+    let Ok((inner, outer)) =
+        Stream::pair().and_then(|(a, b)| Ok((Socket::new(a)?, Socket::new(b)?)))
+    else {
+        close(&mut tx, 1011, "server out of resources; try again later").await;
+        return Answered::ws("no socket pair".into(), Mood::Errored);
+    };
+    let mut end = End::new(inner, peer, Vec::new(), false, Some(role), ticket);
+    let learns: Learns = Arc::new(Mutex::new(None));
+    end.learns = Some(learns.clone());
+    let name = head.query_param("name").filter(|n| !n.is_empty());
+    let content_type = head.query_param("type").filter(|t| !t.is_empty());
+    if name.is_some() || content_type.is_some() {
+        let length = head.query_param("length").and_then(|l| l.parse().ok());
+        end.about = Some(Arc::new(About {
+            content_type,
+            name,
+            length,
+        }));
+    }
+    let bridged = bridge(&mut tx, &mut rx, &outer, &learns);
+    let (answered, ()) = future::zip(bridged, pipe::serve(hub, token.into(), end)).await;
+    answered
+}
+
+/// Everything that can be refused before the end joins the pipes; the role it asked for
+/// (`?role=send|recv|any`, default any).
+async fn check(
+    hub: &Hub,
+    peer: SocketAddr,
+    head: &Head,
+    token: &str,
+    rx: &mut WebSocketReceiver<Socket>,
+) -> Result<Role, String> {
+    let role = match head.query_param("role").as_deref() {
+        None | Some("any") => Role::Any,
+        Some("send") => Role::Send,
+        Some("recv") => Role::Recv,
+        Some(_) => return Err("role must be send, recv or any".into()),
+    };
+    proto::parse(format!("/pipe {token} {}", role.as_str()).as_bytes())?;
+    if hub.config.secret.is_some() {
+        authorize(hub, peer, rx).await?;
+    }
+    hub.rate_limit(peer)
+        .map_err(|limited| limited.to_string())?;
+    Ok(role)
+}
+
+/// With `--secret-file`, the first message must be the text `/auth SECRET`, within
+/// `--handshake-timeout`; checked and counted like `/auth` on a line.
+async fn authorize(
+    hub: &Hub,
+    peer: SocketAddr,
+    rx: &mut WebSocketReceiver<Socket>,
+) -> Result<(), String> {
+    let required = "authentication required (send /auth SECRET first)".to_string();
+    let first = future::or(async { rx.next().await }, async {
+        Timer::after(hub.config.handshake_timeout).await;
+        None
+    })
+    .await;
+    let Some(Ok(Message::Text(text))) = first else {
+        hub.stats.refused(Refusal::Auth);
+        return Err(required);
+    };
+    let Some(given) = text.as_str().strip_prefix("/auth ") else {
+        hub.stats.refused(Refusal::Auth);
+        return Err(required);
+    };
+    match check_auth(hub, peer, given.trim()) {
+        AuthCheck::Right => Ok(()),
+        check => Err(auth_refused(hub, peer, check).await),
+    }
+}
+
+/// Both directions at once; when both are over, the close frame that says how.
+async fn bridge(
+    tx: &mut WebSocketSender<Socket>,
+    rx: &mut WebSocketReceiver<Socket>,
+    outer: &Socket,
+    learns: &Learns,
+) -> Answered {
+    let heard = Heard::new();
+    let (cut, cut_out) = async_channel::bounded::<()>(1);
+    let (inbound, outbound) = future::zip(
+        async {
+            let way = future::or(inbound(rx, outer, &heard), async {
+                // The pipe ended badly: the page will hear it in the close frame.
+                cut_out.recv().await.ok();
+                (Way::Closed, 0)
+            })
+            .await;
+            if way.0 == Way::Cancelled {
+                // The other end must see a cut, and this bridge stop reading for a page
+                // that is gone.
+                outer.reset_on_close();
+                outer.shutdown(Shutdown::Both);
+            }
+            way
+        },
+        async {
+            let (way, bytes) = outbound(tx, outer, &heard, learns).await;
+            if way == Way::Cancelled {
+                outer.reset_on_close();
+                outer.shutdown(Shutdown::Both);
+            }
+            if way != Way::Ended {
+                cut.try_send(()).ok();
+            }
+            (way, bytes)
+        },
+    )
+    .await;
+    let bytes = inbound.1 + outbound.1;
+    let (note, mood) = match (inbound.0, outbound.0) {
+        (Way::Ended, Way::Ended) => {
+            close(tx, 1000, "pipe closed").await;
+            ("pipe closed".to_string(), Mood::Happy)
+        }
+        (Way::Cancelled, _) => ("cancelled by the page".to_string(), Mood::Errored),
+        _ => ("pipe refused or cut".to_string(), Mood::Errored),
+    };
+    Answered {
+        status: 101,
+        bytes,
+        note,
+        mood,
+    }
+}
+
+/// Page → pipe: binary messages are bytes, an empty one is the end of the stream.
+async fn inbound(rx: &mut WebSocketReceiver<Socket>, outer: &Socket, heard: &Heard) -> (Way, u64) {
+    let mut to = outer.clone();
+    let mut bytes = 0;
+    while let Some(message) = rx.next().await {
+        heard.now();
+        match message {
+            Ok(Message::Binary(data)) if data.is_empty() => {
+                outer.shutdown(Shutdown::Write);
+                return (Way::Ended, bytes);
+            }
+            Ok(Message::Binary(data)) => {
+                if to.write_all(&data).await.is_err() {
+                    break;
+                }
+                bytes += data.len() as u64;
+            }
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    (Way::Cancelled, bytes)
+}
+
+/// Pipe → page: the notices as text until the pipe opens (a refusal closes with 1008),
+/// then the bytes as binary messages and an empty one at their end (a cut closes with
+/// 1011); pings while quiet.
+async fn outbound(
+    tx: &mut WebSocketSender<Socket>,
+    outer: &Socket,
+    heard: &Heard,
+    learns: &Learns,
+) -> (Way, u64) {
+    let mut notices = BufReader::new(outer.clone());
+    let mut ticks = Timer::interval(PING_EVERY);
+    if let Err(why) = notices_until_open(tx, &mut notices, &mut ticks, heard).await {
+        close(tx, 1008, &why).await;
+        return (Way::Closed, 0);
+    }
+    let about = crate::lock::lock(learns).take();
+    if let Some(about) = about {
+        let text = about_line(&about);
+        if tx.send(Message::text(text)).await.is_err() {
+            return (Way::Cancelled, 0);
+        }
+    }
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    let mut bytes = 0;
+    loop {
+        let read = future::or(async { Some(notices.read(&mut buf).await) }, async {
+            ticks.next().await;
+            None
+        })
+        .await;
+        let sent = match read {
+            None if heard.silent_for() > PING_EVERY * 2 => {
+                close(tx, 1001, "no answer to pings").await;
+                return (Way::Closed, bytes);
+            }
+            None => tx.send(Message::Ping(Vec::new().into())).await,
+            Some(Ok(0)) => {
+                let sent = tx.send(Message::binary(Vec::new())).await;
+                return match sent {
+                    Ok(()) => (Way::Ended, bytes),
+                    Err(_) => (Way::Cancelled, bytes),
+                };
+            }
+            Some(Ok(n)) => {
+                bytes += n as u64;
+                tx.send(Message::binary(buf[..n].to_vec())).await
+            }
+            Some(Err(_)) => {
+                close(tx, 1011, "the pipe was cut: the stream did not end cleanly").await;
+                return (Way::Closed, bytes);
+            }
+        };
+        if sent.is_err() {
+            return (Way::Cancelled, bytes);
+        }
+    }
+}
+
+/// Passes the pipe's notices on as text until `* pipe open`; `Err` with the reason when
+/// the pipe is refused (`* error: …`) or the server stops.
+async fn notices_until_open(
+    tx: &mut WebSocketSender<Socket>,
+    notices: &mut BufReader<Socket>,
+    ticks: &mut Timer,
+    heard: &Heard,
+) -> Result<(), String> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = future::or(async { Some(notices.read_line(&mut line).await) }, async {
+            ticks.next().await;
+            None
+        })
+        .await;
+        match read {
+            None if heard.silent_for() > PING_EVERY * 2 => return Err("no answer to pings".into()),
+            None => {
+                tx.send(Message::Ping(Vec::new().into())).await.ok();
+                continue;
+            }
+            Some(Ok(0) | Err(_)) => return Err("the pipe closed before it opened".into()),
+            Some(Ok(_)) => {}
+        }
+        let notice = line.trim_end();
+        if let Some(error) = notice.strip_prefix("* error: ") {
+            return Err(error.to_string());
+        }
+        if notice == "* server shutting down" {
+            return Err("server shutting down".into());
+        }
+        tx.send(Message::text(notice.to_string())).await.ok();
+        if notice == "* pipe open" {
+            return Ok(());
+        }
+    }
+}
+
+/// `* about name=…&type=…&length=…`: what the sender said about its bytes.
+fn about_line(about: &About) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    if let Some(name) = &about.name {
+        query.append_pair("name", name);
+    }
+    if let Some(content_type) = &about.content_type {
+        query.append_pair("type", content_type);
+    }
+    if let Some(length) = about.length {
+        query.append_pair("length", &length.to_string());
+    }
+    format!("* about {}", query.finish())
+}
