@@ -11,6 +11,10 @@ TOOLS   := nc:netcat-openbsd ncat:ncat socat:socat python3:python3 sha256sum:cor
            openssl:openssl ss:iproute2 \
            espeak-ng:espeak-ng sox:sox
 
+# The browser automation for tests/browser.rs (npm), pointed at Debian's chromium.
+PUPPETEER         := target/peers/puppeteer
+PUPPETEER_VERSION := 24
+
 # Seconds per fuzz target: a short run in `make test`, a long one in `make fuzz`.
 FUZZ_SHORT ?= 15
 FUZZ_SECS  ?= 600
@@ -39,6 +43,15 @@ deps:
 	fi
 	@python3 -c 'import prometheus_client' 2>/dev/null || { echo "installing prometheus_client (PyPI, to parse /metrics)"; \
 	  python3 -m pip install -q prometheus_client; }
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+	  echo "installing chromium, node and npm (the web page's tests drive a real headless browser)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	      --no-install-recommends chromium fonts-dejavu-core nodejs npm >/dev/null; } \
+	    || { echo "could not install chromium, nodejs, npm — install them by hand"; exit 1; }; \
+	fi
+	@test -d $(PUPPETEER)/node_modules/puppeteer-core || { echo "installing puppeteer-core (npm, once, under $(PUPPETEER))"; \
+	  npm install --silent --no-audit --no-fund --prefix $(PUPPETEER) puppeteer-core@$(PUPPETEER_VERSION); }
 
 # Unit and integration tests. Release mode: the tests move gigabytes through the server.
 unit:

@@ -12,6 +12,7 @@
 mod body;
 mod head;
 mod metrics;
+mod page;
 mod pipe_end;
 mod ws;
 
@@ -22,7 +23,7 @@ use std::time::Instant;
 use crate::line::Line;
 use crate::server::hub::{Hub, Refusal};
 use crate::server::lines::Opening;
-use crate::server::notice::tell;
+use crate::server::notice::{tell, tell_within};
 use crate::server::printer::{HttpRecord, Mood, Record};
 use crate::server::slots::Ticket;
 use crate::socket::Socket;
@@ -134,7 +135,14 @@ async fn route(
         ("GET", _) if ws::is_upgrade(head) => {
             ws::serve(hub, stream, peer, head, body, ticket).await
         }
+        ("GET", "/") if wants_html(head) => web_page(hub, stream).await,
         ("GET", "/") => usage(hub, stream, head).await,
+        ("GET", "/voice-worklet.js") => worklet(hub, stream).await,
+        // Browsers ask for it on their own: it must not become a pipe that waits.
+        ("GET", "/favicon.ico") => {
+            respond(hub, stream, 404, "no icon here", &[]).await;
+            Answered::plain(404, "no icon here")
+        }
         ("PUT" | "POST", _) | ("GET", _) => {
             pipe_end::serve(hub, stream, peer, head, body, ticket).await
         }
@@ -207,6 +215,40 @@ async fn scrape(hub: &Arc<Hub>, stream: &Socket, peer: SocketAddr) -> Answered {
     .await;
     tell(stream, text.as_bytes()).await;
     Answered::plain(200, "metrics")
+}
+
+/// Whether the client asks for a page (browsers do), not text (`curl`).
+fn wants_html(head: &Head) -> bool {
+    head.header("accept")
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// `GET /` from a browser: the web page, under a policy that allows only itself.
+async fn web_page(hub: &Hub, stream: &Socket) -> Answered {
+    let page = page::page();
+    let headers = [
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Content-Security-Policy", page.csp.as_str()),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
+        ("Cache-Control", "no-cache"),
+    ];
+    write_head(hub, stream, 200, &headers, Some(page::HTML.len() as u64)).await;
+    tell_within(stream, page::HTML.as_bytes(), hub.config.handshake_timeout).await;
+    Answered::plain(200, "page")
+}
+
+/// `GET /voice-worklet.js`: the page's audio worklet.
+async fn worklet(hub: &Hub, stream: &Socket) -> Answered {
+    let code = page::page().worklet;
+    let headers = [
+        ("Content-Type", "text/javascript; charset=utf-8"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Cache-Control", "no-cache"),
+    ];
+    write_head(hub, stream, 200, &headers, Some(code.len() as u64)).await;
+    tell_within(stream, code.as_bytes(), hub.config.handshake_timeout).await;
+    Answered::plain(200, "worklet")
 }
 
 /// `GET /`: how to use the server from `curl`.

@@ -17,6 +17,12 @@ pub const NOTICE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Writes a line straight to a socket, giving up after [`NOTICE_WRITE_TIMEOUT`].
 pub async fn tell(stream: &Socket, line: &[u8]) {
+    tell_within(stream, line, NOTICE_WRITE_TIMEOUT).await
+}
+
+/// Writes bytes straight to a socket, giving up after `limit` (a web page to a phone on a
+/// slow link needs longer than a notice).
+pub async fn tell_within(stream: &Socket, line: &[u8], limit: Duration) {
     let mut stream = stream.clone();
     future::or(
         async {
@@ -24,7 +30,7 @@ pub async fn tell(stream: &Socket, line: &[u8]) {
             stream.write_all(line).await.ok();
         },
         async {
-            Timer::after(NOTICE_WRITE_TIMEOUT).await;
+            Timer::after(limit).await;
         },
     )
     .await;

@@ -1,0 +1,324 @@
+//! The web page in a real browser: headless Chromium (Debian's) driven by puppeteer-core
+//! (`tests/browser/drive.cjs`), beside real `nc`, `curl` and `duet voice`. `make test`
+//! installs Chromium, Node and puppeteer-core.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// Where `make deps` installs puppeteer-core.
+fn puppeteer() -> PathBuf {
+    std::env::var_os("DUET_PUPPETEER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/peers/puppeteer"))
+}
+
+/// A server for a browser test. The greeting waits up to 2 s for a first line: a browser
+/// sends its request at once after connecting, but on this 2-core machine, with Chromium
+/// and the other tests running, "at once" can pass the default 100 ms, and a greeted
+/// connection is not HTTP any more.
+fn server(args: &[&str]) -> Duet {
+    Duet::start(&[&["--greet-wait", "2000"], args].concat())
+}
+
+/// Starts a scenario of the driver against `duet`.
+fn drive(duet: &Duet, scenario: &str, args: &[&str]) -> Proc {
+    need("chromium");
+    need("node");
+    let dir = puppeteer();
+    assert!(
+        dir.join("node_modules/puppeteer-core").exists(),
+        "puppeteer-core is not installed in {}: run `make test`, which installs it",
+        dir.display()
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/drive.cjs");
+    let url = format!("http://127.0.0.1:{}", duet.port);
+    let mut cmd = Command::new("node");
+    cmd.arg(script)
+        .arg(scenario)
+        .arg(url)
+        .args(args)
+        .env("DUET_PUPPETEER", dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    Proc::spawn(&mut cmd)
+}
+
+/// The driver's `result` line (JSON); it must report no script errors, CSP violations or
+/// dialogs.
+async fn result(driver: &mut Proc) -> String {
+    let line = driver.expect_containing("result ").await;
+    let json = line.trim_start_matches("result ").to_string();
+    assert!(
+        json.contains("\"problems\":[]"),
+        "the page had problems: {json}"
+    );
+    json
+}
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// A browser and an `nc` client chat in one room, both ways; nicks, the member list and the
+/// server log agree; markup from either side shows as text and runs nothing.
+#[test]
+fn a_browser_and_nc_chat_in_one_room() {
+    smol::block_on(async {
+        let mut duet = server(&[]);
+        let mut browser = drive(&duet, "chat", &[]);
+        browser.expect("step joined").await;
+        let mut nc = duet.greeted().await;
+        nc.say("/nick netcat").await;
+        nc.say("/join lobby").await;
+        nc.expect_containing("you joined room lobby (here: webby)")
+            .await;
+        nc.expect_containing("<webby> hi from the browser").await;
+        nc.say("hi from nc").await;
+        nc.say("<img src=x onerror=alert(1)>").await;
+        browser.expect("step xss-sent").await;
+        nc.expect_containing("<webby> <b>bold?</b> <img src=x onerror=alert(2)>")
+            .await;
+        let json = result(&mut browser).await;
+        assert!(json.contains("\"images\":0"), "markup was rendered: {json}");
+        assert!(json.contains("here: webby, netcat"), "{json}");
+        assert!(
+            json.contains("<netcat> <img src=x onerror=alert(1)>"),
+            "{json}"
+        );
+        assert!(json.contains("* error: bad nickname"), "{json}");
+        // Both lines are logged; which first depends on the printer's queue.
+        let wanted = ["-> hi from the browser", "-> hi from nc"];
+        let first = duet
+            .wait_for("a chat line", |l| wanted.iter().any(|w| l.contains(w)))
+            .await;
+        let other = wanted.iter().find(|w| !first.contains(*w)).unwrap();
+        duet.wait_for_text(other).await;
+    });
+}
+
+/// 50 MiB from the page to `curl`, and from `nc` to the page: byte for byte, progress at
+/// 100%, the file saved under its name.
+#[test]
+fn files_between_the_browser_curl_and_nc() {
+    smol::block_on(async {
+        let duet = server(&[]);
+        let dir = Dir::new("browser-files");
+        let src = dir.path().join("fifty.bin");
+        std::fs::write(&src, payload(50 << 20, 50)).unwrap();
+
+        let mut browser = drive(&duet, "send-file", &["bf1", src.to_str().unwrap()]);
+        browser.expect("step waiting").await;
+        need("curl");
+        let out = dir.path().join("got.bin");
+        let url = format!("http://127.0.0.1:{}/bf1", duet.port);
+        let curl = Command::new("curl")
+            .args(["-sS", "--max-time", "120", "-D", "-", "-o"])
+            .arg(&out)
+            .arg(&url)
+            .output()
+            .unwrap();
+        let head = String::from_utf8_lossy(&curl.stdout);
+        assert!(curl.status.success(), "{head}");
+        assert!(head.contains("filename=\"fifty.bin\""), "{head}");
+        assert_eq!(sha256(&out), sha256(&src));
+        let json = result(&mut browser).await;
+        assert!(json.contains("\"progress\":1"), "{json}");
+        assert!(json.contains("sent 50.0 MiB: fifty.bin"), "{json}");
+
+        let mut browser = drive(&duet, "receive-file", &["bf2"]);
+        browser.expect("step waiting").await;
+        let mut nc = duet.silent("bf2").await;
+        nc.send(std::fs::read(&src).unwrap()).await;
+        nc.shutdown_write();
+        let json = result(&mut browser).await;
+        let want = format!("\"sha256\":\"{}\"", sha256(&src));
+        assert!(json.contains(&want), "{json}");
+        assert!(json.contains("\"progress\":1"), "{json}");
+        assert!(json.contains("\"save\":\"bf2\""), "{json}");
+    });
+}
+
+/// Speech made by espeak-ng: a 16 kHz mono 16-bit WAV (for Chromium's fake microphone) and
+/// the same samples raw (what `duet voice` sends and plays).
+fn speech(dir: &Path) -> (PathBuf, Vec<u8>) {
+    need("espeak-ng");
+    need("sox");
+    let spoken = dir.join("spoken.wav");
+    let wav = dir.join("speech.wav");
+    let raw = dir.join("speech.raw");
+    let text = "Hello from duet. This is a voice test through a browser.";
+    let ok = Command::new("espeak-ng")
+        .args(["-w", spoken.to_str().unwrap(), text])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "espeak-ng failed");
+    for (out, kind) in [(&wav, "wav"), (&raw, "raw")] {
+        let ok = Command::new("sox")
+            .arg(&spoken)
+            .args([
+                "-r",
+                "16000",
+                "-c",
+                "1",
+                "-b",
+                "16",
+                "-e",
+                "signed-integer",
+                "-t",
+                kind,
+            ])
+            .arg(out)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "sox failed");
+    }
+    (wav, std::fs::read(raw).unwrap())
+}
+
+/// The loudness of each 20 ms of 16-bit little-endian PCM.
+fn envelope(pcm: &[u8]) -> Vec<f64> {
+    pcm.chunks(640)
+        .map(|frame| {
+            let samples: Vec<f64> = frame
+                .chunks_exact(2)
+                .map(|s| f64::from(i16::from_le_bytes([s[0], s[1]])))
+                .collect();
+            (samples.iter().map(|s| s * s).sum::<f64>() / samples.len().max(1) as f64).sqrt()
+        })
+        .collect()
+}
+
+/// How much `heard` sounds like `said`: the best correlation of their loudness envelopes
+/// over every alignment that overlaps at least 90% of `said` (1.0: the same rhythm of
+/// syllables and pauses; speech against silence or noise stays near 0).
+fn likeness(said: &[f64], heard: &[f64]) -> f64 {
+    let need = said.len() * 9 / 10;
+    let mut best = f64::MIN;
+    for lag in -(said.len() as i64)..heard.len() as i64 {
+        let pairs: Vec<(f64, f64)> = said
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &s)| {
+                let j = i as i64 + lag;
+                (j >= 0 && (j as usize) < heard.len()).then(|| (s, heard[j as usize]))
+            })
+            .collect();
+        if pairs.len() < need {
+            continue;
+        }
+        let n = pairs.len() as f64;
+        let (ma, mb) = (
+            pairs.iter().map(|p| p.0).sum::<f64>() / n,
+            pairs.iter().map(|p| p.1).sum::<f64>() / n,
+        );
+        let cov: f64 = pairs.iter().map(|(a, b)| (a - ma) * (b - mb)).sum();
+        let va: f64 = pairs.iter().map(|(a, _)| (a - ma).powi(2)).sum();
+        let vb: f64 = pairs.iter().map(|(_, b)| (b - mb).powi(2)).sum();
+        if va > 0.0 && vb > 0.0 {
+            best = best.max(cov / (va * vb).sqrt());
+        }
+    }
+    best
+}
+
+/// The page talks (Chromium's fake microphone plays the speech) to `duet voice`, which
+/// plays it into a file: the speech is there. The browser's audio path (capture at the
+/// device's rate, resampling to 16 kHz, floats) does not keep bytes, so the measure is the
+/// loudness envelope: syllables and pauses where the speech has them.
+#[test]
+fn the_browser_talks_to_duet_voice() {
+    smol::block_on(async {
+        let duet = server(&[]);
+        let dir = Dir::new("browser-talk");
+        let (wav, said) = speech(dir.path());
+        let out = dir.path().join("heard.raw");
+        let mut listener = duet.client_command(&[
+            "voice",
+            "bv1",
+            "--capture",
+            "cat /dev/null",
+            "--playback",
+            &format!("cat > {}", out.display()),
+            "--jitter",
+            "300",
+            "--max-delay",
+            "3000",
+        ]);
+        let mut listener = listener
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let seconds = (said.len() / 32000 + 2).to_string();
+        let mut browser = drive(&duet, "talk", &["bv1", wav.to_str().unwrap(), &seconds]);
+        let json = result(&mut browser).await;
+        assert!(json.contains("call ended"), "{json}");
+        let status = wait_child(&mut listener, TIMEOUT, "duet voice to finish");
+        assert!(status.success(), "duet voice: {status:?}");
+        let heard = std::fs::read(&out).unwrap();
+        let score = likeness(&envelope(&said), &envelope(&heard));
+        println!(
+            "likeness {score:.3}, {} bytes heard of {} said",
+            heard.len(),
+            said.len()
+        );
+        assert!(
+            score > 0.7,
+            "the speech is not in what duet voice played (likeness {score:.2}, {} bytes)",
+            heard.len()
+        );
+    });
+}
+
+/// `duet voice` talks to the page, which hears every frame: the bytes it received are the
+/// speech, unchanged (the measure of tests/voice.rs).
+#[test]
+fn duet_voice_talks_to_the_browser() {
+    smol::block_on(async {
+        let duet = server(&[]);
+        let dir = Dir::new("browser-listen");
+        let (_, said) = speech(dir.path());
+        let raw = dir.path().join("speech.raw");
+        let heard = dir.path().join("heard.raw");
+        let mut browser = drive(&duet, "listen", &["bv2", heard.to_str().unwrap()]);
+        browser.expect("step waiting").await;
+        let mut speaker = duet.client_command(&[
+            "voice",
+            "bv2",
+            "--capture",
+            &format!("cat {}", raw.display()),
+            "--playback",
+            "cat > /dev/null",
+            "--jitter",
+            "300",
+            "--max-delay",
+            "3000",
+        ]);
+        let mut speaker = speaker
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let json = result(&mut browser).await;
+        let status = wait_child(&mut speaker, TIMEOUT, "duet voice to finish");
+        assert!(status.success(), "duet voice: {status:?}");
+        let got = std::fs::read(&heard).unwrap();
+        assert!(
+            got == said,
+            "the page heard {} bytes, {} were said: {json}",
+            got.len(),
+            said.len()
+        );
+    });
+}

@@ -1,0 +1,184 @@
+// Drives duet's web page in a real headless Chromium (puppeteer-core, Debian's chromium) for
+// tests/browser.rs. One scenario per run:
+//   node drive.cjs SCENARIO URL [ARGS…]
+// It prints `step NAME` lines as it goes (the Rust side waits for them to play its part),
+// then one line `result JSON`; anything wrong exits non-zero with the reason on stderr.
+'use strict';
+const path = require('path');
+const fs = require('fs');
+const puppeteer = require(path.join(process.env.DUET_PUPPETEER, 'node_modules', 'puppeteer-core'));
+
+const [scenario, url, ...args] = process.argv.slice(2);
+const LIMIT = 60000;
+const step = (name) => console.log('step ' + name);
+
+async function launch(extra = []) {
+  return puppeteer.launch({
+    executablePath: process.env.DUET_CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--use-fake-ui-for-media-stream',
+      '--use-fake-device-for-media-stream', '--autoplay-policy=no-user-gesture-required', ...extra],
+  });
+}
+
+// A page that fails the test on any script error, CSP violation or dialog (an XSS would
+// open one).
+async function open(browser, hash) {
+  const page = await browser.newPage();
+  page.setDefaultTimeout(LIMIT);
+  const problems = [];
+  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push('console error: ' + m.text());
+  });
+  page.on('dialog', async (d) => { problems.push('dialog: ' + d.message()); await d.dismiss(); });
+  await page.goto(url + '/' + hash, { waitUntil: 'load' });
+  return { page, problems };
+}
+
+const textOf = (page, sel) => page.$eval(sel, (el) => el.textContent);
+const waitText = (page, sel, needle) => page.waitForFunction(
+  (s, n) => document.querySelector(s) && document.querySelector(s).textContent.includes(n), {}, sel, needle);
+
+async function chat() {
+  const browser = await launch();
+  const { page, problems } = await open(browser, '#chat');
+  await page.type('#nick', 'webby');
+  await page.type('#room', 'lobby');
+  await page.click('#join');
+  await waitText(page, '#log', 'you joined room lobby');
+  step('joined');
+  await waitText(page, '#members', 'netcat');
+  await page.type('#say', 'hi from the browser');
+  await page.keyboard.press('Enter');
+  await waitText(page, '#log', 'hi from nc');
+  await waitText(page, '#log', 'onerror=alert(1)');
+  // The same string as a nickname: refused by the server, and the refusal is shown as text.
+  await page.type('#say', '/nick <img src=x onerror=alert(1)>');
+  await page.keyboard.press('Enter');
+  await waitText(page, '#log', 'error: bad nickname');
+  await page.type('#say', '<b>bold?</b> <img src=x onerror=alert(2)>');
+  await page.keyboard.press('Enter');
+  step('xss-sent');
+  await page.waitForFunction(() => document.querySelector('#members').textContent.includes('webby'));
+  const result = await page.evaluate(() => ({
+    log: document.querySelector('#log').textContent,
+    members: document.querySelector('#members').textContent,
+    images: document.querySelectorAll('#log img, #log b').length,
+    lines: [...document.querySelectorAll('#log .line')].map((l) => l.textContent),
+  }));
+  result.problems = problems;
+  await browser.close();
+  return result;
+}
+
+async function sendFile() {
+  const [token, file] = args;
+  const browser = await launch();
+  const { page, problems } = await open(browser, '#files');
+  await page.$eval('#send-token', (el) => { el.value = ''; });
+  await page.type('#send-token', token);
+  const input = await page.$('#file');
+  await input.uploadFile(file);
+  await page.click('#send-file');
+  await waitText(page, '#send-status', 'waiting for peer');
+  step('waiting');
+  await page.waitForFunction(() => /^sent |failed|cancelled/.test(document.querySelector('#send-status').textContent),
+    { timeout: LIMIT * 3 });
+  const result = await page.evaluate(() => ({
+    status: document.querySelector('#send-status').textContent,
+    progress: document.querySelector('#send-progress').value,
+  }));
+  result.problems = problems;
+  await browser.close();
+  return result;
+}
+
+async function receiveFile() {
+  const [token] = args;
+  const browser = await launch();
+  const { page, problems } = await open(browser, '#files');
+  await page.type('#recv-token', token);
+  await page.click('#recv-file');
+  await waitText(page, '#recv-status', 'waiting for peer');
+  step('waiting');
+  await page.waitForFunction(() => /^received |failed|cancelled/.test(document.querySelector('#recv-status').textContent),
+    { timeout: LIMIT * 3 });
+  const result = await page.evaluate(async () => {
+    const got = window.duetReceived;
+    const digest = got ? await crypto.subtle.digest('SHA-256', await got.blob.arrayBuffer()) : null;
+    return {
+      status: document.querySelector('#recv-status').textContent,
+      progress: document.querySelector('#recv-progress').value,
+      name: got ? got.name : null,
+      size: got ? got.blob.size : null,
+      sha256: digest ? [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('') : null,
+      save: document.querySelector('#save').download,
+    };
+  });
+  result.problems = problems;
+  await browser.close();
+  return result;
+}
+
+// Talks into the fake microphone (a WAV), then hangs up.
+async function talk() {
+  const [token, wav, seconds] = args;
+  const browser = await launch(['--use-file-for-fake-audio-capture=' + wav + '%noloop']);
+  const { page, problems } = await open(browser, '#voice');
+  await page.$eval('#voice-token', (el) => { el.value = ''; });
+  await page.type('#voice-token', token);
+  await page.click('#voice-start');
+  await page.waitForFunction(() => window.duetVoice.open);
+  step('talking');
+  await new Promise((r) => setTimeout(r, Number(seconds) * 1000));
+  await page.click('#voice-stop');
+  await waitText(page, '#voice-status', 'call ended');
+  const result = await page.evaluate(() => ({
+    status: document.querySelector('#voice-status').textContent,
+    delay: document.querySelector('#voice-delay').textContent,
+    sent: window.duetVoice.sent, dropped: window.duetVoice.dropped,
+  }));
+  result.problems = problems;
+  await browser.close();
+  return result;
+}
+
+// Listens until the other side hangs up, then hangs up too; returns what it heard.
+async function listen() {
+  const [token, out] = args;
+  const browser = await launch();
+  const { page, problems } = await open(browser, '#voice');
+  await page.$eval('#voice-token', (el) => { el.value = ''; });
+  await page.type('#voice-token', token);
+  await page.click('#voice-start');
+  await waitText(page, '#voice-status', 'waiting for peer');
+  step('waiting');
+  await page.waitForFunction(() => window.duetVoice.peerEnded, { timeout: LIMIT * 2 });
+  await page.click('#voice-stop');
+  await waitText(page, '#voice-status', 'call ended');
+  const heard = await page.evaluate(() => {
+    const v = window.duetVoice;
+    const all = new Uint8Array(v.heardSamples * 2);
+    let at = 0;
+    for (const part of v.heard) { all.set(new Uint8Array(part.buffer), at); at += part.byteLength; }
+    let s = '';
+    for (let i = 0; i < all.length; i += 0x8000) s += String.fromCharCode(...all.subarray(i, i + 0x8000));
+    return { pcm: btoa(s), received: v.received, delay: document.querySelector('#voice-delay').textContent };
+  });
+  fs.writeFileSync(out, Buffer.from(heard.pcm, 'base64'));
+  const result = { received: heard.received, delay: heard.delay, problems };
+  await browser.close();
+  return result;
+}
+
+const scenarios = { chat, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
+const run = scenarios[scenario];
+if (!run) { console.error('no scenario ' + scenario); process.exit(2); }
+run().then((result) => {
+  console.log('result ' + JSON.stringify(result));
+  process.exit(0);
+}, (e) => {
+  console.error(scenario + ' failed: ' + (e && e.stack || e));
+  process.exit(1);
+});
