@@ -299,6 +299,11 @@ pub struct Serve {
     #[argh(option, default = "String::from(\"*\")")]
     pub cors_origin: String,
 
+    /// seconds between pings on a quiet WebSocket; one that answers nothing for twice as
+    /// long is closed (default 30)
+    #[argh(option, default = "crate::server::WS_PING_SECS")]
+    pub ws_ping: u64,
+
     /// another origin whose pages may open WebSockets here (https://example.org, or *
     /// for any); repeatable (default: only pages served by this server)
     #[argh(option)]
@@ -468,6 +473,9 @@ impl Serve {
                 "--allow-origin {bad:?}: use * or an origin like https://example.org"
             ));
         }
+        if self.ws_ping == 0 {
+            return Err("--ws-ping must be at least 1 second".into());
+        }
         if self.threads == Some(0) {
             return Err("--threads must be at least 1".into());
         }
@@ -508,6 +516,7 @@ impl Serve {
             slow_grace: Duration::from_millis(self.slow_grace),
             pipe_wait: Duration::from_secs(self.pipe_wait),
             keepalive: Duration::from_secs(self.keepalive),
+            ws_ping: Duration::from_secs(self.ws_ping),
             greet_wait: Duration::from_millis(self.greet_wait),
             drain: Duration::from_millis(self.drain),
             splice: !self.no_splice,

@@ -312,3 +312,34 @@ fn websocket_pipes_never_end_cleanly_when_cut() {
         assert!(reason.starts_with("bad pipe token"), "{reason}");
     });
 }
+
+/// A quiet WebSocket is pinged every `--ws-ping`; one that answers nothing for two pings is
+/// closed as gone (1001), one that answers stays.
+#[test]
+fn quiet_websockets_are_pinged_and_dead_ones_closed() {
+    smol::block_on(async {
+        let duet = Duet::start(&["--ws-ping", "1"]);
+        let mut alive = open(&duet, "/ws", None).await;
+        let mut dead = open(&duet, "/ws", None).await;
+        // The live one reads (so its client answers pings) for 3.5 s; the dead one reads
+        // nothing in that time.
+        let mut pings = 0;
+        let listening = async {
+            while let Some(Ok(message)) = alive.next().await {
+                match message {
+                    Message::Ping(_) => pings += 1,
+                    Message::Close(frame) => panic!("a live WebSocket was closed: {frame:?}"),
+                    _ => {}
+                }
+            }
+        };
+        futures_lite::future::or(listening, async {
+            smol::Timer::after(std::time::Duration::from_millis(3500)).await;
+        })
+        .await;
+        assert!(pings >= 2, "{pings} pings in 3.5 s");
+        let (code, reason) = closed(&mut dead).await;
+        assert_eq!(code, CloseCode::Away);
+        assert_eq!(reason, "no answer to pings");
+    });
+}

@@ -34,6 +34,8 @@ pub const IDLE_TIMEOUT_SECS: u64 = 3600;
 /// Default for `--handshake-timeout`: seconds a client has to authenticate (`/auth`) when
 /// the server has a `--secret-file`.
 pub const HANDSHAKE_TIMEOUT_SECS: u64 = 30;
+/// Default for `--ws-ping`, in seconds.
+pub const WS_PING_SECS: u64 = 30;
 /// Default for `--greet-wait`: how long the greeting is held back so that a client whose first
 /// line is `/pipe TOKEN` can open a silent pipe, in milliseconds.
 pub const GREET_WAIT_MS: u64 = 100;
@@ -58,6 +60,8 @@ pub struct Config {
     pub pipe_wait: Duration,
     /// `--keepalive`: quiet time before TCP keepalive probes on pipe ends; zero is off.
     pub keepalive: Duration,
+    /// `--ws-ping`: pings on a quiet WebSocket; twice that without a word closes it.
+    pub ws_ping: Duration,
     pub greet_wait: Duration,
     pub drain: Duration,
     pub splice: bool,
@@ -106,6 +110,7 @@ impl Default for Config {
             slow_grace: Duration::from_millis(SLOW_GRACE_MS),
             pipe_wait: Duration::from_secs(PIPE_WAIT_SECS),
             keepalive: Duration::from_secs(KEEPALIVE_SECS),
+            ws_ping: Duration::from_secs(WS_PING_SECS),
             greet_wait: Duration::from_millis(GREET_WAIT_MS),
             drain: Duration::from_millis(DRAIN_MS),
             splice: true,

@@ -52,7 +52,7 @@ use crate::socket::{Socket, Stream};
 
 pub use crate::server::hub::{
     Config, DRAIN_MS, GREET_WAIT_MS, HANDSHAKE_TIMEOUT_SECS, IDLE_TIMEOUT_SECS, KEEPALIVE_SECS,
-    MAX_CONNS, MAX_PER_IP,
+    MAX_CONNS, MAX_PER_IP, WS_PING_SECS,
 };
 use crate::server::hub::{Hub, Refusal};
 

@@ -172,7 +172,38 @@ async function listen() {
   return result;
 }
 
-const scenarios = { chat, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
+// A page of another origin tries this server's WebSocket: the server's /healthz opened as
+// localhost (no policy of its own to stop the script) opens ws://127.0.0.1, whose origin
+// differs.
+async function foreignOrigin() {
+  const browser = await launch();
+  const page = await browser.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  await page.goto(url.replace('127.0.0.1', 'localhost') + '/healthz');
+  const closed = await page.evaluate((ws) => new Promise((resolve) => {
+    const socket = new WebSocket(ws);
+    socket.onclose = (e) => resolve({ code: e.code, reason: e.reason });
+  }), url.replace('http://', 'ws://') + '/ws');
+  await browser.close();
+  return { closed, problems };
+}
+
+// The chat reconnects by itself after the server drops it (here: --idle-timeout).
+async function reconnect() {
+  const browser = await launch();
+  const { page, problems } = await open(browser, '#chat');
+  await page.type('#nick', 'again');
+  await page.type('#room', 'back');
+  await page.click('#join');
+  await page.waitForFunction(() => document.querySelector('#log').textContent.split('you joined room back').length > 2,
+    { timeout: LIMIT });
+  const result = { log: await textOf(page, '#log'), status: await textOf(page, '#chat-status'), problems };
+  await browser.close();
+  return result;
+}
+
+const scenarios = { chat, 'foreign-origin': foreignOrigin, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
 const run = scenarios[scenario];
 if (!run) { console.error('no scenario ' + scenario); process.exit(2); }
 run().then((result) => {

@@ -36,9 +36,6 @@ use crate::server::printer::Mood;
 use crate::server::slots::Ticket;
 use crate::socket::Socket;
 
-/// How often an idle WebSocket is pinged (browsers answer by themselves); one that has sent
-/// nothing, not even a pong, for [`PING_EVERY`] × 2 is closed as gone.
-pub const PING_EVERY: Duration = Duration::from_secs(30);
 /// The largest message a pipe's WebSocket takes (`/ws` takes `--max-line`).
 pub const PIPE_MESSAGE_BYTES: usize = 1 << 20;
 
@@ -172,18 +169,27 @@ pub async fn close(tx: &mut WebSocketSender<Socket>, code: u16, reason: &str) {
     .await;
 }
 
-/// When the peer was last heard from (any message, pongs included).
+/// When the peer was last heard from (any message, pongs included), and how often a quiet
+/// one is pinged (`--ws-ping`; browsers answer pings by themselves): one that has sent
+/// nothing, not even a pong, for two of those is closed as gone.
 pub struct Heard {
     since: Instant,
     last_ms: AtomicU64,
+    pub every: Duration,
 }
 
 impl Heard {
-    fn new() -> Heard {
+    fn new(every: Duration) -> Heard {
         Heard {
             since: Instant::now(),
             last_ms: AtomicU64::new(0),
+            every,
         }
+    }
+
+    /// Whether the peer has been silent for two pings.
+    fn gone(&self) -> bool {
+        self.silent_for() > self.every * 2
     }
 
     /// The peer spoke just now.

@@ -15,7 +15,7 @@ use async_tungstenite::{WebSocketReceiver, WebSocketSender};
 use futures_lite::{future, AsyncWriteExt, StreamExt};
 use smol::Timer;
 
-use super::{close, Heard, Ws, PING_EVERY};
+use super::{close, Heard, Ws};
 use crate::line::{Line, LineReader};
 use crate::server::http::Answered;
 use crate::server::hub::Hub;
@@ -36,7 +36,7 @@ pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr, ticket: Ticket) -> 
         close(&mut tx, 1011, "server out of resources; try again later").await;
         return Answered::ws("no socket pair".into(), Mood::Errored);
     };
-    let heard = Heard::new();
+    let heard = Heard::new(hub.config.ws_ping);
     let closing = Closing::default();
     let (over, line_mode_over) = async_channel::bounded::<()>(1);
     let line_mode = async {
@@ -120,7 +120,7 @@ async fn outbound(
     longest: usize,
 ) {
     let mut lines = LineReader::new(ours.clone(), longest);
-    let mut ticks = Timer::interval(PING_EVERY);
+    let mut ticks = Timer::interval(heard.every);
     loop {
         let next = future::or(async { Some(lines.next().await) }, async {
             ticks.next().await;
@@ -128,7 +128,7 @@ async fn outbound(
         })
         .await;
         let sent = match next {
-            None if heard.silent_for() > PING_EVERY * 2 => {
+            None if heard.gone() => {
                 let why = "no answer to pings".to_string();
                 *crate::lock::lock(closing) = Some((1001, why));
                 ours.shutdown(Shutdown::Both);

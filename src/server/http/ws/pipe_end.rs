@@ -20,7 +20,7 @@ use futures_lite::io::BufReader;
 use futures_lite::{future, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, StreamExt};
 use smol::Timer;
 
-use super::{close, Heard, Ws, PING_EVERY};
+use super::{close, Heard, Ws};
 use crate::proto::{self, Role};
 use crate::server::commands::{auth_refused, check_auth, AuthCheck};
 use crate::server::http::head::Head;
@@ -82,7 +82,7 @@ pub async fn serve(
             length,
         }));
     }
-    let bridged = bridge(&mut tx, &mut rx, &outer, &learns);
+    let bridged = bridge(&mut tx, &mut rx, &outer, &learns, hub.config.ws_ping);
     let (answered, ()) = future::zip(bridged, pipe::serve(hub, token.into(), end)).await;
     answered
 }
@@ -144,8 +144,9 @@ async fn bridge(
     rx: &mut WebSocketReceiver<Socket>,
     outer: &Socket,
     learns: &Learns,
+    ping_every: std::time::Duration,
 ) -> Answered {
-    let heard = Heard::new();
+    let heard = Heard::new(ping_every);
     let (cut, cut_out) = async_channel::bounded::<()>(1);
     let (inbound, outbound) = future::zip(
         async {
@@ -227,7 +228,7 @@ async fn outbound(
     learns: &Learns,
 ) -> (Way, u64) {
     let mut notices = BufReader::new(outer.clone());
-    let mut ticks = Timer::interval(PING_EVERY);
+    let mut ticks = Timer::interval(heard.every);
     if let Err(why) = notices_until_open(tx, &mut notices, &mut ticks, heard).await {
         close(tx, 1008, &why).await;
         return (Way::Closed, 0);
@@ -248,7 +249,7 @@ async fn outbound(
         })
         .await;
         let sent = match read {
-            None if heard.silent_for() > PING_EVERY * 2 => {
+            None if heard.gone() => {
                 close(tx, 1001, "no answer to pings").await;
                 return (Way::Closed, bytes);
             }
@@ -292,7 +293,7 @@ async fn notices_until_open(
         })
         .await;
         match read {
-            None if heard.silent_for() > PING_EVERY * 2 => return Err("no answer to pings".into()),
+            None if heard.gone() => return Err("no answer to pings".into()),
             None => {
                 tx.send(Message::Ping(Vec::new().into())).await.ok();
                 continue;
