@@ -23,7 +23,7 @@ FUZZ_TARGETS := parse lines
 SOAK_SECS    ?= 180
 SOAK_CLIENTS ?= 2000
 
-.PHONY: run test deps unit smoke fuzz-short fuzz soak lint release bench clean
+.PHONY: run test deps unit smoke fuzz-short fuzz soak lint release bench clean screenshots
 
 run:
 	$(CARGO) run --release --bin duet -- serve -p $(PORT)
@@ -61,6 +61,17 @@ unit:
 smoke:
 	$(CARGO) build --release --bin duet
 	bash tests/smoke.sh target/release/duet
+
+# Pictures of the web page for the README (not part of `make test`): the browser tests'
+# harness against a server on a free port.
+screenshots: deps
+	$(CARGO) build --release --bin duet
+	@mkdir -p docs/screenshots; \
+	  target/release/duet serve -p 0 > target/screenshots.log 2>&1 & pid=$$!; \
+	  for i in $$(seq 50); do port=$$(sed -n 's/^waiting for clients on port \([0-9]*\).*/\1/p' target/screenshots.log); \
+	    [ -n "$$port" ] && break; sleep 0.1; done; \
+	  DUET_PUPPETEER=$(CURDIR)/$(PUPPETEER) node tests/browser/drive.cjs screenshots http://127.0.0.1:$$port docs/screenshots; \
+	  status=$$?; kill $$pid; exit $$status
 
 # libFuzzer through cargo-fuzz, which needs the nightly toolchain. Without one, the
 # pseudo-random run in the unit tests (fuzz::tests::short_fuzz_run) is all there is.

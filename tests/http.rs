@@ -571,3 +571,43 @@ print("piped_both", float(values["duet_piped_bytes_total{{from=first}}"] + value
         assert_eq!(status, 403);
     });
 }
+
+/// Browsers open connections before they need them: over TLS, a client that agreed on
+/// HTTP/1.1 (ALPN) is never greeted, however long it waits before its request; one that
+/// offered no ALPN (openssl, ncat) is greeted as always.
+#[test]
+fn https_clients_that_chose_http_may_wait_before_asking() {
+    need("python3");
+    let duet = Duet::start(&["--tls-self-signed"]);
+    let script = format!(
+        r#"
+import socket, ssl, time
+def ask(alpn):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(["http/1.1"])
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", {port})))
+    time.sleep(0.5)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.settimeout(10)
+    return s.recv(200).decode(errors="replace").splitlines()[0]
+print("alpn:", ask(True))
+print("none:", ask(False))
+"#,
+        port = duet.port
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("alpn: HTTP/1.1 200 OK"), "{text}");
+    assert!(text.contains("none: Hello, Client!"), "{text}");
+}

@@ -39,6 +39,11 @@ pub enum Arrived {
     /// The plaintext of a TLS client, back from the TLS handler (logged already).
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Tls,
+    /// The same, from a client that agreed on HTTP/1.1 in its handshake (ALPN: browsers,
+    /// curl): its request may come long after it connected (a browser opens connections
+    /// ahead of need), and it is never greeted while it waits.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    TlsHttp,
 }
 
 /// Serves an accepted connection until it closes: TLS or not, then the greeting window,
@@ -56,11 +61,14 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
     if how == Arrived::Tcp {
         hub.log.send(Record::Connected { peer }).await;
     }
-    let greet_until = Instant::now() + hub.config.greet_wait;
+    let greet_until = match how {
+        Arrived::TlsHttp => Instant::now() + hub.config.handshake_timeout,
+        _ => Instant::now() + hub.config.greet_wait,
+    };
     // Boxed: it would otherwise sit in every connection's task for good, and a box this
     // small is reused at once by the next connection's. The line reader is made inside it
     // and moved out, so that it is not kept twice in the task (here and in line mode).
-    let (lines, opening) = match hub.config.greet_wait.is_zero() {
+    let (lines, opening) = match hub.config.greet_wait.is_zero() && how != Arrived::TlsHttp {
         true => {
             let lines = LineReader::new(LineSocket::new(stream.clone()), hub.config.max_line_bytes);
             let authed = hub.config.secret.is_none();
@@ -287,6 +295,10 @@ mod tls {
                 return hub.log.send(record).await;
             }
         };
+        let arrived = match secured.get_ref().1.alpn_protocol() {
+            Some(tls_setup::HTTP_1_1) => Arrived::TlsHttp,
+            _ => Arrived::Tls,
+        };
         let how = tls_setup::describe(&secured);
         hub.log.send(Record::Secured { peer, how }).await;
         let tcp = secured.get_ref().0.clone();
@@ -304,7 +316,7 @@ mod tls {
                 }
             }),
             async {
-                Box::pin(super::serve(theirs, peer, hub, ticket, Arrived::Tls)).await;
+                Box::pin(super::serve(theirs, peer, hub, ticket, arrived)).await;
                 if flag.get_ref().is_reset() {
                     cut.try_send(()).ok();
                 }

@@ -32,6 +32,9 @@ use smol::Timer;
 
 use crate::socket::{Socket, Stream};
 
+/// The ALPN name of HTTP/1.1.
+pub const HTTP_1_1: &[u8] = b"http/1.1";
+
 /// Bytes moved per read in each direction of the bridge. A direction holds its buffer only
 /// while bytes flow: it is allocated when the socket becomes readable and given back when
 /// nothing more is there, so an idle TLS client costs no bridge buffers.
@@ -85,10 +88,15 @@ impl Tls {
     ) -> Result<Tls, String> {
         let fingerprint = fingerprint(&certs[0]);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
+        let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
             .map_err(|e| format!("bad certificate or key: {e}"))?;
+        // Browsers and curl offer ALPN; agreeing on HTTP/1.1 tells the door that a request
+        // is coming, however long the client waits before sending it (browsers open
+        // connections ahead of need). Clients that offer none (openssl, ncat, duet's own)
+        // negotiate none and are served as before.
+        config.alpn_protocols = vec![HTTP_1_1.to_vec()];
         Ok(Tls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             fingerprint,

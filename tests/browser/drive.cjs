@@ -203,7 +203,55 @@ async function reconnect() {
   return result;
 }
 
-const scenarios = { chat, 'foreign-origin': foreignOrigin, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
+// `make screenshots`: the three tabs with something in them, at desktop and phone sizes.
+// The other side is played here with plain TCP, as `nc` would.
+async function screenshots() {
+  const [out] = args;
+  const net = require('net');
+  const { hostname, port } = new URL(url);
+  const nc = net.connect(Number(port), hostname);
+  nc.on('data', () => {});
+  nc.write('/nick ana\n/join tea\n');
+  const browser = await launch();
+  const { page } = await open(browser, '#chat');
+  await page.setViewport({ width: 1000, height: 720 });
+  await page.type('#nick', 'bo');
+  await page.type('#room', 'tea');
+  await page.click('#join');
+  await waitText(page, '#members', 'ana');
+  for (const line of ['hello from a terminal', 'this is nc, in the same room']) nc.write(line + '\n');
+  await waitText(page, '#log', 'same room');
+  await page.type('#say', 'hi ana, this is a browser');
+  await page.keyboard.press('Enter');
+  await page.screenshot({ path: path.join(out, 'chat.png') });
+  await page.setViewport({ width: 390, height: 760, deviceScaleFactor: 2 });
+  await page.screenshot({ path: path.join(out, 'chat-phone.png') });
+  await page.setViewport({ width: 1000, height: 720 });
+  await page.click('#tab-voice');
+  await page.$eval('#voice-token', (el) => { el.value = 'tea-voice'; el.dispatchEvent(new Event('input')); });
+  await page.click('#voice-start');
+  await page.waitForFunction(() => document.querySelector('#voice-status').textContent.includes('waiting'))
+    .catch(async (e) => { throw new Error(e.message + ': ' + await textOf(page, '#voice-status')); });
+  await page.screenshot({ path: path.join(out, 'voice.png') });
+  await page.click('#tab-files');
+  const file = path.join(out, 'notes.txt');
+  fs.writeFileSync(file, 'notes\n'.repeat(100000));
+  await page.$eval('#send-token', (el) => { el.value = 'notes'; el.dispatchEvent(new Event('input')); });
+  await (await page.$('#file')).uploadFile(file);
+  const receiver = net.connect(Number(port), hostname);
+  receiver.on('data', () => {});
+  receiver.write('/pipe notes\n');
+  await page.click('#send-file');
+  await waitText(page, '#send-status', 'sent ');
+  receiver.end();
+  fs.unlinkSync(file);
+  await page.screenshot({ path: path.join(out, 'files.png') });
+  nc.end();
+  await browser.close();
+  return { problems: [] };
+}
+
+const scenarios = { chat, screenshots, 'foreign-origin': foreignOrigin, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
 const run = scenarios[scenario];
 if (!run) { console.error('no scenario ' + scenario); process.exit(2); }
 run().then((result) => {
