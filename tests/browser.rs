@@ -24,8 +24,13 @@ fn server(args: &[&str]) -> Duet {
     Duet::start(&[&["--greet-wait", "2000"], args].concat())
 }
 
-/// Starts a scenario of the driver against `duet`.
+/// Starts a scenario of the driver against `duet`, over plain HTTP.
 fn drive(duet: &Duet, scenario: &str, args: &[&str]) -> Proc {
+    drive_at(&format!("http://127.0.0.1:{}", duet.port), scenario, args)
+}
+
+/// Starts a scenario of the driver against the server at `url`.
+fn drive_at(url: &str, scenario: &str, args: &[&str]) -> Proc {
     need("chromium");
     need("node");
     let dir = puppeteer();
@@ -35,7 +40,6 @@ fn drive(duet: &Duet, scenario: &str, args: &[&str]) -> Proc {
         dir.display()
     );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/drive.cjs");
-    let url = format!("http://127.0.0.1:{}", duet.port);
     let mut cmd = Command::new("node");
     cmd.arg(script)
         .arg(scenario)
@@ -321,6 +325,28 @@ fn duet_voice_talks_to_the_browser() {
             got.len(),
             said.len()
         );
+    });
+}
+
+/// The page over HTTPS (`--tls-self-signed`): the chat runs on `wss://`, and the browser,
+/// which opens connections ahead of need, is served HTTP on all of them at the default
+/// `--greet-wait` (it agreed on HTTP/1.1 in the TLS handshake).
+#[test]
+fn the_page_over_https_chats_on_wss() {
+    smol::block_on(async {
+        let duet = Duet::start(&["--tls-self-signed"]);
+        let url = format!("https://127.0.0.1:{}", duet.port);
+        let mut browser = drive_at(&url, "chat", &[]);
+        browser.expect("step joined").await;
+        let mut nc = duet.greeted().await;
+        nc.say("/nick netcat").await;
+        nc.say("/join lobby").await;
+        nc.expect_containing("<webby> hi from the browser").await;
+        nc.say("hi from nc").await;
+        nc.say("<img src=x onerror=alert(1)>").await;
+        browser.expect("step xss-sent").await;
+        let json = result(&mut browser).await;
+        assert!(json.contains("<netcat> hi from nc"), "{json}");
     });
 }
 

@@ -29,6 +29,7 @@ use crate::server::pipe;
 use crate::server::pipes::End;
 use crate::server::printer::Record;
 use crate::server::slots::Ticket;
+use crate::server::transit;
 use crate::socket::{LineSocket, Socket};
 
 /// How a connection came to the door.
@@ -152,12 +153,19 @@ enum FirstLine {
     Http(Vec<u8>),
     /// `/pipe TOKEN [ROLE]`: the token, the role and the line.
     Pipe(Arc<str>, Option<Role>, Vec<u8>),
+    /// `please relay TOKEN …`: a magic-wormhole transit end, and the line.
+    Transit(transit::Handshake, Vec<u8>),
 }
 
 impl FirstLine {
     fn of(opening: &Opening) -> Option<FirstLine> {
         if let Some(request) = http::request_line(opening) {
             return Some(FirstLine::Http(request));
+        }
+        if let (true, Some(Ok(Some(Line::Text(text))))) = (opening.authed, &opening.first) {
+            if let Some(shake) = transit::handshake(text) {
+                return Some(FirstLine::Transit(shake, text.clone()));
+            }
         }
         first_line_pipe(opening).map(|(token, role, line)| FirstLine::Pipe(token, role, line))
     }
@@ -181,6 +189,9 @@ async fn first_line(
             // wants the notices, just not the greeting.
             let end = End::new(stream, peer, early, role.is_none(), role, ticket);
             pipe::first_line(&hub, token, line, end).await
+        }
+        FirstLine::Transit(shake, line) => {
+            transit::serve(&hub, stream, peer, line, early, shake, ticket).await
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::server::access::Access;
 use crate::server::lockout::{Lockout, AUTH_FAILURES, AUTH_LOCKOUT_SECS};
 use crate::server::outbox::OUTBOX_BYTES;
 use crate::server::pipes::{Pipes, MAX_WAITING_PIPES, PIPE_WAIT_SECS};
-use crate::server::printer::Log;
+use crate::server::printer::{Log, Mood};
 use crate::server::reaper::Reaper;
 use crate::server::rooms::{Rooms, MAX_ROOMS, ROOM_SIZE, SLOW_GRACE_MS};
 use crate::server::slots::Slots;
@@ -145,6 +145,8 @@ pub struct Hub {
     pub log: Log,
     pub rooms: Rooms,
     pub pipes: Pipes,
+    /// magic-wormhole transit ends waiting for their partner.
+    pub transits: crate::server::transits::Transits,
     pub idle: Reaper,
     pub throttle: Throttle,
     /// Failed `/auth` per address (`--auth-failures`).
@@ -171,6 +173,7 @@ impl Hub {
             slots: Arc::new(slots),
             rooms: Rooms::new(config.room_size, config.max_rooms),
             pipes: Pipes::new(config.max_waiting_pipes),
+            transits: crate::server::transits::Transits::new(config.max_waiting_pipes),
             idle: Reaper::new(
                 config.idle_timeout,
                 config.secret.is_some().then_some(config.handshake_timeout),
@@ -268,6 +271,9 @@ pub struct Totals {
     refused_by: [AtomicU64; Refusal::ALL.len()],
     /// Failed `accept(2)` calls (each retried after a pause).
     pub accept_errors: AtomicU64,
+    /// Transit ends done, by mood (indexed by [`TRANSIT_MOODS`]), and bytes relayed.
+    transit_by_mood: [AtomicU64; TRANSIT_MOODS.len()],
+    pub transit_bytes: AtomicU64,
     /// TLS handshakes completed and failed.
     pub tls_handshakes: AtomicU64,
     pub tls_failures: AtomicU64,
@@ -292,11 +298,38 @@ impl Totals {
         self.refused_by[why.index()].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a transit end that is done.
+    pub fn transit(&self, mood: Mood) {
+        let at = TRANSIT_MOODS.iter().position(|m| *m == mood);
+        let at = at.unwrap_or(TRANSIT_MOODS.len() - 1);
+        self.transit_by_mood[at].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Transit ends done with this mood (the last of [`TRANSIT_MOODS`] counts the rest).
+    pub fn transits_with(&self, mood: Mood) -> u64 {
+        match TRANSIT_MOODS.iter().position(|m| *m == mood) {
+            Some(at) => self.transit_by_mood[at].load(Ordering::Relaxed),
+            None => 0,
+        }
+    }
+
     /// How many were refused for this reason.
     pub fn refused_for(&self, why: Refusal) -> u64 {
         self.refused_by[why.index()].load(Ordering::Relaxed)
     }
 }
+
+/// The moods a transit end can end with, for `duet_transit_total{mood}`; the last counts
+/// every other.
+pub const TRANSIT_MOODS: [Mood; 7] = [
+    Mood::Happy,
+    Mood::Lonely,
+    Mood::Redundant,
+    Mood::Impatient,
+    Mood::Refused,
+    Mood::Shutdown,
+    Mood::Errored,
+];
 
 /// Why a client was refused (the `reason` label of `duet_refused_total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

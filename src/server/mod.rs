@@ -33,6 +33,8 @@ pub(crate) mod slots;
 pub(crate) mod throttle;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
+mod transit;
+pub(crate) mod transits;
 mod turn_away;
 
 use std::future::Future;

@@ -205,7 +205,8 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
         }
     }
     let counts = relay::Counts::default();
-    let (reason, mood) = run(hub, &a, &b, &counts).await;
+    let ends = ((&a.stream, &a.early[..]), (&b.stream, &b.early[..]));
+    let (reason, mood) = run(hub, ends, &counts).await;
     if mood != Mood::Happy {
         // Anything but both sides' own EOF (shutdown, time or byte quota, a reset, a failed
         // write) reaches both clients as a reset, never a FIN: a receiver must not take a
@@ -241,9 +242,14 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
     hub.log.send(record).await;
 }
 
+/// Two sockets to relay between, each with the bytes read from it already.
+pub type Ends<'a> = ((&'a Socket, &'a [u8]), (&'a Socket, &'a [u8]));
+
 /// Runs the relay until it ends by itself, the time limit passes, or the server stops (then
-/// it gets `--drain` to finish): the reason for the log, and the mood.
-async fn run(hub: &Hub, a: &End, b: &End, counts: &relay::Counts) -> (String, Mood) {
+/// it gets `--drain` to finish): the reason for the log, and the mood. Pipes and transit
+/// ends alike.
+pub async fn run(hub: &Hub, ends: Ends<'_>, counts: &relay::Counts) -> (String, Mood) {
+    let ((a, a_early), (b, b_early)) = ends;
     let limit = match hub.config.pipe_max_bytes {
         0 => u64::MAX,
         n => n,
@@ -252,9 +258,7 @@ async fn run(hub: &Hub, a: &End, b: &End, counts: &relay::Counts) -> (String, Mo
         splice: hub.config.splice,
         limit,
     };
-    let mut relay = pin!(relay::run(
-        &a.stream, &b.stream, &a.early, &b.early, options, counts,
-    ));
+    let mut relay = pin!(relay::run(a, b, a_early, b_early, options, counts));
     let max_time = hub.config.pipe_max_time;
     let cut = async {
         future::or(

@@ -111,6 +111,9 @@ pub enum Record {
     /// An HTTP request was answered: one record per request, pipe ends included (whose
     /// bytes are never logged, only counted).
     Http(Box<HttpRecord>),
+    /// A transit end (magic-wormhole's relay) is done: its usage, in the reference relay's
+    /// terms.
+    Transit(Box<TransitRecord>),
     /// A server-wide message, e.g. that it is shutting down.
     Server { message: String },
     /// The `--stats-interval` summary. The printer adds the lines it logged since the last.
@@ -130,6 +133,22 @@ pub struct HttpRecord {
     pub secs: f64,
     /// Why it ended, in words.
     pub note: String,
+    pub mood: Mood,
+}
+
+/// What [`Record::Transit`] says: for a pair that was relayed, one record for both ends;
+/// for an end that was not, one for it.
+#[derive(Debug)]
+pub struct TransitRecord {
+    /// The first 8 characters of the token (enough to tell transfers apart in a log).
+    pub token: String,
+    pub peer: SocketAddr,
+    /// The end it was paired with.
+    pub partner: Option<SocketAddr>,
+    /// Bytes relayed, both ways.
+    pub bytes: u64,
+    pub secs: f64,
+    pub reason: String,
     pub mood: Mood,
 }
 
@@ -154,6 +173,10 @@ pub enum Mood {
     OverQuota,
     /// The server stopped.
     Shutdown,
+    /// A transit end dropped because another connection of its side was paired.
+    Redundant,
+    /// A transit end that sent bytes before it was told `ok`.
+    Impatient,
 }
 
 impl Mood {
@@ -168,6 +191,8 @@ impl Mood {
             Mood::TooSlow => "too_slow",
             Mood::OverQuota => "over_quota",
             Mood::Shutdown => "shutdown",
+            Mood::Redundant => "redundant",
+            Mood::Impatient => "impatient",
         }
     }
 }
@@ -546,6 +571,24 @@ pub fn format_record(buf: &mut Vec<u8>, record: &Record, lines: u64) {
                 h.note
             ),
         ),
+        Record::Transit(t) => {
+            let with = match t.partner {
+                Some(partner) => format!(" <-> {}", Addr(&partner)),
+                None => String::new(),
+            };
+            line(
+                buf,
+                format_args!(
+                    "transit {}: {}{with} {}, {} bytes in {:.3} s ({})",
+                    if t.token.is_empty() { "-" } else { &t.token },
+                    Addr(&t.peer),
+                    t.mood.as_str(),
+                    t.bytes,
+                    t.secs,
+                    t.reason
+                ),
+            )
+        }
         Record::Server { message } => line(buf, format_args!("{message}")),
         Record::Stats(s) => line(
             buf,

@@ -16,7 +16,8 @@ async function launch(extra = []) {
   return puppeteer.launch({
     executablePath: process.env.DUET_CHROMIUM || '/usr/bin/chromium',
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--use-fake-ui-for-media-stream',
+    // The tests' HTTPS server has a certificate made at its start.
+    args: ['--no-sandbox', '--disable-gpu', '--ignore-certificate-errors', '--use-fake-ui-for-media-stream',
       '--use-fake-device-for-media-stream', '--autoplay-policy=no-user-gesture-required', ...extra],
   });
 }
@@ -43,6 +44,12 @@ const waitText = (page, sel, needle) => page.waitForFunction(
 async function chat() {
   const browser = await launch();
   const { page, problems } = await open(browser, '#chat');
+  // Keyboard: the arrow keys move between the tabs, and back.
+  await page.focus('#tab-chat');
+  await page.keyboard.press('ArrowRight');
+  await page.waitForFunction(() => !document.querySelector('#voice').hidden && document.activeElement.id === 'tab-voice');
+  await page.keyboard.press('ArrowLeft');
+  await page.waitForFunction(() => !document.querySelector('#chat').hidden);
   await page.type('#nick', 'webby');
   await page.type('#room', 'lobby');
   await page.click('#join');

@@ -16,7 +16,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::server::hub::{Hub, Refusal};
+use crate::server::hub::{Hub, Refusal, TRANSIT_MOODS};
 
 /// The content type of what [`render`] returns.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -96,6 +96,14 @@ impl Collector for Figures {
         let help =
             "bytes carried by pipes that have closed, from the end that came first or second";
         labeled(&mut encoder, "duet_piped_bytes", help, "from", &piped)?;
+        let transits = TRANSIT_MOODS.map(|mood| (mood.as_str(), stats.transits_with(mood)));
+        let help =
+            "magic-wormhole transit ends done, by the reference relay's mood (errored: any other)";
+        labeled(&mut encoder, "duet_transit", help, "mood", &transits)?;
+        let bytes = ConstCounter::new(counter(&stats.transit_bytes));
+        let help = "bytes relayed between transit ends, both ways";
+        let kind = MetricType::Counter;
+        bytes.encode(encoder.encode_descriptor("duet_transit_bytes", help, None, kind)?)?;
         gauges(hub, &mut encoder)
     }
 }
@@ -135,6 +143,11 @@ fn gauges(hub: &Hub, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> 
             waiting as f64,
         ),
         ("duet_pipes_open", "pipes open now", open as f64),
+        (
+            "duet_transit_waiting",
+            "transit ends waiting for their partner now",
+            hub.transits.count() as f64,
+        ),
         (
             "process_start_time_seconds",
             "when the server started (Unix time)",

@@ -117,6 +117,18 @@ pub fn format_record(buf: &mut Vec<u8>, record: &Record, lines: u64, now: System
             o.str("reason", &h.note);
             o.str("mood", h.mood.as_str());
         }
+        Record::Transit(t) => {
+            o.str("event", "transit");
+            o.str("token", &t.token);
+            o.peer("peer", &t.peer);
+            if let Some(partner) = &t.partner {
+                o.peer("peer_b", partner);
+            }
+            o.num("bytes", t.bytes);
+            o.num("secs", format_args!("{:.3}", t.secs));
+            o.str("reason", &t.reason);
+            o.str("mood", t.mood.as_str());
+        }
         Record::Server { message } => {
             o.str("event", "server");
             o.str("message", message);
