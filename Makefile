@@ -14,6 +14,8 @@ TOOLS   := nc:netcat-openbsd ncat:ncat socat:socat python3:python3 sha256sum:cor
 # The browser automation for tests/browser.rs (npm), pointed at Debian's chromium.
 PUPPETEER         := target/peers/puppeteer
 PUPPETEER_VERSION := 24
+# The Python magic-wormhole client for tests/wormhole.rs (PyPI).
+WORMHOLE_VENV     := target/peers/wormhole-venv
 
 # Seconds per fuzz target: a short run in `make test`, a long one in `make fuzz`.
 FUZZ_SHORT ?= 15
@@ -50,6 +52,11 @@ deps:
 	      --no-install-recommends chromium fonts-dejavu-core nodejs npm >/dev/null; } \
 	    || { echo "could not install chromium, nodejs, npm — install them by hand"; exit 1; }; \
 	fi
+	@test -x $(WORMHOLE_VENV)/bin/wormhole || { echo "installing magic-wormhole (PyPI, once, under $(WORMHOLE_VENV))"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  python3 -m venv $(WORMHOLE_VENV) 2>/dev/null || { rm -rf $(WORMHOLE_VENV); \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv >/dev/null && python3 -m venv $(WORMHOLE_VENV); }; \
+	  $(WORMHOLE_VENV)/bin/pip install -q magic-wormhole; }
 	@test -d $(PUPPETEER)/node_modules/puppeteer-core || { echo "installing puppeteer-core (npm, once, under $(PUPPETEER))"; \
 	  npm install --silent --no-audit --no-fund --prefix $(PUPPETEER) puppeteer-core@$(PUPPETEER_VERSION); }
 

@@ -395,6 +395,35 @@ pub struct Serve {
     /// refuse clients that do not speak TLS
     #[argh(switch)]
     pub tls_only: bool,
+
+    /// turn off the magic-wormhole mailbox server (/v1) and transit relay
+    #[argh(switch)]
+    pub no_wormhole: bool,
+
+    /// keep magic-wormhole's nameplates and mailboxes in this file, so that transfers
+    /// finish across a restart (default: in memory only)
+    #[argh(option)]
+    pub wormhole_state: Option<PathBuf>,
+
+    /// a message every wormhole client shows when it connects
+    #[argh(option)]
+    pub wormhole_motd: Option<String>,
+
+    /// turn wormhole clients away with this message (e.g. to retire a server)
+    #[argh(option)]
+    pub wormhole_error: Option<String>,
+
+    /// seconds an unused wormhole mailbox is kept (default 7200)
+    #[argh(option, default = "crate::server::wormhole::EXPIRY_SECS")]
+    pub wormhole_expiry: u64,
+
+    /// most wormhole mailboxes open at once (default 10000)
+    #[argh(option, default = "crate::server::wormhole::MAX_MAILBOXES")]
+    pub wormhole_max_mailboxes: usize,
+
+    /// most messages one wormhole mailbox keeps (default 100)
+    #[argh(option, default = "crate::server::wormhole::MAX_MESSAGES")]
+    pub wormhole_max_messages: usize,
 }
 
 /// The relay a client subcommand talks to: `--relay`, `$DUET_RELAY` or the default, and
@@ -544,6 +573,15 @@ impl Serve {
             metrics_allow: match self.metrics_allow.is_empty() {
                 true => defaults.metrics_allow.clone(),
                 false => self.metrics_allow.clone(),
+            },
+            wormhole: !self.no_wormhole,
+            wormhole_motd: self.wormhole_motd.clone(),
+            wormhole_error: self.wormhole_error.clone(),
+            wormhole_settings: crate::server::wormhole::Settings {
+                state: self.wormhole_state.clone(),
+                expiry: Duration::from_secs(self.wormhole_expiry),
+                max_mailboxes: self.wormhole_max_mailboxes,
+                max_messages: self.wormhole_max_messages,
             },
             #[cfg(feature = "tls")]
             tls,

@@ -90,7 +90,7 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
             opened
         }
     };
-    if let Some(first) = FirstLine::of(&opening) {
+    if let Some(first) = FirstLine::of(&hub, &opening) {
         // Boxed, arguments and all: one await for every first-line handler keeps the
         // future that every connection holds as small as line mode needs.
         return Box::pin(first_line(hub, stream, peer, lines, ticket, first)).await;
@@ -158,11 +158,14 @@ enum FirstLine {
 }
 
 impl FirstLine {
-    fn of(opening: &Opening) -> Option<FirstLine> {
+    fn of(hub: &Hub, opening: &Opening) -> Option<FirstLine> {
         if let Some(request) = http::request_line(opening) {
             return Some(FirstLine::Http(request));
         }
-        if let (true, Some(Ok(Some(Line::Text(text))))) = (opening.authed, &opening.first) {
+        let wormhole = hub.config.wormhole;
+        if let (true, true, Some(Ok(Some(Line::Text(text))))) =
+            (wormhole, opening.authed, &opening.first)
+        {
             if let Some(shake) = transit::handshake(text) {
                 return Some(FirstLine::Transit(shake, text.clone()));
             }

@@ -62,6 +62,13 @@ pub struct Config {
     pub keepalive: Duration,
     /// `--ws-ping`: pings on a quiet WebSocket; twice that without a word closes it.
     pub ws_ping: Duration,
+    /// magic-wormhole's mailbox server and transit relay are on (not `--no-wormhole`).
+    pub wormhole: bool,
+    /// `--wormhole-motd` and `--wormhole-error`: what `welcome` says.
+    pub wormhole_motd: Option<String>,
+    pub wormhole_error: Option<String>,
+    /// `--wormhole-state`, `--wormhole-expiry` and the mailbox limits.
+    pub wormhole_settings: crate::server::wormhole::Settings,
     pub greet_wait: Duration,
     pub drain: Duration,
     pub splice: bool,
@@ -111,6 +118,10 @@ impl Default for Config {
             pipe_wait: Duration::from_secs(PIPE_WAIT_SECS),
             keepalive: Duration::from_secs(KEEPALIVE_SECS),
             ws_ping: Duration::from_secs(WS_PING_SECS),
+            wormhole: true,
+            wormhole_motd: None,
+            wormhole_error: None,
+            wormhole_settings: Default::default(),
             greet_wait: Duration::from_millis(GREET_WAIT_MS),
             drain: Duration::from_millis(DRAIN_MS),
             splice: true,
@@ -145,6 +156,8 @@ pub struct Hub {
     pub log: Log,
     pub rooms: Rooms,
     pub pipes: Pipes,
+    /// magic-wormhole's nameplates and mailboxes.
+    pub wormhole: crate::server::wormhole::Wormhole,
     /// magic-wormhole transit ends waiting for their partner.
     pub transits: crate::server::transits::Transits,
     pub idle: Reaper,
@@ -174,6 +187,7 @@ impl Hub {
             rooms: Rooms::new(config.room_size, config.max_rooms),
             pipes: Pipes::new(config.max_waiting_pipes),
             transits: crate::server::transits::Transits::new(config.max_waiting_pipes),
+            wormhole: crate::server::wormhole::Wormhole::new(config.wormhole_settings.clone()),
             idle: Reaper::new(
                 config.idle_timeout,
                 config.secret.is_some().then_some(config.handshake_timeout),

@@ -36,6 +36,7 @@ pub(crate) mod tls;
 mod transit;
 pub(crate) mod transits;
 mod turn_away;
+pub(crate) mod wormhole;
 
 use std::future::Future;
 use std::io;
@@ -45,6 +46,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use event_listener::listener;
 use futures_lite::future;
 use smol::{Async, Executor, Timer};
 
@@ -156,6 +158,9 @@ pub fn run(
     let listener = Arc::new(Async::new(listener)?);
     let threads = config.threads.max(1);
     let (hub, all_done) = Hub::new(config, log);
+    if let Some(path) = &hub.config.wormhole_settings.state {
+        hub.wormhole.load(path).map_err(io::Error::other)?;
+    }
     let hub = Arc::new(hub);
     let ex = Arc::new(Executor::new());
     let (stop_workers, workers_stop) = async_channel::bounded::<()>(1);
@@ -187,6 +192,7 @@ pub fn run(
             chores.cancel().await;
             drop(listener);
             shut_down(&hub, all_done).await;
+            save_wormhole(&hub).await;
         }));
         drop(stop_workers);
         Ok(())
@@ -328,5 +334,47 @@ async fn housekeeping(hub: &Hub) {
             hub.auth.sweep();
         }
     };
-    future::or(stats, sweep).await
+    let wormhole = async {
+        let mut prunes = Timer::interval(WORMHOLE_PRUNE);
+        loop {
+            let changed = async {
+                listener!(hub.wormhole.changed => changed);
+                changed.await;
+                // Changes that come together are written together.
+                Timer::after(WORMHOLE_SAVE_DELAY).await;
+            };
+            let prune = async {
+                futures_lite::StreamExt::next(&mut prunes).await;
+                for closed in hub.wormhole.prune() {
+                    let message = format!("wormhole mailbox {}: {}", closed.mailbox, closed.result);
+                    hub.log.send(Record::Server { message }).await;
+                }
+            };
+            future::or(changed, prune).await;
+            save_wormhole(hub).await;
+        }
+    };
+    future::or(future::or(stats, sweep), wormhole).await
+}
+
+/// How often expired wormhole mailboxes are looked for.
+const WORMHOLE_PRUNE: Duration = Duration::from_secs(60);
+/// How long after a change the wormhole state is written (changes within it are written
+/// at once): the most a crash can lose.
+pub const WORMHOLE_SAVE_DELAY: Duration = Duration::from_millis(50);
+
+/// Writes the wormhole state to `--wormhole-state`, if it changed; a failure is logged and
+/// retried with the next change.
+async fn save_wormhole(hub: &Hub) {
+    let Some(path) = hub.config.wormhole_settings.state.clone() else {
+        return;
+    };
+    let Some(bytes) = hub.wormhole.snapshot_if_changed() else {
+        return;
+    };
+    let shown = path.display().to_string();
+    if let Err(e) = smol::unblock(move || wormhole::save(&path, &bytes)).await {
+        let message = format!("cannot write the wormhole state to {shown}: {e}");
+        hub.log.send(Record::Server { message }).await;
+    }
 }

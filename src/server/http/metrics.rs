@@ -144,6 +144,16 @@ fn gauges(hub: &Hub, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> 
         ),
         ("duet_pipes_open", "pipes open now", open as f64),
         (
+            "duet_wormhole_nameplates",
+            "magic-wormhole nameplates in use now",
+            hub.wormhole.count().0 as f64,
+        ),
+        (
+            "duet_wormhole_mailboxes",
+            "magic-wormhole mailboxes open now",
+            hub.wormhole.count().1 as f64,
+        ),
+        (
             "duet_transit_waiting",
             "transit ends waiting for their partner now",
             hub.transits.count() as f64,

@@ -13,6 +13,7 @@
 //! are let in. A refusal after the upgrade is a close frame with a reason a person can read.
 
 mod lines;
+mod mailbox;
 mod pipe_end;
 
 use std::net::SocketAddr;
@@ -52,6 +53,8 @@ pub fn is_upgrade(head: &Head) -> bool {
 enum Route {
     Lines,
     Pipe(String),
+    /// magic-wormhole's mailbox server (`/v1`).
+    Mailbox,
 }
 
 /// Upgrades the connection and serves it until it closes.
@@ -65,9 +68,13 @@ pub async fn serve(
 ) -> Answered {
     let route = match head.path.as_str() {
         "/ws" => Route::Lines,
+        "/v1" if hub.config.wormhole => Route::Mailbox,
         path => match path.strip_prefix("/ws/pipe/") {
             Some(token) => Route::Pipe(token.to_string()),
-            None => return refuse(hub, stream, 404, "WebSockets open /ws or /ws/pipe/TOKEN").await,
+            None => {
+                let why = "WebSockets open /ws, /ws/pipe/TOKEN or /v1 (magic-wormhole)";
+                return refuse(hub, stream, 404, why).await;
+            }
         },
     };
     let Some(key) = head.header("sec-websocket-key") else {
@@ -85,26 +92,15 @@ pub async fn serve(
         hub.stats.refused(Refusal::Http);
         return Answered::plain(426, why);
     }
-    let accept = derive_accept_key(key.as_bytes());
-    let switching = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept}\r\n\r\n"
-    );
-    tell(stream, switching.as_bytes()).await;
-    stream.get_ref().set_keepalive(hub.config.keepalive);
     let limit = match route {
         Route::Lines => hub.config.max_line_bytes,
         Route::Pipe(_) => PIPE_MESSAGE_BYTES,
+        Route::Mailbox => crate::server::wormhole::MAX_MESSAGE_BYTES,
     };
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-        .max_message_size(Some(limit))
-        .max_frame_size(Some(limit));
-    let ws =
-        WebSocketStream::from_partially_read(stream.clone(), early, Role::Server, Some(config))
-            .await;
-    if let Err(why) = origin_allowed(hub, head) {
+    let ws = upgrade(hub, stream, key, early, limit).await;
+    // Wormhole web apps use mailbox servers of other origins by design.
+    let checked = !matches!(route, Route::Mailbox);
+    if let (true, Err(why)) = (checked, origin_allowed(hub, head)) {
         hub.stats.refused(Refusal::Origin);
         let (mut tx, _rx) = ws.split();
         close(&mut tx, 1008, &why).await;
@@ -113,7 +109,30 @@ pub async fn serve(
     match route {
         Route::Lines => lines::serve(hub, ws, peer, ticket).await,
         Route::Pipe(token) => pipe_end::serve(hub, ws, peer, head, token, ticket).await,
+        Route::Mailbox => {
+            let answered = mailbox::serve(hub, ws, peer).await;
+            drop(ticket);
+            answered
+        }
     }
+}
+
+/// Answers `101 Switching Protocols` and makes the WebSocket, whose messages may be at most
+/// `limit` bytes.
+async fn upgrade(hub: &Hub, stream: &Socket, key: &str, early: Vec<u8>, limit: usize) -> Ws {
+    let accept = derive_accept_key(key.as_bytes());
+    let switching = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    tell(stream, switching.as_bytes()).await;
+    stream.get_ref().set_keepalive(hub.config.keepalive);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    WebSocketStream::from_partially_read(stream.clone(), early, Role::Server, Some(config)).await
 }
 
 /// A refusal before the upgrade: a plain HTTP answer.

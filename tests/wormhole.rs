@@ -1,0 +1,268 @@
+//! duet as the whole magic-wormhole server (mailbox at `/v1`, transit relay on the same
+//! port), driven by the real Python client (`wormhole`, from PyPI; `make test` installs it
+//! under target/peers). Nothing on the client side is ours.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// The Python client `make deps` installs.
+fn wormhole() -> PathBuf {
+    let path = std::env::var_os("DUET_WORMHOLE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/peers/wormhole-venv/bin/wormhole")
+        });
+    assert!(
+        path.exists(),
+        "the magic-wormhole client is not installed at {}: run `make test`, which installs it",
+        path.display()
+    );
+    path
+}
+
+/// `wormhole --relay-url … --transit-helper … ARGS` against `port`, in `dir`.
+fn client(port: u16, dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(wormhole());
+    cmd.current_dir(dir)
+        .args(["--relay-url", &format!("ws://127.0.0.1:{port}/v1")])
+        .args(["--transit-helper", &format!("tcp:127.0.0.1:{port}")])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// A sender whose output (the code is on stderr) is read line by line.
+fn sender(port: u16, dir: &Path, args: &[&str]) -> Proc {
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(dir)
+        .arg("-c")
+        .arg(format!(
+            "exec \"$0\" --relay-url ws://127.0.0.1:{port}/v1 --transit-helper tcp:127.0.0.1:{port} \"$@\" 2>&1"
+        ))
+        .arg(wormhole())
+        .args(args)
+        .stdin(Stdio::null());
+    Proc::spawn(&mut cmd)
+}
+
+/// Runs a client to its end (bounded); its exit status and everything it printed.
+fn run(mut cmd: Command) -> (bool, String) {
+    let mut child = cmd.spawn().unwrap();
+    let status = wait_child(&mut child, TIMEOUT * 6, "a wormhole client to finish");
+    let mut text = String::new();
+    for pipe in [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let mut pipe = pipe;
+        std::io::Read::read_to_string(&mut pipe, &mut text).ok();
+    }
+    (status.success(), text)
+}
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// A text message, with the code allocated by the server (the sender prints it).
+#[test]
+fn a_text_message_with_an_allocated_code() {
+    smol::block_on(async {
+        let mut duet = Duet::start(&[]);
+        let dir = Dir::new("wh-text");
+        let mut sender = sender(
+            duet.port,
+            dir.path(),
+            &["send", "--no-qr", "--text", "hello through duet"],
+        );
+        let line = sender.expect_containing("Wormhole code is: ").await;
+        let code = line.split_whitespace().last().unwrap().to_string();
+        let (ok, text) = run(client(duet.port, dir.path(), &["receive", &code]));
+        assert!(ok, "{text}");
+        assert!(text.contains("hello through duet"), "{text}");
+        duet.wait_for_text("wormhole allocate").await;
+        duet.wait_for_text(": happy").await;
+    });
+}
+
+/// A gibibyte with `--no-listen` on both sides (so every byte goes through duet's transit
+/// relay), byte for byte; the receiver started first this time.
+#[test]
+fn a_gibibyte_through_the_transit_relay() {
+    smol::block_on(async {
+        let mut duet = Duet::start(&[]);
+        let dir = Dir::new("wh-gib");
+        let (send_dir, recv_dir) = (dir.path().join("s"), dir.path().join("r"));
+        std::fs::create_dir_all(&send_dir).unwrap();
+        std::fs::create_dir_all(&recv_dir).unwrap();
+        let src = send_dir.join("big.bin");
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "head -c 1073741824 /dev/urandom > {}",
+                src.display()
+            ))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let code = "42-duet-transit";
+        let receiving = client(
+            duet.port,
+            &recv_dir,
+            &[
+                "receive",
+                "--no-listen",
+                "--hide-progress",
+                "--accept-file",
+                code,
+            ],
+        )
+        .spawn()
+        .unwrap();
+        duet.wait_for_text("wormhole claim nameplate=42").await;
+        let (ok, text) = run(client(
+            duet.port,
+            &send_dir,
+            &[
+                "send",
+                "--no-listen",
+                "--hide-progress",
+                "--code",
+                code,
+                "big.bin",
+            ],
+        ));
+        assert!(ok, "{text}");
+        let out = receiving.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(sha256(&recv_dir.join("big.bin")), sha256(&src));
+        let record = duet.wait_for_text("transit ").await;
+        assert!(record.contains("happy"), "{record}");
+    });
+}
+
+/// A directory, and a wrong code: both sides report that the codes did not match, and
+/// the server logs the mailbox as scary.
+#[test]
+fn a_directory_and_a_wrong_code() {
+    smol::block_on(async {
+        let mut duet = Duet::start(&[]);
+        let dir = Dir::new("wh-dir");
+        let tree = dir.path().join("s/tree");
+        std::fs::create_dir_all(tree.join("inner")).unwrap();
+        std::fs::write(tree.join("a.txt"), "alpha").unwrap();
+        std::fs::write(tree.join("inner/b.txt"), payload(100_000, 3)).unwrap();
+        let recv_dir = dir.path().join("r");
+        std::fs::create_dir_all(&recv_dir).unwrap();
+        let code = "43-duet-directory";
+        let sender = client(
+            duet.port,
+            &dir.path().join("s"),
+            &["send", "--code", code, "tree"],
+        )
+        .spawn()
+        .unwrap();
+        let (ok, text) = run(client(
+            duet.port,
+            &recv_dir,
+            &["receive", "--hide-progress", "--accept-file", code],
+        ));
+        assert!(ok, "{text}");
+        assert!(sender.wait_with_output().unwrap().status.success());
+        assert_eq!(
+            std::fs::read(recv_dir.join("tree/a.txt")).unwrap(),
+            b"alpha"
+        );
+        assert_eq!(
+            std::fs::read(recv_dir.join("tree/inner/b.txt")).unwrap(),
+            payload(100_000, 3)
+        );
+
+        let sender = client(
+            duet.port,
+            dir.path(),
+            &["send", "--text", "x", "--code", "44-right-code"],
+        )
+        .spawn()
+        .unwrap();
+        duet.wait_for_text("wormhole claim nameplate=44").await;
+        let (ok, text) = run(client(duet.port, dir.path(), &["receive", "44-wrong-code"]));
+        assert!(!ok, "a wrong code worked: {text}");
+        assert!(
+            text.to_lowercase().contains("key confirmation failed")
+                || text.contains("WrongPasswordError"),
+            "{text}"
+        );
+        let out = sender.wait_with_output().unwrap();
+        assert!(!out.status.success());
+        duet.wait_for_text("wormhole mailbox").await;
+    });
+}
+
+/// The server restarts between the sender's allocation and the receiver's claim: with
+/// `--wormhole-state`, the clients (which reconnect by themselves) finish the exchange.
+#[test]
+fn a_transfer_survives_a_server_restart() {
+    smol::block_on(async {
+        let dir = Dir::new("wh-restart");
+        let state = dir.path().join("wormhole.json");
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let args = |state: &Path| {
+            vec![
+                "-p".to_string(),
+                port.to_string(),
+                "-b".into(),
+                "127.0.0.1".into(),
+                "--wormhole-state".into(),
+                state.display().to_string(),
+            ]
+        };
+        let start = |state: &Path| {
+            let mut cmd = Command::new(bin());
+            cmd.arg("serve").args(args(state));
+            Duet::spawn(cmd)
+        };
+        let mut first = start(&state);
+        let mut sender = sender(
+            port,
+            dir.path(),
+            &["send", "--no-qr", "--text", "still here"],
+        );
+        let line = sender.expect_containing("Wormhole code is: ").await;
+        let code = line.split_whitespace().last().unwrap().to_string();
+        first.wait_for_text("wormhole add phase=pake").await;
+        first.stop();
+        let _second = start(&state);
+        let (ok, text) = run(client(port, dir.path(), &["receive", &code]));
+        assert!(ok, "{text}");
+        assert!(text.contains("still here"), "{text}");
+    });
+}
