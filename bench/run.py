@@ -733,6 +733,49 @@ def bench_http():
     shutil.rmtree(work, ignore_errors=True)
 
 
+def bench_wormhole():
+    """1 GiB with wormhole-rs --force-relay (every byte through the transit relay) through
+    duet (mailbox at /v1 and transit on its one port) and through the reference servers
+    (two Python daemons): wall time, the servers' CPU-seconds and peak RSS."""
+    if not peers_for_send():
+        return
+    print("magic-wormhole: 1 GiB with wormhole-rs --force-relay, duet vs the reference servers",
+          flush=True)
+    work = ROOT / "target/bench-wormhole"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "out").mkdir(parents=True)
+    src = work / "one.gib"
+    random_file(src, GIB)
+    twist = str(WH_VENV / "bin/twist")
+    wall = {"duet": [], "reference servers": []}
+    cpu = {"duet": [], "reference servers": []}
+    rss = {"duet": [], "reference servers": []}
+    for _ in range(RUNS):
+        s = duet()
+        before = s.cpu_secs()
+        wall["duet"].append(wormhole_once(s.port, s.port, src, work / "out"))
+        cpu["duet"].append(s.cpu_secs() - before)
+        rss["duet"].append(s.status("VmHWM:") / 1024)
+        s.stop()
+        mb, tr = free_port(), free_port()
+        mailbox = Server([twist, "wormhole-mailbox", f"--port=tcp:{mb}:interface=127.0.0.1"], mb,
+                         cwd=work)
+        relay = Server([twist, "transitrelay", f"--port=tcp:{tr}:interface=127.0.0.1"], tr,
+                       cwd=work)
+        before = mailbox.cpu_secs() + relay.cpu_secs()
+        wall["reference servers"].append(wormhole_once(mb, tr, src, work / "out"))
+        cpu["reference servers"].append(mailbox.cpu_secs() + relay.cpu_secs() - before)
+        rss["reference servers"].append(
+            (mailbox.status("VmHWM:") + relay.status("VmHWM:")) / 1024)
+        mailbox.stop()
+        relay.stop()
+    row("1 GiB through magic-wormhole (wormhole-rs --force-relay)", "s", wall, better="lower",
+        note="duet alone vs the reference mailbox server + transit relay")
+    row("wormhole servers' CPU per GiB", "s", cpu, better="lower")
+    row("wormhole servers' peak RSS", "MiB", rss, better="lower")
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_flood(have_seed):
     print("flood: one client sends bytes without a newline", flush=True)
     growth = {"duet (1 GiB)": [], "seed (200 MB)": []}
@@ -893,6 +936,7 @@ def main():
              ("rooms", bench_rooms),
              ("pingpong", bench_ping_pong), ("pipe", bench_pipe), ("send", bench_send),
              ("http", bench_http),
+             ("wormhole", bench_wormhole),
              ("flood", lambda: bench_flood(have_seed)), ("memory", bench_memory),
              ("binary", bench_binary)]
     for name, part in parts:

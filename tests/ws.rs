@@ -343,3 +343,41 @@ fn quiet_websockets_are_pinged_and_dead_ones_closed() {
         assert_eq!(reason, "no answer to pings");
     });
 }
+
+/// Two WebSocket ends pair with each other like any two ends of a token.
+#[test]
+fn two_websocket_ends_pair() {
+    smol::block_on(async {
+        let duet = Duet::start(&[]);
+        let mut a = open(&duet, "/ws/pipe/ww?role=send&name=a.bin", None).await;
+        text_containing(&mut a, "* waiting for peer").await;
+        let mut b = open(&duet, "/ws/pipe/ww?role=recv", None).await;
+        text_containing(&mut b, "* pipe open").await;
+        let about = text_containing(&mut b, "* about").await;
+        assert!(about.contains("name=a.bin"), "{about}");
+        text_containing(&mut a, "* pipe open").await;
+        let data = payload(2_000_000, 9);
+        for chunk in data.chunks(500_000) {
+            timeout("send", a.send(Message::binary(chunk.to_vec())))
+                .await
+                .unwrap();
+        }
+        timeout("send", a.send(Message::binary(Vec::new())))
+            .await
+            .unwrap();
+        timeout("send", b.send(Message::binary(Vec::new())))
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        loop {
+            match next(&mut b).await {
+                Some(Message::Binary(chunk)) if chunk.is_empty() => break,
+                Some(Message::Binary(chunk)) => got.extend_from_slice(&chunk),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(got, data);
+        assert_eq!(closed(&mut b).await.0, CloseCode::Normal);
+        assert_eq!(closed(&mut a).await.0, CloseCode::Normal);
+    });
+}
