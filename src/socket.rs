@@ -104,8 +104,14 @@ impl Stream {
 
     /// Sends small writes at once (TCP only; a Unix socket has no Nagle to turn off).
     pub fn set_nodelay(&self) {
+        self.nodelay(true);
+    }
+
+    /// Sends small writes at once (`true`), or lets TCP gather them while data is in flight
+    /// (`false`, Nagle: fewer, fuller segments for bulk transfers).
+    pub fn nodelay(&self, on: bool) {
         if let Stream::Tcp(s) = self {
-            s.set_nodelay(true).ok();
+            s.set_nodelay(on).ok();
         }
     }
 

@@ -175,8 +175,10 @@ async fn gone(hub: &Hub, mine: TransitEnd, waited: Waited, started: Instant) {
 /// Two ends paired: `ok` to both, then the relay; one usage record for the pair.
 async fn relay_pair(hub: &Hub, token: &str, a: TransitEnd, b: TransitEnd, started: Instant) {
     for end in [&a, &b] {
-        end.stream.get_ref().set_nodelay();
         tell(&end.stream, b"ok\n").await;
+        // Transit carries files: let TCP gather the clients' many small records into full
+        // segments (every connection is accepted with Nagle off, for chat and voice).
+        end.stream.get_ref().nodelay(false);
     }
     let counts = relay::Counts::default();
     let ends = ((&a.stream, &[][..]), (&b.stream, &[][..]));
