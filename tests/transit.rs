@@ -129,3 +129,41 @@ fn bad_impatient_and_lonely_ends() {
         duet.wait_for_text("lonely").await;
     });
 }
+
+type Ws = async_tungstenite::WebSocketStream<async_net::TcpStream>;
+
+/// The next binary message.
+async fn next(ws: &mut Ws) -> Vec<u8> {
+    use async_tungstenite::tungstenite::Message;
+    use futures_lite::StreamExt;
+    match timeout("a message", ws.next()).await {
+        Some(Ok(Message::Binary(b))) => b.to_vec(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The WebSocket variant (browser clients): the handshake and `ok` are binary messages,
+/// and a WebSocket end pairs with a TCP one.
+#[test]
+fn a_websocket_end_pairs_with_a_tcp_end() {
+    use async_tungstenite::tungstenite::Message;
+    smol::block_on(async {
+        let duet = Duet::start(&[]);
+        let stream = async_net::TcpStream::connect(duet.addr()).await.unwrap();
+        let url = format!("ws://127.0.0.1:{}/", duet.port);
+        let (mut ws, _) = timeout("handshake", async_tungstenite::client_async(url, stream))
+            .await
+            .unwrap();
+        let shake = relay_line(TOKEN, Some("wwwwwwwwwwwwwwww"));
+        ws.send(Message::binary(shake.into_bytes())).await.unwrap();
+        let mut tcp = end(&duet, TOKEN, Some("tttttttttttttttt")).await;
+        tcp.expect("ok").await;
+        assert_eq!(next(&mut ws).await, b"ok\n");
+        tcp.send("from tcp").await;
+        assert_eq!(next(&mut ws).await, b"from tcp");
+        ws.send(Message::binary(b"from the browser\n".to_vec()))
+            .await
+            .unwrap();
+        tcp.expect("from the browser").await;
+    });
+}

@@ -15,6 +15,7 @@
 mod lines;
 mod mailbox;
 mod pipe_end;
+mod transit_end;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,6 +56,8 @@ enum Route {
     Pipe(String),
     /// magic-wormhole's mailbox server (`/v1`).
     Mailbox,
+    /// magic-wormhole's transit relay for browser clients (`/`).
+    Transit,
 }
 
 /// Upgrades the connection and serves it until it closes.
@@ -69,10 +72,11 @@ pub async fn serve(
     let route = match head.path.as_str() {
         "/ws" => Route::Lines,
         "/v1" if hub.config.wormhole => Route::Mailbox,
+        "/" if hub.config.wormhole => Route::Transit,
         path => match path.strip_prefix("/ws/pipe/") {
             Some(token) => Route::Pipe(token.to_string()),
             None => {
-                let why = "WebSockets open /ws, /ws/pipe/TOKEN or /v1 (magic-wormhole)";
+                let why = "WebSockets open /ws, /ws/pipe/TOKEN, or / and /v1 (magic-wormhole)";
                 return refuse(hub, stream, 404, why).await;
             }
         },
@@ -94,12 +98,12 @@ pub async fn serve(
     }
     let limit = match route {
         Route::Lines => hub.config.max_line_bytes,
-        Route::Pipe(_) => PIPE_MESSAGE_BYTES,
+        Route::Pipe(_) | Route::Transit => PIPE_MESSAGE_BYTES,
         Route::Mailbox => crate::server::wormhole::MAX_MESSAGE_BYTES,
     };
     let ws = upgrade(hub, stream, key, early, limit).await;
-    // Wormhole web apps use mailbox servers of other origins by design.
-    let checked = !matches!(route, Route::Mailbox);
+    // Wormhole web apps use mailbox servers and relays of other origins by design.
+    let checked = !matches!(route, Route::Mailbox | Route::Transit);
     if let (true, Err(why)) = (checked, origin_allowed(hub, head)) {
         hub.stats.refused(Refusal::Origin);
         let (mut tx, _rx) = ws.split();
@@ -109,6 +113,7 @@ pub async fn serve(
     match route {
         Route::Lines => lines::serve(hub, ws, peer, ticket).await,
         Route::Pipe(token) => pipe_end::serve(hub, ws, peer, head, token, ticket).await,
+        Route::Transit => transit_end::serve(hub, ws, peer, ticket).await,
         Route::Mailbox => {
             let answered = mailbox::serve(hub, ws, peer).await;
             drop(ticket);

@@ -1,0 +1,115 @@
+//! A WebSocket at `/` is a magic-wormhole transit end for browser clients, as the reference
+//! relay's WebSocket port offers: the first binary message is the handshake (`please relay
+//! TOKEN for side SIDE`), `ok\n` comes back as a binary message, and from then on binary
+//! messages carry the bytes. It pairs with TCP transit ends and other WebSocket ones: the
+//! end joins the transit relay through a socket pair, like every bridged protocol here.
+
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::{WebSocketReceiver, WebSocketSender};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt, StreamExt};
+use smol::Timer;
+
+use super::{close, Ws};
+use crate::server::http::Answered;
+use crate::server::hub::Hub;
+use crate::server::lines::CLOSE_LINGER;
+use crate::server::printer::Mood;
+use crate::server::slots::Ticket;
+use crate::server::transit::{self, Handshake};
+use crate::socket::{Socket, Stream};
+
+/// Bytes per binary message the server sends.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Serves a WebSocket transit end until it closes.
+pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr, ticket: Ticket) -> Answered {
+    let (mut tx, mut rx) = ws.split();
+    let first = future::or(async { rx.next().await }, async {
+        Timer::after(hub.config.handshake_timeout).await;
+        None
+    })
+    .await;
+    let Some(Ok(Message::Binary(first))) = first else {
+        let why = "send the transit handshake first, as a binary message";
+        close(&mut tx, 1008, why).await;
+        return Answered::ws(why.into(), Mood::Refused);
+    };
+    let line = first.strip_suffix(b"\n").unwrap_or(&first).to_vec();
+    let shake = transit::handshake(&line).unwrap_or(Handshake::Bad);
+    let Ok((inner, outer)) =
+        Stream::pair().and_then(|(a, b)| Ok((Socket::new(a)?, Socket::new(b)?)))
+    else {
+        close(&mut tx, 1011, "server out of resources; try again later").await;
+        return Answered::ws("no socket pair".into(), Mood::Errored);
+    };
+    let relay = async {
+        transit::serve(hub, inner, peer, line, Vec::new(), shake, ticket).await;
+    };
+    let (bytes, ()) = future::zip(bridge(&mut tx, &mut rx, &outer), relay).await;
+    Answered {
+        status: 101,
+        bytes,
+        note: "transit over WebSocket".into(),
+        mood: Mood::Happy,
+    }
+}
+
+/// Both directions until the relay's side ends; then the close frame (1000, or 1011 when
+/// the transit was cut). Returns the bytes the client sent.
+async fn bridge(
+    tx: &mut WebSocketSender<Socket>,
+    rx: &mut WebSocketReceiver<Socket>,
+    outer: &Socket,
+) -> u64 {
+    let (done, over) = async_channel::bounded::<()>(1);
+    let inbound = future::or(inbound(rx, outer), async {
+        // The relay's side is over: the client gets a moment to close too.
+        over.recv().await.ok();
+        Timer::after(CLOSE_LINGER).await;
+        0
+    });
+    let outbound = async {
+        outbound(tx, outer).await;
+        drop(done);
+    };
+    let (bytes, ()) = future::zip(inbound, outbound).await;
+    bytes
+}
+
+/// Client → relay: binary messages are bytes; the end of the WebSocket is the end of them.
+async fn inbound(rx: &mut WebSocketReceiver<Socket>, outer: &Socket) -> u64 {
+    let mut to = outer.clone();
+    let mut bytes = 0;
+    while let Some(Ok(message)) = rx.next().await {
+        if let Message::Binary(data) = message {
+            if to.write_all(&data).await.is_err() {
+                break;
+            }
+            bytes += data.len() as u64;
+        }
+    }
+    outer.shutdown(Shutdown::Write);
+    bytes
+}
+
+/// Relay → client: `ok` and then the partner's bytes, as binary messages.
+async fn outbound(tx: &mut WebSocketSender<Socket>, outer: &Socket) {
+    let mut from = outer.clone();
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) => return close(tx, 1000, "transit closed").await,
+            Ok(n) => {
+                if tx.send(Message::binary(buf[..n].to_vec())).await.is_err() {
+                    outer.reset_on_close();
+                    outer.shutdown(Shutdown::Both);
+                    return;
+                }
+            }
+            Err(_) => return close(tx, 1011, "the transit was cut").await,
+        }
+    }
+}
