@@ -25,7 +25,7 @@ FUZZ_TARGETS := parse lines
 SOAK_SECS    ?= 180
 SOAK_CLIENTS ?= 2000
 
-.PHONY: run test deps unit smoke fuzz-short fuzz soak lint release bench clean screenshots
+.PHONY: run test deps unit smoke fuzz-short fuzz soak lint release bench clean screenshots interop
 
 run:
 	$(CARGO) run --release --bin duet -- serve -p $(PORT)
@@ -124,6 +124,12 @@ bench: deps release
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null; }
 	$(CARGO) build --release --features bench --bins
 	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); python3 bench/run.py
+
+# magic-wormhole clients of different implementations through one duet serve (wormhole-rs
+# and the Python client); not part of `make test`: wormhole-rs takes minutes to build.
+interop: deps release
+	$(CARGO) build --release --bin duet
+	python3 bench/interop.py
 
 clean:
 	$(CARGO) clean
