@@ -1,7 +1,8 @@
 //! magic-wormhole's transit relay on duet's port, driven by clients that speak the
-//! handshake directly: pairing by token and side, `ok`, the bytes both ways, and the
-//! reference relay's corner cases (bad handshake, impatient, redundant, lonely) with their
-//! moods in the log and in /metrics.
+//! handshake directly (TCP and WebSocket): pairing by token and side, `ok`, the bytes both
+//! ways, and the reference relay's corner cases (bad handshake, impatient, redundant,
+//! lonely) with their moods in the log and in /metrics; and the mailbox server's limits,
+//! spoken to in its own JSON.
 
 mod common;
 
@@ -165,5 +166,108 @@ fn a_websocket_end_pairs_with_a_tcp_end() {
             .await
             .unwrap();
         tcp.expect("from the browser").await;
+    });
+}
+
+/// The mailbox server's limits and refusals, each an `error` a client shows: crowded,
+/// messages per mailbox, mailboxes at once, must bind first, and the welcome's motd.
+#[test]
+fn mailbox_limits_and_errors() {
+    use async_tungstenite::tungstenite::Message;
+    smol::block_on(async {
+        let duet = Duet::start(&[
+            "--wormhole-max-mailboxes",
+            "2",
+            "--wormhole-max-messages",
+            "2",
+            "--wormhole-motd",
+            "be kind",
+        ]);
+        let connect = || async {
+            let stream = async_net::TcpStream::connect(duet.addr()).await.unwrap();
+            let url = format!("ws://127.0.0.1:{}/v1", duet.port);
+            let (ws, _) = timeout("handshake", async_tungstenite::client_async(url, stream))
+                .await
+                .unwrap();
+            ws
+        };
+        // Sends a command, returns the first reply that is not an ack or the welcome.
+        async fn ask(ws: &mut Ws, command: &str) -> String {
+            use futures_lite::StreamExt;
+            ws.send(Message::text(command.to_string())).await.unwrap();
+            loop {
+                match timeout("a reply", ws.next()).await {
+                    Some(Ok(Message::Text(t)))
+                        if t.contains("\"type\":\"ack\"") || t.contains("\"type\":\"welcome\"") =>
+                    {
+                        continue
+                    }
+                    Some(Ok(Message::Text(t))) => return t.to_string(),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        // `bind` has no answer but its ack: send it, then a ping, and wait for the pong.
+        async fn bind(ws: &mut Ws, side: &str) {
+            let command = format!(r#"{{"type":"bind","appid":"t","side":"{side}"}}"#);
+            ws.send(Message::text(command)).await.unwrap();
+            let pong = ask(ws, r#"{"type":"ping","ping":7}"#).await;
+            assert!(pong.contains("\"pong\":7"), "{pong}");
+        }
+        let mut a = connect().await;
+        let welcome = {
+            use futures_lite::StreamExt;
+            match timeout("welcome", a.next()).await {
+                Some(Ok(Message::Text(t))) => t.to_string(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(welcome.contains("\"motd\":\"be kind\""), "{welcome}");
+        let early = ask(&mut a, r#"{"type":"list"}"#).await;
+        assert!(early.contains("must bind first"), "{early}");
+        bind(&mut a, "a").await;
+        let claimed = ask(&mut a, r#"{"type":"claim","nameplate":"5"}"#).await;
+        assert!(claimed.contains("\"type\":\"claimed\""), "{claimed}");
+        let mailbox = claimed
+            .split("\"mailbox\":\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        for side in ["b", "c"] {
+            let mut other = connect().await;
+            bind(&mut other, side).await;
+            let reply = ask(&mut other, r#"{"type":"claim","nameplate":"5"}"#).await;
+            if side == "c" {
+                assert!(reply.contains("crowded"), "{reply}");
+            }
+        }
+        let open = format!(r#"{{"type":"open","mailbox":"{mailbox}"}}"#);
+        a.send(Message::text(open)).await.unwrap();
+        for phase in ["one", "two"] {
+            let add = format!(r#"{{"type":"add","phase":"{phase}","body":"00"}}"#);
+            let echo = ask(&mut a, &add).await;
+            assert!(echo.contains(&format!("\"phase\":\"{phase}\"")), "{echo}");
+        }
+        let full = ask(&mut a, r#"{"type":"add","phase":"three","body":"00"}"#).await;
+        assert!(
+            full.contains("too many messages in this mailbox (max 2)"),
+            "{full}"
+        );
+        // Two mailboxes at most: one more nameplate makes a second, a third is refused.
+        let mut d = connect().await;
+        bind(&mut d, "d").await;
+        assert!(ask(&mut d, r#"{"type":"claim","nameplate":"6"}"#)
+            .await
+            .contains("claimed"));
+        let mut e = connect().await;
+        bind(&mut e, "e").await;
+        let refused = ask(&mut e, r#"{"type":"claim","nameplate":"7"}"#).await;
+        assert!(
+            refused.contains("too many mailboxes open on this server (max 2)"),
+            "{refused}"
+        );
     });
 }
