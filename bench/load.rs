@@ -27,6 +27,24 @@ enum Mode {
     Churn(Churn),
     Chat(Chat),
     Pipe(Pipe),
+    Mailbox(Mailbox),
+}
+
+/// pairs of magic-wormhole clients meet through a mailbox server at once (welcome, bind,
+/// allocate/claim, open, add, each hears the other); prints handshake times
+#[derive(FromArgs)]
+#[argh(subcommand, name = "mailbox")]
+struct Mailbox {
+    /// server address (the WebSocket is ws://ADDR/v1)
+    #[argh(option)]
+    addr: SocketAddr,
+    /// pairs meeting at once
+    #[argh(option, default = "1000")]
+    pairs: usize,
+    /// after the handshakes, print the results and keep every connection (and so every
+    /// mailbox) open until stdin closes
+    #[argh(switch)]
+    hold: bool,
 }
 
 /// clients pipeline lines to a line server, then close; prints lines/s
@@ -138,6 +156,164 @@ fn main() -> io::Result<()> {
         Mode::Churn(m) => churn(m),
         Mode::Chat(m) => smol::block_on(chat(m)),
         Mode::Pipe(m) => pipe(m),
+        Mode::Mailbox(m) => smol::block_on(mailbox(m)),
+    }
+}
+
+type Ws = async_tungstenite::WebSocketStream<async_net::TcpStream>;
+
+async fn mailbox(m: Mailbox) -> io::Result<()> {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..m.pairs)
+        .map(|p| smol::spawn(mailbox_pair(m.addr, p)))
+        .collect();
+    let mut times = Vec::with_capacity(m.pairs);
+    let mut held = Vec::new();
+    for t in tasks {
+        let (took, a, b) = within(t, "mailbox pairs").await??;
+        times.push(took);
+        if m.hold {
+            held.push((a, b));
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    times.sort_unstable();
+    let pct = |p: f64| times[((times.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
+    println!(
+        "handshakes={} p50_ms={:.1} p99_ms={:.1} handshakes_per_sec={:.0}",
+        times.len(),
+        pct(0.5),
+        pct(0.99),
+        times.len() as f64 / secs
+    );
+    if m.hold {
+        io::stdout().flush()?;
+        smol::unblock(|| io::copy(&mut io::stdin(), &mut io::sink())).await?;
+        drop(held);
+    }
+    Ok(())
+}
+
+/// One pair: A allocates a nameplate and opens its mailbox, B claims it; both add a
+/// message and wait for the other's. Returns how long it took, and both connections.
+async fn mailbox_pair(addr: SocketAddr, p: usize) -> io::Result<(Duration, Ws, Ws)> {
+    let t0 = Instant::now();
+    let mut a = ws_connect(addr).await?;
+    ws_ask(
+        &mut a,
+        &format!(r#"{{"type":"bind","appid":"bench","side":"a{p}"}}"#),
+        None,
+    )
+    .await?;
+    let allocated = ws_ask(&mut a, r#"{"type":"allocate"}"#, Some("allocated")).await?;
+    let nameplate = allocated["nameplate"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let claim = format!(r#"{{"type":"claim","nameplate":"{nameplate}"}}"#);
+    let claimed = ws_ask(&mut a, &claim, Some("claimed")).await?;
+    let mailbox = claimed["mailbox"].as_str().unwrap_or_default().to_string();
+    let open = format!(r#"{{"type":"open","mailbox":"{mailbox}"}}"#);
+    let (mut heard_a, mut heard_b) = (Vec::new(), Vec::new());
+    ws_ask_noting(&mut a, &open, None, &mut heard_a).await?;
+    let add_a = r#"{"type":"add","phase":"pake","body":"aa"}"#;
+    ws_ask_noting(&mut a, add_a, None, &mut heard_a).await?;
+    let mut b = ws_connect(addr).await?;
+    ws_ask(
+        &mut b,
+        &format!(r#"{{"type":"bind","appid":"bench","side":"b{p}"}}"#),
+        None,
+    )
+    .await?;
+    ws_ask(&mut b, &claim, Some("claimed")).await?;
+    ws_ask_noting(&mut b, &open, None, &mut heard_b).await?;
+    let add_b = r#"{"type":"add","phase":"pake","body":"bb"}"#;
+    ws_ask_noting(&mut b, add_b, None, &mut heard_b).await?;
+    ws_hear(&mut b, &format!("a{p}"), &heard_b).await?;
+    ws_hear(&mut a, &format!("b{p}"), &heard_a).await?;
+    Ok((t0.elapsed(), a, b))
+}
+
+/// Opens the mailbox WebSocket, trying again (5 times, backing off) when the server resets
+/// or refuses the connection, as wormhole clients do: a server whose listen backlog
+/// overflows costs its clients time, which the handshake times then show.
+async fn ws_connect(addr: SocketAddr) -> io::Result<Ws> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let attempt = async {
+            let stream = async_net::TcpStream::connect(addr).await?;
+            let url = format!("ws://{addr}/v1");
+            let (ws, _) = async_tungstenite::client_async(url, stream)
+                .await
+                .map_err(io::Error::other)?;
+            Ok::<_, io::Error>(ws)
+        };
+        match attempt.await {
+            Ok(ws) => return Ok(ws),
+            Err(e) if tries >= 5 => return Err(e),
+            Err(_) => smol::Timer::after(Duration::from_millis(100 * tries)).await,
+        };
+    }
+}
+
+/// Sends a command and waits for its ack, and for a reply of type `wait` when given. The
+/// sides of mailbox messages that arrive meanwhile are noted in `HEARD`.
+async fn ws_ask(ws: &mut Ws, command: &str, wait: Option<&str>) -> io::Result<serde_json::Value> {
+    ws_ask_noting(ws, command, wait, &mut Vec::new()).await
+}
+
+async fn ws_ask_noting(
+    ws: &mut Ws,
+    command: &str,
+    wait: Option<&str>,
+    heard: &mut Vec<String>,
+) -> io::Result<serde_json::Value> {
+    use async_tungstenite::tungstenite::Message;
+    ws.send(Message::text(command.to_string()))
+        .await
+        .map_err(io::Error::other)?;
+    let mut acked = false;
+    loop {
+        let reply = ws_next(ws).await?;
+        match reply["type"].as_str() {
+            Some("ack") => acked = true,
+            Some("message") => heard.push(reply["side"].as_str().unwrap_or_default().into()),
+            Some("error") => return Err(io::Error::other(reply.to_string())),
+            Some(kind) if Some(kind) == wait => return Ok(reply),
+            _ => {}
+        }
+        if acked && wait.is_none() {
+            return Ok(serde_json::Value::Null);
+        }
+    }
+}
+
+/// Waits for a message from `side` (unless it came already).
+async fn ws_hear(ws: &mut Ws, side: &str, heard: &[String]) -> io::Result<()> {
+    if heard.iter().any(|s| s == side) {
+        return Ok(());
+    }
+    loop {
+        let reply = ws_next(ws).await?;
+        if reply["type"] == "message" && reply["side"] == side {
+            return Ok(());
+        }
+    }
+}
+
+async fn ws_next(ws: &mut Ws) -> io::Result<serde_json::Value> {
+    use async_tungstenite::tungstenite::Message;
+    use futures_lite::StreamExt;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => {
+                return serde_json::from_str(text.as_str()).map_err(io::Error::other)
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(io::Error::other(e)),
+            None => return Err(io::ErrorKind::UnexpectedEof.into()),
+        }
     }
 }
 

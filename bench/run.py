@@ -776,6 +776,60 @@ def bench_wormhole():
     shutil.rmtree(work, ignore_errors=True)
 
 
+def mailbox_load(port, pairs):
+    """duet-load mailbox against a server, holding the connections open: its result line
+    and the process, to be released with .stdin.close()."""
+    load = subprocess.Popen([str(LOAD), "mailbox", "--addr", f"127.0.0.1:{port}",
+                             "--pairs", str(pairs), "--hold"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = load.stdout.readline()
+    fields = dict(kv.split("=") for kv in line.split())
+    if "handshakes" not in fields:
+        load.kill()
+        raise RuntimeError(f"mailbox load failed: {line!r}")
+    return fields, load
+
+
+def bench_mailbox():
+    """1,000 pairs of wormhole clients meeting at once through duet's mailbox (/v1) and
+    through the reference mailbox server: handshake p50/p99 and RSS per open mailbox."""
+    if not peers_for_send():
+        return
+    pairs = 1000
+    print(f"magic-wormhole mailbox: {pairs} pairs meeting at once, duet vs the reference",
+          flush=True)
+    work = ROOT / "target/bench-mailbox"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    twist = str(WH_VENV / "bin/twist")
+    p50 = {"duet": [], "reference mailbox": []}
+    p99 = {"duet": [], "reference mailbox": []}
+    per = {"duet": [], "reference mailbox": []}
+    for _ in range(RUNS):
+        # The load tool's 2,000 connections on 2 cores may send their request late: hold
+        # the greeting back long enough (see README, "The web page").
+        s = duet("--greet-wait", "10000")
+        mb = free_port()
+        ref = Server([twist, "wormhole-mailbox", f"--port=tcp:{mb}:interface=127.0.0.1"], mb,
+                     cwd=work)
+        for name, server, port in [("duet", s, s.port), ("reference mailbox", ref, mb)]:
+            before = server.status("VmRSS:")
+            fields, load = mailbox_load(port, pairs)
+            during = server.status("VmRSS:")
+            load.stdin.close()
+            load.wait(timeout=120)
+            p50[name].append(float(fields["p50_ms"]))
+            p99[name].append(float(fields["p99_ms"]))
+            per[name].append((during - before) * 1024 / pairs)
+        s.stop()
+        ref.stop()
+    row(f"{pairs} mailbox handshakes at once: p50", "ms", p50, better="lower",
+        note="bind, allocate/claim, open, add, hear the other side; 2,000 WebSockets")
+    row(f"{pairs} mailbox handshakes at once: p99", "ms", p99, better="lower")
+    row("RSS per open mailbox (two clients connected)", "bytes", per, better="lower")
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_flood(have_seed):
     print("flood: one client sends bytes without a newline", flush=True)
     growth = {"duet (1 GiB)": [], "seed (200 MB)": []}
@@ -936,7 +990,7 @@ def main():
              ("rooms", bench_rooms),
              ("pingpong", bench_ping_pong), ("pipe", bench_pipe), ("send", bench_send),
              ("http", bench_http),
-             ("wormhole", bench_wormhole),
+             ("wormhole", bench_wormhole), ("mailbox", bench_mailbox),
              ("flood", lambda: bench_flood(have_seed)), ("memory", bench_memory),
              ("binary", bench_binary)]
     for name, part in parts:

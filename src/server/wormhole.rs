@@ -162,14 +162,17 @@ impl Wormhole {
         ids
     }
 
-    /// `allocate`: the shortest free nameplate, claimed for `side`.
+    /// `allocate`: the shortest free nameplate, claimed for `side` (picked and claimed under
+    /// one lock: two clients allocating at once never get the same one).
     pub fn allocate(&self, app: &str, side: &str) -> Result<String, Refused> {
+        let mut apps = lock(&self.apps);
         let name = {
-            let apps = lock(&self.apps);
             let taken = |id: &str| apps.get(app).is_some_and(|a| a.nameplates.contains_key(id));
             free_nameplate(taken)?
         };
-        self.claim(app, &name, side)?;
+        self.claim_locked(&mut apps, app, &name, side)?;
+        drop(apps);
+        self.touched();
         Ok(name)
     }
 
@@ -177,7 +180,20 @@ impl Wormhole {
     pub fn claim(&self, app: &str, name: &str, side: &str) -> Result<String, Refused> {
         check_nameplate(name)?;
         let mut apps = lock(&self.apps);
-        let full = Self::mailbox_count(&apps) >= self.settings.max_mailboxes;
+        let mailbox = self.claim_locked(&mut apps, app, name, side)?;
+        drop(apps);
+        self.touched();
+        Ok(mailbox)
+    }
+
+    fn claim_locked(
+        &self,
+        apps: &mut HashMap<String, App>,
+        app: &str,
+        name: &str,
+        side: &str,
+    ) -> Result<String, Refused> {
+        let full = Self::mailbox_count(apps) >= self.settings.max_mailboxes;
         let entry = apps.entry(app.to_string()).or_default();
         let plate = match entry.nameplates.get_mut(name) {
             Some(plate) => plate,
@@ -205,8 +221,6 @@ impl Wormhole {
         let mailbox = plate.mailbox.clone();
         let opened = entry.mailboxes.entry(mailbox.clone()).or_default();
         open_side(opened, side)?;
-        drop(apps);
-        self.touched();
         Ok(mailbox)
     }
 
@@ -544,6 +558,26 @@ mod tests {
         let closed = w.close("app", &mailbox, "b", Some("happy".into())).unwrap();
         assert_eq!(closed.result, "happy");
         assert_eq!(w.count(), (0, 0));
+    }
+
+    #[test]
+    fn allocations_at_once_never_share_a_nameplate() {
+        let w = Arc::new(Wormhole::new(Settings::default()));
+        let names: Vec<String> = (0..8)
+            .map(|t| {
+                let w = w.clone();
+                std::thread::spawn(move || {
+                    (0..100)
+                        .map(|i| w.allocate("app", &format!("{t}-{i}")).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        let unique: std::collections::HashSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), 800);
     }
 
     #[test]
