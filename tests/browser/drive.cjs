@@ -16,6 +16,8 @@ async function launch(extra = []) {
   return puppeteer.launch({
     executablePath: process.env.DUET_CHROMIUM || '/usr/bin/chromium',
     headless: true,
+    // Over a pipe, Chromium ends when this script does, even when it is killed.
+    pipe: true,
     // The tests' HTTPS server has a certificate made at its start.
     args: ['--no-sandbox', '--disable-gpu', '--ignore-certificate-errors', '--use-fake-ui-for-media-stream',
       '--use-fake-device-for-media-stream', '--autoplay-policy=no-user-gesture-required', ...extra],
