@@ -63,15 +63,6 @@ async fn result(driver: &mut Proc) -> String {
     json
 }
 
-fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 /// A browser and an `nc` client chat in one room, both ways; nicks, the member list and the
 /// server log agree; markup from either side shows as text and runs nothing.
 #[test]

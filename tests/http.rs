@@ -90,15 +90,7 @@ fn write_file(path: &Path, mib: usize, seed: u64) {
 }
 
 fn same(a: &Path, b: &Path) -> bool {
-    let digest = |p: &Path| {
-        let out = Command::new("sha256sum").arg(p).output().unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .split(' ')
-            .next()
-            .unwrap()
-            .to_string()
-    };
-    digest(a) == digest(b)
+    sha256(a) == sha256(b)
 }
 
 /// `curl -T FILE` into a pipe, `curl` out of it: a gibibyte, byte for byte, both orders.

@@ -75,15 +75,6 @@ fn run(mut cmd: Command) -> (bool, String) {
     (status.success(), text)
 }
 
-fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 /// A text message, with the code allocated by the server (the sender prints it).
 #[test]
 fn a_text_message_with_an_allocated_code() {

@@ -353,6 +353,16 @@ pub fn need(tool: &str) {
     );
 }
 
+/// A file's SHA-256, by `sha256sum` (for files too large to hold twice in a test).
+pub fn sha256(path: &std::path::Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 /// Deterministic pseudo-random bytes (duet's one test RNG), for payloads that are checked
 /// byte for byte.
 pub fn payload(len: usize, seed: u64) -> Vec<u8> {
