@@ -89,6 +89,21 @@ fn write_file(path: &Path, mib: usize, seed: u64) {
     }
 }
 
+/// Runs a Python script (`python3 -c`), which must succeed; what it printed.
+fn python(script: &str) -> String {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 fn same(a: &Path, b: &Path) -> bool {
     sha256(a) == sha256(b)
 }
@@ -430,16 +445,7 @@ print(got); print(said[0])
 "#,
             port = duet.port
         );
-        let out = Command::new("python3")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "{text} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = python(&script);
         assert!(text.contains("get 200 chunk one chunk two"), "{text}");
         assert!(text.contains("put sent 19 bytes"), "{text}");
 
@@ -525,16 +531,7 @@ print("piped_both", float(values["duet_piped_bytes_total{{from=first}}"] + value
 "#,
             port = duet.port
         );
-        let out = Command::new("python3")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "{text} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = python(&script);
         // Counted: 2 curls, a waiting GET, its busy twin, 3 polls of /metrics at most…
         // exact where the traffic is known.
         for want in [
@@ -590,16 +587,7 @@ print("none:", ask(False))
 "#,
         port = duet.port
     );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = python(&script);
     assert!(text.contains("alpn: HTTP/1.1 200 OK"), "{text}");
     assert!(text.contains("none: Hello, Client!"), "{text}");
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -12,36 +12,9 @@ const FRAME_BYTES: usize = 640;
 
 /// Speech as raw 16 kHz 16-bit mono PCM, `times` sentences long.
 fn speech(dir: &Path, times: usize) -> Vec<u8> {
-    need("espeak-ng");
-    need("sox");
-    let wav = dir.join("speech.wav");
     let raw = dir.join("speech.raw");
     let text = "Hello from duet. This is a voice test over a relay. ".repeat(times);
-    let ok = Command::new("espeak-ng")
-        .args(["-w", wav.to_str().unwrap(), &text])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "espeak-ng failed");
-    let ok = Command::new("sox")
-        .arg(&wav)
-        .args([
-            "-r",
-            "16000",
-            "-c",
-            "1",
-            "-b",
-            "16",
-            "-e",
-            "signed-integer",
-            "-t",
-            "raw",
-        ])
-        .arg(&raw)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "sox failed");
+    speak(dir, &text, &[(&raw, "raw")]);
     std::fs::read(raw).unwrap()
 }
 

@@ -353,6 +353,31 @@ pub fn need(tool: &str) {
     );
 }
 
+/// Speaks `text` with espeak-ng into `dir/spoken.wav`, then converts it with sox to 16 kHz
+/// 16-bit mono (what `duet voice` sends) as each `(path, sox type)` asks: `raw`, `wav`.
+pub fn speak(dir: &std::path::Path, text: &str, outputs: &[(&std::path::Path, &str)]) {
+    need("espeak-ng");
+    need("sox");
+    let spoken = dir.join("spoken.wav");
+    let ok = Command::new("espeak-ng")
+        .args(["-w", spoken.to_str().unwrap(), text])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "espeak-ng failed");
+    for (out, kind) in outputs {
+        let ok = Command::new("sox")
+            .arg(&spoken)
+            .args(["-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer"])
+            .args(["-t", kind])
+            .arg(out)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "sox failed");
+    }
+}
+
 /// A file's SHA-256, by `sha256sum` (for files too large to hold twice in a test).
 pub fn sha256(path: &std::path::Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
