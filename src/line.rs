@@ -81,16 +81,24 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             // Into a buffer on the stack of the poll, which no connection's task keeps
             // between polls; what arrived is copied out at its size. Cancel-safe too:
             // nothing happens between this read completing and its bytes being stored.
+            let (max, fresh) = (self.max, self.line.is_empty() && !self.skipping);
             let first = future::poll_fn(|cx| {
                 let mut stack = [0u8; FIRST_READ_BYTES];
                 Pin::new(&mut *inner)
                     .poll_read(cx, &mut stack)
-                    .map_ok(|n| stack[..n].to_vec())
+                    .map_ok(|n| match fresh.then(|| one_line(&stack[..n], max)) {
+                        Some(Some(line)) => First::Line(line.to_vec()),
+                        _ => First::Bytes(stack[..n].to_vec()),
+                    })
             })
             .await?;
-            if first.is_empty() {
-                return Ok(None);
-            }
+            let first = match first {
+                // The usual chat line: one whole line came in one read. It is returned
+                // as it is, and no read buffer is set up for it.
+                First::Line(line) => return Ok(Some(Line::Text(line))),
+                First::Bytes(bytes) if bytes.is_empty() => return Ok(None),
+                First::Bytes(bytes) => bytes,
+            };
             if let Some(inner) = slot.take() {
                 let stream = Cursor::new(first).chain(inner);
                 self.source = Source::Buffered(BufReader::with_capacity(READ_BUFFER_BYTES, stream));
@@ -188,6 +196,24 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
         rest
     }
+}
+
+/// What the first read after a quiet spell brought.
+enum First {
+    /// Exactly one whole line, within the limit (without its line ending).
+    Line(Vec<u8>),
+    /// Anything else: for the buffered path.
+    Bytes(Vec<u8>),
+}
+
+/// `read` as one whole line without its line ending, if it is exactly that (its only
+/// newline is its last byte) and the line is at most `max` bytes.
+fn one_line(read: &[u8], max: usize) -> Option<&[u8]> {
+    let (&b'\n', body) = read.split_last()? else {
+        return None;
+    };
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    (body.len() <= max && !body.contains(&b'\n')).then_some(body)
 }
 
 /// Takes the finished line out of `line`, without a trailing `\r`.

@@ -229,6 +229,7 @@ impl Hub {
     pub(crate) fn stop(&self) {
         self.stopping.store(true, Ordering::Release);
         self.stop.notify(usize::MAX);
+        self.idle.stop_all();
         self.slots.close();
     }
 

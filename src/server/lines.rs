@@ -99,6 +99,10 @@ pub async fn serve(
         conn.session.require_auth();
     }
     hub.idle.watch(&conn.session);
+    if hub.is_stopping() {
+        // Too late for `Reaper::stop_all`, which ran before the watch: stop reading here.
+        outbox.stop_reading();
+    }
     outbox.push(proto::GREETING);
     if opening.authed && hub.config.secret.is_some() {
         outbox.push(&proto::notice("authenticated"));
@@ -170,11 +174,13 @@ impl Conn {
         loop {
             let next = match opening.first.take() {
                 Some(next) => next,
-                None => match self.next_line(lines).await {
-                    Some(next) => next,
-                    None => return Exit::Shutdown,
-                },
+                None => lines.next().await,
             };
+            if matches!(next, Ok(None) | Err(_)) && self.hub.is_stopping() {
+                // The end of input is the shutdown's doing (see `Reaper::stop_all`).
+                self.session.send(proto::notice("server shutting down"));
+                return Exit::Shutdown;
+            }
             if self.session.is_timed_out() {
                 // The reaper shut our reading side: the end of input is its doing.
                 return Exit::Idle;
@@ -200,22 +206,6 @@ impl Conn {
                 return Exit::Eof;
             }
         }
-    }
-
-    /// The next line, or `None` when the server is shutting down (the client is told).
-    async fn next_line(
-        &self,
-        lines: &mut LineReader<LineSocket>,
-    ) -> Option<io::Result<Option<Line>>> {
-        let stop = async {
-            self.hub.stopped().await;
-            None
-        };
-        let next = future::or(async { Some(lines.next().await) }, stop).await;
-        if next.is_none() {
-            self.session.send(proto::notice("server shutting down"));
-        }
-        next
     }
 
     /// A line too long, or half a line at the end of the stream.

@@ -49,6 +49,17 @@ impl Reaper {
         self.lock().remove(&id);
     }
 
+    /// The server is stopping: every client in line mode has its reading side shut down,
+    /// so its task sees the end of input, finds the server stopping, and says so. Done
+    /// here, once, rather than by every connection racing each read against a shutdown
+    /// signal (which cost a listener registered and removed for every line).
+    pub fn stop_all(&self) {
+        let sessions: Vec<Arc<Session>> = self.lock().values().filter_map(Weak::upgrade).collect();
+        for session in sessions {
+            session.outbox.stop_reading();
+        }
+    }
+
     /// Sweeps forever, a few times per timeout (at least every second).
     pub async fn run(&self) {
         let shortest = self.timeout.min(self.auth_timeout.unwrap_or(Duration::MAX));
