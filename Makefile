@@ -9,7 +9,7 @@ STATIC  := target/$(TARGET)/release/duet
 TOOLS   := nc:netcat-openbsd ncat:ncat socat:socat python3:python3 sha256sum:coreutils file:file \
            curl:curl \
            openssl:openssl ss:iproute2 \
-           espeak-ng:espeak-ng sox:sox
+           espeak-ng:espeak-ng sox:sox redis-server:redis-server
 
 # The browser automation for tests/browser.rs (npm), pointed at Debian's chromium.
 PUPPETEER         := target/peers/puppeteer

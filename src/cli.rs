@@ -396,6 +396,11 @@ pub struct Serve {
     #[argh(switch)]
     pub tls_only: bool,
 
+    /// join a cluster of duet nodes sharing rooms through this Redis server
+    /// (redis://HOST:PORT/DB); see "Clusters" in the README
+    #[argh(option)]
+    pub cluster: Option<String>,
+
     /// turn off the magic-wormhole mailbox server (/v1) and transit relay
     #[argh(switch)]
     pub no_wormhole: bool,
@@ -520,6 +525,9 @@ impl Serve {
         if self.max_waiting_pipes == 0 {
             return Err("--max-waiting-pipes must be at least 1".into());
         }
+        if let Some(url) = &self.cluster {
+            crate::server::cluster::Cluster::new(url)?;
+        }
         let secret = match &self.secret_file {
             None => None,
             Some(path) => Some(read_secret(path)?),
@@ -564,6 +572,7 @@ impl Serve {
             pipe_max_bytes: self.pipe_max_bytes,
             pipe_max_time: Duration::from_secs(self.pipe_max_time),
             stats_interval: Duration::from_secs(self.stats_interval),
+            cluster: self.cluster.clone(),
             cors_origin: self.cors_origin.as_str().into(),
             allow_origins: self
                 .allow_origin

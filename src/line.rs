@@ -84,12 +84,12 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             let (max, fresh) = (self.max, self.line.is_empty() && !self.skipping);
             let first = future::poll_fn(|cx| {
                 let mut stack = [0u8; FIRST_READ_BYTES];
-                Pin::new(&mut *inner)
-                    .poll_read(cx, &mut stack)
-                    .map_ok(|n| match fresh.then(|| one_line(&stack[..n], max)) {
+                Pin::new(&mut *inner).poll_read(cx, &mut stack).map_ok(|n| {
+                    match fresh.then(|| one_line(&stack[..n], max)) {
                         Some(Some(line)) => First::Line(line.to_vec()),
                         _ => First::Bytes(stack[..n].to_vec()),
-                    })
+                    }
+                })
             })
             .await?;
             let first = match first {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::proto::{self, Command, Role};
 use crate::server::access::secret_matches;
+use crate::server::cluster::{self, Cluster, Unavailable};
 use crate::server::hub::{Hub, Refusal};
 use crate::server::lockout::Locked;
 use crate::server::printer::{Addr, Record};
@@ -49,14 +50,14 @@ impl Conn {
         }
         match command {
             Command::Auth(_) => self.auth_again(),
-            Command::Join(Some(name)) => self.join(name),
+            Command::Join(Some(name)) => self.join(name).await,
             Command::Join(None) => {
-                self.leave_room("left");
+                self.leave_room("left").await;
                 self.matchmake();
             }
-            Command::Nick(nick) => self.nick(nick),
-            Command::Who => self.who(),
-            Command::Leave => self.leave(),
+            Command::Nick(nick) => self.nick(nick).await,
+            Command::Who => self.who().await,
+            Command::Leave => self.leave().await,
             Command::Help => {
                 self.session.send(proto::help(self.hub.rooms.size()));
             }
@@ -65,7 +66,7 @@ impl Conn {
                 return Some(Exit::Quit);
             }
             Command::Pipe(token, role) => {
-                self.leave_room("left");
+                self.leave_room("left").await;
                 return Some(Exit::Pipe(token.into(), role));
             }
         }
@@ -82,7 +83,7 @@ impl Conn {
     }
 
     /// `/join ROOM`.
-    fn join(&self, name: &str) {
+    async fn join(&self, name: &str) {
         if let Some(room) = self.session.room() {
             if &*room.name == name {
                 let note = format!("you are already in room {name}");
@@ -90,65 +91,115 @@ impl Conn {
                 return;
             }
         }
-        self.leave_room("left");
-        let welcome = |others: &[Arc<Session>]| {
-            let here = match others.is_empty() {
-                true => "nobody else is here yet".to_string(),
-                false => {
-                    let nicks: Vec<String> = others.iter().map(|m| m.nick().to_string()).collect();
-                    format!("here: {}", nicks.join(", "))
+        let size = self.hub.rooms.size();
+        // With --cluster, the place is taken in Redis first (the cap is cluster-wide), and
+        // a client that cannot have it stays where it was.
+        let elsewhere = match &self.hub.cluster {
+            Some(cluster) => match cluster.join(name, &self.session, size).await {
+                Ok(Some(found)) => Some(found),
+                Ok(None) => return self.room_full(name),
+                Err(Unavailable) => {
+                    self.session.send(proto::error(cluster::UNAVAILABLE));
+                    return;
                 }
+            },
+            None => None,
+        };
+        self.leave_room("left").await;
+        let welcome = |others: &[Arc<Session>]| {
+            let nicks: Vec<String> = match &elsewhere {
+                Some((nicks, _)) => nicks.clone(),
+                None => others.iter().map(|m| m.nick().to_string()).collect(),
+            };
+            let here = match nicks.is_empty() {
+                true => "nobody else is here yet".to_string(),
+                false => format!("here: {}", nicks.join(", ")),
             };
             let note = format!("you joined room {name} ({here})");
             self.session.send(proto::notice(&note));
         };
         match self.hub.rooms.join(&self.session, name, welcome) {
             Ok(room) => {
-                let nick = self.session.nick();
-                room.broadcast(self.session.id, &proto::notice(&format!("{nick} joined")));
-                self.room_event(&room, format!("{nick} joined"));
+                let remote = elsewhere.as_ref().is_some_and(|(_, remote)| *remote);
+                room.remote.store(remote, Ordering::Relaxed);
+                let note = format!("{} joined", self.session.nick());
+                self.tell_room(&room, &proto::notice(&note)).await;
+                self.room_event(&room, note);
             }
-            Err(JoinError::Full) => {
-                let size = self.hub.rooms.size();
-                let error = format!("room {name} is full (at most {size} members)");
-                self.session.send(proto::error(&error));
+            Err(refused) => {
+                if let Some(cluster) = &self.hub.cluster {
+                    // Not here after all: give the place in Redis back, silently.
+                    cluster.leave(name, &self.session, b"", false).await;
+                }
+                match refused {
+                    JoinError::Full => self.room_full(name),
+                    JoinError::TooManyRooms => self.too_many_rooms(),
+                }
             }
-            Err(JoinError::TooManyRooms) => self.too_many_rooms(),
         }
     }
 
+    fn room_full(&self, name: &str) {
+        let size = self.hub.rooms.size();
+        let error = format!("room {name} is full (at most {size} members)");
+        self.session.send(proto::error(&error));
+    }
+
+    /// Sends `bytes` to the room's other members: here, and with --cluster on other nodes.
+    /// Returns false if members elsewhere may have missed it (Redis is unavailable).
+    pub async fn tell_room(&self, room: &rooms::Room, bytes: &[u8]) -> bool {
+        room.broadcast(self.session.id, bytes);
+        match self.cluster_for(room) {
+            Some(cluster) => cluster.say(room, bytes).await.is_ok(),
+            None => true,
+        }
+    }
+
+    /// The cluster, for a room that is shared through it (private rooms are per node).
+    fn cluster_for(&self, room: &rooms::Room) -> Option<&Cluster> {
+        let cluster = self.hub.cluster.as_deref()?;
+        (!room.name.starts_with('~')).then_some(cluster)
+    }
+
     /// `/nick NAME`.
-    fn nick(&self, nick: &str) {
+    async fn nick(&self, nick: &str) {
         let old = self.session.set_nick(nick);
         self.session
             .send(proto::notice(&format!("you are now {nick}")));
         if let Some(room) = self.session.room() {
             let note = format!("{old} is now {nick}");
-            room.broadcast(self.session.id, &proto::notice(&note));
+            let bytes = proto::notice(&note);
+            room.broadcast(self.session.id, &bytes);
+            if let Some(cluster) = self.cluster_for(&room) {
+                cluster.nick(&room, &self.session, &bytes).await;
+            }
             self.room_event(&room, note);
         }
     }
 
     /// `/who`.
-    fn who(&self) {
+    async fn who(&self) {
         match self.session.room() {
-            Some(room) => {
-                self.session.send(rooms::who(&room));
-            }
+            Some(room) => match self.cluster_for(&room) {
+                Some(cluster) => match cluster.who(&room.name).await {
+                    Ok(nicks) => self.session.send(rooms::who_line(&room.name, &nicks)),
+                    Err(Unavailable) => self.session.send(proto::error(cluster::UNAVAILABLE)),
+                },
+                None => self.session.send(rooms::who(&room)),
+            },
             None if self.hub.rooms.is_waiting(&self.session) => {
-                self.session.send(proto::notice("waiting for a partner"));
+                self.session.send(proto::notice("waiting for a partner"))
             }
-            None => {
-                self.session
-                    .send(proto::error("you are not in a room (try /join ROOM)"));
-            }
-        }
+            None => self
+                .session
+                .send(proto::error("you are not in a room (try /join ROOM)")),
+        };
     }
 
     /// `/leave`.
-    fn leave(&self) {
+    async fn leave(&self) {
         if let Some(room) = self.session.room() {
-            self.leave_room("left");
+            self.leave_room("left").await;
             let note = format!("you left {}", room_label(&room.name));
             self.session.send(proto::notice(&note));
         } else if self.hub.rooms.is_waiting(&self.session) {
@@ -234,10 +285,16 @@ impl Conn {
     }
 
     /// Leaves the current room, if any, telling the others `* NICK WHY`.
-    pub fn leave_room(&self, why: &str) {
+    pub async fn leave_room(&self, why: &str) {
         if let Some(room) = self.hub.rooms.leave(&self.session) {
             let note = format!("{} {why}", self.session.nick());
-            room.broadcast(self.session.id, &proto::notice(&note));
+            let bytes = proto::notice(&note);
+            room.broadcast(self.session.id, &bytes);
+            if let Some(cluster) = self.cluster_for(&room) {
+                cluster
+                    .leave(&room.name, &self.session, &bytes, room.is_empty())
+                    .await;
+            }
             self.room_event(&room, note);
         }
     }

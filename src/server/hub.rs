@@ -99,6 +99,8 @@ pub struct Config {
     pub allow_origins: Vec<String>,
     /// `--metrics-allow`: who may read `/metrics` (loopback by default).
     pub metrics_allow: Vec<crate::server::access::Cidr>,
+    /// `--cluster`: the Redis server through which nodes act as one service.
+    pub cluster: Option<String>,
     /// `--tls-cert`/`--tls-key` or `--tls-self-signed`.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::server::tls::Tls>,
@@ -143,6 +145,7 @@ impl Default for Config {
             pipe_max_bytes: 0,
             pipe_max_time: Duration::ZERO,
             stats_interval: Duration::ZERO,
+            cluster: None,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -170,6 +173,8 @@ pub struct Hub {
     pub slots: Arc<Slots>,
     /// Refused clients being told why (see `server/turn_away.rs`).
     pub doorstep: crate::server::turn_away::Doorstep,
+    /// With `--cluster`: this node's membership of the cluster.
+    pub cluster: Option<Arc<crate::server::cluster::Cluster>>,
     next_id: AtomicU64,
     stopping: AtomicBool,
     /// When the server started (for `process_start_time_seconds`).
@@ -196,6 +201,10 @@ impl Hub {
             auth: Lockout::new(config.auth_failures, config.auth_lockout),
             stats: Totals::default(),
             doorstep: Default::default(),
+            cluster: config.cluster.as_deref().map(|url| {
+                let cluster = crate::server::cluster::Cluster::new(url);
+                Arc::new(cluster.expect("--cluster's URL is checked when options are read"))
+            }),
             config,
             log,
             next_id: AtomicU64::new(0),

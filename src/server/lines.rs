@@ -125,7 +125,8 @@ pub async fn serve(
         (_, Fate::TooSlow) => "was too slow and was disconnected",
         (Exit::Quit, _) => "left",
         _ => "disconnected",
-    });
+    })
+    .await;
     match (exit, fate) {
         (Exit::Pipe(token, role), Fate::Open) => Ended::Pipe(token, role),
         (exit, fate) => Ended::Closed(closing_record(&conn, exit, fate)),
@@ -267,9 +268,11 @@ impl Conn {
             let grace = self.hub.config.slow_grace;
             Box::pin(room.wait_for_readers(self.session.id, grace)).await;
         }
-        room.broadcast(
-            self.session.id,
-            &proto::message(|buf| self.session.push_nick(buf), message),
-        );
+        let line = proto::message(|buf| self.session.push_nick(buf), message);
+        if !self.tell_room(&room, &line).await {
+            // With --cluster, Redis is unavailable: members on other nodes missed it.
+            self.session
+                .send(proto::error(crate::server::cluster::UNAVAILABLE));
+        }
     }
 }

@@ -3,9 +3,10 @@
 //! The caller binds the listener ([`bind`]) and decides when to stop (the `shutdown` future),
 //! so tests can bind port 0 and run many servers in parallel. Accept errors never end the
 //! server: they are logged and retried with backoff. Shutdown is one flag and one
-//! notification (`Hub::stopped`), which every connection watches with a listener that lives
-//! inside its own task (no allocation per idle client); the server knows all connections are
-//! done when every `slots::Ticket` has been dropped.
+//! notification (`Hub::stopped`), which pipes and the other handlers watch with a listener
+//! inside their own task; line-mode clients, the many, have their reading side shut by the
+//! reaper instead (no listener per read). The server knows all connections are done when
+//! every `slots::Ticket` has been dropped.
 //!
 //! The layout below: the front door (`door.rs`) takes each accepted connection to exactly
 //! one protocol handler (TLS, whose plaintext comes back through the door; line mode in
@@ -15,6 +16,7 @@
 
 pub(crate) mod access;
 pub(crate) mod clock;
+pub(crate) mod cluster;
 mod commands;
 mod door;
 mod http;
@@ -153,7 +155,7 @@ pub fn run(
     log: Log,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let port = listener.local_addr()?.port();
+    let (ip, port) = (listener.local_addr()?.ip(), listener.local_addr()?.port());
     let descriptors = raise_fd_limit(config.max_conns);
     let listener = Arc::new(Async::new(listener)?);
     let threads = config.threads.max(1);
@@ -187,11 +189,19 @@ pub fn run(
                 let hub = hub.clone();
                 ex.spawn(async move { future::or(hub.idle.run(), housekeeping(&hub)).await })
             };
+            let clustering = hub.cluster.clone().map(|cluster| {
+                let advertise = format!("{}:{port}", ip);
+                ex.spawn(cluster::run(hub.clone(), cluster, advertise))
+            });
             ex.spawn(shutdown).await;
             accepting.cancel().await;
             chores.cancel().await;
             drop(listener);
             shut_down(&hub, all_done).await;
+            if let (Some(task), Some(cluster)) = (clustering, &hub.cluster) {
+                task.cancel().await;
+                cluster.goodbye().await;
+            }
             save_wormhole(&hub).await;
         }));
         drop(stop_workers);

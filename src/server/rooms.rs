@@ -124,6 +124,9 @@ impl Session {
 pub struct Room {
     pub name: Arc<str>,
     members: Mutex<Vec<Arc<Session>>>,
+    /// With `--cluster`: whether, as far as this node last heard, members on other nodes
+    /// are in the room too (when Redis is down, only then is a line known to miss someone).
+    pub remote: AtomicBool,
 }
 
 impl Room {
@@ -175,6 +178,11 @@ impl Room {
                 member.outbox.cut_off();
             }
         }
+    }
+
+    /// Whether nobody is left in the room (on this node).
+    pub fn is_empty(&self) -> bool {
+        lock(&self.members).is_empty()
     }
 
     pub fn nicks(&self) -> Vec<Arc<str>> {
@@ -263,6 +271,7 @@ impl Rooms {
                 Arc::new(Room {
                     name: name.into(),
                     members: Mutex::new(Vec::new()),
+                    remote: AtomicBool::new(false),
                 })
             })
             .clone();
@@ -300,6 +309,7 @@ impl Rooms {
         let room = Arc::new(Room {
             name: name.clone(),
             members: Mutex::new(vec![partner.clone(), session.clone()]),
+            remote: AtomicBool::new(false),
         });
         rooms.insert(name, room.clone());
         drop(rooms);
@@ -332,6 +342,23 @@ impl Rooms {
         Some(room)
     }
 
+    /// The room called `name`, if it has members here.
+    pub fn get(&self, name: &str) -> Option<Arc<Room>> {
+        lock(&self.rooms).get(name).cloned()
+    }
+
+    /// Every member of every room, with its room's name (for `--cluster`'s resync).
+    pub fn members(&self) -> Vec<(Arc<str>, Arc<Session>)> {
+        let rooms: Vec<Arc<Room>> = lock(&self.rooms).values().cloned().collect();
+        let mut all = Vec::new();
+        for room in rooms {
+            for member in lock(&room.members).iter() {
+                all.push((room.name.clone(), member.clone()));
+            }
+        }
+        all
+    }
+
     /// Whether `session` is the one waiting for a partner.
     pub fn is_waiting(&self, session: &Session) -> bool {
         lock(&self.waiting)
@@ -343,10 +370,15 @@ impl Rooms {
 /// The reply to `/who`.
 pub fn who(room: &Room) -> Vec<u8> {
     let nicks: Vec<String> = room.nicks().iter().map(|n| n.to_string()).collect();
-    let name = if room.name.starts_with('~') {
+    who_line(&room.name, &nicks)
+}
+
+/// The reply to `/who` for room `name` with these members.
+pub fn who_line(name: &str, nicks: &[String]) -> Vec<u8> {
+    let name = if name.starts_with('~') {
         "this private room".to_string()
     } else {
-        format!("room {}", room.name)
+        format!("room {name}")
     };
     proto::notice(&format!("in {name}: {}", nicks.join(", ")))
 }

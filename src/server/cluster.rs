@@ -1,0 +1,406 @@
+//! Several nodes as one service, through Redis (`--cluster redis://…`).
+//!
+//! Centrifugo's model: one node keeps everything in memory and needs nothing else; with
+//! `--cluster`, nodes share what must be shared through a Redis (or Valkey) server, not a
+//! consensus of their own. Here: room membership (so the size cap, `/who` and nicknames are
+//! cluster-wide) and the messages of rooms whose members are on several nodes. Every change
+//! is one Lua script (`cluster/scripts.rs`), so it is atomic and costs one round trip; a
+//! message goes only to the nodes with members in its room, each of which listens on a
+//! Pub/Sub inbox of its own and hands it to its members' outboxes like any room message.
+//!
+//! A node heartbeats a key that expires in [`HEARTBEAT_TTL`]; a node that stops (killed,
+//! cut off) is noticed by the others within that time plus one tick: its members leave
+//! their rooms with `* NICK left (node lost)`. Redis down or restarting: each node goes on
+//! serving what is local (members of a room on the same node still talk), refuses what
+//! needs Redis with `* error: cluster unavailable, try again`, reconnects with backoff, and
+//! puts its membership back in Redis as it is then (members that left meanwhile are
+//! announced as gone). Matchmaking (`/join` alone), `--max-rooms` and pipes are per node.
+
+mod scripts;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use event_listener::{listener, Event};
+use futures_lite::{future, StreamExt};
+use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
+use smol::Timer;
+
+use crate::lock::lock;
+use crate::server::hub::Hub;
+use crate::server::printer::Record;
+use crate::server::rooms::{Room, Session};
+use scripts::{alive_key, inbox, member, room_key, rooms_of_key, Scripts, NODES};
+
+/// How often a node says it is alive, and checks for lost nodes.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A node silent this long is lost.
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
+/// How long one Redis call may take before Redis counts as unavailable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Reconnection backoff: from the first to the last, doubling.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
+
+/// What a client is told when something needs Redis and Redis cannot be reached.
+pub const UNAVAILABLE: &str = "cluster unavailable, try again";
+
+/// Redis could not be reached (or did not answer in time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable;
+
+/// This node's membership of the cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    /// This node's id: random, new at every start (a restarted node is a new node).
+    pub node: Arc<str>,
+    client: redis::Client,
+    /// `None` while Redis is unreachable.
+    conn: Mutex<Option<MultiplexedConnection>>,
+    scripts: Scripts,
+    /// Set when a change could not reach Redis: the supervisor puts the node's state back.
+    dirty: AtomicBool,
+    /// Notified when a call fails, so the supervisor reconnects at once.
+    failed: Event,
+}
+
+impl Cluster {
+    /// Checks the URL (nothing is connected until [`Cluster::run`]).
+    pub fn new(url: &str) -> Result<Cluster, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("--cluster {url}: {e}"))?;
+        let mut id = [0u8; 4];
+        getrandom::getrandom(&mut id).map_err(|e| e.to_string())?;
+        let node: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Cluster {
+            node: node.into(),
+            client,
+            conn: Mutex::new(None),
+            scripts: Scripts::new(),
+            dirty: AtomicBool::new(false),
+            failed: Event::new(),
+        })
+    }
+
+    /// Runs `call` on the shared connection; any failure marks Redis unavailable.
+    async fn with<T, F, Fut>(&self, call: F) -> Result<T, Unavailable>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = lock(&self.conn).clone().ok_or(Unavailable)?;
+        match call(conn).await {
+            Ok(value) => Ok(value),
+            Err(_) => {
+                self.down();
+                Err(Unavailable)
+            }
+        }
+    }
+
+    /// Redis failed: drop the connection and let the supervisor reconnect and resync.
+    fn down(&self) {
+        lock(&self.conn).take();
+        self.dirty.store(true, Ordering::Release);
+        self.failed.notify(usize::MAX);
+    }
+
+    /// A change that did not reach Redis: put the node's state back once it is reachable.
+    fn missed(&self) {
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Joins `session` to room `name` cluster-wide if it has fewer than `cap` members.
+    /// `Some(others)`: joined; `others` are the nicknames already there, and whether any is
+    /// on another node. `None`: full.
+    pub async fn join(
+        &self,
+        name: &str,
+        session: &Session,
+        cap: usize,
+    ) -> Result<Option<(Vec<String>, bool)>, Unavailable> {
+        let (me, nick) = (member(&self.node, session.id), session.nick());
+        let joined: Option<Vec<String>> = self
+            .with(|mut c| async move {
+                let mut call = self.scripts.join.key(room_key(name));
+                call.key(rooms_of_key(&self.node));
+                call.arg(&me).arg(&*nick).arg(cap).arg(name);
+                call.invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(joined.map(|flat| {
+            let prefix = format!("{}/", self.node);
+            let remote = flat.chunks(2).any(|pair| !pair[0].starts_with(&prefix));
+            let nicks = flat.chunks(2).filter_map(|p| p.get(1).cloned()).collect();
+            (nicks, remote)
+        }))
+    }
+
+    /// Sends `bytes` to the room's members on other nodes.
+    pub async fn say(&self, room: &Room, bytes: &[u8]) -> Result<(), Unavailable> {
+        let sent: Result<usize, _> = self
+            .with(|mut c| async move {
+                let mut call = self.scripts.say.key(room_key(&room.name));
+                call.arg(&*self.node).arg(payload(&room.name, bytes));
+                call.invoke_async(&mut c).await
+            })
+            .await;
+        match sent {
+            Ok(nodes) => {
+                room.remote.store(nodes > 0, Ordering::Relaxed);
+                Ok(())
+            }
+            // Nobody elsewhere to miss it, as far as this node knows.
+            Err(_) if !room.remote.load(Ordering::Relaxed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes `session` out of room `name` cluster-wide, telling the others `notice` (unless
+    /// it is empty). A failure is put right when Redis is back (the others are then told the
+    /// member left).
+    pub async fn leave(&self, name: &str, session: &Session, notice: &[u8], last_here: bool) {
+        let me = member(&self.node, session.id);
+        let payload = match notice.is_empty() {
+            true => Vec::new(),
+            false => payload(name, notice),
+        };
+        let done: Result<usize, _> = self
+            .with(|mut c| async move {
+                let mut call = self.scripts.leave.key(room_key(name));
+                call.key(rooms_of_key(&self.node));
+                call.arg(&me).arg(&*self.node).arg(payload);
+                call.arg(name).arg(if last_here { "1" } else { "0" });
+                call.invoke_async(&mut c).await
+            })
+            .await;
+        if done.is_err() {
+            self.missed();
+        }
+    }
+
+    /// The node leaves the cluster (at shutdown, once its clients are gone).
+    pub async fn goodbye(&self) {
+        let node = &*self.node;
+        let _: Result<(), _> = self
+            .with(|mut c| async move {
+                redis::pipe()
+                    .del(alive_key(node))
+                    .ignore()
+                    .del(rooms_of_key(node))
+                    .ignore()
+                    .srem(NODES, node)
+                    .ignore()
+                    .query_async(&mut c)
+                    .await
+            })
+            .await;
+    }
+
+    /// `/nick` in a room: the new nickname in Redis, `notice` to the other nodes.
+    pub async fn nick(&self, room: &Room, session: &Session, notice: &[u8]) {
+        let (me, nick) = (member(&self.node, session.id), session.nick());
+        let done: Result<usize, _> = self
+            .with(|mut c| async move {
+                let mut call = self.scripts.nick.key(room_key(&room.name));
+                call.arg(&me).arg(&*nick).arg(&*self.node);
+                call.arg(payload(&room.name, notice));
+                call.invoke_async(&mut c).await
+            })
+            .await;
+        if done.is_err() {
+            self.missed();
+        }
+    }
+
+    /// Everyone in the room, on every node.
+    pub async fn who(&self, room: &str) -> Result<Vec<String>, Unavailable> {
+        let key = room_key(room);
+        self.with(|mut c| async move { redis::cmd("HVALS").arg(key).query_async(&mut c).await })
+            .await
+    }
+}
+
+/// What goes to another node's inbox: `ROOM\nBYTES`.
+fn payload(room: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(room.len() + 1 + bytes.len());
+    out.extend_from_slice(room.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// Keeps this node in the cluster for the server's life: connects (with backoff), listens
+/// on its inbox, puts its state in Redis, heartbeats and reaps lost nodes; starts over
+/// whenever Redis fails.
+pub async fn run(hub: Arc<Hub>, cluster: Arc<Cluster>, advertise: String) {
+    let mut wait = BACKOFF.0;
+    let mut said_down = false;
+    loop {
+        match connect(&cluster).await {
+            Ok((conn, pubsub)) => {
+                *lock(&cluster.conn) = Some(conn);
+                cluster.dirty.store(true, Ordering::Release);
+                wait = BACKOFF.0;
+                let message = format!("cluster: node {} connected to Redis", cluster.node);
+                hub.log.send(Record::Server { message }).await;
+                said_down = false;
+                future::or(listen(&hub, pubsub), beat(&hub, &cluster, &advertise)).await;
+                cluster.down();
+            }
+            Err(e) if !said_down => {
+                let message = format!("cluster: Redis unavailable ({e}); retrying");
+                hub.log.send(Record::Server { message }).await;
+                said_down = true;
+            }
+            Err(_) => {}
+        }
+        Timer::after(wait).await;
+        wait = (wait * 2).min(BACKOFF.1);
+    }
+}
+
+/// A connection for calls and one listening on this node's inbox.
+async fn connect(
+    cluster: &Cluster,
+) -> Result<(MultiplexedConnection, redis::aio::PubSub), redis::RedisError> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(CALL_TIMEOUT)
+        .set_response_timeout(CALL_TIMEOUT);
+    let timeout = || async {
+        Timer::after(CALL_TIMEOUT).await;
+        Err(redis::RedisError::from(std::io::Error::from(
+            std::io::ErrorKind::TimedOut,
+        )))
+    };
+    let conn = cluster
+        .client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    let subscribed = async {
+        let mut pubsub = cluster.client.get_async_pubsub().await?;
+        pubsub.subscribe(inbox(&cluster.node)).await?;
+        Ok(pubsub)
+    };
+    let pubsub = future::or(subscribed, timeout()).await?;
+    Ok((conn, pubsub))
+}
+
+/// Hands every message in this node's inbox to the local members of its room; returns when
+/// the subscription ends (Redis went away).
+async fn listen(hub: &Hub, pubsub: redis::aio::PubSub) {
+    let mut messages = pubsub.into_on_message();
+    while let Some(message) = messages.next().await {
+        let bytes = message.get_payload_bytes();
+        let Some(at) = bytes.iter().position(|&b| b == b'\n') else {
+            continue;
+        };
+        let Ok(name) = std::str::from_utf8(&bytes[..at]) else {
+            continue;
+        };
+        if let Some(room) = hub.rooms.get(name) {
+            room.remote.store(true, Ordering::Relaxed);
+            room.broadcast(u64::MAX, &bytes[at + 1..]);
+        }
+    }
+}
+
+/// Every [`HEARTBEAT`]: the node's state put back if it is stale, the heartbeat, and lost
+/// nodes reaped. Returns when a call fails.
+async fn beat(hub: &Hub, cluster: &Cluster, advertise: &str) {
+    loop {
+        let ok = match cluster.dirty.swap(false, Ordering::AcqRel) {
+            true => resync(hub, cluster, advertise).await,
+            false => heartbeat(cluster, advertise).await,
+        };
+        if ok.is_err() {
+            cluster.missed();
+            return;
+        }
+        match reap(cluster).await {
+            Ok(lost) => {
+                for node in lost {
+                    let message = format!("cluster: node {node} lost; its members left");
+                    hub.log.send(Record::Server { message }).await;
+                }
+            }
+            Err(Unavailable) => return,
+        }
+        listener!(cluster.failed => failed);
+        if lock(&cluster.conn).is_none() {
+            return;
+        }
+        future::or(failed, async {
+            Timer::after(HEARTBEAT).await;
+        })
+        .await;
+        if lock(&cluster.conn).is_none() {
+            return;
+        }
+    }
+}
+
+async fn heartbeat(cluster: &Cluster, advertise: &str) -> Result<(), Unavailable> {
+    let ttl = HEARTBEAT_TTL.as_millis() as u64;
+    cluster
+        .with(|mut c| async move {
+            redis::pipe()
+                .cmd("SET")
+                .arg(alive_key(&cluster.node))
+                .arg(advertise)
+                .arg("PX")
+                .arg(ttl)
+                .ignore()
+                .cmd("SADD")
+                .arg(NODES)
+                .arg(&*cluster.node)
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+}
+
+/// Puts this node's membership in Redis as it is now.
+async fn resync(hub: &Hub, cluster: &Cluster, advertise: &str) -> Result<(), Unavailable> {
+    let ttl = HEARTBEAT_TTL.as_millis() as u64;
+    let members = hub.rooms.members();
+    cluster
+        .with(|mut c| async move {
+            let mut call = cluster.scripts.resync.prepare_invoke();
+            call.arg(&*cluster.node)
+                .arg(advertise)
+                .arg(ttl)
+                .arg(" left\n");
+            for (room, session) in members.iter().filter(|(r, _)| !r.starts_with('~')) {
+                call.arg(&**room).arg(member(&cluster.node, session.id));
+                call.arg(&*session.nick());
+            }
+            call.invoke_async::<()>(&mut c).await
+        })
+        .await
+}
+
+/// Takes lost nodes' members out of their rooms; returns the lost nodes.
+async fn reap(cluster: &Cluster) -> Result<Vec<String>, Unavailable> {
+    cluster
+        .with(|mut c| async move {
+            let mut call = cluster.scripts.reap.prepare_invoke();
+            call.arg(&*cluster.node)
+                .arg("* ")
+                .arg(" left (node lost)\n");
+            call.invoke_async(&mut c).await
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_name_their_room() {
+        assert_eq!(payload("lab", b"<a> hi\n"), b"lab\n<a> hi\n");
+        assert_eq!(member("ab12", 7), "ab12/7");
+    }
+}

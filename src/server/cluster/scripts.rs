@@ -1,0 +1,166 @@
+//! The cluster's Lua scripts: every change to shared room state is one script, so Redis runs
+//! it atomically (the room-size cap holds however many nodes race for the last place) and a
+//! message costs one round trip whatever the room's size.
+//!
+//! Keys, all under `duet:`:
+//! - `nodes`: the set of node ids that have state in Redis;
+//! - `alive:NODE`: the node's heartbeat (its advertised address), with a short expiry;
+//! - `room:NAME`: a hash from member (`NODE/SESSION`) to nickname;
+//! - `rooms-of:NODE`: the rooms a node has members in (what to clean when it is lost).
+//!
+//! Messages go to `duet:inbox:NODE`, a Pub/Sub channel each node listens on, as
+//! `ROOM\nBYTES`: only nodes with members in the room get them.
+
+use redis::Script;
+
+/// A member's field in a room hash: `NODE/SESSION`.
+pub fn member(node: &str, session: u64) -> String {
+    format!("{node}/{session}")
+}
+
+pub fn room_key(room: &str) -> String {
+    format!("duet:room:{room}")
+}
+
+pub fn rooms_of_key(node: &str) -> String {
+    format!("duet:rooms-of:{node}")
+}
+
+pub fn alive_key(node: &str) -> String {
+    format!("duet:alive:{node}")
+}
+
+pub fn inbox(node: &str) -> String {
+    format!("duet:inbox:{node}")
+}
+
+pub const NODES: &str = "duet:nodes";
+
+/// Publishes ARGV[2] to the inbox of every node but ARGV[1] with a member in room KEYS[1];
+/// returns how many nodes that was. Shared by the scripts below as `fan_out`.
+const FAN_OUT: &str = r"
+local function fan_out(key, origin, payload)
+  local sent, seen = 0, {}
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    local node = string.match(field, '^([^/]+)/')
+    if node and node ~= origin and not seen[node] then
+      seen[node] = true
+      redis.call('PUBLISH', 'duet:inbox:' .. node, payload)
+      sent = sent + 1
+    end
+  end
+  return sent
+end
+";
+
+/// KEYS: room, rooms-of. ARGV: member, nick, cap, room name. Full: nil. Joined: the
+/// members already there, as `member, nick, …`.
+const JOIN: &str = r"
+local others = redis.call('HGETALL', KEYS[1])
+if #others / 2 >= tonumber(ARGV[3]) then return false end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[4])
+return others
+";
+
+/// KEYS: room. ARGV: origin node, payload. Returns the number of nodes reached.
+const SAY: &str = "return fan_out(KEYS[1], ARGV[1], ARGV[2])";
+
+/// KEYS: room, rooms-of. ARGV: member, origin node, payload (empty: nobody is told), room
+/// name, `1` if the node has no member left in the room.
+const LEAVE: &str = r"
+redis.call('HDEL', KEYS[1], ARGV[1])
+if ARGV[5] == '1' then redis.call('SREM', KEYS[2], ARGV[4]) end
+if ARGV[3] == '' then return 0 end
+return fan_out(KEYS[1], ARGV[2], ARGV[3])
+";
+
+/// KEYS: room. ARGV: member, new nick, origin node, payload.
+const NICK: &str = r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+return fan_out(KEYS[1], ARGV[3], ARGV[4])
+";
+
+/// ARGV: this node, notice prefix, notice suffix. Every node in `duet:nodes` but this one
+/// whose heartbeat has expired is lost: its members leave their rooms (the others are told
+/// PREFIX NICK SUFFIX) and its state goes. Returns the lost nodes. Atomic, so two nodes
+/// reaping at once do it once.
+const REAP: &str = r"
+local lost = {}
+for _, node in ipairs(redis.call('SMEMBERS', 'duet:nodes')) do
+  if node ~= ARGV[1] and redis.call('EXISTS', 'duet:alive:' .. node) == 0 then
+    local prefix = node .. '/'
+    for _, room in ipairs(redis.call('SMEMBERS', 'duet:rooms-of:' .. node)) do
+      local key = 'duet:room:' .. room
+      local all = redis.call('HGETALL', key)
+      for i = 1, #all, 2 do
+        if string.sub(all[i], 1, #prefix) == prefix then
+          redis.call('HDEL', key, all[i])
+          fan_out(key, node, room .. '\n' .. ARGV[2] .. all[i + 1] .. ARGV[3])
+        end
+      end
+    end
+    redis.call('DEL', 'duet:rooms-of:' .. node)
+    redis.call('SREM', 'duet:nodes', node)
+    table.insert(lost, node)
+  end
+end
+return lost
+";
+
+/// ARGV: this node, its address, heartbeat ms, notice suffix for members gone meanwhile,
+/// then `room, member, nick` for every member it has now. Puts this node's membership in
+/// Redis as it is (after a reconnect, or Redis lost its data), telling rooms about members
+/// that left while Redis could not be reached.
+const RESYNC: &str = r"
+local node = ARGV[1]
+local prefix = node .. '/'
+local now = {}
+for i = 5, #ARGV, 3 do now[ARGV[i + 1]] = true end
+for _, room in ipairs(redis.call('SMEMBERS', 'duet:rooms-of:' .. node)) do
+  local key = 'duet:room:' .. room
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, #prefix) == prefix and not now[all[i]] then
+      redis.call('HDEL', key, all[i])
+      fan_out(key, node, room .. '\n* ' .. all[i + 1] .. ARGV[4])
+    end
+  end
+end
+redis.call('DEL', 'duet:rooms-of:' .. node)
+for i = 5, #ARGV, 3 do
+  redis.call('HSET', 'duet:room:' .. ARGV[i], ARGV[i + 1], ARGV[i + 2])
+  redis.call('SADD', 'duet:rooms-of:' .. node, ARGV[i])
+end
+redis.call('SADD', 'duet:nodes', node)
+redis.call('SET', 'duet:alive:' .. node, ARGV[2], 'PX', ARGV[3])
+return 1
+";
+
+/// The scripts, compiled once (each is sent by its SHA-1; Redis is given the text again
+/// when it does not know it, e.g. after a restart).
+#[derive(Debug)]
+pub struct Scripts {
+    pub join: Script,
+    pub say: Script,
+    pub leave: Script,
+    pub nick: Script,
+    pub reap: Script,
+    pub resync: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Scripts {
+        let with_fan_out = |body: &str| Script::new(&format!("{FAN_OUT}{body}"));
+        Scripts {
+            join: Script::new(JOIN),
+            say: with_fan_out(SAY),
+            leave: with_fan_out(LEAVE),
+            nick: with_fan_out(NICK),
+            reap: with_fan_out(REAP),
+            resync: with_fan_out(RESYNC),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Several `duet serve --cluster` nodes sharing rooms through a real `redis-server`
+//! (Debian's, which `make test` installs), each test with its own Redis on a free port.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use smol::Timer;
+
+/// A `redis-server` of the test's own, on a free loopback port, with no persistence.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        need("redis-server");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Redis::start_on(port)
+    }
+
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let deadline = Instant::now() + TIMEOUT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Stops it the hard way (its data is gone, as after a crash).
+    fn kill(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A node of the cluster on `redis`, once it has said it is connected.
+async fn node(redis: &Redis, args: &[&str]) -> Duet {
+    let url = redis.url();
+    let mut all = vec!["--cluster", &url];
+    all.extend_from_slice(args);
+    let mut duet = Duet::start(&all);
+    duet.wait_for_text("connected to Redis").await;
+    duet
+}
+
+/// A greeted client of `duet` named `nick` in `room`.
+async fn member(duet: &Duet, nick: &str, room: &str) -> Client {
+    let mut c = duet.greeted().await;
+    c.say(&format!("/nick {nick}")).await;
+    c.expect(&format!("* you are now {nick}")).await;
+    c.say(&format!("/join {room}")).await;
+    c.expect_containing(&format!("you joined room {room}"))
+        .await;
+    c
+}
+
+#[test]
+fn members_on_three_nodes_talk_as_in_one_room() {
+    smol::block_on(async {
+        let redis = Redis::start();
+        let size = ["--room-size", "5"];
+        let (n1, n2, n3) = (
+            node(&redis, &size).await,
+            node(&redis, &size).await,
+            node(&redis, &size).await,
+        );
+        let mut a = member(&n1, "ana", "lab").await;
+        let mut b = member(&n2, "bo", "lab").await;
+        a.expect("* bo joined").await;
+        let mut c = n3.greeted().await;
+        c.say("/nick cy").await;
+        c.expect("* you are now cy").await;
+        c.say("/join lab").await;
+        let welcome = c.expect_containing("you joined room lab").await;
+        assert!(
+            welcome.contains("ana") && welcome.contains("bo"),
+            "{welcome}"
+        );
+        a.expect("* cy joined").await;
+        b.expect("* cy joined").await;
+        a.say("hello from one").await;
+        b.expect("<ana> hello from one").await;
+        c.expect("<ana> hello from one").await;
+        c.say("/who").await;
+        let who = c.expect_containing("in room lab:").await;
+        for nick in ["ana", "bo", "cy"] {
+            assert!(who.contains(nick), "{who}");
+        }
+        b.say("/nick bob").await;
+        a.expect("* bo is now bob").await;
+        c.expect("* bo is now bob").await;
+        b.say("/leave").await;
+        a.expect("* bob left").await;
+        c.expect("* bob left").await;
+        c.say("bye").await;
+        a.expect("<cy> bye").await;
+        drop(b);
+        // Each node logs its own clients' lines, as on one node.
+        let mut n3 = n3;
+        n3.wait_for_text("-> bye").await;
+        drop((n1, n2));
+    });
+}
+
+#[test]
+fn the_room_size_cap_holds_when_fifty_clients_on_three_nodes_race() {
+    smol::block_on(async {
+        let redis = Redis::start();
+        let size = ["--room-size", "5"];
+        let nodes = [
+            node(&redis, &size).await,
+            node(&redis, &size).await,
+            node(&redis, &size).await,
+        ];
+        let mut clients = Vec::new();
+        for i in 0..50 {
+            clients.push(nodes[i % 3].greeted().await);
+        }
+        // Everyone asks at once; each answer is read afterwards.
+        for c in clients.iter_mut() {
+            c.say("/join race").await;
+        }
+        let (mut joined, mut full) = (0, 0);
+        for c in clients.iter_mut() {
+            let answer = loop {
+                let line = c.line().await;
+                if line.contains("you joined room race") || line.contains("is full") {
+                    break line;
+                }
+            };
+            match answer.contains("is full") {
+                true => full += 1,
+                false => joined += 1,
+            }
+        }
+        assert_eq!((joined, full), (5, 45));
+    });
+}
+
+#[test]
+fn a_killed_node_is_noticed_and_its_members_leave() {
+    smol::block_on(async {
+        let redis = Redis::start();
+        let mut n1 = node(&redis, &[]).await;
+        let n2 = node(&redis, &[]).await;
+        let mut a = member(&n1, "ana", "hall").await;
+        let _b = member(&n2, "bo", "hall").await;
+        a.expect("* bo joined").await;
+        signal(n2.pid(), rustix::process::Signal::KILL);
+        // The heartbeat expires in 5 s and is checked every second.
+        a.expect("* bo left (node lost)").await;
+        n1.wait_for_text("lost; its members left").await;
+        a.say("/who").await;
+        a.expect("* in room hall: ana").await;
+        // The place is free again: a new member can join a room of two.
+        let mut c = member(&n1, "cy", "hall").await;
+        a.expect("* cy joined").await;
+        c.say("hi").await;
+        a.expect("<cy> hi").await;
+    });
+}
+
+#[test]
+fn a_redis_restart_keeps_local_rooms_going_and_cross_node_rooms_resume() {
+    smol::block_on(async {
+        let mut redis = Redis::start();
+        let size = ["--room-size", "3"];
+        let (mut n1, mut n2) = (node(&redis, &size).await, node(&redis, &size).await);
+        let mut a = member(&n1, "ana", "den").await;
+        let mut local = member(&n1, "lu", "den").await;
+        a.expect("* lu joined").await;
+        let mut b = member(&n2, "bo", "den").await;
+        a.expect("* bo joined").await;
+        local.expect("* bo joined").await;
+        redis.kill();
+        // Members on the same node still talk; the sender learns the others missed it.
+        a.say("only here").await;
+        local.expect("<ana> only here").await;
+        a.expect("* error: cluster unavailable, try again").await;
+        let mut c = n1.greeted().await;
+        c.say("/join den").await;
+        c.expect("* error: cluster unavailable, try again").await;
+        let port = redis.port;
+        let _redis = Redis::start_on(port);
+        // Both nodes reconnect and put their members back.
+        n1.wait_for_text("connected to Redis").await;
+        n2.wait_for_text("connected to Redis").await;
+        let back = async {
+            loop {
+                b.say("/who").await;
+                let who = b.expect_containing("in room den:").await;
+                if ["ana", "lu", "bo"].iter().all(|n| who.contains(n)) {
+                    return;
+                }
+                Timer::after(Duration::from_millis(100)).await;
+            }
+        };
+        within(TIMEOUT, "membership back in Redis", back).await;
+        b.say("after the restart").await;
+        a.expect_containing("<bo> after the restart").await;
+        local.expect_containing("<bo> after the restart").await;
+        c.say("/join den").await;
+        c.expect_containing("is full").await;
+    });
+}
