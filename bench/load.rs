@@ -126,6 +126,10 @@ struct Chat {
     /// pairs connecting and joining at once (ngircd's listen backlog is 10)
     #[argh(option, default = "100000")]
     joining: usize,
+    /// where each pair's second member connects (default: --addr; another node of a
+    /// duet cluster, for cross-node figures)
+    #[argh(option)]
+    second: Option<SocketAddr>,
 }
 
 /// moves bytes from a sender to a receiver through a relay, every byte checked; prints GB/s
@@ -428,7 +432,7 @@ async fn chat(m: Chat) -> io::Result<()> {
             let (slots, slot_free) = (slots.clone(), slot_free.clone());
             smol::spawn(async move {
                 slots.send(()).await.ok();
-                let joined = chat_pair(m.addr, p, &mode).await;
+                let joined = chat_pair((m.addr, m.second.unwrap_or(m.addr)), p, &mode).await;
                 slot_free.recv().await.ok();
                 // Ready or failed: either way the start need not wait for this pair.
                 ready.send(()).await.ok();
@@ -596,7 +600,11 @@ async fn wait_line(c: &mut Conn, prefix: &[u8]) -> io::Result<()> {
 
 /// Two clients that can talk: in a room (duet), a channel (irc), a pipe, through ncat, or
 /// directly.
-async fn chat_pair(addr: SocketAddr, p: usize, mode: &str) -> io::Result<(Conn, Conn)> {
+async fn chat_pair(
+    (addr, second): (SocketAddr, SocketAddr),
+    p: usize,
+    mode: &str,
+) -> io::Result<(Conn, Conn)> {
     if mode == "direct" {
         // No relay at all: the floor for the other modes.
         let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
@@ -623,7 +631,7 @@ async fn chat_pair(addr: SocketAddr, p: usize, mode: &str) -> io::Result<(Conn, 
             a.1.write_all(format!("/join bench-{p}\n").as_bytes())
                 .await?;
             wait_line(&mut a, b"* you joined").await?;
-            let mut b = open(addr).await?;
+            let mut b = open(second).await?;
             b.1.write_all(format!("/join bench-{p}\n").as_bytes())
                 .await?;
             wait_line(&mut b, b"* you joined").await?;
@@ -633,7 +641,7 @@ async fn chat_pair(addr: SocketAddr, p: usize, mode: &str) -> io::Result<(Conn, 
         "pipe" => {
             a.1.write_all(format!("/pipe bench-{p}\n").as_bytes())
                 .await?;
-            let mut b = open(addr).await?;
+            let mut b = open(second).await?;
             b.1.write_all(format!("/pipe bench-{p}\n").as_bytes())
                 .await?;
             // Silent pipes: nothing to read before the payload. Make sure both ends are

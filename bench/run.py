@@ -384,6 +384,87 @@ def rooms_server(name):
     return irc_server(name)
 
 
+CLUSTER_DIR = Path("/tmp/duet-bench-cluster")
+
+
+def redis_commands(port):
+    """Commands a redis-server has processed so far."""
+    out = subprocess.run(["redis-cli", "-p", str(port), "info", "stats"],
+                         capture_output=True, text=True).stdout
+    return int(re.search(r"total_commands_processed:(\d+)", out).group(1))
+
+
+def cluster_nodes(redis_port, n=2):
+    """n duet nodes sharing rooms and pipes through the redis-server on redis_port, once
+    each has said it is connected."""
+    secret = CLUSTER_DIR / "secret"
+    secret.write_text("a-benchmark-cluster-secret\n")
+    nodes = []
+    for i in range(n):
+        log = CLUSTER_DIR / f"node{i}.log"
+        nodes.append(duet("--cluster", f"redis://127.0.0.1:{redis_port}/0",
+                          "--cluster-secret-file", str(secret), log=str(log)))
+    for i in range(n):
+        end = time.time() + 10
+        while "connected to Redis" not in (CLUSTER_DIR / f"node{i}.log").read_text():
+            if time.time() > end:
+                raise RuntimeError("a cluster node did not connect to Redis")
+            time.sleep(0.05)
+    return nodes
+
+
+def bench_cluster():
+    """Two nodes of a cluster through a real redis-server (Debian's): a pipe and a chat
+    whose ends are on different nodes beside the same on one node, the CPU they cost
+    (both nodes together) and the Redis commands per message and per pipe."""
+    if not shutil.which("redis-server") and os.geteuid() == 0:
+        print("installing redis-server (Debian package)", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=False,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                       stdout=subprocess.DEVNULL)
+    if not shutil.which("redis-server"):
+        print("note: no redis-server; the cluster part is skipped")
+        return
+    print("cluster: two nodes through Redis, cross-node beside same-node", flush=True)
+    CLUSTER_DIR.mkdir(exist_ok=True)
+    port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                              "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    wait_port(port, redis)
+    rate, cpu, p50, p99, per_line, per_pipe = ({k: [] for k in ("same node", "cross-node")}
+                                               for _ in range(6))
+    try:
+        for i in range(RUNS):
+            nodes = cluster_nodes(port)
+            a, b = (f"127.0.0.1:{n.port}" for n in nodes)
+            for where, recv in (("same node", a), ("cross-node", b)):
+                before = sum(n.cpu_secs() for n in nodes)
+                ops = redis_commands(port)
+                r = load("pipe", "--send", a, "--recv", recv, "--token", f"c{i}{where[0]}",
+                         "--bytes", GIB)
+                per_pipe[where].append(redis_commands(port) - ops)
+                cpu[where].append(sum(n.cpu_secs() for n in nodes) - before)
+                rate[where].append(float(r["gb_per_sec"]))
+                ops = redis_commands(port)
+                r = load("chat", "--addr", a, "--second", recv, "--pairs", 1, "--rounds", 2000)
+                per_line[where].append((redis_commands(port) - ops) / (2 * int(r["rounds"])))
+                p50[where].append(float(r["p50_us"]))
+                p99[where].append(float(r["p99_us"]))
+            for n in nodes:
+                n.stop()
+    finally:
+        redis.kill()
+        redis.wait()
+    row("cluster: 1 GiB pipe throughput", "GB/s", rate)
+    row("cluster: CPU per GiB piped (both nodes)", "s", cpu, better="lower")
+    row("cluster: chat round trip p50 (a room of two)", "µs", p50, better="lower")
+    row("cluster: chat round trip p99", "µs", p99, better="lower")
+    row("cluster: Redis commands per room line", "commands", per_line, better="lower",
+        note="heartbeats of both nodes included")
+    row("cluster: Redis commands per pipe", "commands", per_pipe, better="lower",
+        note="during a 1 GiB pipe; heartbeats included")
+
+
 GORELAY_SRC = ROOT / "bench/gorelay"
 GORELAY = ROOT / "target/gorelay"
 
@@ -999,6 +1080,7 @@ def main():
              ("pingpong", bench_ping_pong), ("pipe", bench_pipe), ("send", bench_send),
              ("http", bench_http),
              ("wormhole", bench_wormhole), ("mailbox", bench_mailbox),
+             ("cluster", bench_cluster),
              ("flood", lambda: bench_flood(have_seed)), ("memory", bench_memory),
              ("binary", bench_binary)]
     for name, part in parts:

@@ -312,13 +312,12 @@ async fn open(
         None => Ok((BufReader::new(Box::new(tcp.clone())), Box::new(tcp))),
         Some(connector) => {
             let name = ServerName::try_from("localhost").map_err(io::Error::other)?;
-            let secured = connector.connect(name, tcp).await.map_err(|e| {
+            let secured = connector.connect(name, tcp).await.inspect_err(|e| {
                 // A hello that reached the server after its greeting hold: it took us for a
                 // plain client (documented; a starved client on a loaded machine).
                 if e.to_string().contains("corrupt message") {
                     counts.tls_late.fetch_add(1, Ordering::Relaxed);
                 }
-                e
             })?;
             counts.tls.fetch_add(1, Ordering::Relaxed);
             let (r, w) = futures_lite::io::split(secured);

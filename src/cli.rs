@@ -401,6 +401,16 @@ pub struct Serve {
     #[argh(option)]
     pub cluster: Option<String>,
 
+    /// with --cluster: a file whose contents all nodes share, to sign the links between
+    /// them (required with --cluster)
+    #[argh(option)]
+    pub cluster_secret_file: Option<PathBuf>,
+
+    /// with --cluster: the HOST:PORT other nodes reach this one at (default: the address
+    /// it listens on, which must then not be 0.0.0.0 or ::)
+    #[argh(option)]
+    pub advertise: Option<String>,
+
     /// turn off the magic-wormhole mailbox server (/v1) and transit relay
     #[argh(switch)]
     pub no_wormhole: bool,
@@ -471,6 +481,49 @@ impl Serve {
     }
 
     /// The server configuration, or a message saying which option is out of range.
+    /// `--cluster` with its secret and advertised address, checked.
+    fn cluster_settings(&self) -> Result<Option<crate::server::cluster::Settings>, String> {
+        let Some(url) = &self.cluster else {
+            if self.cluster_secret_file.is_some() || self.advertise.is_some() {
+                return Err("--cluster-secret-file and --advertise go with --cluster".into());
+            }
+            return Ok(None);
+        };
+        let Some(path) = &self.cluster_secret_file else {
+            return Err(
+                "--cluster needs --cluster-secret-file (the same file on every node)".into(),
+            );
+        };
+        let secret = std::fs::read(path)
+            .map_err(|e| format!("cannot read --cluster-secret-file {}: {e}", path.display()))?;
+        if secret.trim_ascii().len() < 16 {
+            return Err(format!(
+                "--cluster-secret-file {} must hold at least 16 characters",
+                path.display()
+            ));
+        }
+        let advertise = match &self.advertise {
+            Some(a) if a.parse::<std::net::SocketAddr>().is_err() => {
+                return Err(format!("--advertise {a:?}: give an IP:PORT"))
+            }
+            Some(a) => Some(a.clone()),
+            None if self.bind.is_unspecified() => {
+                return Err(format!(
+                    "--cluster: give --advertise IP:PORT (other nodes cannot reach {})",
+                    self.bind
+                ))
+            }
+            None => None,
+        };
+        let settings = crate::server::cluster::Settings {
+            url: url.clone(),
+            secret: secret.trim_ascii().into(),
+            advertise,
+        };
+        crate::server::cluster::Cluster::new(&settings)?;
+        Ok(Some(settings))
+    }
+
     pub fn config(&self) -> Result<Config, String> {
         let defaults = Config::default();
         if self.max_line == 0 {
@@ -525,9 +578,7 @@ impl Serve {
         if self.max_waiting_pipes == 0 {
             return Err("--max-waiting-pipes must be at least 1".into());
         }
-        if let Some(url) = &self.cluster {
-            crate::server::cluster::Cluster::new(url)?;
-        }
+        let cluster = self.cluster_settings()?;
         let secret = match &self.secret_file {
             None => None,
             Some(path) => Some(read_secret(path)?),
@@ -572,7 +623,7 @@ impl Serve {
             pipe_max_bytes: self.pipe_max_bytes,
             pipe_max_time: Duration::from_secs(self.pipe_max_time),
             stats_interval: Duration::from_secs(self.stats_interval),
-            cluster: self.cluster.clone(),
+            cluster,
             cors_origin: self.cors_origin.as_str().into(),
             allow_origins: self
                 .allow_origin

@@ -56,6 +56,23 @@ impl Stream {
         }
     }
 
+    /// A TCP socket's close sends a reset from now on (as [`Stream::set_reset`]) until
+    /// [`Stream::clear_reset`], even a close by the kernel because the process died. A Unix
+    /// pair (TLS, HTTP) is left alone: its flag would turn a half-close into a reset, and
+    /// its TCP side goes with the process anyway.
+    pub fn arm_reset(&self) {
+        if let Stream::Tcp(s) = self {
+            rustix::net::sockopt::set_socket_linger(s, Some(std::time::Duration::ZERO)).ok();
+        }
+    }
+
+    /// Undoes [`Stream::arm_reset`]: the final close is an orderly one again.
+    pub fn clear_reset(&self) {
+        if let Stream::Tcp(s) = self {
+            rustix::net::sockopt::set_socket_linger(s, None).ok();
+        }
+    }
+
     /// Whether the end of this stream is an error (see [`Stream::set_reset`]; Unix pairs
     /// only: a TCP reset shows up as an error by itself).
     pub fn is_reset(&self) -> bool {

@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use common::*;
 use smol::Timer;
 
-/// A `redis-server` of the test's own, on a free loopback port, with no persistence.
+/// A `redis-server` of the test's own, on a free loopback port, with no persistence, and
+/// the cluster secret its nodes share.
 struct Redis {
     child: Child,
     port: u16,
+    secret: SecretFile,
 }
 
 impl Redis {
@@ -38,7 +40,12 @@ impl Redis {
             assert!(Instant::now() < deadline, "redis-server did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Redis { child, port }
+        let secret = SecretFile::new("a-cluster-secret-for-tests");
+        Redis {
+            child,
+            port,
+            secret,
+        }
     }
 
     fn url(&self) -> String {
@@ -61,7 +68,12 @@ impl Drop for Redis {
 /// A node of the cluster on `redis`, once it has said it is connected.
 async fn node(redis: &Redis, args: &[&str]) -> Duet {
     let url = redis.url();
-    let mut all = vec!["--cluster", &url];
+    let mut all = vec![
+        "--cluster",
+        &url,
+        "--cluster-secret-file",
+        redis.secret.path(),
+    ];
     all.extend_from_slice(args);
     let mut duet = Duet::start(&all);
     duet.wait_for_text("connected to Redis").await;
@@ -226,5 +238,166 @@ fn a_redis_restart_keeps_local_rooms_going_and_cross_node_rooms_resume() {
         local.expect_containing("<bo> after the restart").await;
         c.say("/join den").await;
         c.expect_containing("is full").await;
+    });
+}
+
+fn nc(args: &[&str]) -> Child {
+    spawn_piped("nc", args)
+}
+
+/// 1 GiB through a pipe whose ends are on two nodes, with plain nc on both sides, in the
+/// order asked; every byte checked.
+fn gibibyte_across_nodes(receiver_first: bool) {
+    const MIB: usize = 1024;
+    smol::block_on(async {
+        let redis = Redis::start();
+        let (mut n1, mut n2) = (node(&redis, &[]).await, node(&redis, &[]).await);
+        let (p1, p2) = (n1.port.to_string(), n2.port.to_string());
+        let start_receiver = || {
+            let mut r = nc(&["127.0.0.1", &p2]);
+            let feeding = feed(&mut r, b"/pipe far\n", 0);
+            let checking = check(&mut r, MIB);
+            (r, feeding, checking)
+        };
+        let start_sender = || {
+            let mut s = nc(&["-N", "127.0.0.1", &p1]);
+            let feeding = feed(&mut s, b"/pipe far\n", MIB);
+            (s, feeding)
+        };
+        let (mut r, r_feed, r_check, mut s, s_feed);
+        if receiver_first {
+            (r, r_feed, r_check) = start_receiver();
+            n2.wait_for_text("-> /pipe far").await;
+            (s, s_feed) = start_sender();
+        } else {
+            (s, s_feed) = start_sender();
+            n1.wait_for_text("-> /pipe far").await;
+            (r, r_feed, r_check) = start_receiver();
+        }
+        r_feed.join().unwrap();
+        s_feed.join().unwrap();
+        r_check.join().unwrap();
+        for child in [&mut s, &mut r] {
+            let status = wait_child(child, TIMEOUT * 3, "nc to exit");
+            assert!(status.success(), "nc: {status:?}");
+        }
+        // Both nodes relayed it all and saw it end well.
+        for n in [&mut n1, &mut n2] {
+            let closed = n.wait_for_text("pipe far: closed").await;
+            assert!(closed.contains(" 1073741824 bytes"), "{closed}");
+            assert!(closed.ends_with("EOF both ways"), "{closed}");
+        }
+    });
+}
+
+#[test]
+fn a_gibibyte_crosses_nodes_receiver_first() {
+    gibibyte_across_nodes(true);
+}
+
+#[test]
+fn a_gibibyte_crosses_nodes_sender_first() {
+    gibibyte_across_nodes(false);
+}
+
+#[test]
+fn half_close_reset_and_busy_pass_between_nodes() {
+    use futures_lite::AsyncReadExt;
+    smol::block_on(async {
+        let redis = Redis::start();
+        let (n1, mut n2, n3) = (
+            node(&redis, &[]).await,
+            node(&redis, &[]).await,
+            node(&redis, &[]).await,
+        );
+        // Half-close each way.
+        let mut a = n1.silent("hc").await;
+        let mut b = n2.silent("hc").await;
+        a.send("question").await;
+        a.shutdown_write();
+        let mut got = Vec::new();
+        timeout("question and EOF", b.reader.read_to_end(&mut got))
+            .await
+            .unwrap();
+        assert_eq!(got, b"question");
+        b.send("answer after EOF").await;
+        b.shutdown_write();
+        assert_eq!(a.read_to_end().await, b"answer after EOF");
+        // A third end, on a third node, is told the pipe is busy.
+        let mut x = n1.silent("two").await;
+        let mut y = n2.silent("two").await;
+        n2.wait_for_text("pipe two:").await;
+        let mut z = n3.silent("two").await;
+        assert_eq!(z.read_to_end().await, b"* error: pipe two is busy\n");
+        x.send("ping").await;
+        let mut buf = [0u8; 4];
+        timeout("ping", y.reader.read_exact(&mut buf))
+            .await
+            .unwrap();
+        assert_eq!(&buf, b"ping");
+        // A reset on one node reaches the end on the other as an error, never an EOF.
+        y.send(vec![7u8; 1 << 20]).await;
+        let mut first = vec![0u8; 1 << 16];
+        timeout("the first bytes", x.reader.read_exact(&mut first))
+            .await
+            .unwrap();
+        y.reset();
+        let mut rest = Vec::new();
+        let read = timeout("the receiver to be cut", x.reader.read_to_end(&mut rest)).await;
+        assert!(read.is_err(), "a clean EOF after a reset: {read:?}");
+    });
+}
+
+#[test]
+fn a_forged_link_is_refused() {
+    smol::block_on(async {
+        let redis = Redis::start();
+        let n1 = node(&redis, &[]).await;
+        let mut waiting = n1.silent("secret-pipe").await;
+        let mut forged = n1.connect().await;
+        forged.say("/link secret-pipe - 00112233").await;
+        let answer = forged.read_to_end().await;
+        assert!(
+            String::from_utf8_lossy(&answer).contains("not a link from a node"),
+            "{answer:?}"
+        );
+        // The waiting end was not given to it.
+        let mut real = n1.silent("secret-pipe").await;
+        real.send("x").await;
+        let mut buf = [0u8; 1];
+        use futures_lite::AsyncReadExt;
+        timeout("x", waiting.reader.read_exact(&mut buf))
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_node_killed_under_an_idle_pipe_resets_the_end_on_the_other_node() {
+    use futures_lite::AsyncReadExt;
+    smol::block_on(async {
+        let redis = Redis::start();
+        for kill_first in [true, false] {
+            let (n1, n2) = (node(&redis, &[]).await, node(&redis, &[]).await);
+            // The first end waits on n1; the second reaches it over a link from n2.
+            let mut a = n1.silent(if kill_first { "k1" } else { "k2" }).await;
+            let mut b = n2.silent(if kill_first { "k1" } else { "k2" }).await;
+            a.send("part one").await;
+            let mut buf = [0u8; 8];
+            timeout("part one", b.reader.read_exact(&mut buf))
+                .await
+                .unwrap();
+            // The pipe is idle, not finished; then one node dies.
+            let (dead, survivor) = if kill_first {
+                (n1, &mut b)
+            } else {
+                (n2, &mut a)
+            };
+            signal(dead.pid(), rustix::process::Signal::KILL);
+            let mut rest = Vec::new();
+            let read = timeout("the survivor's end", survivor.reader.read_to_end(&mut rest)).await;
+            assert!(read.is_err(), "a clean EOF from a dead node: {read:?}");
+            drop(dead);
+        }
     });
 }

@@ -463,3 +463,31 @@ fn invisible_and_reordering_characters_are_escaped() {
         );
     });
 }
+
+/// duet killed (kill -9, the OOM killer): the kernel closes its sockets, and must not close
+/// a pipe's ends with a FIN that reads as the end of a transfer. A waiting receiver and both
+/// ends of an open, idle pipe see an error.
+#[test]
+fn a_killed_server_resets_its_pipe_ends() {
+    smol::block_on(async {
+        let mut duet = Duet::start(&[]);
+        let mut waiting = duet.silent("alone").await;
+        duet.wait_for_text("-> /pipe alone").await;
+        let mut a = duet.silent("kp").await;
+        let mut b = duet.silent("kp").await;
+        a.send("some").await;
+        let mut buf = [0u8; 4];
+        timeout("the first bytes", b.reader.read_exact(&mut buf))
+            .await
+            .unwrap();
+        signal(duet.pid(), rustix::process::Signal::KILL);
+        for (name, end) in [("waiting", &mut waiting), ("a", &mut a), ("b", &mut b)] {
+            let mut rest = Vec::new();
+            let read = timeout("the end to be cut", end.reader.read_to_end(&mut rest)).await;
+            assert!(
+                read.is_err(),
+                "{name}: a clean EOF from a killed server: {read:?}"
+            );
+        }
+    });
+}

@@ -16,6 +16,7 @@
 //! puts its membership back in Redis as it is then (members that left meanwhile are
 //! announced as gone). Matchmaking (`/join` alone), `--max-rooms` and pipes are per node.
 
+pub mod link;
 mod scripts;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,7 +33,26 @@ use crate::lock::lock;
 use crate::server::hub::Hub;
 use crate::server::printer::Record;
 use crate::server::rooms::{Room, Session};
-use scripts::{alive_key, inbox, member, room_key, rooms_of_key, Scripts, NODES};
+use scripts::{alive_key, inbox, member, pipe_key, room_key, rooms_of_key, Scripts, NODES};
+
+/// `--cluster`, `--cluster-secret-file` and `--advertise`.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub url: String,
+    /// Signs the links between nodes (see `cluster/link.rs`).
+    pub secret: Arc<[u8]>,
+    /// Where other nodes reach this one; `None`: the address it listens on.
+    pub advertise: Option<String>,
+}
+
+/// Where a pipe end is served.
+#[derive(Debug)]
+pub enum Claim {
+    /// Here: the first end with this token, or its peer is on this node.
+    Here,
+    /// Its peer waits on the node at this address.
+    At(std::net::SocketAddr),
+}
 
 /// How often a node says it is alive, and checks for lost nodes.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -56,6 +76,8 @@ pub struct Cluster {
     /// This node's id: random, new at every start (a restarted node is a new node).
     pub node: Arc<str>,
     client: redis::Client,
+    /// The cluster secret, as the key that signs links.
+    pub key: ring::hmac::Key,
     /// `None` while Redis is unreachable.
     conn: Mutex<Option<MultiplexedConnection>>,
     scripts: Scripts,
@@ -66,15 +88,17 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Checks the URL (nothing is connected until [`Cluster::run`]).
-    pub fn new(url: &str) -> Result<Cluster, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("--cluster {url}: {e}"))?;
+    /// Checks the URL (nothing is connected until [`run`]).
+    pub fn new(settings: &Settings) -> Result<Cluster, String> {
+        let url = &settings.url;
+        let client = redis::Client::open(&**url).map_err(|e| format!("--cluster {url}: {e}"))?;
         let mut id = [0u8; 4];
         getrandom::getrandom(&mut id).map_err(|e| e.to_string())?;
         let node: String = id.iter().map(|b| format!("{b:02x}")).collect();
         Ok(Cluster {
             node: node.into(),
             client,
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &settings.secret),
             conn: Mutex::new(None),
             scripts: Scripts::new(),
             dirty: AtomicBool::new(false),
@@ -211,6 +235,32 @@ impl Cluster {
         if done.is_err() {
             self.missed();
         }
+    }
+
+    /// Where an end with `token` goes: the first claims the token for this node for
+    /// `expiry`; a later one learns where the first waits.
+    pub async fn claim_pipe(&self, token: &str, expiry: Duration) -> Result<Claim, Unavailable> {
+        let ms = expiry.as_millis() as u64;
+        let found: Vec<String> = self
+            .with(|mut c| async move {
+                let mut call = self.scripts.claim.key(pipe_key(token));
+                call.arg(&*self.node).arg(ms);
+                call.invoke_async(&mut c).await
+            })
+            .await?;
+        let address = found.get(1).and_then(|a| a.parse().ok());
+        Ok(address.map_or(Claim::Here, Claim::At))
+    }
+
+    /// The first end is done with `token` (paired and relayed, or gave up).
+    pub async fn release_pipe(&self, token: &str) {
+        let _: Result<(), _> = self
+            .with(|mut c| async move {
+                let mut call = self.scripts.release.key(pipe_key(token));
+                call.arg(&*self.node);
+                call.invoke_async(&mut c).await
+            })
+            .await;
     }
 
     /// Everyone in the room, on every node.

@@ -150,8 +150,20 @@ impl Conn {
     pub async fn tell_room(&self, room: &rooms::Room, bytes: &[u8]) -> bool {
         room.broadcast(self.session.id, bytes);
         match self.cluster_for(room) {
-            Some(cluster) => cluster.say(room, bytes).await.is_ok(),
+            // Boxed: only with --cluster, and it would otherwise enlarge every connection.
+            Some(cluster) => Box::pin(cluster.say(room, bytes)).await.is_ok(),
             None => true,
+        }
+    }
+
+    /// A line said here, for the room's members on other nodes (with --cluster).
+    pub async fn tell_other_nodes(&self, room: Arc<rooms::Room>, line: Vec<u8>) {
+        let Some(cluster) = self.cluster_for(&room) else {
+            return;
+        };
+        if cluster.say(&room, &line).await.is_err() {
+            // Redis is unavailable: members on other nodes missed it.
+            self.session.send(proto::error(cluster::UNAVAILABLE));
         }
     }
 
@@ -291,9 +303,9 @@ impl Conn {
             let bytes = proto::notice(&note);
             room.broadcast(self.session.id, &bytes);
             if let Some(cluster) = self.cluster_for(&room) {
-                cluster
-                    .leave(&room.name, &self.session, &bytes, room.is_empty())
-                    .await;
+                let last_here = room.is_empty();
+                // Boxed: only with --cluster, and it would otherwise enlarge every connection.
+                Box::pin(cluster.leave(&room.name, &self.session, &bytes, last_here)).await;
             }
             self.room_event(&room, note);
         }

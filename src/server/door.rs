@@ -20,6 +20,7 @@ use smol::Timer;
 
 use crate::line::{Line, LineReader};
 use crate::proto::{self, Command, Input, Role};
+use crate::server::cluster::link;
 use crate::server::commands::{auth_refused, check_auth, redacted_auth, AuthCheck};
 use crate::server::http;
 use crate::server::hub::Hub;
@@ -155,12 +156,21 @@ enum FirstLine {
     Pipe(Arc<str>, Option<Role>, Vec<u8>),
     /// `please relay TOKEN …`: a magic-wormhole transit end, and the line.
     Transit(transit::Handshake, Vec<u8>),
+    /// `/link …` from another node of the cluster: its token and role if its MAC is right.
+    Link(Option<(Arc<str>, Option<Role>)>),
 }
 
 impl FirstLine {
     fn of(hub: &Hub, opening: &Opening) -> Option<FirstLine> {
         if let Some(request) = http::request_line(opening) {
             return Some(FirstLine::Http(request));
+        }
+        if let (Some(cluster), Some(Ok(Some(Line::Text(text))))) =
+            (hub.cluster.as_deref(), &opening.first)
+        {
+            if link::is_link(text) {
+                return Some(FirstLine::Link(link::check(&cluster.key, text)));
+            }
         }
         let wormhole = hub.config.wormhole;
         if let (true, true, Some(Ok(Some(Line::Text(text))))) =
@@ -195,6 +205,14 @@ async fn first_line(
         }
         FirstLine::Transit(shake, line) => {
             transit::serve(&hub, stream, peer, line, early, shake, ticket).await
+        }
+        FirstLine::Link(Some((token, role))) => {
+            let end = End::new(stream, peer, early, true, role, ticket);
+            pipe::serve_link(&hub, token, end).await
+        }
+        FirstLine::Link(None) => {
+            let error = "not a link from a node of this cluster (wrong secret?)".into();
+            refuse(&hub, &stream, peer, error).await
         }
     }
 }

@@ -99,8 +99,9 @@ pub struct Config {
     pub allow_origins: Vec<String>,
     /// `--metrics-allow`: who may read `/metrics` (loopback by default).
     pub metrics_allow: Vec<crate::server::access::Cidr>,
-    /// `--cluster`: the Redis server through which nodes act as one service.
-    pub cluster: Option<String>,
+    /// `--cluster` and its companions: the Redis server through which nodes act as one
+    /// service.
+    pub cluster: Option<crate::server::cluster::Settings>,
     /// `--tls-cert`/`--tls-key` or `--tls-self-signed`.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::server::tls::Tls>,
@@ -201,8 +202,8 @@ impl Hub {
             auth: Lockout::new(config.auth_failures, config.auth_lockout),
             stats: Totals::default(),
             doorstep: Default::default(),
-            cluster: config.cluster.as_deref().map(|url| {
-                let cluster = crate::server::cluster::Cluster::new(url);
+            cluster: config.cluster.as_ref().map(|settings| {
+                let cluster = crate::server::cluster::Cluster::new(settings);
                 Arc::new(cluster.expect("--cluster's URL is checked when options are read"))
             }),
             config,

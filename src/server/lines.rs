@@ -269,10 +269,10 @@ impl Conn {
             Box::pin(room.wait_for_readers(self.session.id, grace)).await;
         }
         let line = proto::message(|buf| self.session.push_nick(buf), message);
-        if !self.tell_room(&room, &line).await {
-            // With --cluster, Redis is unavailable: members on other nodes missed it.
-            self.session
-                .send(proto::error(crate::server::cluster::UNAVAILABLE));
+        room.broadcast(self.session.id, &line);
+        if self.hub.cluster.is_some() {
+            // Boxed: only with --cluster, and it would otherwise enlarge every connection.
+            Box::pin(self.tell_other_nodes(room, line)).await;
         }
     }
 }

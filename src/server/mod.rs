@@ -190,7 +190,13 @@ pub fn run(
                 ex.spawn(async move { future::or(hub.idle.run(), housekeeping(&hub)).await })
             };
             let clustering = hub.cluster.clone().map(|cluster| {
-                let advertise = format!("{}:{port}", ip);
+                let advertise = match &hub.config.cluster {
+                    Some(cluster::Settings {
+                        advertise: Some(address),
+                        ..
+                    }) => address.clone(),
+                    _ => SocketAddr::new(ip, port).to_string(),
+                };
                 ex.spawn(cluster::run(hub.clone(), cluster, advertise))
             });
             ex.spawn(shutdown).await;

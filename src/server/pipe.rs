@@ -6,6 +6,7 @@
 //! the pipe ends. Anything but both sides' own end reaches both clients as a reset, so no
 //! client can take a cut stream for a complete one (PROTOCOL.md, "How a pipe ends").
 
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,9 +16,10 @@ use futures_lite::future;
 use smol::Timer;
 
 use crate::proto::{self, Role};
+use crate::server::cluster::{self, link, Claim, Cluster, Unavailable};
 use crate::server::hub::{Hub, Refusal};
 use crate::server::notice::{refuse, tell};
-use crate::server::pipes::{Arrival, End};
+use crate::server::pipes::{Arrival, End, Linked};
 use crate::server::printer::{Mood, Record};
 use crate::server::relay::{self, Ending};
 use crate::socket::Socket;
@@ -33,34 +35,117 @@ pub async fn first_line(hub: &Arc<Hub>, token: Arc<str>, line: Vec<u8>, end: End
     serve(hub, token, end).await
 }
 
-/// Waits for the peer with the same token (or hands this end to it), then relays.
+/// Serves a pipe end: here, or with `--cluster` on the node where its peer waits.
 pub async fn serve(hub: &Arc<Hub>, token: Arc<str>, end: End) {
     // TLS ends have theirs on the TCP socket (see the door's TLS handler).
     end.stream.get_ref().set_keepalive(hub.config.keepalive);
+    let cluster = match hub.cluster.as_deref() {
+        Some(cluster) if !hub.pipes.is_known(&token) => cluster,
+        _ => {
+            serve_here(hub, token, end).await;
+            return;
+        }
+    };
+    let expiry = hub.config.pipe_wait + cluster::HEARTBEAT_TTL;
+    match cluster.claim_pipe(&token, expiry).await {
+        Ok(Claim::At(address)) => serve_linked(hub, cluster, token, end, address).await,
+        Ok(Claim::Here) => {
+            if serve_here(hub, token.clone(), end).await {
+                cluster.release_pipe(&token).await;
+            }
+        }
+        // Redis unavailable: pipes go on within this node.
+        Err(Unavailable) => {
+            serve_here(hub, token, end).await;
+        }
+    }
+}
+
+/// An end whose peer waits on another node: linked to that node and relayed.
+async fn serve_linked(
+    hub: &Arc<Hub>,
+    cluster: &Cluster,
+    token: Arc<str>,
+    mine: End,
+    address: SocketAddr,
+) {
+    let ticket = match hub.slots.take_outgoing() {
+        Ok(ticket) => ticket,
+        Err(refusal) => {
+            return refuse(hub, &mine.stream, mine.peer, refusal.to_string()).await;
+        }
+    };
+    match link::open(&cluster.key, address, &token, mine.role).await {
+        Ok(socket) => {
+            let theirs = End::new(socket, address, Vec::new(), true, None, ticket);
+            relay_pair(hub, &token, mine, theirs).await;
+        }
+        Err(link::Refused(error)) => refuse(hub, &mine.stream, mine.peer, error).await,
+    }
+}
+
+/// A link from another node (its MAC checked by the door): handed to the end waiting here
+/// with its token, or told why not.
+pub async fn serve_link(hub: &Arc<Hub>, token: Arc<str>, end: End) {
+    // Three bytes into a fresh socket's empty buffer: taken at once.
+    let accepted = |end: &End| drop(std::io::Write::write(&mut end.stream.get_ref(), b"ok\n"));
+    let (end, error) = match hub.pipes.arrive_linked(&token, end, accepted) {
+        Linked::HandedOver => return,
+        Linked::Busy(end) => (end, format!("pipe {token} is busy")),
+        Linked::Taken(end) => {
+            let error = taken(&token, end.role);
+            (end, error)
+        }
+        Linked::Gone(end) => {
+            // It may have been told `ok`: a reset, so that nobody takes this for an end.
+            end.stream.reset_on_close();
+            (end, format!("pipe {token} no longer waits here"))
+        }
+    };
+    tell(&end.stream, format!("error {error}\n").as_bytes()).await;
+    let (peer, mood) = (end.peer, Mood::Refused);
+    drop(end);
+    let reason = format!("link from another node refused: {error}");
+    hub.log.send(Record::Dropped { peer, reason, mood }).await;
+}
+
+fn taken(token: &str, role: Option<Role>) -> String {
+    let who = match role {
+        Some(Role::Recv) => "receiver",
+        _ => "sender",
+    };
+    format!("pipe {token} already has a {who} waiting")
+}
+
+/// Waits here for the peer with the same token (or hands this end to it), then relays.
+/// Returns whether this end was the one that waited (and so held the token).
+async fn serve_here(hub: &Arc<Hub>, token: Arc<str>, end: End) -> bool {
     let (id, handoff, mine) = match hub.pipes.arrive(&token, end) {
-        Arrival::HandedOver => return,
+        Arrival::HandedOver => return false,
         Arrival::Busy(end) => {
             hub.stats.refused(Refusal::PipeBusy);
             let error = format!("pipe {token} is busy");
-            return refuse(hub, &end.stream, end.peer, error).await;
+            refuse(hub, &end.stream, end.peer, error).await;
+            return false;
         }
         Arrival::Taken(end) => {
             hub.stats.refused(Refusal::PipeBusy);
-            let who = match end.role {
-                Some(Role::Recv) => "receiver",
-                _ => "sender",
-            };
-            let error = format!("pipe {token} already has a {who} waiting");
-            return refuse(hub, &end.stream, end.peer, error).await;
+            let error = taken(&token, end.role);
+            refuse(hub, &end.stream, end.peer, error).await;
+            return false;
         }
         Arrival::TooManyWaiting(end) => {
             hub.stats.refused(Refusal::PipesWaiting);
             let max = hub.pipes.max_waiting();
             let error = format!("too many pipes waiting for a peer (max {max}); try again later");
-            return refuse(hub, &end.stream, end.peer, error).await;
+            refuse(hub, &end.stream, end.peer, error).await;
+            return false;
         }
         Arrival::Wait { id, handoff, end } => (id, handoff, end),
     };
+    // A silent end waiting is a receiver that takes a FIN for an empty transfer: should
+    // duet die while it waits, its end is reset instead (see `relay_pair`).
+    mine.stream.get_ref().arm_reset();
     if !mine.silent {
         tell(&mine.stream, &proto::notice("waiting for peer")).await;
     }
@@ -74,10 +159,14 @@ pub async fn serve(hub: &Arc<Hub>, token: Arc<str>, end: End) {
                 .await
                 .expect("the registry hands an end over before it lets the slot go")
         }
-        other => return abandon(hub, token, mine, other).await,
+        other => {
+            abandon(hub, token, mine, other).await;
+            return true;
+        }
     };
     relay_pair(hub, &token, mine, theirs).await;
     hub.pipes.close(&token);
+    true
 }
 
 /// How waiting for a pipe's peer ended.
@@ -168,6 +257,8 @@ async fn abandon(hub: &Hub, token: Arc<str>, mine: End, waited: Waited) {
     // Others were told in a `*` line.
     if mine.silent || mood == Mood::Jilted {
         mine.stream.reset_on_close();
+    } else {
+        mine.stream.get_ref().clear_reset();
     }
     let peer = mine.peer;
     drop(mine);
@@ -198,6 +289,11 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
         }
     }
     for end in [&a, &b] {
+        // Until the pipe ends well, closing a TCP end resets it, even when it is the
+        // kernel that closes it because duet died (a crash, kill -9, the OOM killer): a
+        // FIN then would pass for the end of the transfer, to a client or, over a link,
+        // to another node.
+        end.stream.get_ref().arm_reset();
         // Small writes (voice frames, keystrokes) go out at once.
         end.stream.get_ref().set_nodelay();
         if !end.silent {
@@ -207,7 +303,12 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
     let counts = relay::Counts::default();
     let ends = ((&a.stream, &a.early[..]), (&b.stream, &b.early[..]));
     let (reason, mood) = run(hub, ends, &counts).await;
-    if mood != Mood::Happy {
+    if mood == Mood::Happy {
+        for end in [&a, &b] {
+            // Both ways ended well: an orderly close, so that each side reads all of it.
+            end.stream.get_ref().clear_reset();
+        }
+    } else {
         // Anything but both sides' own EOF (shutdown, time or byte quota, a reset, a failed
         // write) reaches both clients as a reset, never a FIN: a receiver must not take a
         // cut stream for a complete one. Over TLS the bridge turns this into a TCP reset

@@ -106,6 +106,17 @@ pub enum Arrival {
     TooManyWaiting(End),
 }
 
+/// The outcome of a link from another node arriving with a token (see `cluster/link.rs`).
+#[derive(Debug)]
+pub enum Linked {
+    /// The end waiting here was given the link.
+    HandedOver,
+    Busy(End),
+    Taken(End),
+    /// No end waits here with this token (it gave up meanwhile).
+    Gone(End),
+}
+
 #[derive(Debug)]
 pub struct Pipes {
     slots: Mutex<HashMap<Arc<str>, Slot>>,
@@ -170,6 +181,39 @@ impl Pipes {
                 }
             },
         }
+    }
+
+    /// A link from another node: it may only join an end that waits here. `accepted` runs
+    /// (under the registry's lock) just before the link is handed over.
+    pub fn arrive_linked(&self, token: &Arc<str>, end: End, accepted: impl FnOnce(&End)) -> Linked {
+        let mut slots = lock(&self.slots);
+        match slots.remove(token) {
+            Some(Slot::Waiting { handoff, role, .. }) if !Role::clash(role, end.role) => {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                accepted(&end);
+                match handoff.try_send(end) {
+                    Ok(()) => {
+                        slots.insert(token.clone(), Slot::Open);
+                        Linked::HandedOver
+                    }
+                    Err(e) => Linked::Gone(e.into_inner()),
+                }
+            }
+            Some(Slot::Open) => {
+                slots.insert(token.clone(), Slot::Open);
+                Linked::Busy(end)
+            }
+            Some(waiting) => {
+                slots.insert(token.clone(), waiting);
+                Linked::Taken(end)
+            }
+            None => Linked::Gone(end),
+        }
+    }
+
+    /// Whether an end with `token` waits here, or its pipe is open here.
+    pub fn is_known(&self, token: &str) -> bool {
+        lock(&self.slots).contains_key(token)
     }
 
     /// A waiter gives up (expired, shut down, or its client left). Returns false if a peer

@@ -67,13 +67,7 @@ impl Slots {
 
     /// A slot for a client at `ip`, or why not.
     pub fn take(self: &Arc<Slots>, ip: IpAddr) -> Result<Ticket, Refusal> {
-        let done = lock(&self.done).clone().ok_or(Refusal::Stopping)?;
-        let max = self.max_conns;
-        self.conns
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .map_err(|_| Refusal::Full)?;
+        let done = self.count_one()?;
         let ticket = Ticket {
             slots: self.clone(),
             ip,
@@ -89,6 +83,30 @@ impl Slots {
         }
         *count += 1;
         Ok(ticket)
+    }
+
+    /// A slot for a connection this server opens itself (a cluster link to another node):
+    /// counted in `--max-conns`, not per address (it is counted under the unspecified
+    /// address, which no client has).
+    pub fn take_outgoing(self: &Arc<Slots>) -> Result<Ticket, Refusal> {
+        let done = self.count_one()?;
+        Ok(Ticket {
+            slots: self.clone(),
+            ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            _done: done,
+        })
+    }
+
+    /// Counts one more connection, if there is room; the sender a ticket keeps.
+    fn count_one(&self) -> Result<Sender<()>, Refusal> {
+        let done = lock(&self.done).clone().ok_or(Refusal::Stopping)?;
+        let max = self.max_conns;
+        self.conns
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| Refusal::Full)?;
+        Ok(done)
     }
 
     /// No more tickets: the `all_done` receiver closes when the last one is dropped.

@@ -6,7 +6,8 @@
 //! - `nodes`: the set of node ids that have state in Redis;
 //! - `alive:NODE`: the node's heartbeat (its advertised address), with a short expiry;
 //! - `room:NAME`: a hash from member (`NODE/SESSION`) to nickname;
-//! - `rooms-of:NODE`: the rooms a node has members in (what to clean when it is lost).
+//! - `rooms-of:NODE`: the rooms a node has members in (what to clean when it is lost);
+//! - `pipe:TOKEN`: the node where pipe TOKEN's first end waits, with the pipe's expiry.
 //!
 //! Messages go to `duet:inbox:NODE`, a Pub/Sub channel each node listens on, as
 //! `ROOM\nBYTES`: only nodes with members in the room get them.
@@ -139,6 +140,29 @@ redis.call('SET', 'duet:alive:' .. node, ARGV[2], 'PX', ARGV[3])
 return 1
 ";
 
+/// KEYS: pipe. ARGV: this node, expiry ms. The first end of a pipe claims its token for
+/// this node (empty reply); a later one learns where the first waits (`node, address`).
+/// A claim by a node that is lost is taken over.
+const CLAIM: &str = r"
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then
+  local address = redis.call('GET', 'duet:alive:' .. owner)
+  if address then return {owner, address} end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {}
+";
+
+/// KEYS: pipe. ARGV: this node. Gives the token back if this node still holds it.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+";
+
+pub fn pipe_key(token: &str) -> String {
+    format!("duet:pipe:{token}")
+}
+
 /// The scripts, compiled once (each is sent by its SHA-1; Redis is given the text again
 /// when it does not know it, e.g. after a restart).
 #[derive(Debug)]
@@ -149,6 +173,8 @@ pub struct Scripts {
     pub nick: Script,
     pub reap: Script,
     pub resync: Script,
+    pub claim: Script,
+    pub release: Script,
 }
 
 impl Scripts {
@@ -161,6 +187,8 @@ impl Scripts {
             nick: with_fan_out(NICK),
             reap: with_fan_out(REAP),
             resync: with_fan_out(RESYNC),
+            claim: Script::new(CLAIM),
+            release: Script::new(RELEASE),
         }
     }
 }

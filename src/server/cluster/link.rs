@@ -1,0 +1,157 @@
+//! Links: how a node carries a pipe end to the node where its peer waits.
+//!
+//! The pipe's first end claims its token in Redis for its node; an end that arrives at
+//! another node connects to that node's advertised address and opens with
+//!
+//! ```text
+//! /link TOKEN ROLE MAC\n        ROLE: send, recv, any or -; MAC: hex HMAC-SHA256
+//! ```
+//!
+//! where the MAC is made with the cluster secret (`--cluster-secret-file`) over the token
+//! and role, so only a node can open one and the secret never crosses the network. The
+//! node answers `ok\n` once the link is handed to the waiting end, or `error TEXT\n` (the
+//! text a client would have been told, e.g. `pipe T is busy`); after `ok` the link carries
+//! the pipe's bytes both ways, and its end (EOF, reset) is the pipe's end. Each node relays
+//! its client and the link like any two ends, so half-close, resets and quotas behave as on
+//! one node.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_lite::AsyncReadExt;
+use ring::hmac;
+
+use crate::proto::{self, Role};
+use crate::socket::Socket;
+
+/// Longest answer line a node waits for.
+const MAX_ANSWER: usize = 512;
+
+fn role_word(role: Option<Role>) -> &'static str {
+    role.map_or("-", Role::as_str)
+}
+
+fn tag(key: &hmac::Key, token: &str, role: &str) -> hmac::Tag {
+    hmac::sign(key, format!("duet link\n{token}\n{role}").as_bytes())
+}
+
+/// The line that opens a link for `token`.
+pub fn line(key: &hmac::Key, token: &str, role: Option<Role>) -> Vec<u8> {
+    let role = role_word(role);
+    let mac: String = tag(key, token, role)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("/link {token} {role} {mac}\n").into_bytes()
+}
+
+/// The token and role of a `/link` line whose MAC is right; `None` for anything else.
+pub fn check(key: &hmac::Key, text: &[u8]) -> Option<(Arc<str>, Option<Role>)> {
+    let text = std::str::from_utf8(text).ok()?;
+    let mut words = text.strip_prefix("/link ")?.split(' ');
+    let (token, role, mac) = (words.next()?, words.next()?, words.next()?);
+    if words.next().is_some() || mac.len() % 2 != 0 {
+        return None;
+    }
+    let mac: Vec<u8> = (0..mac.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(mac.get(i..i + 2)?, 16).ok())
+        .collect::<Option<_>>()?;
+    hmac::verify(key, format!("duet link\n{token}\n{role}").as_bytes(), &mac).ok()?;
+    let role = match role {
+        "-" => None,
+        other => match proto::parse(format!("/pipe {token} {other}").as_bytes()) {
+            Ok(proto::Input::Command(proto::Command::Pipe(_, role))) => role,
+            _ => return None,
+        },
+    };
+    Some((token.into(), role))
+}
+
+/// Whether a first line asks for a link (its MAC still to be checked).
+pub fn is_link(text: &[u8]) -> bool {
+    text.starts_with(b"/link ")
+}
+
+/// Why a link could not be opened: the text for the client.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+/// Connects to the node at `address` and opens a link for `token`; the socket is ready for
+/// the pipe's bytes once this returns.
+pub async fn open(
+    key: &hmac::Key,
+    address: SocketAddr,
+    token: &str,
+    role: Option<Role>,
+) -> Result<Socket, Refused> {
+    let unreachable = |e: std::io::Error| {
+        Refused(format!(
+            "pipe {token} waits on another node ({address}), which cannot be reached: {e}"
+        ))
+    };
+    let connect = smol::Async::<std::net::TcpStream>::connect(address);
+    let stream = futures_lite::future::or(connect, async {
+        smol::Timer::after(super::CALL_TIMEOUT).await;
+        Err(std::io::ErrorKind::TimedOut.into())
+    })
+    .await
+    .map_err(unreachable)?;
+    let stream = stream.into_inner().map_err(unreachable)?;
+    let socket = Socket::new(crate::socket::Stream::Tcp(stream)).map_err(unreachable)?;
+    socket.get_ref().set_nodelay();
+    crate::server::notice::tell(&socket, &line(key, token, role)).await;
+    let answered = futures_lite::future::or(answer(&socket), async {
+        smol::Timer::after(super::CALL_TIMEOUT).await;
+        Err(std::io::ErrorKind::TimedOut.into())
+    });
+    match answered.await {
+        Ok(answer) if answer == "ok" => Ok(socket),
+        Ok(answer) => match answer.strip_prefix("error ") {
+            Some(text) => Err(Refused(text.to_string())),
+            None => Err(Refused(format!(
+                "pipe {token}: the other node said {answer:?}"
+            ))),
+        },
+        Err(e) => Err(unreachable(e)),
+    }
+}
+
+/// Reads the node's answer line a byte at a time, so that no byte of the pipe after it is
+/// taken.
+async fn answer(socket: &Socket) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    let mut reader = socket.clone();
+    while line.len() < MAX_ANSWER {
+        if reader.read(&mut byte).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if byte[0] == b'\n' {
+            return Ok(String::from_utf8_lossy(&line).into_owned());
+        }
+        line.push(byte[0]);
+    }
+    Err(std::io::ErrorKind::InvalidData.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_line_checks_only_with_the_same_secret() {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, b"s3cret");
+        let line = line(&key, "tok", Some(Role::Send));
+        let text = &line[..line.len() - 1];
+        let (token, role) = check(&key, text).expect("a good line");
+        assert_eq!((&*token, role), ("tok", Some(Role::Send)));
+        let other = hmac::Key::new(hmac::HMAC_SHA256, b"other");
+        assert!(check(&other, text).is_none());
+        let forged = String::from_utf8_lossy(text).replace("tok", "top");
+        assert!(check(&key, forged.as_bytes()).is_none());
+        let bare = super::line(&key, "t", None);
+        assert_eq!(check(&key, &bare[..bare.len() - 1]).unwrap().1, None);
+    }
+}
