@@ -161,6 +161,11 @@ impl Conn {
         let Some(cluster) = self.cluster_for(&room) else {
             return;
         };
+        if !room.remote.load(Ordering::Relaxed) {
+            // Nobody elsewhere (a member who joins there is announced here first): a room
+            // on one node costs Redis nothing per line.
+            return;
+        }
         if cluster.say(&room, &line).await.is_err() {
             // Redis is unavailable: members on other nodes missed it.
             self.session.send(proto::error(cluster::UNAVAILABLE));
