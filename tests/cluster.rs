@@ -401,3 +401,31 @@ fn a_node_killed_under_an_idle_pipe_resets_the_end_on_the_other_node() {
         }
     });
 }
+
+#[test]
+fn stats_metrics_and_the_json_log_speak_for_the_cluster() {
+    smol::block_on(async {
+        let redis = Redis::start();
+        let mut n1 = node(&redis, &["--stats-interval", "1"]).await;
+        let mut n2 = node(&redis, &["--log-format", "json"]).await;
+        let _c = n1.greeted().await;
+        let _d = n2.greeted().await;
+        // Each node's stats line has the cluster's figures (from the last heartbeats).
+        n1.wait_for_text("; cluster: 2 nodes, 2 connections").await;
+        // Every JSON record names its node.
+        let connect = n2.wait_for_text("\"event\":\"connect\"").await;
+        assert!(connect.contains(",\"node\":\""), "{connect}");
+        let mut scrape = n1.connect().await;
+        scrape
+            .send("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let text = String::from_utf8_lossy(&scrape.read_to_end().await).into_owned();
+        for want in [
+            "duet_cluster_up 1",
+            "duet_cluster_nodes 2",
+            "duet_cluster_nodes_lost_total 0",
+        ] {
+            assert!(text.contains(want), "no {want:?} in {text}");
+        }
+    });
+}

@@ -19,7 +19,7 @@
 pub mod link;
 mod scripts;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ use crate::lock::lock;
 use crate::server::hub::Hub;
 use crate::server::printer::Record;
 use crate::server::rooms::{Room, Session};
-use scripts::{alive_key, inbox, member, pipe_key, room_key, rooms_of_key, Scripts, NODES};
+use scripts::{alive_key, inbox, member, pipe_key, room_key, rooms_of_key, Scripts, LOAD, NODES};
 
 /// `--cluster`, `--cluster-secret-file` and `--advertise`.
 #[derive(Clone, Debug)]
@@ -85,6 +85,11 @@ pub struct Cluster {
     dirty: AtomicBool,
     /// Notified when a call fails, so the supervisor reconnects at once.
     failed: Event,
+    /// At the last heartbeat: nodes in the cluster, and connections on all of them.
+    nodes: AtomicU64,
+    conns: AtomicU64,
+    /// Nodes this node found lost (and took out of their rooms).
+    pub lost: AtomicU64,
 }
 
 impl Cluster {
@@ -103,7 +108,21 @@ impl Cluster {
             scripts: Scripts::new(),
             dirty: AtomicBool::new(false),
             failed: Event::new(),
+            nodes: AtomicU64::new(0),
+            conns: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
         })
+    }
+
+    /// Whether Redis is reachable now.
+    pub fn is_up(&self) -> bool {
+        lock(&self.conn).is_some()
+    }
+
+    /// Nodes in the cluster and connections on all of them, at the last heartbeat.
+    pub fn figures(&self) -> (u64, u64) {
+        let nodes = self.nodes.load(Ordering::Relaxed);
+        (nodes, self.conns.load(Ordering::Relaxed))
     }
 
     /// Runs `call` on the shared connection; any failure marks Redis unavailable.
@@ -212,6 +231,8 @@ impl Cluster {
                     .del(alive_key(node))
                     .ignore()
                     .del(rooms_of_key(node))
+                    .ignore()
+                    .hdel(LOAD, node)
                     .ignore()
                     .srem(NODES, node)
                     .ignore()
@@ -361,7 +382,7 @@ async fn beat(hub: &Hub, cluster: &Cluster, advertise: &str) {
     loop {
         let ok = match cluster.dirty.swap(false, Ordering::AcqRel) {
             true => resync(hub, cluster, advertise).await,
-            false => heartbeat(cluster, advertise).await,
+            false => heartbeat(hub, cluster, advertise).await,
         };
         if ok.is_err() {
             cluster.missed();
@@ -369,6 +390,7 @@ async fn beat(hub: &Hub, cluster: &Cluster, advertise: &str) {
         }
         match reap(cluster).await {
             Ok(lost) => {
+                cluster.lost.fetch_add(lost.len() as u64, Ordering::Relaxed);
                 for node in lost {
                     let message = format!("cluster: node {node} lost; its members left");
                     hub.log.send(Record::Server { message }).await;
@@ -390,25 +412,32 @@ async fn beat(hub: &Hub, cluster: &Cluster, advertise: &str) {
     }
 }
 
-async fn heartbeat(cluster: &Cluster, advertise: &str) -> Result<(), Unavailable> {
+/// Says this node is alive (with its connections), and reads the cluster's figures.
+async fn heartbeat(hub: &Hub, cluster: &Cluster, advertise: &str) -> Result<(), Unavailable> {
     let ttl = HEARTBEAT_TTL.as_millis() as u64;
-    cluster
+    let node = &*cluster.node;
+    let (nodes, loads): (u64, Vec<u64>) = cluster
         .with(|mut c| async move {
             redis::pipe()
                 .cmd("SET")
-                .arg(alive_key(&cluster.node))
+                .arg(alive_key(node))
                 .arg(advertise)
                 .arg("PX")
                 .arg(ttl)
                 .ignore()
-                .cmd("SADD")
-                .arg(NODES)
-                .arg(&*cluster.node)
+                .sadd(NODES, node)
                 .ignore()
-                .query_async::<()>(&mut c)
+                .hset(LOAD, node, hub.conns())
+                .ignore()
+                .scard(NODES)
+                .hvals(LOAD)
+                .query_async(&mut c)
                 .await
         })
-        .await
+        .await?;
+    cluster.nodes.store(nodes, Ordering::Relaxed);
+    cluster.conns.store(loads.iter().sum(), Ordering::Relaxed);
+    Ok(())
 }
 
 /// Puts this node's membership in Redis as it is now.

@@ -188,6 +188,13 @@ impl Hub {
     /// connection is done (see [`Slots::new`]).
     pub(crate) fn new(config: Config, log: Log) -> (Hub, Receiver<()>) {
         let (slots, all_done) = Slots::new(config.max_conns, config.max_per_ip);
+        let cluster = config.cluster.as_ref().map(|settings| {
+            let cluster = crate::server::cluster::Cluster::new(settings);
+            Arc::new(cluster.expect("--cluster's settings are checked when options are read"))
+        });
+        if let Some(cluster) = &cluster {
+            log.name_node(cluster.node.clone());
+        }
         let hub = Hub {
             slots: Arc::new(slots),
             rooms: Rooms::new(config.room_size, config.max_rooms),
@@ -202,10 +209,7 @@ impl Hub {
             auth: Lockout::new(config.auth_failures, config.auth_lockout),
             stats: Totals::default(),
             doorstep: Default::default(),
-            cluster: config.cluster.as_ref().map(|settings| {
-                let cluster = crate::server::cluster::Cluster::new(settings);
-                Arc::new(cluster.expect("--cluster's URL is checked when options are read"))
-            }),
+            cluster,
             config,
             log,
             next_id: AtomicU64::new(0),

@@ -338,6 +338,7 @@ async fn housekeeping(hub: &Hub) {
                 refused: hub.stats.refused.load(Ordering::Relaxed),
                 auth_failed: hub.stats.auth_failed.load(Ordering::Relaxed),
                 auth_lockouts: hub.stats.auth_lockouts.load(Ordering::Relaxed),
+                cluster: hub.cluster.as_ref().map(|c| c.figures()),
             };
             hub.log.send(Record::Stats(record)).await;
         }

@@ -209,6 +209,8 @@ pub struct Stats {
     pub refused: u64,
     pub auth_failed: u64,
     pub auth_lockouts: u64,
+    /// With `--cluster`: nodes, and connections on all of them, at the last heartbeat.
+    pub cluster: Option<(u64, u64)>,
 }
 
 /// The log's format (`--log-format`).
@@ -253,6 +255,8 @@ struct Health {
     hurry: AtomicBool,
     /// Notified by [`Log::hurry`], to cut waits already under way short.
     hurried: Event,
+    /// With `--cluster`: this node's id, in every JSON record.
+    node: std::sync::OnceLock<Arc<str>>,
 }
 
 impl Log {
@@ -310,6 +314,11 @@ impl Log {
     }
 
     /// Queues a record from code that cannot wait; dropped (and counted) if the queue is full.
+    /// With `--cluster`: every JSON record names this node from now on.
+    pub fn name_node(&self, node: Arc<str>) {
+        self.health.node.set(node).ok();
+    }
+
     pub fn try_send(&self, record: Record) {
         // Used for rare events on paths that must not block (accepting, a slow client being
         // cut); losing such a line under extreme log pressure is better than stalling.
@@ -425,11 +434,11 @@ fn print_all(
             }
             Record::Stats(_) => {
                 let logged = std::mem::take(&mut lines);
-                return write_record(buf, record, format, logged);
+                return write_record(buf, record, format, logged, health.node.get());
             }
             _ => {}
         }
-        write_record(buf, record, format, 0)
+        write_record(buf, record, format, 0, health.node.get())
     };
     while let Ok(first) = queue.recv_blocking() {
         put(&mut buf, &first, &mut batch);
@@ -481,10 +490,19 @@ fn report_broken(e: &io::Error, broken: &mut bool) {
     }
 }
 
-fn write_record(buf: &mut Vec<u8>, record: &Record, format: LogFormat, lines: u64) {
+fn write_record(
+    buf: &mut Vec<u8>,
+    record: &Record,
+    format: LogFormat,
+    lines: u64,
+    node: Option<&Arc<str>>,
+) {
     match format {
         LogFormat::Text => format_record(buf, record, lines),
-        LogFormat::Json => json::format_record(buf, record, lines, std::time::SystemTime::now()),
+        LogFormat::Json => {
+            let now = std::time::SystemTime::now();
+            json::format_record(buf, record, lines, now, node.map(|n| &**n))
+        }
     }
 }
 
@@ -590,24 +608,33 @@ pub fn format_record(buf: &mut Vec<u8>, record: &Record, lines: u64) {
             )
         }
         Record::Server { message } => line(buf, format_args!("{message}")),
-        Record::Stats(s) => line(
-            buf,
-            format_args!(
-                "stats: {} connections, {} rooms, {} pipes waiting, {} pipes open, \
-                 {} lines, {} refused, {} pipes closed carrying {} bytes, {} failed /auth, \
-                 {} lock-outs",
-                s.conns,
-                s.rooms,
-                s.pipes_waiting,
-                s.pipes_open,
-                lines,
-                s.refused,
-                s.pipes_closed,
-                s.piped_bytes,
-                s.auth_failed,
-                s.auth_lockouts
-            ),
-        ),
+        Record::Stats(s) => {
+            line(
+                buf,
+                format_args!(
+                    "stats: {} connections, {} rooms, {} pipes waiting, {} pipes open, \
+                     {} lines, {} refused, {} pipes closed carrying {} bytes, {} failed /auth, \
+                     {} lock-outs",
+                    s.conns,
+                    s.rooms,
+                    s.pipes_waiting,
+                    s.pipes_open,
+                    lines,
+                    s.refused,
+                    s.pipes_closed,
+                    s.piped_bytes,
+                    s.auth_failed,
+                    s.auth_lockouts
+                ),
+            );
+            if let Some((nodes, conns)) = s.cluster {
+                buf.pop();
+                line(
+                    buf,
+                    format_args!("; cluster: {nodes} nodes, {conns} connections"),
+                );
+            }
+        }
     }
 }
 

@@ -84,7 +84,7 @@ impl Duet {
             .or_else(|| {
                 first
                     .split_once("\"event\":\"listening\",\"port\":")
-                    .and_then(|(_, rest)| rest.strip_suffix('}'))
+                    .and_then(|(_, rest)| rest.split([',', '}']).next())
             })
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line: {first:?}"));

@@ -7,6 +7,7 @@
 //! - `alive:NODE`: the node's heartbeat (its advertised address), with a short expiry;
 //! - `room:NAME`: a hash from member (`NODE/SESSION`) to nickname;
 //! - `rooms-of:NODE`: the rooms a node has members in (what to clean when it is lost);
+//! - `load`: a hash from node to its connections at its last heartbeat;
 //! - `pipe:TOKEN`: the node where pipe TOKEN's first end waits, with the pipe's expiry.
 //!
 //! Messages go to `duet:inbox:NODE`, a Pub/Sub channel each node listens on, as
@@ -36,6 +37,8 @@ pub fn inbox(node: &str) -> String {
 }
 
 pub const NODES: &str = "duet:nodes";
+/// A hash from node to its connections now (for cluster-wide figures).
+pub const LOAD: &str = "duet:load";
 
 /// Publishes ARGV[2] to the inbox of every node but ARGV[1] with a member in room KEYS[1];
 /// returns how many nodes that was. Shared by the scripts below as `fan_out`.
@@ -105,6 +108,7 @@ for _, node in ipairs(redis.call('SMEMBERS', 'duet:nodes')) do
     end
     redis.call('DEL', 'duet:rooms-of:' .. node)
     redis.call('SREM', 'duet:nodes', node)
+    redis.call('HDEL', 'duet:load', node)
     table.insert(lost, node)
   end
 end

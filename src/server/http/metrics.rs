@@ -168,7 +168,47 @@ fn gauges(hub: &Hub, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> 
         let metric = ConstGauge::new(value);
         metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
     }
+    if let Some(cluster) = &hub.cluster {
+        encode_cluster(cluster, encoder)?;
+    }
     Ok(())
+}
+
+/// With `--cluster`: whether Redis is reachable, and the cluster-wide figures.
+fn encode_cluster(
+    cluster: &crate::server::cluster::Cluster,
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), fmt::Error> {
+    let (nodes, conns) = cluster.figures();
+    let gauges = [
+        (
+            "duet_cluster_up",
+            "1 while this node reaches Redis",
+            f64::from(u8::from(cluster.is_up())),
+        ),
+        (
+            "duet_cluster_nodes",
+            "nodes in the cluster (at this node's last heartbeat)",
+            nodes as f64,
+        ),
+        (
+            "duet_cluster_connections",
+            "connections on every node of the cluster (at the last heartbeat)",
+            conns as f64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let metric = ConstGauge::new(value);
+        metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+    }
+    let lost = ConstCounter::new(cluster.lost.load(Ordering::Relaxed));
+    let help = "nodes this node found lost (their members were taken out of rooms)";
+    lost.encode(encoder.encode_descriptor(
+        "duet_cluster_nodes_lost",
+        help,
+        None,
+        lost.metric_type(),
+    )?)
 }
 
 /// The exposition, as text.

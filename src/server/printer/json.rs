@@ -4,7 +4,8 @@
 //! on the event. Every connection ends with exactly one record that has a `mood`: `close`,
 //! `refused`, `pipe_close` (for both of its ends) or `pipe_abandoned`. Client text is
 //! decoded as UTF-8 (invalid bytes become U+FFFD) and every control character is escaped, so
-//! a line of JSON never breaks and never reaches a terminal raw.
+//! a line of JSON never breaks and never reaches a terminal raw. With `--cluster` every
+//! object ends with the node's id (`node`), so that the logs of many nodes can be merged.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -14,7 +15,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::{Addr, Record};
 
 /// Formats one record as one JSON line onto `buf`.
-pub fn format_record(buf: &mut Vec<u8>, record: &Record, lines: u64, now: SystemTime) {
+/// `node`: with `--cluster`, this node's id, added to every record.
+pub fn format_record(
+    buf: &mut Vec<u8>,
+    record: &Record,
+    lines: u64,
+    now: SystemTime,
+    node: Option<&str>,
+) {
     let mut o = Object::start(buf, now);
     match record {
         Record::Listening { port } => {
@@ -145,7 +153,14 @@ pub fn format_record(buf: &mut Vec<u8>, record: &Record, lines: u64, now: System
             o.num("auth_lockouts", s.auth_lockouts);
             o.num("pipes_closed", s.pipes_closed);
             o.num("piped_bytes", s.piped_bytes);
+            if let Some((nodes, conns)) = s.cluster {
+                o.num("cluster_nodes", nodes);
+                o.num("cluster_connections", conns);
+            }
         }
+    }
+    if let Some(node) = node {
+        o.str("node", node);
     }
     o.end();
 }
@@ -257,7 +272,7 @@ mod tests {
     fn fmt(record: Record) -> String {
         let mut buf = Vec::new();
         let t = UNIX_EPOCH + Duration::from_millis(1_764_032_523_456);
-        format_record(&mut buf, &record, 7, t);
+        format_record(&mut buf, &record, 7, t, None);
         String::from_utf8(buf).unwrap()
     }
 
