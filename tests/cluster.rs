@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use futures_lite::future;
 use smol::Timer;
 
 /// A `redis-server` of the test's own, on a free loopback port, with no persistence, and
@@ -427,5 +428,98 @@ fn stats_metrics_and_the_json_log_speak_for_the_cluster() {
         ] {
             assert!(text.contains(want), "no {want:?} in {text}");
         }
+    });
+}
+
+/// The Python magic-wormhole client `make deps` installs.
+fn wormhole_client() -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/peers/wormhole-venv/bin/wormhole");
+    assert!(
+        path.exists(),
+        "the magic-wormhole client is not installed at {}: run `make test`, which installs it",
+        path.display()
+    );
+    path
+}
+
+/// `wormhole ARGS` with a node as its mailbox server and transit relay, in `dir`.
+fn wormhole_on(port: u16, dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(wormhole_client());
+    cmd.current_dir(dir)
+        .args(["--relay-url", &format!("ws://127.0.0.1:{port}/v1")])
+        .args(["--transit-helper", &format!("tcp:127.0.0.1:{port}")])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// A wormhole transfer whose two clients land on different nodes: one node serves
+/// magic-wormhole for the cluster, the other hands its clients over (mailbox and transit,
+/// with --no-listen on both sides so the file's bytes go through the transit relay).
+#[test]
+fn a_wormhole_between_clients_on_two_nodes() {
+    smol::block_on(async {
+        let redis = Redis::start();
+        let (mut n1, mut n2) = (node(&redis, &[]).await, node(&redis, &[]).await);
+        let dir = Dir::new("cluster-wh");
+        let (send_dir, recv_dir) = (dir.path().join("s"), dir.path().join("r"));
+        std::fs::create_dir_all(&send_dir).unwrap();
+        std::fs::create_dir_all(&recv_dir).unwrap();
+        let data = payload(3 << 20, 7);
+        std::fs::write(send_dir.join("file.bin"), &data).unwrap();
+        // Whichever node is the wormhole node, the other hands its clients over: wait until
+        // both know which it is.
+        for n in [&mut n1, &mut n2] {
+            n.wait_for_text("magic-wormhole").await;
+        }
+        let code = "17-cluster-wormhole";
+        let mut receiving = wormhole_on(
+            n2.port,
+            &recv_dir,
+            &[
+                "receive",
+                "--no-listen",
+                "--hide-progress",
+                "--accept-file",
+                code,
+            ],
+        )
+        .spawn()
+        .unwrap();
+        let mut sending = wormhole_on(
+            n1.port,
+            &send_dir,
+            &[
+                "send",
+                "--no-listen",
+                "--hide-progress",
+                "--code",
+                code,
+                "file.bin",
+            ],
+        )
+        .spawn()
+        .unwrap();
+        for (who, child) in [("sender", &mut sending), ("receiver", &mut receiving)] {
+            let status = wait_child(child, TIMEOUT * 3, "a wormhole client");
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                std::io::Read::read_to_string(&mut e, &mut err).ok();
+            }
+            assert!(status.success(), "{who}: {err}");
+        }
+        assert!(std::fs::read(recv_dir.join("file.bin")).unwrap() == data);
+        // One of the two handed its clients to the other.
+        let handed = async {
+            future::or(
+                n1.wait_for_text("handed to the wormhole node"),
+                n2.wait_for_text("handed to the wormhole node"),
+            )
+            .await
+        };
+        within(TIMEOUT, "a hand-over in a log", handed).await;
     });
 }

@@ -90,6 +90,11 @@ pub struct Cluster {
     conns: AtomicU64,
     /// Nodes this node found lost (and took out of their rooms).
     pub lost: AtomicU64,
+    /// The wormhole node's address when it is another node (`None`: this one, or Redis is
+    /// unavailable: then wormhole clients are served here).
+    home: Mutex<Option<std::net::SocketAddr>>,
+    /// The wormhole node has been looked up once (its changes are logged).
+    elected: AtomicBool,
 }
 
 impl Cluster {
@@ -111,6 +116,8 @@ impl Cluster {
             nodes: AtomicU64::new(0),
             conns: AtomicU64::new(0),
             lost: AtomicU64::new(0),
+            home: Mutex::new(None),
+            elected: AtomicBool::new(false),
         })
     }
 
@@ -141,9 +148,16 @@ impl Cluster {
         }
     }
 
+    /// Where magic-wormhole clients are served: `Some(address)` of the wormhole node when it
+    /// is another one.
+    pub fn wormhole_node(&self) -> Option<std::net::SocketAddr> {
+        *lock(&self.home)
+    }
+
     /// Redis failed: drop the connection and let the supervisor reconnect and resync.
     fn down(&self) {
         lock(&self.conn).take();
+        lock(&self.home).take();
         self.dirty.store(true, Ordering::Release);
         self.failed.notify(usize::MAX);
     }
@@ -388,6 +402,9 @@ async fn beat(hub: &Hub, cluster: &Cluster, advertise: &str) {
             cluster.missed();
             return;
         }
+        if hub.config.wormhole && elect(hub, cluster, advertise).await.is_err() {
+            return;
+        }
         match reap(cluster).await {
             Ok(lost) => {
                 cluster.lost.fetch_add(lost.len() as u64, Ordering::Relaxed);
@@ -458,6 +475,31 @@ async fn resync(hub: &Hub, cluster: &Cluster, advertise: &str) -> Result<(), Una
             call.invoke_async::<()>(&mut c).await
         })
         .await
+}
+
+/// Finds the wormhole node (this one, when there is none alive).
+async fn elect(hub: &Hub, cluster: &Cluster, advertise: &str) -> Result<(), Unavailable> {
+    let ttl = HEARTBEAT_TTL.as_millis() as u64;
+    let address: Option<String> = cluster
+        .with(|mut c| async move {
+            let mut call = cluster.scripts.home.prepare_invoke();
+            call.arg(&*cluster.node).arg(ttl);
+            call.invoke_async(&mut c).await
+        })
+        .await?;
+    let elsewhere = address
+        .filter(|a| a != advertise)
+        .and_then(|a| a.parse().ok());
+    let before = std::mem::replace(&mut *lock(&cluster.home), elsewhere);
+    let first = !cluster.elected.swap(true, Ordering::Relaxed);
+    if first || before != elsewhere {
+        let message = match elsewhere {
+            None => "cluster: this node serves magic-wormhole for the cluster".to_string(),
+            Some(node) => format!("cluster: magic-wormhole is served by the node at {node}"),
+        };
+        hub.log.send(Record::Server { message }).await;
+    }
+    Ok(())
 }
 
 /// Takes lost nodes' members out of their rooms; returns the lost nodes.

@@ -22,6 +22,7 @@ use crate::line::{Line, LineReader};
 use crate::proto::{self, Command, Input, Role};
 use crate::server::cluster::link;
 use crate::server::commands::{auth_refused, check_auth, redacted_auth, AuthCheck};
+use crate::server::handover;
 use crate::server::http;
 use crate::server::hub::Hub;
 use crate::server::lines::{self, Ended, Opening};
@@ -158,6 +159,9 @@ enum FirstLine {
     Transit(transit::Handshake, Vec<u8>),
     /// `/link …` from another node of the cluster: its token and role if its MAC is right.
     Link(Option<(Arc<str>, Option<Role>)>),
+    /// `/link-client …`: another node hands over this client's connection (its address if
+    /// the MAC is right).
+    HandedOver(Option<SocketAddr>),
 }
 
 impl FirstLine {
@@ -170,6 +174,10 @@ impl FirstLine {
         {
             if link::is_link(text) {
                 return Some(FirstLine::Link(link::check(&cluster.key, text)));
+            }
+            if link::is_handover(text) {
+                let from = link::check_handover(&cluster.key, text);
+                return Some(FirstLine::HandedOver(from));
             }
         }
         let wormhole = hub.config.wormhole;
@@ -184,8 +192,68 @@ impl FirstLine {
     }
 }
 
-/// Serves a connection whose first line asked for HTTP or a pipe.
+/// Serves a connection whose first line asked for HTTP or a pipe: here, or with
+/// `--cluster` on the node that serves it (magic-wormhole's).
 async fn first_line(
+    hub: Arc<Hub>,
+    stream: Socket,
+    peer: SocketAddr,
+    mut lines: LineReader<LineSocket>,
+    ticket: Ticket,
+    first: FirstLine,
+) {
+    if let FirstLine::HandedOver(from) = first {
+        let Some((from, next)) = handed_over(&hub, from, &mut lines).await else {
+            let error = "not a client handed over by a node of this cluster".into();
+            return refuse(&hub, &stream, peer, error).await;
+        };
+        return dispatch(hub, stream, from, lines, ticket, next).await;
+    }
+    if let Some((node, opening)) = wormhole_elsewhere(&hub, &first) {
+        let mut bytes = opening;
+        bytes.extend_from_slice(&lines.buffered());
+        drop(lines);
+        return Box::pin(handover::send(&hub, stream, peer, bytes, ticket, node)).await;
+    }
+    dispatch(hub, stream, peer, lines, ticket, first).await
+}
+
+/// With `--cluster`, when magic-wormhole is served by another node and `first` is for it
+/// (the mailbox at `/v1`, or a transit handshake): that node, and the bytes of the line.
+fn wormhole_elsewhere(hub: &Hub, first: &FirstLine) -> Option<(SocketAddr, Vec<u8>)> {
+    let node = hub.cluster.as_ref()?.wormhole_node()?;
+    let bytes = match first {
+        FirstLine::Http(request)
+            if request.starts_with(b"GET /v1 ") || request.starts_with(b"GET /v1?") =>
+        {
+            [request.as_slice(), b"\r\n"].concat()
+        }
+        FirstLine::Transit(_, line) => [line.as_slice(), b"\n"].concat(),
+        _ => return None,
+    };
+    Some((node, bytes))
+}
+
+/// The first line of a client another node handed over, as if it had connected here.
+async fn handed_over(
+    hub: &Hub,
+    from: Option<SocketAddr>,
+    lines: &mut LineReader<LineSocket>,
+) -> Option<(SocketAddr, FirstLine)> {
+    let from = from?;
+    let until = Instant::now() + hub.config.handshake_timeout;
+    let opening = Opening {
+        first: early_line(lines, until).await,
+        authed: true,
+    };
+    match FirstLine::of(hub, &opening)? {
+        FirstLine::HandedOver(_) | FirstLine::Link(_) => None,
+        next => Some((from, next)),
+    }
+}
+
+/// Serves a first line here.
+async fn dispatch(
     hub: Arc<Hub>,
     stream: Socket,
     peer: SocketAddr,
@@ -212,6 +280,10 @@ async fn first_line(
         }
         FirstLine::Link(None) => {
             let error = "not a link from a node of this cluster (wrong secret?)".into();
+            refuse(&hub, &stream, peer, error).await
+        }
+        FirstLine::HandedOver(_) => {
+            let error = "a client handed over twice".into();
             refuse(&hub, &stream, peer, error).await
         }
     }

@@ -19,6 +19,7 @@ pub(crate) mod clock;
 pub(crate) mod cluster;
 mod commands;
 mod door;
+mod handover;
 mod http;
 pub(crate) mod hub;
 mod lines;

@@ -14,6 +14,10 @@
 //! the pipe's bytes both ways, and its end (EOF, reset) is the pipe's end. Each node relays
 //! its client and the link like any two ends, so half-close, resets and quotas behave as on
 //! one node.
+//!
+//! A node can also hand a whole client connection to another (`/link-client PEER MAC`,
+//! then the client's bytes): magic-wormhole's mailbox server and transit relay live on one
+//! node of the cluster, and the others hand their wormhole clients to it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,11 +42,7 @@ fn tag(key: &hmac::Key, token: &str, role: &str) -> hmac::Tag {
 /// The line that opens a link for `token`.
 pub fn line(key: &hmac::Key, token: &str, role: Option<Role>) -> Vec<u8> {
     let role = role_word(role);
-    let mac: String = tag(key, token, role)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let mac = hex(tag(key, token, role).as_ref());
     format!("/link {token} {role} {mac}\n").into_bytes()
 }
 
@@ -51,13 +51,10 @@ pub fn check(key: &hmac::Key, text: &[u8]) -> Option<(Arc<str>, Option<Role>)> {
     let text = std::str::from_utf8(text).ok()?;
     let mut words = text.strip_prefix("/link ")?.split(' ');
     let (token, role, mac) = (words.next()?, words.next()?, words.next()?);
-    if words.next().is_some() || mac.len() % 2 != 0 {
+    if words.next().is_some() {
         return None;
     }
-    let mac: Vec<u8> = (0..mac.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(mac.get(i..i + 2)?, 16).ok())
-        .collect::<Option<_>>()?;
+    let mac = unhex(mac)?;
     hmac::verify(key, format!("duet link\n{token}\n{role}").as_bytes(), &mac).ok()?;
     let role = match role {
         "-" => None,
@@ -72,6 +69,72 @@ pub fn check(key: &hmac::Key, text: &[u8]) -> Option<(Arc<str>, Option<Role>)> {
 /// Whether a first line asks for a link (its MAC still to be checked).
 pub fn is_link(text: &[u8]) -> bool {
     text.starts_with(b"/link ")
+}
+
+/// Whether a first line hands over a client's connection (its MAC still to be checked).
+pub fn is_handover(text: &[u8]) -> bool {
+    text.starts_with(b"/link-client ")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// `/link-client PEER MAC`: what follows on this connection is client PEER's, handed over
+/// by another node to be served here as if PEER had connected here (magic-wormhole's
+/// mailbox and transit, which live on one node of the cluster).
+pub fn handover_line(key: &hmac::Key, peer: SocketAddr) -> Vec<u8> {
+    let mac = hex(hmac::sign(key, format!("duet client\n{peer}").as_bytes()).as_ref());
+    format!("/link-client {peer} {mac}\n").into_bytes()
+}
+
+/// The client's address in a `/link-client` line whose MAC is right.
+pub fn check_handover(key: &hmac::Key, text: &[u8]) -> Option<SocketAddr> {
+    let text = std::str::from_utf8(text).ok()?;
+    let (peer, mac) = text.strip_prefix("/link-client ")?.split_once(' ')?;
+    let mac = unhex(mac)?;
+    hmac::verify(key, format!("duet client\n{peer}").as_bytes(), &mac).ok()?;
+    peer.parse().ok()
+}
+
+/// Connects to the node at `address` and hands it client `peer`'s connection, whose first
+/// bytes (`first`) it sends on.
+pub async fn hand_over(
+    key: &hmac::Key,
+    address: SocketAddr,
+    peer: SocketAddr,
+    first: &[u8],
+) -> Result<Socket, Refused> {
+    let socket = connect(address)
+        .await
+        .map_err(|e| Refused(format!("the node at {address} cannot be reached: {e}")))?;
+    let mut opening = handover_line(key, peer);
+    opening.extend_from_slice(first);
+    crate::server::notice::tell(&socket, &opening).await;
+    Ok(socket)
+}
+
+/// A TCP connection to another node, with a timeout.
+async fn connect(address: SocketAddr) -> std::io::Result<Socket> {
+    let connect = smol::Async::<std::net::TcpStream>::connect(address);
+    let stream = futures_lite::future::or(connect, async {
+        smol::Timer::after(super::CALL_TIMEOUT).await;
+        Err(std::io::ErrorKind::TimedOut.into())
+    })
+    .await?;
+    let socket = Socket::new(crate::socket::Stream::Tcp(stream.into_inner()?))?;
+    socket.get_ref().set_nodelay();
+    Ok(socket)
 }
 
 /// Why a link could not be opened: the text for the client.
@@ -91,16 +154,7 @@ pub async fn open(
             "pipe {token} waits on another node ({address}), which cannot be reached: {e}"
         ))
     };
-    let connect = smol::Async::<std::net::TcpStream>::connect(address);
-    let stream = futures_lite::future::or(connect, async {
-        smol::Timer::after(super::CALL_TIMEOUT).await;
-        Err(std::io::ErrorKind::TimedOut.into())
-    })
-    .await
-    .map_err(unreachable)?;
-    let stream = stream.into_inner().map_err(unreachable)?;
-    let socket = Socket::new(crate::socket::Stream::Tcp(stream)).map_err(unreachable)?;
-    socket.get_ref().set_nodelay();
+    let socket = connect(address).await.map_err(unreachable)?;
     crate::server::notice::tell(&socket, &line(key, token, role)).await;
     let answered = futures_lite::future::or(answer(&socket), async {
         smol::Timer::after(super::CALL_TIMEOUT).await;
@@ -153,5 +207,9 @@ mod tests {
         assert!(check(&key, forged.as_bytes()).is_none());
         let bare = super::line(&key, "t", None);
         assert_eq!(check(&key, &bare[..bare.len() - 1]).unwrap().1, None);
+        let peer: SocketAddr = "192.0.2.7:4444".parse().unwrap();
+        let over = handover_line(&key, peer);
+        assert_eq!(check_handover(&key, &over[..over.len() - 1]), Some(peer));
+        assert_eq!(check_handover(&other, &over[..over.len() - 1]), None);
     }
 }

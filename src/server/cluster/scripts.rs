@@ -8,6 +8,7 @@
 //! - `room:NAME`: a hash from member (`NODE/SESSION`) to nickname;
 //! - `rooms-of:NODE`: the rooms a node has members in (what to clean when it is lost);
 //! - `load`: a hash from node to its connections at its last heartbeat;
+//! - `wormhole-node`: the node that serves magic-wormhole for the cluster;
 //! - `pipe:TOKEN`: the node where pipe TOKEN's first end waits, with the pipe's expiry.
 //!
 //! Messages go to `duet:inbox:NODE`, a Pub/Sub channel each node listens on, as
@@ -163,6 +164,19 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 ";
 
+/// ARGV: this node, expiry ms. The wormhole node (where the mailbox server and transit relay
+/// live) is this one if there is none, or the one there is has been lost; it keeps the
+/// role while it heartbeats. Returns the wormhole node's address.
+const HOME: &str = r"
+local home = redis.call('GET', 'duet:wormhole-node')
+local address = home and redis.call('GET', 'duet:alive:' .. home)
+if not home or home == ARGV[1] or not address then
+  redis.call('SET', 'duet:wormhole-node', ARGV[1], 'PX', ARGV[2])
+  return redis.call('GET', 'duet:alive:' .. ARGV[1])
+end
+return address
+";
+
 pub fn pipe_key(token: &str) -> String {
     format!("duet:pipe:{token}")
 }
@@ -179,6 +193,7 @@ pub struct Scripts {
     pub resync: Script,
     pub claim: Script,
     pub release: Script,
+    pub home: Script,
 }
 
 impl Scripts {
@@ -193,6 +208,7 @@ impl Scripts {
             resync: with_fan_out(RESYNC),
             claim: Script::new(CLAIM),
             release: Script::new(RELEASE),
+            home: Script::new(HOME),
         }
     }
 }
