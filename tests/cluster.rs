@@ -523,3 +523,48 @@ fn a_wormhole_between_clients_on_two_nodes() {
         within(TIMEOUT, "a hand-over in a log", handed).await;
     });
 }
+
+#[test]
+fn matchmaking_pairs_clients_on_different_nodes() {
+    smol::block_on(async {
+        let redis = Redis::start();
+        let (n1, n2) = (node(&redis, &[]).await, node(&redis, &[]).await);
+        let mut a = n1.greeted().await;
+        a.say("/nick ana").await;
+        a.expect("* you are now ana").await;
+        a.say("/join").await;
+        a.expect("* waiting for a partner...").await;
+        let mut b = n2.greeted().await;
+        b.say("/nick bo").await;
+        b.expect("* you are now bo").await;
+        b.say("/join").await;
+        b.expect("* paired with ana; say hello").await;
+        a.expect("* paired with bo; say hello").await;
+        a.say("hi bo").await;
+        b.expect("<ana> hi bo").await;
+        b.say("hi ana").await;
+        a.expect("<bo> hi ana").await;
+        a.say("/who").await;
+        let who = a.expect_containing("in this private room:").await;
+        assert!(who.contains("ana") && who.contains("bo"), "{who}");
+        // Nobody can walk into it, and the next two are paired with each other.
+        let mut c = n1.greeted().await;
+        c.say("/join").await;
+        c.expect("* waiting for a partner...").await;
+        let mut d = n1.greeted().await;
+        d.say("/join").await;
+        d.expect_containing("paired with").await;
+        c.expect_containing("paired with").await;
+        b.say("/quit").await;
+        a.expect("* bo left").await;
+        // One waiting that leaves is not paired with anyone.
+        let mut e = n2.greeted().await;
+        e.say("/join").await;
+        e.expect("* waiting for a partner...").await;
+        e.say("/leave").await;
+        e.expect("* stopped waiting for a partner").await;
+        let mut f = n1.greeted().await;
+        f.say("/join").await;
+        f.expect("* waiting for a partner...").await;
+    });
+}

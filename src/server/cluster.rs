@@ -2,8 +2,9 @@
 //!
 //! Centrifugo's model: one node keeps everything in memory and needs nothing else; with
 //! `--cluster`, nodes share what must be shared through a Redis (or Valkey) server, not a
-//! consensus of their own. Here: room membership (so the size cap, `/who` and nicknames are
-//! cluster-wide) and the messages of rooms whose members are on several nodes. Every change
+//! consensus of their own: room membership (so the size cap, `/who` and nicknames are
+//! cluster-wide), the messages of rooms whose members are on several nodes, who waits for a
+//! partner, where each pipe's first end waits, and which node serves magic-wormhole. Every change
 //! is one Lua script (`cluster/scripts.rs`), so it is atomic and costs one round trip; a
 //! message goes only to the nodes with members in its room, each of which listens on a
 //! Pub/Sub inbox of its own and hands it to its members' outboxes like any room message.
@@ -14,7 +15,10 @@
 //! serving what is local (members of a room on the same node still talk), refuses what
 //! needs Redis with `* error: cluster unavailable, try again`, reconnects with backoff, and
 //! puts its membership back in Redis as it is then (members that left meanwhile are
-//! announced as gone). Matchmaking (`/join` alone), `--max-rooms` and pipes are per node.
+//! announced as gone). Matchmaking keeps the client waiting in Redis; pipes pair across
+//! nodes over links (`cluster/link.rs`); magic-wormhole is served by one node, to which the
+//! others hand their wormhole clients (`server/handover.rs`). `--max-rooms`, connection
+//! limits and `--rate` are per node.
 
 pub mod link;
 mod scripts;
@@ -30,10 +34,21 @@ use redis::AsyncConnectionConfig;
 use smol::Timer;
 
 use crate::lock::lock;
+use crate::proto;
 use crate::server::hub::Hub;
 use crate::server::printer::Record;
 use crate::server::rooms::{Room, Session};
-use scripts::{alive_key, inbox, member, pipe_key, room_key, rooms_of_key, Scripts, LOAD, NODES};
+use scripts::{
+    alive_key, inbox, member, pipe_key, room_key, rooms_of_key, Scripts, LOAD, NODES, WAITING,
+};
+
+/// The client another node has waiting for a partner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub node: String,
+    pub session: u64,
+    pub nick: String,
+}
 
 /// `--cluster`, `--cluster-secret-file` and `--advertise`.
 #[derive(Clone, Debug)]
@@ -298,6 +313,73 @@ impl Cluster {
             .await;
     }
 
+    /// Matchmaking across nodes: the client waiting (any node), or `None` when `session` is
+    /// now the one waiting.
+    pub async fn pair(&self, session: &Session) -> Result<Option<Waiting>, Unavailable> {
+        let entry = format!("{} {}", member(&self.node, session.id), session.nick());
+        let found: Option<String> = self
+            .with(|mut c| async move {
+                let mut call = self.scripts.pair.prepare_invoke();
+                call.arg(entry);
+                call.invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(found.and_then(|entry| {
+            let (who, nick) = entry.split_once(' ')?;
+            let (node, session) = who.split_once('/')?;
+            let session = session.parse().ok()?;
+            let (node, nick) = (node.to_string(), nick.to_string());
+            Some(Waiting {
+                node,
+                session,
+                nick,
+            })
+        }))
+    }
+
+    /// `session` stops waiting for a partner.
+    pub async fn unwait(&self, session: &Session, nick: &str) {
+        let entry = format!("{} {nick}", member(&self.node, session.id));
+        let done: Result<usize, _> = self
+            .with(|mut c| async move {
+                redis::cmd("LREM")
+                    .arg(WAITING)
+                    .arg(0)
+                    .arg(entry)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await;
+        if done.is_err() {
+            self.missed();
+        }
+    }
+
+    /// A private room `name` for `me` (here) and `partner` (on its node, which is told).
+    pub async fn paired(
+        &self,
+        name: &str,
+        me: &Session,
+        partner: &Waiting,
+    ) -> Result<(), Unavailable> {
+        let them = member(&partner.node, partner.session);
+        let message = format!("!pair\n{name}\n{}\n{}", partner.session, me.nick());
+        let (mine, nick) = (member(&self.node, me.id), me.nick());
+        self.with(|mut c| async move {
+            let mut call = self.scripts.paired.key(room_key(name));
+            call.key(rooms_of_key(&self.node))
+                .key(rooms_of_key(&partner.node));
+            call.arg(mine)
+                .arg(&*nick)
+                .arg(them)
+                .arg(&partner.nick)
+                .arg(name);
+            call.arg(inbox(&partner.node)).arg(message);
+            call.invoke_async::<()>(&mut c).await
+        })
+        .await
+    }
+
     /// Everyone in the room, on every node.
     pub async fn who(&self, room: &str) -> Result<Vec<String>, Unavailable> {
         let key = room_key(room);
@@ -383,9 +465,48 @@ async fn listen(hub: &Hub, pubsub: redis::aio::PubSub) {
         let Ok(name) = std::str::from_utf8(&bytes[..at]) else {
             continue;
         };
+        if name == "!pair" {
+            Box::pin(accept_pair(hub, &bytes[at + 1..])).await;
+            continue;
+        }
         if let Some(room) = hub.rooms.get(name) {
             room.remote.store(true, Ordering::Relaxed);
             room.broadcast(u64::MAX, &bytes[at + 1..]);
+        }
+    }
+}
+
+/// `ROOM\nSESSION\nNICK` from another node: its client NICK was paired with our waiting
+/// client SESSION in private room ROOM. If that client is gone (or no longer waiting), the
+/// other is told its partner left.
+async fn accept_pair(hub: &Hub, message: &[u8]) {
+    let text = String::from_utf8_lossy(message);
+    let mut parts = text.splitn(3, '\n');
+    let (Some(name), Some(id), Some(nick)) = (parts.next(), parts.next(), parts.next()) else {
+        return;
+    };
+    let Ok(id) = id.parse::<u64>() else { return };
+    let cluster = hub
+        .cluster
+        .as_deref()
+        .expect("pairs arrive only with --cluster");
+    let session = hub.idle.session(id).filter(|s| hub.rooms.stop_waiting(s));
+    let joined = session.and_then(|s| Some((hub.rooms.join(&s, name, |_| {}).ok()?, s)));
+    match joined {
+        Some((room, session)) => {
+            room.remote.store(true, Ordering::Relaxed);
+            session.send(proto::notice(&format!("paired with {nick}; say hello")));
+            let event = format!("{nick} and {} paired", session.nick());
+            hub.log.try_send(Record::Room {
+                room: room.name.clone(),
+                event,
+            });
+        }
+        None => {
+            // Gone: its place in Redis goes, and the other is told.
+            let ghost = Session::new(id, ([0, 0, 0, 0], 0).into(), 0, None);
+            let notice = proto::notice("your partner left");
+            cluster.leave(name, &ghost, &notice, false).await;
         }
     }
 }
@@ -468,7 +589,7 @@ async fn resync(hub: &Hub, cluster: &Cluster, advertise: &str) -> Result<(), Una
                 .arg(advertise)
                 .arg(ttl)
                 .arg(" left\n");
-            for (room, session) in members.iter().filter(|(r, _)| !r.starts_with('~')) {
+            for (room, session) in &members {
                 call.arg(&**room).arg(member(&cluster.node, session.id));
                 call.arg(&*session.nick());
             }

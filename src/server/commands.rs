@@ -18,6 +18,10 @@ use crate::server::lockout::Locked;
 use crate::server::printer::{Addr, Record};
 use crate::server::rooms::{self, JoinError, Match, Session};
 
+/// With --cluster, how many clients that have gone a matchmaking pass may skip before it
+/// gives up (each was waiting on this node and left as it was being paired).
+const MAX_STALE_PARTNERS: usize = 8;
+
 /// Why line mode ended.
 #[derive(Debug)]
 pub enum Exit {
@@ -53,7 +57,7 @@ impl Conn {
             Command::Join(Some(name)) => self.join(name).await,
             Command::Join(None) => {
                 self.leave_room("left").await;
-                self.matchmake();
+                self.matchmake().await;
             }
             Command::Nick(nick) => self.nick(nick).await,
             Command::Who => self.who().await,
@@ -172,10 +176,9 @@ impl Conn {
         }
     }
 
-    /// The cluster, for a room that is shared through it (private rooms are per node).
-    fn cluster_for(&self, room: &rooms::Room) -> Option<&Cluster> {
-        let cluster = self.hub.cluster.as_deref()?;
-        (!room.name.starts_with('~')).then_some(cluster)
+    /// The cluster, for a room that is shared through it (with --cluster, every room).
+    fn cluster_for(&self, _room: &rooms::Room) -> Option<&Cluster> {
+        self.hub.cluster.as_deref()
     }
 
     /// `/nick NAME`.
@@ -220,7 +223,7 @@ impl Conn {
             let note = format!("you left {}", room_label(&room.name));
             self.session.send(proto::notice(&note));
         } else if self.hub.rooms.is_waiting(&self.session) {
-            self.hub.rooms.leave(&self.session);
+            self.leave_room("left").await;
             self.session
                 .send(proto::notice("stopped waiting for a partner"));
         } else {
@@ -229,21 +232,83 @@ impl Conn {
         }
     }
 
-    /// `/join` alone, and every client with `--auto-pair`: pairs with the next one.
-    pub fn matchmake(&self) {
+    /// `/join` alone, and every client with `--auto-pair`: pairs with the next one (with
+    /// --cluster, the next one on any node).
+    pub async fn matchmake(&self) {
+        if let Some(cluster) = self.hub.cluster.clone() {
+            // Boxed: only with --cluster, and it would otherwise enlarge every connection.
+            return Box::pin(self.matchmake_across(&cluster)).await;
+        }
         match self.hub.rooms.pair(&self.session) {
             Match::Waiting => {
                 self.session.send(proto::notice("waiting for a partner..."));
             }
-            Match::Paired { room, partner } => {
-                let (me, them) = (self.session.nick(), partner.nick());
-                self.session
-                    .send(proto::notice(&format!("paired with {them}; say hello")));
-                partner.send(proto::notice(&format!("paired with {me}; say hello")));
-                self.room_event(&room, format!("{them} and {me} paired"));
-            }
+            Match::Paired { room, partner } => self.announce_pair(&room, &partner),
             Match::TooManyRooms => self.too_many_rooms(),
         }
+    }
+
+    fn announce_pair(&self, room: &rooms::Room, partner: &Session) {
+        let (me, them) = (self.session.nick(), partner.nick());
+        self.session
+            .send(proto::notice(&format!("paired with {them}; say hello")));
+        partner.send(proto::notice(&format!("paired with {me}; say hello")));
+        self.room_event(room, format!("{them} and {me} paired"));
+    }
+
+    /// Matchmaking through Redis: the client waiting may be on any node. One waiting here
+    /// that has gone meanwhile is skipped.
+    async fn matchmake_across(&self, cluster: &Cluster) {
+        for _ in 0..MAX_STALE_PARTNERS {
+            let partner = match cluster.pair(&self.session).await {
+                Ok(Some(partner)) => partner,
+                Ok(None) => {
+                    self.hub.rooms.wait(&self.session);
+                    self.session.send(proto::notice("waiting for a partner..."));
+                    return;
+                }
+                Err(Unavailable) => {
+                    self.session.send(proto::error(cluster::UNAVAILABLE));
+                    return;
+                }
+            };
+            let name = self.hub.rooms.private_name(&cluster.node);
+            if partner.node != *cluster.node {
+                return self.pair_across(cluster, &name, &partner).await;
+            }
+            let here = self.hub.idle.session(partner.session);
+            let Some(other) = here.filter(|s| self.hub.rooms.stop_waiting(s)) else {
+                continue;
+            };
+            let joined = self.hub.rooms.join(&other, &name, |_| {});
+            match joined.and_then(|_| self.hub.rooms.join(&self.session, &name, |_| {})) {
+                Ok(room) => return self.announce_pair(&room, &other),
+                Err(_) => {
+                    self.hub.rooms.leave(&other);
+                    self.hub.rooms.wait(&other);
+                    return self.too_many_rooms();
+                }
+            }
+        }
+        self.session.send(proto::error(cluster::UNAVAILABLE));
+    }
+
+    /// A private room with a partner waiting on another node, whose node is told.
+    async fn pair_across(&self, cluster: &Cluster, name: &str, partner: &cluster::Waiting) {
+        let room = match self.hub.rooms.join(&self.session, name, |_| {}) {
+            Ok(room) => room,
+            Err(_) => return self.too_many_rooms(),
+        };
+        room.remote.store(true, Ordering::Relaxed);
+        if cluster.paired(name, &self.session, partner).await.is_err() {
+            self.hub.rooms.leave(&self.session);
+            self.session.send(proto::error(cluster::UNAVAILABLE));
+            return;
+        }
+        let (me, them) = (self.session.nick(), &partner.nick);
+        self.session
+            .send(proto::notice(&format!("paired with {them}; say hello")));
+        self.room_event(&room, format!("{them} and {me} paired"));
     }
 
     fn too_many_rooms(&self) {
@@ -267,7 +332,7 @@ impl Conn {
                         self.session.touch();
                         self.session.send(proto::notice("authenticated"));
                         if self.hub.config.auto_pair {
-                            self.matchmake();
+                            self.matchmake().await;
                         }
                         None
                     }
@@ -303,6 +368,11 @@ impl Conn {
 
     /// Leaves the current room, if any, telling the others `* NICK WHY`.
     pub async fn leave_room(&self, why: &str) {
+        if let (Some(cluster), true) = (&self.hub.cluster, self.hub.rooms.is_waiting(&self.session))
+        {
+            // Boxed: only with --cluster, and it would otherwise enlarge every connection.
+            Box::pin(cluster.unwait(&self.session, &self.session.nick())).await;
+        }
         if let Some(room) = self.hub.rooms.leave(&self.session) {
             let note = format!("{} {why}", self.session.nick());
             let bytes = proto::notice(&note);

@@ -170,7 +170,7 @@ impl Conn {
     /// opening is what the front door read already.
     async fn read_lines(&self, lines: &mut LineReader<LineSocket>, opening: &mut Opening) -> Exit {
         if self.hub.config.auto_pair && self.session.is_authed() {
-            self.matchmake();
+            self.matchmake().await;
         }
         loop {
             let next = match opening.first.take() {

@@ -44,6 +44,11 @@ impl Reaper {
         self.lock().insert(session.id, Arc::downgrade(session));
     }
 
+    /// The client in line mode with this id, if it is still connected.
+    pub fn session(&self, id: u64) -> Option<Arc<Session>> {
+        self.lock().get(&id).and_then(Weak::upgrade)
+    }
+
     /// Stops watching a client (it left line mode).
     pub fn forget(&self, id: u64) {
         self.lock().remove(&id);

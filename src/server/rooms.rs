@@ -359,6 +359,27 @@ impl Rooms {
         all
     }
 
+    /// With `--cluster`, where matchmaking happens in Redis: `session` is the one waiting.
+    pub fn wait(&self, session: &Arc<Session>) {
+        *lock(&self.waiting) = Some(session.clone());
+    }
+
+    /// `session` stops waiting (it was paired elsewhere); false if it was not waiting.
+    pub fn stop_waiting(&self, session: &Session) -> bool {
+        let mut waiting = lock(&self.waiting);
+        let was = waiting.as_ref().is_some_and(|w| w.id == session.id);
+        if was {
+            *waiting = None;
+        }
+        was
+    }
+
+    /// A private room's name that no other node makes (`~NODE-N`).
+    pub fn private_name(&self, node: &str) -> String {
+        let n = self.private.fetch_add(1, Ordering::Relaxed);
+        format!("~{node}-{n}")
+    }
+
     /// Whether `session` is the one waiting for a partner.
     pub fn is_waiting(&self, session: &Session) -> bool {
         lock(&self.waiting)

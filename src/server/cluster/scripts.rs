@@ -8,11 +8,14 @@
 //! - `room:NAME`: a hash from member (`NODE/SESSION`) to nickname;
 //! - `rooms-of:NODE`: the rooms a node has members in (what to clean when it is lost);
 //! - `load`: a hash from node to its connections at its last heartbeat;
+//! - `waiting`: the client waiting for a partner (`/join` alone), as `NODE/SESSION NICK`;
 //! - `wormhole-node`: the node that serves magic-wormhole for the cluster;
 //! - `pipe:TOKEN`: the node where pipe TOKEN's first end waits, with the pipe's expiry.
 //!
 //! Messages go to `duet:inbox:NODE`, a Pub/Sub channel each node listens on, as
-//! `ROOM\nBYTES`: only nodes with members in the room get them.
+//! `ROOM\nBYTES`: only nodes with members in the room get them. One other message goes
+//! there: `!pair\nROOM\nSESSION\nNICK`, telling a node that its waiting client SESSION was
+//! paired with NICK in private room ROOM.
 
 use redis::Script;
 
@@ -177,6 +180,36 @@ end
 return address
 ";
 
+/// ARGV: this client (`NODE/SESSION NICK`). Matchmaking: takes the client waiting in
+/// `duet:waiting` (skipping those of lost nodes and this client itself) and returns it, or
+/// makes this client the one waiting (nil).
+const PAIR: &str = r"
+while true do
+  local waiting = redis.call('LPOP', 'duet:waiting')
+  if not waiting then
+    redis.call('RPUSH', 'duet:waiting', ARGV[1])
+    return false
+  end
+  local node = string.match(waiting, '^([^/]+)/')
+  if waiting ~= ARGV[1] and node and redis.call('EXISTS', 'duet:alive:' .. node) == 1 then
+    return waiting
+  end
+end
+";
+
+/// KEYS: room, rooms-of (this node), rooms-of (the partner's). ARGV: this member, its nick,
+/// the partner's member, its nick, room name, the partner's inbox, the message for it.
+/// A private room of two across nodes: both members in Redis, the partner's node told.
+const PAIRED: &str = r"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[5])
+redis.call('SADD', KEYS[3], ARGV[5])
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return 1
+";
+
+pub const WAITING: &str = "duet:waiting";
+
 pub fn pipe_key(token: &str) -> String {
     format!("duet:pipe:{token}")
 }
@@ -194,6 +227,8 @@ pub struct Scripts {
     pub claim: Script,
     pub release: Script,
     pub home: Script,
+    pub pair: Script,
+    pub paired: Script,
 }
 
 impl Scripts {
@@ -209,6 +244,8 @@ impl Scripts {
             claim: Script::new(CLAIM),
             release: Script::new(RELEASE),
             home: Script::new(HOME),
+            pair: Script::new(PAIR),
+            paired: Script::new(PAIRED),
         }
     }
 }
