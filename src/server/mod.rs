@@ -198,7 +198,7 @@ pub fn run(
                     }) => address.clone(),
                     _ => SocketAddr::new(ip, port).to_string(),
                 };
-                ex.spawn(cluster::run(hub.clone(), cluster, advertise))
+                ex.spawn(cluster::node::run(hub.clone(), cluster, advertise))
             });
             ex.spawn(shutdown).await;
             accepting.cancel().await;
