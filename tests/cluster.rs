@@ -568,3 +568,30 @@ fn matchmaking_pairs_clients_on_different_nodes() {
         f.expect("* waiting for a partner...").await;
     });
 }
+
+#[test]
+fn the_join_and_pipe_rate_of_an_address_counts_on_every_node() {
+    smol::block_on(async {
+        let redis = Redis::start();
+        let rate = ["--rate", "3"];
+        let (n1, n2) = (node(&redis, &rate).await, node(&redis, &rate).await);
+        let mut a = n1.greeted().await;
+        let mut b = n2.greeted().await;
+        for room in ["r1", "r2"] {
+            a.say(&format!("/join {room}")).await;
+            a.expect_containing(&format!("you joined room {room}"))
+                .await;
+        }
+        b.say("/join r3").await;
+        b.expect_containing("you joined room r3").await;
+        // The fourth in a minute from 127.0.0.1, on whichever node.
+        b.say("/join r4").await;
+        let refused = b.expect_containing("* error:").await;
+        assert!(
+            refused.contains("too many joins and pipes from your address (max 3 a minute)"),
+            "{refused}"
+        );
+        a.say("/pipe p1").await;
+        a.expect_containing("too many joins and pipes").await;
+    });
+}

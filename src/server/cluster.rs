@@ -375,6 +375,23 @@ impl Cluster {
         .await
     }
 
+    /// Takes one of `address`'s `rate` joins and pipes a minute, counted on every node:
+    /// `Some(wait)` when there is none left.
+    pub async fn take_rate(
+        &self,
+        address: std::net::IpAddr,
+        rate: u32,
+    ) -> Result<Option<Duration>, Unavailable> {
+        let wait: u64 = self
+            .with(|mut c| async move {
+                let mut call = self.scripts.rate.key(scripts::rate_key(address));
+                call.arg(rate);
+                call.invoke_async(&mut c).await
+            })
+            .await?;
+        Ok((wait > 0).then(|| Duration::from_millis(wait)))
+    }
+
     /// Everyone in the room, on every node.
     pub async fn who(&self, room: &str) -> Result<Vec<String>, Unavailable> {
         let key = room_key(room);

@@ -44,7 +44,7 @@ impl Conn {
     /// Runs one command (its line is logged already); `Some` ends line mode.
     pub async fn command(&self, command: Command<'_>) -> Option<Exit> {
         if let Command::Join(_) | Command::Pipe(..) = command {
-            if let Err(limited) = self.hub.rate_limit(self.session.peer) {
+            if let Err(limited) = self.hub.rate_limit_everywhere(self.session.peer).await {
                 let error = limited.to_string();
                 self.session.send(proto::error(&error));
                 let peer = self.session.peer;

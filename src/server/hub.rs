@@ -263,6 +263,25 @@ impl Hub {
         })
     }
 
+    /// [`Hub::rate_limit`], and with `--cluster` the same count kept across every node (one
+    /// Redis call; when Redis is unavailable, this node's count alone).
+    pub async fn rate_limit_everywhere(&self, peer: SocketAddr) -> Result<(), RateLimited> {
+        self.rate_limit(peer)?;
+        let (Some(cluster), rate @ 1..) = (&self.cluster, self.config.rate) else {
+            return Ok(());
+        };
+        let address = crate::server::throttle::key(peer.ip());
+        // Boxed: only with --cluster, and it would otherwise enlarge every caller's future.
+        match Box::pin(cluster.take_rate(address, rate)).await {
+            Ok(Some(wait)) => {
+                self.stats.refused(Refusal::Rate);
+                let secs = wait.as_secs() + 1;
+                Err(RateLimited { rate, secs })
+            }
+            Ok(None) | Err(_) => Ok(()),
+        }
+    }
+
     /// Connections open now.
     pub fn conns(&self) -> usize {
         self.slots.count()

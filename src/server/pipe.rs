@@ -29,7 +29,7 @@ use crate::socket::Socket;
 pub async fn first_line(hub: &Arc<Hub>, token: Arc<str>, line: Vec<u8>, end: End) {
     let peer = end.peer;
     hub.log.send(Record::Line { peer, text: line }).await;
-    if let Err(limited) = hub.rate_limit(peer) {
+    if let Err(limited) = hub.rate_limit_everywhere(peer).await {
         return refuse(hub, &end.stream, peer, limited.to_string()).await;
     }
     serve(hub, token, end).await

@@ -9,6 +9,7 @@
 //! - `rooms-of:NODE`: the rooms a node has members in (what to clean when it is lost);
 //! - `load`: a hash from node to its connections at its last heartbeat;
 //! - `waiting`: the client waiting for a partner (`/join` alone), as `NODE/SESSION NICK`;
+//! - `rate:ADDRESS`: `--rate`'s token bucket for an address (IPv6: its /64), for 2 min;
 //! - `wormhole-node`: the node that serves magic-wormhole for the cluster;
 //! - `pipe:TOKEN`: the node where pipe TOKEN's first end waits, with the pipe's expiry.
 //!
@@ -210,6 +211,32 @@ return 1
 
 pub const WAITING: &str = "duet:waiting";
 
+/// KEYS: the address's bucket. ARGV: joins and pipes a minute. `--rate` across the cluster:
+/// a token bucket in Redis (Redis's clock, so the nodes' clocks do not matter). Returns 0
+/// when a token was taken, or the milliseconds until one will be there.
+const RATE: &str = r"
+local rate = tonumber(ARGV[1])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(bucket[1]) or rate
+local at = tonumber(bucket[2]) or now
+tokens = math.min(rate, tokens + (now - at) * rate / 60000)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = math.ceil((1 - tokens) * 60000 / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
+redis.call('PEXPIRE', KEYS[1], 120000)
+return wait
+";
+
+pub fn rate_key(address: std::net::IpAddr) -> String {
+    format!("duet:rate:{address}")
+}
+
 pub fn pipe_key(token: &str) -> String {
     format!("duet:pipe:{token}")
 }
@@ -229,6 +256,7 @@ pub struct Scripts {
     pub home: Script,
     pub pair: Script,
     pub paired: Script,
+    pub rate: Script,
 }
 
 impl Scripts {
@@ -246,6 +274,7 @@ impl Scripts {
             home: Script::new(HOME),
             pair: Script::new(PAIR),
             paired: Script::new(PAIRED),
+            rate: Script::new(RATE),
         }
     }
 }

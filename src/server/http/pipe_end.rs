@@ -100,7 +100,7 @@ async fn check(hub: &Hub, peer: SocketAddr, head: &Head, role: Role) -> Result<F
     if hub.config.secret.is_some() {
         authorize(hub, peer, head).await?;
     }
-    if let Err(limited) = hub.rate_limit(peer) {
+    if let Err(limited) = hub.rate_limit_everywhere(peer).await {
         let retry = vec![("Retry-After", limited.secs.to_string())];
         return Err((429, limited.to_string(), retry));
     }

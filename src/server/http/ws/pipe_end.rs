@@ -106,7 +106,8 @@ async fn check(
     if hub.config.secret.is_some() {
         authorize(hub, peer, rx).await?;
     }
-    hub.rate_limit(peer)
+    hub.rate_limit_everywhere(peer)
+        .await
         .map_err(|limited| limited.to_string())?;
     Ok(role)
 }
