@@ -595,3 +595,21 @@ fn the_join_and_pipe_rate_of_an_address_counts_on_every_node() {
         a.expect_containing("too many joins and pipes").await;
     });
 }
+
+#[test]
+fn a_node_stopped_in_order_says_goodbye_at_once() {
+    smol::block_on(async {
+        let redis = Redis::start();
+        let (mut n1, n2) = (node(&redis, &[]).await, node(&redis, &[]).await);
+        let mut a = member(&n1, "ann", "hall").await;
+        let mut b = member(&n2, "ben", "hall").await;
+        a.expect("* ben joined").await;
+        let (status, _) = n1.stop();
+        assert!(status.success(), "{status:?}");
+        // Told by the node itself as its clients go ("disconnected"), not by another node
+        // after the heartbeat's expiry ("left (node lost)").
+        b.expect("* ann disconnected").await;
+        b.say("/who").await;
+        b.expect("* in room hall: ben").await;
+    });
+}
