@@ -364,8 +364,8 @@ async fn housekeeping(hub: &Hub) {
             let prune = async {
                 futures_lite::StreamExt::next(&mut prunes).await;
                 for closed in hub.wormhole.prune() {
-                    let message = format!("wormhole mailbox {}: {}", closed.mailbox, closed.result);
-                    hub.log.send(Record::Server { message }).await;
+                    let (mailbox, result) = (closed.mailbox, closed.result);
+                    hub.log.send(Record::Mailbox { mailbox, result }).await;
                 }
             };
             future::or(changed, prune).await;

@@ -116,6 +116,12 @@ pub enum Record {
     Transit(Box<TransitRecord>),
     /// A server-wide message, e.g. that it is shutting down.
     Server { message: String },
+    /// A magic-wormhole mailbox is gone (both sides closed it, or it expired), with the
+    /// reference server's word for how it went (`happy`, `lonely`, `scary`, `pruney`, …).
+    Mailbox {
+        mailbox: String,
+        result: &'static str,
+    },
     /// The `--stats-interval` summary. The printer adds the lines it logged since the last.
     Stats(Stats),
 }
@@ -608,6 +614,9 @@ pub fn format_record(buf: &mut Vec<u8>, record: &Record, lines: u64) {
             )
         }
         Record::Server { message } => line(buf, format_args!("{message}")),
+        Record::Mailbox { mailbox, result } => {
+            line(buf, format_args!("wormhole mailbox {mailbox}: {result}"))
+        }
         Record::Stats(s) => {
             line(
                 buf,

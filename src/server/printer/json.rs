@@ -141,6 +141,11 @@ pub fn format_record(
             o.str("event", "server");
             o.str("message", message);
         }
+        Record::Mailbox { mailbox, result } => {
+            o.str("event", "mailbox");
+            o.str("mailbox", mailbox);
+            o.str("result", result);
+        }
         Record::Stats(s) => {
             o.str("event", "stats");
             o.num("connections", s.conns);
@@ -316,5 +321,20 @@ mod tests {
                 && stats.contains("\"lines\":7,"),
             "{stats}"
         );
+        assert_eq!(
+            fmt(Record::Mailbox {
+                mailbox: "mb1".into(),
+                result: "happy"
+            }),
+            "{\"time\":\"2025-11-25T01:02:03.456Z\",\"event\":\"mailbox\",\"mailbox\":\"mb1\",\
+             \"result\":\"happy\"}\n"
+        );
+        let mut buf = Vec::new();
+        let t = UNIX_EPOCH + Duration::from_millis(1_764_032_523_456);
+        let record = Record::Server {
+            message: "hi".into(),
+        };
+        format_record(&mut buf, &record, 0, t, Some("ab12"));
+        assert!(buf.ends_with(b",\"node\":\"ab12\"}\n"), "{buf:?}");
     }
 }

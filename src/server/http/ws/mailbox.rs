@@ -372,8 +372,8 @@ impl Conn<'_> {
         self.did_close = true;
         let mood = text(msg, "mood");
         if let Some(closed) = self.hub.wormhole.close(app, &mailbox, side, mood) {
-            let message = format!("wormhole mailbox {}: {}", closed.mailbox, closed.result);
-            self.hub.log.try_send(Record::Server { message });
+            let (mailbox, result) = (closed.mailbox, closed.result);
+            self.hub.log.try_send(Record::Mailbox { mailbox, result });
         }
         self.mailbox = None;
         self.out.push(json!({"type": "closed"}));
