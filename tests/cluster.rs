@@ -362,6 +362,14 @@ fn a_forged_link_is_refused() {
             String::from_utf8_lossy(&answer).contains("not a link from a node"),
             "{answer:?}"
         );
+        // Nor can anyone hand the node a client under an address of its choosing.
+        let mut handed = n1.connect().await;
+        handed.say("/link-client 192.0.2.1:1 00112233").await;
+        let answer = handed.read_to_end().await;
+        assert!(
+            String::from_utf8_lossy(&answer).contains("not a client handed over by a node"),
+            "{answer:?}"
+        );
         // The waiting end was not given to it.
         let mut real = n1.silent("secret-pipe").await;
         real.send("x").await;

@@ -40,11 +40,17 @@ pub async fn send(
     };
     let message = format!("client {peer} handed to the wormhole node {node}");
     hub.log.send(Record::Server { message }).await;
+    for socket in [&stream, &link] {
+        // As for pipes: should this node die now, both get a reset, not a clean end.
+        socket.get_ref().arm_reset();
+    }
     let counts = relay::Counts::default();
     let (_, mood) = pipe::run(hub, ((&stream, &[]), (&link, &[])), &counts).await;
-    if mood != Mood::Happy {
-        stream.reset_on_close();
-        link.reset_on_close();
+    for socket in [&stream, &link] {
+        match mood {
+            Mood::Happy => socket.get_ref().clear_reset(),
+            _ => socket.reset_on_close(),
+        }
     }
     drop((stream, link, ticket, outgoing));
 }
