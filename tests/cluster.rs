@@ -439,31 +439,6 @@ fn stats_metrics_and_the_json_log_speak_for_the_cluster() {
     });
 }
 
-/// The Python magic-wormhole client `make deps` installs.
-fn wormhole_client() -> std::path::PathBuf {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/peers/wormhole-venv/bin/wormhole");
-    assert!(
-        path.exists(),
-        "the magic-wormhole client is not installed at {}: run `make test`, which installs it",
-        path.display()
-    );
-    path
-}
-
-/// `wormhole ARGS` with a node as its mailbox server and transit relay, in `dir`.
-fn wormhole_on(port: u16, dir: &std::path::Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(wormhole_client());
-    cmd.current_dir(dir)
-        .args(["--relay-url", &format!("ws://127.0.0.1:{port}/v1")])
-        .args(["--transit-helper", &format!("tcp:127.0.0.1:{port}")])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
 /// A wormhole transfer whose two clients land on different nodes: one node serves
 /// magic-wormhole for the cluster, the other hands its clients over (mailbox and transit,
 /// with --no-listen on both sides so the file's bytes go through the transit relay).
@@ -484,7 +459,7 @@ fn a_wormhole_between_clients_on_two_nodes() {
             n.wait_for_text("magic-wormhole").await;
         }
         let code = "17-cluster-wormhole";
-        let mut receiving = wormhole_on(
+        let mut receiving = wormhole_client(
             n2.port,
             &recv_dir,
             &[
@@ -497,7 +472,7 @@ fn a_wormhole_between_clients_on_two_nodes() {
         )
         .spawn()
         .unwrap();
-        let mut sending = wormhole_on(
+        let mut sending = wormhole_client(
             n1.port,
             &send_dir,
             &[

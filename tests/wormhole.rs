@@ -4,38 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::*;
-
-/// The Python client `make deps` installs.
-fn wormhole() -> PathBuf {
-    let path = std::env::var_os("DUET_WORMHOLE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/peers/wormhole-venv/bin/wormhole")
-        });
-    assert!(
-        path.exists(),
-        "the magic-wormhole client is not installed at {}: run `make test`, which installs it",
-        path.display()
-    );
-    path
-}
-
-/// `wormhole --relay-url … --transit-helper … ARGS` against `port`, in `dir`.
-fn client(port: u16, dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(wormhole());
-    cmd.current_dir(dir)
-        .args(["--relay-url", &format!("ws://127.0.0.1:{port}/v1")])
-        .args(["--transit-helper", &format!("tcp:127.0.0.1:{port}")])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
 
 /// A sender whose output (the code is on stderr) is read line by line.
 fn sender(port: u16, dir: &Path, args: &[&str]) -> Proc {
@@ -88,7 +60,7 @@ fn a_text_message_with_an_allocated_code() {
         );
         let line = sender.expect_containing("Wormhole code is: ").await;
         let code = line.split_whitespace().last().unwrap().to_string();
-        let (ok, text) = run(client(duet.port, dir.path(), &["receive", &code]));
+        let (ok, text) = run(wormhole_client(duet.port, dir.path(), &["receive", &code]));
         assert!(ok, "{text}");
         assert!(text.contains("hello through duet"), "{text}");
         duet.wait_for_text("wormhole allocate").await;
@@ -118,7 +90,7 @@ fn a_gibibyte_through_the_transit_relay() {
             .success();
         assert!(ok);
         let code = "42-duet-transit";
-        let receiving = client(
+        let receiving = wormhole_client(
             duet.port,
             &recv_dir,
             &[
@@ -132,7 +104,7 @@ fn a_gibibyte_through_the_transit_relay() {
         .spawn()
         .unwrap();
         duet.wait_for_text("wormhole claim nameplate=42").await;
-        let (ok, text) = run(client(
+        let (ok, text) = run(wormhole_client(
             duet.port,
             &send_dir,
             &[
@@ -171,14 +143,14 @@ fn a_directory_and_a_wrong_code() {
         let recv_dir = dir.path().join("r");
         std::fs::create_dir_all(&recv_dir).unwrap();
         let code = "43-duet-directory";
-        let sender = client(
+        let sender = wormhole_client(
             duet.port,
             &dir.path().join("s"),
             &["send", "--code", code, "tree"],
         )
         .spawn()
         .unwrap();
-        let (ok, text) = run(client(
+        let (ok, text) = run(wormhole_client(
             duet.port,
             &recv_dir,
             &["receive", "--hide-progress", "--accept-file", code],
@@ -194,7 +166,7 @@ fn a_directory_and_a_wrong_code() {
             payload(100_000, 3)
         );
 
-        let sender = client(
+        let sender = wormhole_client(
             duet.port,
             dir.path(),
             &["send", "--text", "x", "--code", "44-right-code"],
@@ -202,7 +174,11 @@ fn a_directory_and_a_wrong_code() {
         .spawn()
         .unwrap();
         duet.wait_for_text("wormhole claim nameplate=44").await;
-        let (ok, text) = run(client(duet.port, dir.path(), &["receive", "44-wrong-code"]));
+        let (ok, text) = run(wormhole_client(
+            duet.port,
+            dir.path(),
+            &["receive", "44-wrong-code"],
+        ));
         assert!(!ok, "a wrong code worked: {text}");
         assert!(
             text.to_lowercase().contains("key confirmation failed")
@@ -252,7 +228,7 @@ fn a_transfer_survives_a_server_restart() {
         first.wait_for_text("wormhole add phase=pake").await;
         first.stop();
         let _second = start(&state);
-        let (ok, text) = run(client(port, dir.path(), &["receive", &code]));
+        let (ok, text) = run(wormhole_client(port, dir.path(), &["receive", &code]));
         assert!(ok, "{text}");
         assert!(text.contains("still here"), "{text}");
     });

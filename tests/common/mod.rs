@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::io::{BufRead, BufReader as StdBufReader};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -637,4 +638,33 @@ impl Drop for Dir {
     fn drop(&mut self) {
         std::fs::remove_dir_all(&self.0).ok();
     }
+}
+
+/// The magic-wormhole Python client (tests/wormhole.rs, tests/cluster.rs).
+/// The Python client `make deps` installs.
+pub fn wormhole() -> PathBuf {
+    let path = std::env::var_os("DUET_WORMHOLE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/peers/wormhole-venv/bin/wormhole")
+        });
+    assert!(
+        path.exists(),
+        "the magic-wormhole client is not installed at {}: run `make test`, which installs it",
+        path.display()
+    );
+    path
+}
+
+/// `wormhole --relay-url … --transit-helper … ARGS` against `port`, in `dir`.
+pub fn wormhole_client(port: u16, dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(wormhole());
+    cmd.current_dir(dir)
+        .args(["--relay-url", &format!("ws://127.0.0.1:{port}/v1")])
+        .args(["--transit-helper", &format!("tcp:127.0.0.1:{port}")])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
 }
