@@ -12,7 +12,7 @@ use crate::server::hub::Hub;
 use crate::server::notice::refuse;
 use crate::server::pipe;
 use crate::server::printer::{Mood, Record};
-use crate::server::relay;
+use crate::server::relay::{self, Side};
 use crate::server::slots::Ticket;
 use crate::socket::Socket;
 
@@ -45,7 +45,12 @@ pub async fn send(
         socket.get_ref().arm_reset();
     }
     let counts = relay::Counts::default();
-    let (_, mood) = pipe::run(hub, ((&stream, &[]), (&link, &[])), &counts).await;
+    let (_, mood) = pipe::run(
+        hub,
+        (Side::plain(&stream, &[]), Side::plain(&link, &[])),
+        &counts,
+    )
+    .await;
     for socket in [&stream, &link] {
         match mood {
             Mood::Happy => socket.get_ref().clear_reset(),

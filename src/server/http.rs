@@ -284,8 +284,8 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Writes a status line and headers (CORS, `Connection: close`, and `Content-Length` when
-/// given), giving up after a while on a client that does not read.
+/// Writes a status line and headers (see [`head_text`]), giving up after a while on a
+/// client that does not read.
 async fn write_head(
     hub: &Hub,
     stream: &Socket,
@@ -293,11 +293,22 @@ async fn write_head(
     headers: &[(&str, &str)],
     length: Option<u64>,
 ) {
+    let head = head_text(&hub.config.cors_origin, status, headers, length);
+    tell(stream, head.as_bytes()).await;
+}
+
+/// A status line and headers: CORS for `cors_origin`, `Connection: close`, and
+/// `Content-Length` when given.
+fn head_text(
+    cors_origin: &str,
+    status: u16,
+    headers: &[(&str, &str)],
+    length: Option<u64>,
+) -> String {
     let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nConnection: close\r\nAccess-Control-Allow-Origin: {}\r\n\
+        "HTTP/1.1 {status} {}\r\nConnection: close\r\nAccess-Control-Allow-Origin: {cors_origin}\r\n\
          Access-Control-Expose-Headers: Content-Disposition, Content-Length\r\n",
         reason(status),
-        hub.config.cors_origin
     );
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -306,7 +317,7 @@ async fn write_head(
         head.push_str(&format!("Content-Length: {length}\r\n"));
     }
     head.push_str("\r\n");
-    tell(stream, head.as_bytes()).await;
+    head
 }
 
 /// A complete response with a one-line text body.

@@ -40,6 +40,11 @@ pub async fn tell_within(stream: &Socket, line: &[u8], limit: Duration) {
 /// record, and lets it go.
 pub async fn refuse(hub: &Hub, stream: &Socket, peer: SocketAddr, error: String) {
     tell(stream, &proto::error(&error)).await;
+    log_refusal(hub, peer, error).await;
+}
+
+/// The closing record of a client refused outside line mode.
+pub async fn log_refusal(hub: &Hub, peer: SocketAddr, error: String) {
     let mood = Mood::Refused;
     hub.log
         .send(Record::Dropped {

@@ -18,10 +18,10 @@ use smol::Timer;
 use crate::proto::{self, Role};
 use crate::server::cluster::{self, link, Claim, Cluster, Unavailable};
 use crate::server::hub::{Hub, Refusal};
-use crate::server::notice::{refuse, tell};
-use crate::server::pipes::{Arrival, End, Linked};
+use crate::server::notice::{log_refusal, refuse, tell};
+use crate::server::pipes::{Arrival, End, Linked, PipeEvent};
 use crate::server::printer::{Mood, Record};
-use crate::server::relay::{self, Ending};
+use crate::server::relay::{self, Ending, Shape, Side, Sink};
 use crate::socket::Socket;
 
 /// A pipe opened by the first line (`line`, logged here): rate-limited like any other (see
@@ -71,16 +71,25 @@ async fn serve_linked(
 ) {
     let ticket = match hub.slots.take_outgoing() {
         Ok(ticket) => ticket,
-        Err(refusal) => {
-            return refuse(hub, &mine.stream, mine.peer, refusal.to_string()).await;
-        }
+        Err(refusal) => return refuse_end(hub, mine, refusal.to_string()).await,
     };
     match link::open(&cluster.key, address, &token, mine.role).await {
         Ok(socket) => {
             let theirs = End::new(socket, address, Vec::new(), true, None, ticket);
             relay_pair(hub, &token, mine, theirs).await;
         }
-        Err(link::Refused(error)) => refuse(hub, &mine.stream, mine.peer, error).await,
+        Err(link::Refused(error)) => refuse_end(hub, mine, error).await,
+    }
+}
+
+/// Tells an end why it is refused (a notice, or its HTTP task), logs it, lets it go.
+async fn refuse_end(hub: &Hub, end: End, error: String) {
+    match &end.http {
+        Some(http) => {
+            http.tell(PipeEvent::Refused(error.clone()));
+            log_refusal(hub, end.peer, error).await;
+        }
+        None => refuse(hub, &end.stream, end.peer, error).await,
     }
 }
 
@@ -125,20 +134,20 @@ async fn serve_here(hub: &Arc<Hub>, token: Arc<str>, end: End) -> bool {
         Arrival::Busy(end) => {
             hub.stats.refused(Refusal::PipeBusy);
             let error = format!("pipe {token} is busy");
-            refuse(hub, &end.stream, end.peer, error).await;
+            refuse_end(hub, end, error).await;
             return false;
         }
         Arrival::Taken(end) => {
             hub.stats.refused(Refusal::PipeBusy);
             let error = taken(&token, end.role);
-            refuse(hub, &end.stream, end.peer, error).await;
+            refuse_end(hub, end, error).await;
             return false;
         }
         Arrival::TooManyWaiting(end) => {
             hub.stats.refused(Refusal::PipesWaiting);
             let max = hub.pipes.max_waiting();
             let error = format!("too many pipes waiting for a peer (max {max}); try again later");
-            refuse(hub, &end.stream, end.peer, error).await;
+            refuse_end(hub, end, error).await;
             return false;
         }
         Arrival::Wait { id, handoff, end } => (id, handoff, end),
@@ -229,33 +238,41 @@ async fn wait_until_gone(stream: &Socket, sent_nothing: bool) -> Waited {
 
 /// A waiting end that will get no peer: tells it why where it can still hear, logs it.
 async fn abandon(hub: &Hub, token: Arc<str>, mine: End, waited: Waited) {
-    let (reason, mood) = match waited {
+    let (reason, mood, error) = match waited {
         Waited::Expired => {
             let secs = hub.config.pipe_wait.as_secs();
             let error = format!("pipe {token} expired (no peer within {secs} s)");
-            tell(&mine.stream, &proto::error(&error)).await;
-            ("expired waiting for a peer", Mood::Lonely)
+            ("expired waiting for a peer", Mood::Lonely, Some(error))
         }
-        Waited::Shutdown => {
-            if !mine.silent {
-                tell(&mine.stream, &proto::notice("server shutting down")).await;
-            }
-            ("server shutting down while waiting", Mood::Shutdown)
-        }
+        Waited::Shutdown => ("server shutting down while waiting", Mood::Shutdown, None),
         Waited::Closed => {
             let error = format!(
                 "pipe {token}: you closed your side before a peer came; \
                  keep it open until the pipe opens"
             );
-            tell(&mine.stream, &proto::error(&error)).await;
-            ("client closed its side while waiting", Mood::Jilted)
+            (
+                "client closed its side while waiting",
+                Mood::Jilted,
+                Some(error),
+            )
         }
-        Waited::Reset | Waited::Peer(_) => ("client went away while waiting", Mood::Jilted),
+        Waited::Reset | Waited::Peer(_) => ("client went away while waiting", Mood::Jilted, None),
     };
+    match (&mine.http, error) {
+        (Some(http), error) if mood != Mood::Jilted => {
+            let text = error.unwrap_or_else(|| "server shutting down".into());
+            http.tell(PipeEvent::Refused(text));
+        }
+        (None, Some(error)) => tell(&mine.stream, &proto::error(&error)).await,
+        (None, None) if mood == Mood::Shutdown && !mine.silent => {
+            tell(&mine.stream, &proto::notice("server shutting down")).await;
+        }
+        _ => {}
+    }
     // A silent end has no notices to tell it why: closing it with a FIN would look like an
     // empty transfer that finished, so it gets a reset (as does an end that has left).
-    // Others were told in a `*` line.
-    if mine.silent || mood == Mood::Jilted {
+    // Others were told in a `*` line, or get a status code from their HTTP task.
+    if mood == Mood::Jilted || (mine.silent && mine.http.is_none()) {
         mine.stream.reset_on_close();
     } else {
         mine.stream.get_ref().clear_reset();
@@ -283,12 +300,11 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
             b: b.peer,
         })
         .await;
-    for (end, other) in [(&a, &b), (&b, &a)] {
+    let mut sinks = [Sink::Stream; 2];
+    for ((end, other), sink) in [(&a, &b), (&b, &a)].into_iter().zip(&mut sinks) {
         if let Some(learns) = &end.learns {
             *crate::lock::lock(learns) = other.about.clone();
         }
-    }
-    for end in [&a, &b] {
         // Until the pipe ends well, closing a TCP end resets it, even when it is the
         // kernel that closes it because duet died (a crash, kill -9, the OOM killer): a
         // FIN then would pass for the end of the transfer, to a client or, over a link,
@@ -296,13 +312,13 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
         end.stream.get_ref().arm_reset();
         // Small writes (voice frames, keystrokes) go out at once.
         end.stream.get_ref().set_nodelay();
-        if !end.silent {
-            tell(&end.stream, &proto::notice("pipe open")).await;
-        }
+        *sink = open(end, other).await;
     }
     let counts = relay::Counts::default();
-    let ends = ((&a.stream, &a.early[..]), (&b.stream, &b.early[..]));
+    let [a_sink, b_sink] = sinks;
+    let ends = (side(&a, a_sink), side(&b, b_sink));
     let (reason, mood) = run(hub, ends, &counts).await;
+    let (a_to_b, b_to_a) = (counts.a_to_b.into_inner(), counts.b_to_a.into_inner());
     if mood == Mood::Happy {
         for end in [&a, &b] {
             // Both ways ended well: an orderly close, so that each side reads all of it.
@@ -317,9 +333,20 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
             end.stream.reset_on_close();
         }
     }
+    // Their HTTP tasks answer now (a sender's `200`), on a socket set to close as above.
+    for (end, sent, received) in [(&a, a_to_b, b_to_a), (&b, b_to_a, a_to_b)] {
+        if let Some(http) = &end.http {
+            let reason = reason.clone();
+            http.tell(PipeEvent::Ended {
+                mood,
+                reason,
+                sent,
+                received,
+            });
+        }
+    }
     // The sockets and slots go before the record, so that whoever reads it sees them free.
     drop((a, b));
-    let (a_to_b, b_to_a) = (counts.a_to_b.into_inner(), counts.b_to_a.into_inner());
     hub.stats
         .piped_bytes
         .fetch_add(a_to_b + b_to_a, Ordering::Relaxed);
@@ -343,14 +370,45 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
     hub.log.send(record).await;
 }
 
-/// Two sockets to relay between, each with the bytes read from it already.
-pub type Ends<'a> = ((&'a Socket, &'a [u8]), (&'a Socket, &'a [u8]));
+/// Tells an end its pipe is open (`* pipe open`, or an HTTP end's opening) and returns how
+/// the other end's bytes are to be written to it.
+async fn open(end: &End, other: &End) -> Sink {
+    let Some(http) = &end.http else {
+        if !end.silent {
+            tell(&end.stream, &proto::notice("pipe open")).await;
+        }
+        return Sink::Stream;
+    };
+    let (opening, sink) = (http.opening)(other.about.as_deref());
+    if !opening.is_empty() {
+        tell(&end.stream, &opening).await;
+    }
+    http.tell(PipeEvent::Opened);
+    sink
+}
+
+/// An end as the relay sees it.
+fn side(end: &End, sink: Sink) -> Side<'_> {
+    let source = end
+        .http
+        .as_ref()
+        .map(|http| http.source)
+        .unwrap_or_default();
+    Side {
+        socket: &end.stream,
+        early: &end.early,
+        shape: Shape { source, sink },
+    }
+}
+
+/// Two ends to relay between.
+pub type Ends<'a> = (Side<'a>, Side<'a>);
 
 /// Runs the relay until it ends by itself, the time limit passes, or the server stops (then
 /// it gets `--drain` to finish): the reason for the log, and the mood. Pipes and transit
 /// ends alike.
 pub async fn run(hub: &Hub, ends: Ends<'_>, counts: &relay::Counts) -> (String, Mood) {
-    let ((a, a_early), (b, b_early)) = ends;
+    let (a, b) = ends;
     let limit = match hub.config.pipe_max_bytes {
         0 => u64::MAX,
         n => n,
@@ -359,7 +417,7 @@ pub async fn run(hub: &Hub, ends: Ends<'_>, counts: &relay::Counts) -> (String, 
         splice: hub.config.splice,
         limit,
     };
-    let mut relay = pin!(relay::run(a, b, a_early, b_early, options, counts));
+    let mut relay = pin!(relay::run(a, b, options, counts));
     let max_time = hub.config.pipe_max_time;
     let cut = async {
         future::or(

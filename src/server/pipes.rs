@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use async_channel::{Receiver, Sender};
 
 use crate::proto::Role;
+use crate::server::printer::Mood;
+use crate::server::relay::{Sink, Source};
 use crate::server::slots::Ticket;
 use crate::socket::Socket;
 
@@ -35,6 +37,56 @@ pub struct About {
 /// Where an end learns its peer's [`About`] (filled in just before `* pipe open`).
 pub type Learns = Arc<Mutex<Option<Arc<About>>>>;
 
+/// What an HTTP end's task hears from the pipe code, in place of notices.
+#[derive(Debug)]
+pub enum PipeEvent {
+    /// Refused, or given up (`error` in the words of `* error:`, or `server shutting down`):
+    /// the task answers with a status code.
+    Refused(String),
+    /// Paired; the opening is written and the relay starts.
+    Opened,
+    /// The relay is over: how it went, and the bytes each way.
+    Ended {
+        mood: Mood,
+        reason: String,
+        sent: u64,
+        received: u64,
+    },
+}
+
+/// Writes the bytes due before the relay and says how the peer's bytes go out, given what
+/// the peer said about them (see [`HttpEnd::opening`]).
+pub type Opening = Box<dyn Fn(Option<&About>) -> (Vec<u8>, Sink) + Send + Sync>;
+
+/// An HTTP request that is a pipe end (`server/http/pipe_end.rs`), relayed straight from
+/// its client's socket: the pipe code tells its task what happened instead of writing
+/// notices, and the relay frames its bytes.
+pub struct HttpEnd {
+    /// What the request sends: a body of known length, or nothing (a `GET`).
+    pub source: Source,
+    /// What to write before the relay (a `GET`'s response head, a `PUT`'s `100 Continue`)
+    /// and how the peer's bytes are written (as they are, chunked, or dropped).
+    pub opening: Opening,
+    /// Where the request's task hears how the pipe went.
+    pub events: Sender<PipeEvent>,
+}
+
+impl HttpEnd {
+    /// Tells the request's task. The channel has room for every event an end gets (an
+    /// opening and an ending, or one refusal), and a task that is gone needs none.
+    pub fn tell(&self, event: PipeEvent) {
+        self.events.try_send(event).ok();
+    }
+}
+
+impl std::fmt::Debug for HttpEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpEnd")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One side of a pipe, as handed from the task that accepted it to the task that relays.
 #[derive(Debug)]
 pub struct End {
@@ -48,8 +100,10 @@ pub struct End {
     pub role: Option<Role>,
     /// What it says about its bytes, for the peer (HTTP senders).
     pub about: Option<Arc<About>>,
-    /// Where it wants to learn what its peer says (HTTP receivers).
+    /// Where it wants to learn what its peer says (WebSocket receivers).
     pub learns: Option<Learns>,
+    /// An HTTP request relayed straight from its socket.
+    pub http: Option<HttpEnd>,
     /// Keeps the connection counted until the relay is over: held, never read (dropping
     /// the end gives the slot back).
     pub _ticket: Ticket,
@@ -72,6 +126,7 @@ impl End {
             role,
             about: None,
             learns: None,
+            http: None,
             _ticket: ticket,
         }
     }

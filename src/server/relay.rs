@@ -5,6 +5,11 @@
 //! read/write loop with a fixed buffer does the same job. Either way memory per direction is
 //! fixed ([`RELAY_BUFFER_BYTES`]) and a receiver that stops reading stalls its sender through
 //! TCP flow control rather than growing anything in duet.
+//!
+//! An end may be an HTTP request (`server/http/pipe_end.rs`) relayed straight from its
+//! client's socket: what it sends is a body of known length, or nothing, and what it
+//! receives may have to go out as chunks, or nowhere. Its [`Shape`] says which, so that such
+//! an end costs what a raw one does: no bridge and no copy in between.
 
 use std::io;
 use std::net::Shutdown;
@@ -16,6 +21,10 @@ use crate::socket::Socket;
 
 /// Bytes in flight per direction: the kernel pipe's size with splice, the buffer otherwise.
 pub const RELAY_BUFFER_BYTES: usize = 256 * 1024;
+/// The buffer of a direction whose bytes are dropped ([`Sink::Discard`]).
+const DISCARD_BUFFER_BYTES: usize = 16 * 1024;
+/// Room in front of a piece for its chunk-size line (`{:x}\r\n` of a `usize`).
+const CHUNK_HEAD_BYTES: usize = 18;
 
 /// How a relay ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +35,60 @@ pub enum Ending {
     Reset,
     /// One side sent more than `--pipe-max-bytes`.
     Quota,
+}
+
+/// How much an end sends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Source {
+    /// Everything until the end of its stream (within `--pipe-max-bytes`).
+    #[default]
+    Stream,
+    /// Exactly this many bytes (an HTTP body of known length), and nothing past them is read;
+    /// a stream that ends before them is cut.
+    Exactly(u64),
+    /// Nothing: its direction ends at once (an HTTP receiver).
+    Nothing,
+}
+
+/// How bytes are written to an end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sink {
+    /// As they come; the end of the other side's stream is passed on as a half-close.
+    #[default]
+    Stream,
+    /// Each piece as an HTTP chunk, the last chunk at the end (an HTTP receiver whose sender
+    /// did not say how many bytes).
+    Chunked,
+    /// Read and dropped; the end's writing side is left open (an HTTP sender, which gets its
+    /// answer once the relay is over).
+    Discard,
+}
+
+/// What an end sends and how it receives.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Shape {
+    pub source: Source,
+    pub sink: Sink,
+}
+
+/// One end of a relay: its socket, the bytes already read from it (they go out first), its
+/// shape.
+#[derive(Clone, Copy, Debug)]
+pub struct Side<'a> {
+    pub socket: &'a Socket,
+    pub early: &'a [u8],
+    pub shape: Shape,
+}
+
+impl<'a> Side<'a> {
+    /// A raw stream end.
+    pub fn plain(socket: &'a Socket, early: &'a [u8]) -> Side<'a> {
+        Side {
+            socket,
+            early,
+            shape: Shape::default(),
+        }
+    }
 }
 
 /// Why one direction stopped early.
@@ -58,19 +121,11 @@ pub struct Options {
     pub limit: u64,
 }
 
-/// Relays between `a` and `b` until both directions are done. `a_early`/`b_early` are bytes
-/// already read from `a`/`b` that go out first.
-pub async fn run(
-    a: &Socket,
-    b: &Socket,
-    a_early: &[u8],
-    b_early: &[u8],
-    options: Options,
-    counts: &Counts,
-) -> Ending {
+/// Relays between `a` and `b` until both directions are done.
+pub async fn run(a: Side<'_>, b: Side<'_>, options: Options, counts: &Counts) -> Ending {
     let (ab, ba) = future::zip(
-        one_way(a, b, a_early, options, &counts.a_to_b),
-        one_way(b, a, b_early, options, &counts.b_to_a),
+        one_way(a, b, options, &counts.a_to_b),
+        one_way(b, a, options, &counts.b_to_a),
     )
     .await;
     match (ab, ba) {
@@ -80,49 +135,50 @@ pub async fn run(
     }
 }
 
-/// Copies `from` → `to` until `from` ends, then shuts down `to`'s write side (passing the
-/// half-close on). On an error both sockets are shut down, which ends the other direction too.
+/// Copies `from` → `to` until `from` is done, then passes the end on (a half-close, or the
+/// last chunk). On an error both sockets are shut down, which ends the other direction too.
 async fn one_way(
-    from: &Socket,
-    to: &Socket,
-    early: &[u8],
+    from: Side<'_>,
+    to: Side<'_>,
     options: Options,
     count: &AtomicU64,
 ) -> Result<(), Stop> {
+    let sink = to.shape.sink;
     let copied = async {
-        let mut quota = Quota {
-            left: options.limit,
+        let mut limit = match from.shape.source {
+            Source::Stream => Limit::quota(options.limit),
+            Source::Exactly(len) => Limit::exactly(len),
+            Source::Nothing => return Ok(()),
         };
-        if !early.is_empty() {
-            let n = quota.grant(early.len());
-            if n < early.len() {
+        if !from.early.is_empty() {
+            let n = limit.grant(from.early.len());
+            if n < from.early.len() {
                 return Err(Stop::Quota);
             }
-            to.clone().write_all(early).await?;
-            count.fetch_add(early.len() as u64, Ordering::Relaxed);
-            quota.used(n);
+            put(to.socket, sink, from.early).await?;
+            count.fetch_add(n as u64, Ordering::Relaxed);
+            limit.used(n);
         }
-        #[cfg(target_os = "linux")]
-        if options.splice {
-            if let Ok(kernel_pipe) = linux::KernelPipe::new() {
-                return linux::splice_all(from, to, &kernel_pipe, count, quota).await;
-            }
-            // No pipe to be had (e.g. out of file descriptors): copy instead.
+        copy(from.socket, to.socket, sink, options.splice, count, limit).await?;
+        if sink == Sink::Chunked {
+            to.socket.clone().write_all(b"0\r\n\r\n").await?;
         }
-        copy_all(from, to, count, quota).await
+        Ok(())
     }
     .await;
     match copied {
         Ok(()) => {
-            // The peer may already be gone; that shows up on the other direction.
-            to.shutdown(Shutdown::Write);
+            if sink != Sink::Discard {
+                // The peer may already be gone; that shows up on the other direction.
+                to.socket.shutdown(Shutdown::Write);
+            }
             Ok(())
         }
         Err(e) => {
             // Pass the failure on: both sockets will close with a reset, not a FIN, so the
             // other side's client knows its stream did not end cleanly. Shutting down the
             // reading halves (which sends nothing) ends the other direction now.
-            for socket in [from, to] {
+            for socket in [from.socket, to.socket] {
                 socket.reset_on_close();
                 socket.shutdown(Shutdown::Read);
             }
@@ -131,47 +187,67 @@ async fn one_way(
     }
 }
 
-/// Moves exactly `len` bytes from `from` to `to` and nothing past them: an HTTP body of
-/// known length, between a client and its bridge (`server/http`). With `splice` (on Linux)
-/// the bytes never enter duet's memory. Fewer bytes than `len` (the stream ended or was
-/// reset first) is an error.
-pub async fn copy_exact(from: &Socket, to: &Socket, len: u64, splice: bool) -> io::Result<()> {
+/// Moves the rest of one direction: spliced where it can be, copied otherwise.
+async fn copy(
+    from: &Socket,
+    to: &Socket,
+    sink: Sink,
+    splice: bool,
+    count: &AtomicU64,
+    limit: Limit,
+) -> Result<(), Stop> {
+    // Dropped bytes are not worth a kernel pipe.
     #[cfg(target_os = "linux")]
-    if splice && len > 0 {
+    if splice && sink != Sink::Discard {
         if let Ok(kernel_pipe) = linux::KernelPipe::new() {
-            return linux::splice_exact(from, to, &kernel_pipe, len).await;
+            return linux::splice_all(from, to, sink, &kernel_pipe, count, limit).await;
         }
+        // No pipe to be had (e.g. out of file descriptors): copy instead.
     }
     let _ = splice;
-    let (mut from, mut to) = (from.clone(), to.clone());
-    let mut buf = vec![0u8; RELAY_BUFFER_BYTES.min(usize::try_from(len).unwrap_or(usize::MAX))];
-    let mut left = len;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = from.read(&mut buf[..want]).await?;
-        if n == 0 {
-            return Err(ended_early());
+    copy_all(from, to, sink, count, limit).await
+}
+
+/// Writes one piece to `to` as its sink wants it.
+async fn put(to: &Socket, sink: Sink, piece: &[u8]) -> io::Result<()> {
+    let mut to = to.clone();
+    match sink {
+        Sink::Stream => to.write_all(piece).await,
+        Sink::Chunked => {
+            let framed = [chunk_head(piece.len()).as_bytes(), piece, b"\r\n"].concat();
+            to.write_all(&framed).await
         }
-        to.write_all(&buf[..n]).await?;
-        left -= n as u64;
+        Sink::Discard => Ok(()),
     }
-    Ok(())
 }
 
-/// A stream that ended before the bytes it announced.
-fn ended_early() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        "the stream ended before its announced length",
-    )
+/// The size line in front of an HTTP chunk of `n` bytes.
+fn chunk_head(n: usize) -> String {
+    format!("{n:x}\r\n")
 }
 
-/// What is left of one direction's `--pipe-max-bytes`.
-struct Quota {
+/// What is left of one direction: an exact length, or `--pipe-max-bytes`.
+struct Limit {
     left: u64,
+    /// The bytes must all come (a body of known length), and nothing past them is read.
+    exact: bool,
 }
 
-impl Quota {
+impl Limit {
+    fn quota(max: u64) -> Limit {
+        Limit {
+            left: max,
+            exact: false,
+        }
+    }
+
+    fn exactly(len: u64) -> Limit {
+        Limit {
+            left: len,
+            exact: true,
+        }
+    }
+
     /// How many of `want` bytes may be read next.
     fn grant(&self, want: usize) -> usize {
         usize::try_from(self.left).map_or(want, |left| left.min(want))
@@ -181,9 +257,20 @@ impl Quota {
         self.left = self.left.saturating_sub(n as u64);
     }
 
-    /// Once the quota is used up: waits for what comes next. The end of the stream is fine;
-    /// any byte more is over the quota (and is not passed on).
-    async fn at_end(&self, from: &Socket) -> Result<(), Stop> {
+    /// The stream ended (`reset`: badly): fine, unless bytes of an exact length are owed.
+    fn at_eof(&self, reset: bool) -> Result<(), Stop> {
+        match reset || (self.exact && self.left > 0) {
+            true => Err(Stop::Io),
+            false => Ok(()),
+        }
+    }
+
+    /// Nothing more may be read. An exact length is complete; a quota waits for what comes
+    /// next: the end of the stream is fine, any byte more is over it (and is not passed on).
+    async fn at_limit(&self, from: &Socket) -> Result<(), Stop> {
+        if self.exact {
+            return Ok(());
+        }
         let mut probe = [0u8; 1];
         match from.source().read_with(|s| s.peek(&mut probe)).await? {
             0 => Ok(()),
@@ -192,27 +279,44 @@ impl Quota {
     }
 }
 
-/// The portable path: read into a fixed buffer, write it all, repeat.
+/// The portable path: read into a fixed buffer, write it all (framed as the sink wants it),
+/// repeat.
 async fn copy_all(
     from: &Socket,
     to: &Socket,
+    sink: Sink,
     count: &AtomicU64,
-    mut quota: Quota,
+    mut limit: Limit,
 ) -> Result<(), Stop> {
     let (mut from, mut to) = (from.clone(), to.clone());
-    let mut buf = vec![0u8; RELAY_BUFFER_BYTES];
+    let size = match sink {
+        Sink::Discard => DISCARD_BUFFER_BYTES,
+        _ => RELAY_BUFFER_BYTES,
+    };
+    let mut buf = vec![0u8; CHUNK_HEAD_BYTES + size + 2];
     loop {
-        let want = quota.grant(buf.len());
+        let want = limit.grant(size);
         if want == 0 {
-            return quota.at_end(&from).await;
+            return limit.at_limit(&from).await;
         }
-        let n = from.read(&mut buf[..want]).await?;
+        let at = CHUNK_HEAD_BYTES;
+        let n = from.read(&mut buf[at..at + want]).await?;
         if n == 0 {
-            return Ok(());
+            // `Socket`'s reads turn the end of a reset stream into an error themselves.
+            return limit.at_eof(false);
         }
-        to.write_all(&buf[..n]).await?;
+        match sink {
+            Sink::Stream => to.write_all(&buf[at..at + n]).await?,
+            Sink::Chunked => {
+                let head = chunk_head(n);
+                buf[at - head.len()..at].copy_from_slice(head.as_bytes());
+                buf[at + n..at + n + 2].copy_from_slice(b"\r\n");
+                to.write_all(&buf[at - head.len()..at + n + 2]).await?;
+            }
+            Sink::Discard => {}
+        }
         count.fetch_add(n as u64, Ordering::Relaxed);
-        quota.used(n);
+        limit.used(n);
     }
 }
 
@@ -240,21 +344,22 @@ mod linux {
     }
 
     /// Moves bytes socket → pipe → socket. The pipe is always drained before the next read,
-    /// so EAGAIN from the first splice means "socket not readable", never "pipe full".
+    /// so EAGAIN from the first splice means "socket not readable", never "pipe full". A
+    /// chunked sink gets each piece's size line written in front of it and its CRLF after.
     pub async fn splice_all(
-        from: &Socket,
+        socket: &Socket,
         to: &Socket,
+        sink: Sink,
         pipe: &KernelPipe,
         count: &AtomicU64,
-        mut quota: Quota,
+        mut limit: Limit,
     ) -> Result<(), Stop> {
-        let socket = from;
-        let (from, to) = (from.source(), to.source());
+        let from = socket.source();
         let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
         loop {
-            let want = quota.grant(RELAY_BUFFER_BYTES);
+            let want = limit.grant(RELAY_BUFFER_BYTES);
             if want == 0 {
-                return quota.at_end(socket).await;
+                return limit.at_limit(socket).await;
             }
             let n = from
                 .read_with(|s| Ok(splice(s, None, &pipe.write, None, want, flags)?))
@@ -262,14 +367,15 @@ mod linux {
             if n == 0 {
                 // splice(2) bypasses `Read`, which would turn the end of a reset stream
                 // into an error (see `Stream::set_reset`): check here.
-                return match from.get_ref().is_reset() {
-                    true => Err(Stop::Io),
-                    false => Ok(()),
-                };
+                return limit.at_eof(from.get_ref().is_reset());
+            }
+            if sink == Sink::Chunked {
+                to.clone().write_all(chunk_head(n).as_bytes()).await?;
             }
             let mut left = n;
             while left > 0 {
                 let m = to
+                    .source()
                     .write_with(|s| Ok(splice(&pipe.read, None, s, None, left, flags)?))
                     .await?;
                 if m == 0 {
@@ -277,43 +383,182 @@ mod linux {
                 }
                 left -= m;
             }
+            if sink == Sink::Chunked {
+                to.clone().write_all(b"\r\n").await?;
+            }
             count.fetch_add(n as u64, Ordering::Relaxed);
-            quota.used(n);
+            limit.used(n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::socket::Stream;
+    use futures_lite::future::block_on;
+
+    /// A client socket and the relay's side of its connection.
+    fn connection() -> (Socket, Socket) {
+        let (client, relayed) = Stream::pair().unwrap();
+        (Socket::new(client).unwrap(), Socket::new(relayed).unwrap())
+    }
+
+    /// Everything until the end of the stream (a reset one too).
+    async fn read_all(socket: &Socket) -> Vec<u8> {
+        let mut all = Vec::new();
+        let _ = socket.clone().read_to_end(&mut all).await;
+        all
+    }
+
+    /// How a test relay went.
+    struct Relayed {
+        ending: Ending,
+        /// What `b`'s client read.
+        heard: Vec<u8>,
+        /// What `a`'s client sent that the relay left unread.
+        rest: Vec<u8>,
+        /// Whether `a`'s side could still be written to after the relay.
+        answered: bool,
+    }
+
+    /// Relays between two connections shaped `a` and `b`, `a`'s client sending `sent` (and
+    /// closing its sending side if `close_a`), `b`'s client sending nothing.
+    fn relay(splice: bool, a: Shape, b: Shape, sent: &[u8], close_a: bool) -> Relayed {
+        let ((a_client, a_relayed), (b_client, b_relayed)) = (connection(), connection());
+        block_on(async {
+            b_client.shutdown(Shutdown::Write);
+            let options = Options {
+                splice,
+                limit: u64::MAX,
+            };
+            let relayed = async move {
+                let sides = [(&a_relayed, a), (&b_relayed, b)].map(|(socket, shape)| Side {
+                    socket,
+                    early: &[],
+                    shape,
+                });
+                let ending = run(sides[0], sides[1], options, &Counts::default()).await;
+                // What `a` sent past its part stays unread; and `a` can still be answered
+                // if it was not shut down.
+                let mut rest = [0u8; 64];
+                let rest = a_relayed
+                    .get_ref()
+                    .peek(&mut rest)
+                    .map_or(Vec::new(), |n| rest[..n].to_vec());
+                let answered = a_relayed.clone().write_all(b"answer").await.is_ok();
+                (ending, rest, answered)
+                // Both relayed sockets close here, as a pipe's ends do when it is over.
+            };
+            let sending = async {
+                a_client.clone().write_all(sent).await.unwrap();
+                if close_a {
+                    a_client.shutdown(Shutdown::Write);
+                }
+            };
+            let (((ending, rest, answered), ()), heard) =
+                future::zip(future::zip(relayed, sending), read_all(&b_client)).await;
+            Relayed {
+                ending,
+                heard,
+                rest,
+                answered,
+            }
+        })
+    }
+
+    fn shape(source: Source, sink: Sink) -> Shape {
+        Shape { source, sink }
+    }
+
+    #[test]
+    fn an_exact_length_passes_exactly_and_leaves_the_rest_unread() {
+        for splice in [true, false] {
+            let sender = shape(Source::Exactly(5), Sink::Discard);
+            let receiver = shape(Source::Nothing, Sink::Stream);
+            let relayed = relay(splice, sender, receiver, b"helloNEXT", false);
+            assert_eq!(relayed.ending, Ending::Eof, "splice {splice}");
+            assert_eq!(relayed.heard, b"hello", "splice {splice}");
+            assert_eq!(relayed.rest, b"NEXT", "splice {splice}");
+            // The sender's writing side is left open for its answer.
+            assert!(relayed.answered, "splice {splice}");
         }
     }
 
-    /// Moves exactly `len` bytes socket → pipe → socket, never asking for more than are
-    /// left (so nothing past them is taken from `from`).
-    pub async fn splice_exact(
-        from: &Socket,
-        to: &Socket,
-        pipe: &KernelPipe,
-        len: u64,
-    ) -> io::Result<()> {
-        let (from, to) = (from.source(), to.source());
-        let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
-        let mut left = len;
-        while left > 0 {
-            let want =
-                usize::try_from(left).map_or(RELAY_BUFFER_BYTES, |l| l.min(RELAY_BUFFER_BYTES));
-            let n = from
-                .read_with(|s| Ok(splice(s, None, &pipe.write, None, want, flags)?))
-                .await?;
-            if n == 0 {
-                return Err(ended_early());
-            }
-            let mut moving = n;
-            while moving > 0 {
-                let m = to
-                    .write_with(|s| Ok(splice(&pipe.read, None, s, None, moving, flags)?))
-                    .await?;
-                if m == 0 {
-                    return Err(io::Error::from(io::ErrorKind::WriteZero));
-                }
-                moving -= m;
-            }
-            left -= n as u64;
+    #[test]
+    fn an_exact_length_cut_short_is_a_reset() {
+        for splice in [true, false] {
+            let sender = shape(Source::Exactly(50), Sink::Discard);
+            let receiver = shape(Source::Nothing, Sink::Stream);
+            let relayed = relay(splice, sender, receiver, b"hello", true);
+            assert_eq!(relayed.ending, Ending::Reset, "splice {splice}");
+            assert_eq!(relayed.heard, b"hello", "splice {splice}");
         }
-        Ok(())
+    }
+
+    #[test]
+    fn a_chunked_sink_frames_every_piece_and_ends_with_the_last_chunk() {
+        for splice in [true, false] {
+            let receiver = shape(Source::Nothing, Sink::Chunked);
+            let sent: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+            let relayed = relay(splice, Shape::default(), receiver, &sent, true);
+            assert_eq!(relayed.ending, Ending::Eof, "splice {splice}");
+            assert_eq!(unchunk(&relayed.heard), sent, "splice {splice}");
+            // A plain stream's writing side is shut once it is done.
+            assert!(!relayed.answered, "splice {splice}");
+        }
+    }
+
+    /// A chunked body decoded; panics unless it is whole, last chunk included.
+    fn unchunk(body: &[u8]) -> Vec<u8> {
+        let mut decoded = Vec::new();
+        let mut rest = body;
+        loop {
+            let Ok(httparse::Status::Complete((at, size))) = httparse::parse_chunk_size(rest)
+            else {
+                panic!("not a chunk at {}", body.len() - rest.len());
+            };
+            let size = usize::try_from(size).unwrap();
+            rest = &rest[at..];
+            if size == 0 {
+                assert_eq!(rest, b"\r\n");
+                return decoded;
+            }
+            decoded.extend_from_slice(&rest[..size]);
+            assert_eq!(&rest[size..size + 2], b"\r\n");
+            rest = &rest[size + 2..];
+        }
+    }
+
+    #[test]
+    fn a_chunked_sink_of_a_cut_stream_never_gets_the_last_chunk() {
+        let (client, relayed) = connection();
+        let (b_client, b_relayed) = connection();
+        block_on(async {
+            client.clone().write_all(b"part").await.unwrap();
+            relayed.get_ref().set_reset();
+            client.shutdown(Shutdown::Write);
+            b_client.shutdown(Shutdown::Write);
+            let receiver = shape(Source::Nothing, Sink::Chunked);
+            let sides = (
+                Side::plain(&relayed, &[]),
+                Side {
+                    socket: &b_relayed,
+                    early: &[],
+                    shape: receiver,
+                },
+            );
+            let options = Options {
+                splice: true,
+                limit: u64::MAX,
+            };
+            let ending = run(sides.0, sides.1, options, &Counts::default()).await;
+            assert_eq!(ending, Ending::Reset);
+            drop((relayed, b_relayed));
+            let mut heard = Vec::new();
+            // The pair's reset flag makes the end an error; what came before it is kept.
+            let _ = b_client.clone().read_to_end(&mut heard).await;
+            assert!(!heard.ends_with(b"0\r\n\r\n"), "{heard:?}");
+        });
     }
 }

@@ -22,7 +22,7 @@ use crate::server::hub::{Hub, Refusal};
 use crate::server::notice::tell;
 use crate::server::pipe;
 use crate::server::printer::{Mood, Record, TransitRecord};
-use crate::server::relay;
+use crate::server::relay::{self, Side};
 use crate::server::slots::Ticket;
 use crate::server::transits::{Arrival, TransitEnd};
 use crate::socket::Socket;
@@ -181,7 +181,7 @@ async fn relay_pair(hub: &Hub, token: &str, a: TransitEnd, b: TransitEnd, starte
         end.stream.get_ref().nodelay(false);
     }
     let counts = relay::Counts::default();
-    let ends = ((&a.stream, &[][..]), (&b.stream, &[][..]));
+    let ends = (Side::plain(&a.stream, &[]), Side::plain(&b.stream, &[]));
     let (reason, mood) = pipe::run(hub, ends, &counts).await;
     if mood != Mood::Happy {
         for end in [&a, &b] {

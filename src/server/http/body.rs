@@ -1,16 +1,13 @@
-//! Message bodies: a request body decoded to plain bytes (`Content-Length` or chunked, the
-//! chunk sizes parsed by `httparse`), and a response body encoded as chunks.
+//! Request bodies decoded to plain bytes (`Content-Length` or chunked, the chunk sizes
+//! parsed by `httparse`). The pipe ends use this for chunked bodies only: a body of known
+//! length is relayed as it is, and responses are framed by the relay (`relay::Sink`).
 //!
-//! Chunked bodies are plain loops over a fixed buffer, bodies of known length move with
-//! splice: nothing is held beyond one read either way, so a slow peer holds the other back
-//! through TCP, never through duet's memory.
+//! A plain loop over a fixed buffer: nothing is held beyond one read, so a slow peer holds
+//! the other back through TCP, never through duet's memory.
 
 use std::io;
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-use crate::server::relay;
-use crate::socket::Socket;
 
 /// Bytes moved per read.
 pub const CHUNK_BYTES: usize = 64 * 1024;
@@ -163,50 +160,6 @@ fn bad_chunk() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, "bad chunked encoding")
 }
 
-/// Copies `from` to `to` as a chunked body until `from` ends cleanly, then writes the last
-/// chunk. An error on `from` (a cut pipe) returns before the last chunk: the receiver sees a
-/// truncated body, never a complete one. Returns the bytes copied.
-pub async fn copy_chunked(
-    from: &mut (impl AsyncRead + Unpin),
-    to: &mut (impl AsyncWrite + Unpin),
-) -> io::Result<u64> {
-    // Room for the chunk's size line in front of the data and its CRLF after.
-    const HEAD: usize = 10;
-    let mut buf = vec![0u8; HEAD + CHUNK_BYTES + 2];
-    let mut total = 0;
-    loop {
-        let n = from.read(&mut buf[HEAD..HEAD + CHUNK_BYTES]).await?;
-        if n == 0 {
-            to.write_all(b"0\r\n\r\n").await?;
-            to.flush().await?;
-            return Ok(total);
-        }
-        let size = format!("{n:x}\r\n");
-        let start = HEAD - size.len();
-        buf[start..HEAD].copy_from_slice(size.as_bytes());
-        buf[HEAD + n..HEAD + n + 2].copy_from_slice(b"\r\n");
-        to.write_all(&buf[start..HEAD + n + 2]).await?;
-        total += n as u64;
-    }
-}
-
-/// Moves a body of known length `len` between sockets: the part already read (`early`)
-/// first, then the rest with the relay's `copy_exact`, spliced on Linux, so the bytes of
-/// the common case (`curl -T FILE`, a receiver of a sender that gave its length) never
-/// enter duet's memory. Exactly `len` bytes, or an error.
-pub async fn move_length(
-    early: &[u8],
-    from: &Socket,
-    to: &Socket,
-    len: u64,
-    splice: bool,
-) -> io::Result<u64> {
-    let first = &early[..early.len().min(usize::try_from(len).unwrap_or(usize::MAX))];
-    to.clone().write_all(first).await?;
-    relay::copy_exact(from, to, len - first.len() as u64, splice).await?;
-    Ok(len)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,17 +192,5 @@ mod tests {
         assert!(decode(b"4\r\nWiki\r\n", b"", Framing::Chunked).is_err());
         assert!(decode(b"zz\r\n", b"", Framing::Chunked).is_err());
         assert!(decode(b"4\r\nWikiXX", b"", Framing::Chunked).is_err());
-    }
-
-    #[test]
-    fn chunked_responses_encode() {
-        block_on(async {
-            let mut out = Vec::new();
-            let n = copy_chunked(&mut Cursor::new(b"hello".to_vec()), &mut out)
-                .await
-                .unwrap();
-            assert_eq!(n, 5);
-            assert_eq!(out, b"5\r\nhello\r\n0\r\n\r\n");
-        });
     }
 }

@@ -1,29 +1,33 @@
 //! A pipe end over HTTP: `PUT`/`POST /TOKEN` sends the request body into pipe TOKEN,
 //! `GET /TOKEN` receives what the other end sends, as the response body.
 //!
-//! An HTTP end joins the same registry as `/pipe TOKEN` through a socket pair: one end of
-//! the pair goes to the pipe handler as an end with a role (`send` for PUT/POST, `recv` for
-//! GET) and notices, exactly like duet's own clients; the other end is bridged here to
-//! HTTP. So busy tokens, expiry, quotas, half-close and resets behave as for every pipe,
-//! and the notices (`* waiting for peer`, `* pipe open`, `* error: …`) become status codes.
-//! A cut pipe reaches an HTTP client as a reset (a receiver's body is then truncated, never
-//! complete), like every other end.
+//! An HTTP end joins the same registry as `/pipe TOKEN`, with a role (`send` for PUT/POST,
+//! `recv` for GET), so busy tokens, expiry, quotas, half-close and resets behave as for
+//! every pipe. Its client's socket is the end itself: the relay splices a body of known
+//! length straight from the sender's socket and into the receiver's (as chunks when the
+//! sender did not say its length), so `curl` to `curl` costs what `nc` to `nc` does. What
+//! the pipe code would tell a line client (`* error: …`, `* pipe open`, how it ended)
+//! reaches this task as [`PipeEvent`]s and becomes status codes and the sender's answer.
+//! Only a chunked request body is decoded here, into a socket pair whose other end is the
+//! pipe end. A cut pipe reaches an HTTP client as a reset (a receiver's body is then
+//! truncated, never complete), like every other end.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use futures_lite::io::BufReader;
-use futures_lite::{future, AsyncBufReadExt};
+use async_channel::Receiver;
+use futures_lite::future;
 
 use super::body::{self, Framing};
 use super::head::Head;
-use super::{respond, write_head, Answered};
+use super::{head_text, respond, Answered};
 use crate::proto::{self, PipeRefusal, Role};
 use crate::server::commands::{auth_refused, check_auth, AuthCheck};
 use crate::server::hub::{Hub, Refusal};
 use crate::server::pipe;
-use crate::server::pipes::{About, End, Learns};
+use crate::server::pipes::{About, End, HttpEnd, Opening, PipeEvent};
 use crate::server::printer::Mood;
+use crate::server::relay::{Sink, Source};
 use crate::server::slots::Ticket;
 use crate::socket::{Socket, Stream};
 
@@ -53,32 +57,44 @@ pub async fn serve(
         }
     };
     let token: Arc<str> = head.path[1..].into();
-    let Ok((inner, outer)) =
-        Stream::pair().and_then(|(a, b)| Ok((Socket::new(a)?, Socket::new(b)?)))
-    else {
-        respond(
-            hub,
-            client,
-            503,
-            "server out of resources; try again later",
-            &[],
-        )
-        .await;
-        return Answered::plain(503, "no socket pair");
-    };
-    let mut end = End::new(inner, peer, Vec::new(), false, Some(role), ticket);
-    let learns: Learns = Arc::new(Mutex::new(None));
-    match role {
-        Role::Send => end.about = Some(Arc::new(about(head, framing))),
-        _ => end.learns = Some(learns.clone()),
-    }
-    let bridged = async {
-        match role {
-            Role::Send => send(hub, client, &outer, head, early, framing).await,
-            _ => receive(hub, client, &outer, &learns).await,
+    // A chunked body is decoded here into a socket pair; the pair's other end is the end.
+    let (stream, decoder) = match (role, framing) {
+        (Role::Send, Framing::Chunked) => {
+            match Stream::pair().and_then(|(a, b)| Ok((Socket::new(a)?, Socket::new(b)?))) {
+                Ok((inner, outer)) => (inner, Some(outer)),
+                Err(_) => {
+                    let why = "server out of resources; try again later";
+                    respond(hub, client, 503, why, &[]).await;
+                    return Answered::plain(503, "no socket pair");
+                }
+            }
         }
+        _ => (client.clone(), None),
     };
-    let (answered, ()) = future::zip(bridged, pipe::serve(hub, token, end)).await;
+    let (body_early, source) = match (role, framing) {
+        (Role::Send, Framing::Length(len)) => {
+            let body = &early[..early.len().min(usize::try_from(len).unwrap_or(usize::MAX))];
+            (body.to_vec(), Source::Exactly(len))
+        }
+        (Role::Send, Framing::Chunked) => (Vec::new(), Source::Stream),
+        _ => (Vec::new(), Source::Nothing),
+    };
+    if decoder.is_some() {
+        client.get_ref().set_keepalive(hub.config.keepalive);
+    }
+    let (events_in, events) = async_channel::bounded(2);
+    let mut end = End::new(stream, peer, body_early, true, Some(role), ticket);
+    end.http = Some(HttpEnd {
+        source,
+        opening: opening(hub, head, role),
+        events: events_in,
+    });
+    if role == Role::Send {
+        end.about = Some(Arc::new(about(head, framing)));
+    }
+    let decoding = decoder.map(|outer| (outer, early));
+    let followed = follow(hub, client, role, &events, decoding);
+    let (answered, ()) = future::zip(followed, pipe::serve(hub, token, end)).await;
     answered
 }
 
@@ -167,93 +183,100 @@ fn disposition_name(value: &str) -> Option<String> {
     Some(name.trim_matches('"').to_string())
 }
 
-/// Reads the pipe handler's notices until the pipe opens. `Err`: the status and text to
-/// answer with instead.
-async fn opened(reader: &mut BufReader<Socket>) -> Result<(), (u16, String)> {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match reader.read_line(&mut line).await {
-            Ok(0) | Err(_) => return Err((503, "the pipe closed before it opened".into())),
-            Ok(_) => {}
-        }
-        let notice = line.trim_end();
-        if notice == "* pipe open" {
-            return Ok(());
-        }
-        if notice == "* server shutting down" {
-            return Err((503, "server shutting down".into()));
-        } else if let Some(error) = notice.strip_prefix("* error: ") {
-            let status = match PipeRefusal::of(error) {
-                PipeRefusal::Busy | PipeRefusal::Taken => 409,
-                PipeRefusal::Expired => 504,
-                PipeRefusal::TooManyWaiting | PipeRefusal::Other => 503,
+/// What an end writes when its pipe opens, and how its peer's bytes go out: a receiver's
+/// response head (with the sender's type, name and length when it said them; chunked when
+/// it did not say the length), a sender's `100 Continue` when it asked for one (only now:
+/// a refusal before the pipe opens spares it sending its body). What a sender's peer sends
+/// back is not for an HTTP client and is dropped.
+fn opening(hub: &Hub, head: &Head, role: Role) -> Opening {
+    if role == Role::Send {
+        let expects = head
+            .header("expect")
+            .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
+        return Box::new(move |_| {
+            let bytes = match expects {
+                true => b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(),
+                false => Vec::new(),
             };
-            return Err((status, error.to_string()));
-        }
+            (bytes, Sink::Discard)
+        });
     }
+    let cors_origin = hub.config.cors_origin.clone();
+    Box::new(move |about: Option<&About>| {
+        let about = about.cloned().unwrap_or_default();
+        let content_type = about
+            .content_type
+            .unwrap_or_else(|| "application/octet-stream".into());
+        let mut headers = vec![
+            ("Content-Type", content_type),
+            ("X-Content-Type-Options", "nosniff".into()),
+        ];
+        if let Some(name) = &about.name {
+            headers.push(("Content-Disposition", attachment(name)));
+        }
+        if about.length.is_none() {
+            headers.push(("Transfer-Encoding", "chunked".into()));
+        }
+        let shown: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let head = head_text(&cors_origin, 200, &shown, about.length);
+        let sink = match about.length {
+            Some(_) => Sink::Stream,
+            None => Sink::Chunked,
+        };
+        (head.into_bytes(), sink)
+    })
 }
 
-/// The sender's bridge: once the pipe is open, the decoded body goes in; when the other end
-/// has finished too, the answer says how many bytes went.
-async fn send(
+/// Follows the end through the pipe code and answers: a refusal's status, or once the
+/// relay is over, a sender's `200` with the count (the receiver's response was the relay).
+/// A chunked body is decoded into the end (`decoding`: the pair's outer side and the bytes
+/// read past the head) from when the pipe opens.
+async fn follow(
     hub: &Hub,
     client: &Socket,
-    outer: &Socket,
-    head: &Head,
-    early: Vec<u8>,
-    framing: Framing,
+    role: Role,
+    events: &Receiver<PipeEvent>,
+    decoding: Option<(Socket, Vec<u8>)>,
 ) -> Answered {
-    let expects = head
-        .header("expect")
-        .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
-    let mut notices = BufReader::new(outer.clone());
-    if let Err((status, why)) = opened(&mut notices).await {
-        respond(hub, client, status, &why, &[]).await;
-        return Answered::plain(status, &why);
-    }
-    if expects {
-        // Only now: a refusal before the pipe opens spares the client sending its body.
-        crate::server::notice::tell(client, b"HTTP/1.1 100 Continue\r\n\r\n").await;
-    }
-    let mut from = client.clone();
-    let mut to = outer.clone();
-    let (sent, rest) = future::zip(
-        async {
-            let sent = match framing {
-                Framing::Length(len) => {
-                    body::move_length(&early, client, outer, len, hub.config.splice).await
-                }
-                Framing::Chunked => body::copy_request(early, &mut from, framing, &mut to).await,
-            };
-            match &sent {
-                Ok(_) => outer.shutdown(std::net::Shutdown::Write),
-                // Cut: the other end must not take this for the whole body.
-                Err(_) => cut(outer),
-            }
-            sent
-        },
-        // Whatever the other end sends back is not for an HTTP sender: read and dropped,
-        // to learn how the pipe ended.
-        async { futures_lite::io::copy(&mut notices, &mut futures_lite::io::sink()).await },
-    )
-    .await;
-    match (sent, rest) {
-        (Ok(n), Ok(_)) => {
-            let text = format!("sent {n} bytes");
-            respond(hub, client, 200, &text, &[]).await;
-            Answered {
-                status: 200,
-                bytes: n,
-                note: text,
-                mood: Mood::Happy,
-            }
+    let ended = match events.recv().await {
+        Ok(PipeEvent::Refused(error)) => {
+            let status = refused_status(&error);
+            respond(hub, client, status, &error, &[]).await;
+            return Answered::plain(status, &error);
         }
-        (sent, _) => {
+        Ok(PipeEvent::Opened) => opened(client, events, decoding).await,
+        ended => ended,
+    };
+    match ended {
+        Ok(PipeEvent::Ended {
+            mood: Mood::Happy,
+            sent,
+            received,
+            ..
+        }) => match role {
+            Role::Send => {
+                let text = format!("sent {sent} bytes");
+                respond(hub, client, 200, &text, &[]).await;
+                Answered {
+                    status: 200,
+                    bytes: sent,
+                    note: text,
+                    mood: Mood::Happy,
+                }
+            }
+            _ => Answered {
+                status: 200,
+                bytes: received,
+                note: "received".into(),
+                mood: Mood::Happy,
+            },
+        },
+        ended => {
+            // The client learns from a reset that its transfer did not complete.
             cut(client);
-            let note = match sent {
-                Err(e) => format!("cut: {e}"),
-                Ok(_) => "cut: the pipe ended with a reset".into(),
+            let note = match ended {
+                Ok(PipeEvent::Ended { reason, .. }) => format!("cut: {reason}"),
+                _ => "cut: the client went away".into(),
             };
             Answered {
                 status: 200,
@@ -265,60 +288,36 @@ async fn send(
     }
 }
 
-/// The receiver's bridge: once the pipe is open, the response head (with the sender's
-/// type, name and length when it said them), then the bytes as they come.
-async fn receive(hub: &Hub, client: &Socket, outer: &Socket, learns: &Learns) -> Answered {
-    let mut notices = BufReader::new(outer.clone());
-    if let Err((status, why)) = opened(&mut notices).await {
-        respond(hub, client, status, &why, &[]).await;
-        return Answered::plain(status, &why);
-    }
-    // A receiver sends nothing: its direction of the pipe ends now.
-    outer.shutdown(std::net::Shutdown::Write);
-    let about = crate::lock::lock(learns).take().unwrap_or_default();
-    let content_type = about
-        .content_type
-        .clone()
-        .unwrap_or_else(|| "application/octet-stream".into());
-    let mut headers = vec![
-        ("Content-Type", content_type),
-        ("X-Content-Type-Options", "nosniff".into()),
-    ];
-    if let Some(name) = &about.name {
-        headers.push(("Content-Disposition", attachment(name)));
-    }
-    if about.length.is_none() {
-        headers.push(("Transfer-Encoding", "chunked".into()));
-    }
-    let shown: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    write_head(hub, client, 200, &shown, about.length).await;
-    let mut to = client.clone();
-    let copied = match about.length {
-        Some(len) => {
-            let early = notices.buffer().to_vec();
-            body::move_length(&early, outer, client, len, hub.config.splice).await
-        }
-        None => body::copy_chunked(&mut notices, &mut to).await,
+/// The pipe is open: waits for its end, decoding a chunked body into it meanwhile.
+async fn opened(
+    client: &Socket,
+    events: &Receiver<PipeEvent>,
+    decoding: Option<(Socket, Vec<u8>)>,
+) -> Result<PipeEvent, async_channel::RecvError> {
+    let Some((outer, early)) = decoding else {
+        return events.recv().await;
     };
-    match copied {
-        Ok(n) => Answered {
-            status: 200,
-            bytes: n,
-            note: "received".into(),
-            mood: Mood::Happy,
-        },
-        Err(e) => {
-            // The body stops short of its end and the connection is reset: curl and browsers
-            // report a failed download, never a complete one.
-            cut(client);
-            cut(outer);
-            Answered {
-                status: 200,
-                bytes: 0,
-                note: format!("cut: {e}"),
-                mood: Mood::Errored,
-            }
+    let decode = async {
+        let (mut from, mut to) = (client.clone(), outer.clone());
+        match body::copy_request(early, &mut from, Framing::Chunked, &mut to).await {
+            Ok(_) => outer.shutdown(std::net::Shutdown::Write),
+            // Cut: the relay must not take this for the whole body.
+            Err(_) => cut(&outer),
         }
+        future::pending().await
+    };
+    future::or(events.recv(), decode).await
+}
+
+/// The status code for a pipe refusal, by its words.
+fn refused_status(error: &str) -> u16 {
+    if error == "server shutting down" {
+        return 503;
+    }
+    match PipeRefusal::of(error) {
+        PipeRefusal::Busy | PipeRefusal::Taken => 409,
+        PipeRefusal::Expired => 504,
+        PipeRefusal::TooManyWaiting | PipeRefusal::Other => 503,
     }
 }
 
