@@ -9,6 +9,7 @@ bench/results/latest.md.
 """
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -469,13 +470,32 @@ GORELAY_SRC = ROOT / "bench/gorelay"
 GORELAY = ROOT / "target/gorelay"
 
 
+def gorelay():
+    """bench/gorelay built (once per run) with Debian's Go; None without Go."""
+    if not GORELAY.exists() or GORELAY.stat().st_mtime < (GORELAY_SRC / "main.go").stat().st_mtime:
+        if not shutil.which("go") or subprocess.run(
+                ["go", "build", "-o", str(GORELAY), "."], cwd=GORELAY_SRC,
+                env={**os.environ, "GOCACHE": str(ROOT / "target/go-cache")}).returncode:
+            return None
+    return GORELAY
+
+
+def go_relay_server():
+    """The Go relay on a free port, or None."""
+    binary = gorelay()
+    if not binary:
+        return None
+    port = free_port()
+    g = Server([str(binary), "-listen", f"127.0.0.1:{port}"], port, probe=False)
+    time.sleep(0.3)
+    return g
+
+
 def bench_ping_pong():
     """A 64-byte line bounced through a pipe: duet (both relay paths) beside a Go relay that
     uses splice (bench/gorelay) and ncat --broker."""
     print("ping-pong through a pipe (64 bytes, 10,000 round trips)", flush=True)
-    have_go = shutil.which("go") and subprocess.run(
-        ["go", "build", "-o", str(GORELAY), "."], cwd=GORELAY_SRC,
-        env={**os.environ, "GOCACHE": str(ROOT / "target/go-cache")}).returncode == 0
+    have_go = gorelay() is not None
     names = ["duet", "duet --no-splice", "Go relay (splice)", "ncat --broker"]
     p50 = {k: [] for k in names}
     p99 = {k: [] for k in names}
@@ -512,15 +532,21 @@ def bench_pipe():
     print("pipe throughput (1 GiB, every byte checked)", flush=True)
     rate = {"duet": [], "direct": [], "duet --no-splice": [], "socat -b 131072": [],
             "socat": [], "ncat --broker": []}
-    cpu = []
+    cpu = {"duet": [], "Go relay (splice)": []}
     for i in range(RUNS):
         rate["direct"].append(float(load("pipe", "--bytes", GIB)["gb_per_sec"]))
+        g = go_relay_server()
+        if g:
+            before = g.cpu_secs()
+            load("pipe", "--send", f"127.0.0.1:{g.port}", "--token", f"g{i}", "--bytes", GIB)
+            cpu["Go relay (splice)"].append(g.cpu_secs() - before)
+            g.stop()
         for name, extra in [("duet", []), ("duet --no-splice", ["--no-splice"])]:
             s = duet(*extra)
             before = s.cpu_secs()
             r = load("pipe", "--send", f"127.0.0.1:{s.port}", "--token", f"b{i}", "--bytes", GIB)
             if name == "duet":
-                cpu.append(s.cpu_secs() - before)
+                cpu["duet"].append(s.cpu_secs() - before)
             s.stop()
             rate[name].append(float(r["gb_per_sec"]))
         if shutil.which("socat"):
@@ -541,7 +567,8 @@ def bench_pipe():
             s.stop()
             rate["ncat --broker"].append(float(r["gb_per_sec"]))
     row("pipe throughput", "GB/s", {k: v for k, v in rate.items() if v})
-    row("duet CPU per GiB piped", "s", {"duet": cpu}, better="lower")
+    row("relay CPU per GiB piped", "s", {k: v for k, v in cpu.items() if v}, better="lower",
+        note="the Go relay: io.Copy with splice, no limits or log: the floor of a splicing relay")
 
 
 PEERS = ROOT / "target/peers"
@@ -822,46 +849,88 @@ def bench_http():
     shutil.rmtree(work, ignore_errors=True)
 
 
+WORMHOLE_PY = PEERS / "wormhole-venv/bin/wormhole"
+
+
+def wormhole_py_once(mailbox, relay, src, out):
+    """The Python client (`make test`'s venv), both sides --no-listen so every byte goes
+    through the transit relay: wall seconds from starting the receiver."""
+    for f in out.iterdir():
+        f.unlink()
+    common = ["--relay-url", f"ws://127.0.0.1:{mailbox}/v1",
+              "--transit-helper", f"tcp:127.0.0.1:{relay}"]
+    code = f"{random.randint(10, 99)}-bench-run"
+    send = subprocess.Popen([str(WORMHOLE_PY), *common, "send", "--no-listen", "--code", code,
+                             str(src)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    t0 = time.perf_counter()
+    recv = subprocess.run([str(WORMHOLE_PY), *common, "receive", "--no-listen", "--accept-file",
+                           code], cwd=out, capture_output=True, timeout=300)
+    wall = time.perf_counter() - t0
+    send.wait(timeout=60)
+    if recv.returncode or (out / src.name).stat().st_size != src.stat().st_size:
+        raise RuntimeError("the Python wormhole transfer failed")
+    return wall
+
+
 def bench_wormhole():
     """1 GiB with wormhole-rs --force-relay (every byte through the transit relay) through
     duet (mailbox at /v1 and transit on its one port) and through the reference servers
-    (two Python daemons): wall time, the servers' CPU-seconds and peak RSS."""
+    (two Python daemons): wall time, the servers' CPU-seconds and peak RSS. The same with
+    the Python client (the issue's own measurement), and the transit CPU of the Go relay
+    (duet's mailbox, the Go relay's transit): the floor of a relay that splices."""
     if not peers_for_send():
         return
-    print("magic-wormhole: 1 GiB with wormhole-rs --force-relay, duet vs the reference servers",
-          flush=True)
+    print("magic-wormhole: 1 GiB with wormhole-rs --force-relay and the Python client, "
+          "duet vs the reference servers", flush=True)
     work = ROOT / "target/bench-wormhole"
     shutil.rmtree(work, ignore_errors=True)
     (work / "out").mkdir(parents=True)
     src = work / "one.gib"
     random_file(src, GIB)
     twist = str(WH_VENV / "bin/twist")
-    wall = {"duet": [], "reference servers": []}
-    cpu = {"duet": [], "reference servers": []}
-    rss = {"duet": [], "reference servers": []}
+    clients = [("wormhole-rs", wormhole_once)]
+    if WORMHOLE_PY.exists():
+        clients.append(("Python client", wormhole_py_once))
+    wall, cpu, rss = {}, {}, {}
     for _ in range(RUNS):
-        s = duet()
-        before = s.cpu_secs()
-        wall["duet"].append(wormhole_once(s.port, s.port, src, work / "out"))
-        cpu["duet"].append(s.cpu_secs() - before)
-        rss["duet"].append(s.status("VmHWM:") / 1024)
-        s.stop()
-        mb, tr = free_port(), free_port()
-        mailbox = Server([twist, "wormhole-mailbox", f"--port=tcp:{mb}:interface=127.0.0.1"], mb,
-                         cwd=work)
-        relay = Server([twist, "transitrelay", f"--port=tcp:{tr}:interface=127.0.0.1"], tr,
-                       cwd=work)
-        before = mailbox.cpu_secs() + relay.cpu_secs()
-        wall["reference servers"].append(wormhole_once(mb, tr, src, work / "out"))
-        cpu["reference servers"].append(mailbox.cpu_secs() + relay.cpu_secs() - before)
-        rss["reference servers"].append(
-            (mailbox.status("VmHWM:") + relay.status("VmHWM:")) / 1024)
-        mailbox.stop()
-        relay.stop()
-    row("1 GiB through magic-wormhole (wormhole-rs --force-relay)", "s", wall, better="lower",
-        note="duet alone vs the reference mailbox server + transit relay")
-    row("wormhole servers' CPU per GiB", "s", cpu, better="lower")
-    row("wormhole servers' peak RSS", "MiB", rss, better="lower")
+        for client, once in clients:
+            s = duet()
+            before = s.cpu_secs()
+            wall.setdefault(client, {}).setdefault("duet", []).append(
+                once(s.port, s.port, src, work / "out"))
+            cpu.setdefault(client, {}).setdefault("duet", []).append(s.cpu_secs() - before)
+            rss.setdefault(client, {}).setdefault("duet", []).append(s.status("VmHWM:") / 1024)
+            g = go_relay_server()
+            if g:
+                before = g.cpu_secs()
+                once(s.port, g.port, src, work / "out")
+                cpu[client].setdefault("Go relay (transit only)", []).append(
+                    g.cpu_secs() - before)
+                g.stop()
+            s.stop()
+            mb, tr = free_port(), free_port()
+            mailbox = Server([twist, "wormhole-mailbox",
+                              f"--port=tcp:{mb}:interface=127.0.0.1"], mb, cwd=work)
+            relay = Server([twist, "transitrelay", f"--port=tcp:{tr}:interface=127.0.0.1"], tr,
+                           cwd=work)
+            before = mailbox.cpu_secs() + relay.cpu_secs()
+            wall[client].setdefault("reference servers", []).append(
+                once(mb, tr, src, work / "out"))
+            cpu[client].setdefault("reference servers", []).append(
+                mailbox.cpu_secs() + relay.cpu_secs() - before)
+            rss[client].setdefault("reference servers", []).append(
+                (mailbox.status("VmHWM:") + relay.status("VmHWM:")) / 1024)
+            mailbox.stop()
+            relay.stop()
+    for client, _ in clients:
+        how = "wormhole-rs --force-relay" if client == "wormhole-rs" else \
+            "Python client, --no-listen"
+        row(f"1 GiB through magic-wormhole ({how})", "s", wall[client], better="lower",
+            note="duet alone vs the reference mailbox server + transit relay")
+        row(f"wormhole servers' CPU per GiB ({client})", "s", cpu[client], better="lower",
+            note="the Go relay: transit only, with duet as the mailbox")
+        row(f"wormhole servers' peak RSS ({client})", "MiB", rss[client], better="lower")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -1,7 +1,9 @@
 // A minimal token relay in Go, the peer `make bench` measures duet's pipes against: each
 // connection sends `/pipe TOKEN\n`, two with the same token are joined, and io.Copy moves
 // the bytes both ways (on Linux it uses splice(2) between TCP sockets). No limits, no
-// logging: the fastest a straightforward Go relay gets.
+// logging: the fastest a straightforward Go relay gets. A magic-wormhole transit handshake
+// (`please relay TOKEN for side SIDE`) is paired the same way, by TOKEN, and both ends are
+// told `ok` first, so the bench can put it beside duet's transit relay as well.
 package main
 
 import (
@@ -53,6 +55,10 @@ func handle(c net.Conn) {
 		line.WriteByte(one[0])
 	}
 	token := strings.TrimPrefix(line.String(), "/pipe ")
+	transit := strings.HasPrefix(token, "please relay ")
+	if transit {
+		token = strings.Fields(token)[2]
+	}
 	mu.Lock()
 	peer, ok := waiting[token]
 	if !ok {
@@ -62,6 +68,10 @@ func handle(c net.Conn) {
 	}
 	delete(waiting, token)
 	mu.Unlock()
+	if transit {
+		peer.Write([]byte("ok\n"))
+		c.Write([]byte("ok\n"))
+	}
 	done := make(chan struct{})
 	go func() { pump(peer, c); close(done) }()
 	pump(c, peer)
