@@ -349,6 +349,50 @@ fn half_close_reset_and_busy_pass_between_nodes() {
     });
 }
 
+/// Nodes with a certificate are linked to over TLS, the certificate pinned from what the
+/// node announces in Redis: the link arrives at the waiting end's node as a TLS client, and
+/// bytes, half-close and resets cross it as over plain TCP.
+#[test]
+fn links_to_nodes_with_certificates_run_over_tls() {
+    use futures_lite::AsyncReadExt;
+    smol::block_on(async {
+        let redis = Redis::start();
+        let tls = ["--tls-self-signed"];
+        let (n1, mut n2) = (node(&redis, &tls).await, node(&redis, &tls).await);
+        let mut b = n2.silent("sec").await;
+        n2.wait_for_text("-> /pipe sec").await;
+        let mut a = n1.silent("sec").await;
+        n2.wait_for_text("secured: TLSv1_3").await;
+        let sent: Vec<u8> = (0..4u32 << 20).map(|i| (i % 253) as u8).collect();
+        a.send(&sent).await;
+        a.shutdown_write();
+        let mut got = Vec::new();
+        timeout("the bytes and EOF", b.reader.read_to_end(&mut got))
+            .await
+            .unwrap();
+        assert!(got == sent, "{} bytes of {}", got.len(), sent.len());
+        b.send("answer").await;
+        b.shutdown_write();
+        assert_eq!(a.read_to_end().await, b"answer");
+        let closed = n2.wait_for_text("pipe sec: closed").await;
+        assert!(closed.ends_with("EOF both ways"), "{closed}");
+        // A reset on one node reaches the end on the other as an error, never an EOF.
+        let mut x = n2.silent("cut").await;
+        n2.wait_for_text("-> /pipe cut").await;
+        let mut y = n1.silent("cut").await;
+        n2.wait_for_text("pipe cut: ").await;
+        y.send(vec![7u8; 1 << 20]).await;
+        let mut first = vec![0u8; 1 << 16];
+        timeout("the first bytes", x.reader.read_exact(&mut first))
+            .await
+            .unwrap();
+        y.reset();
+        let mut rest = Vec::new();
+        let read = timeout("the receiver to be cut", x.reader.read_to_end(&mut rest)).await;
+        assert!(read.is_err(), "a clean EOF after a reset: {read:?}");
+    });
+}
+
 #[test]
 fn a_forged_link_is_refused() {
     smol::block_on(async {
@@ -446,7 +490,9 @@ fn stats_metrics_and_the_json_log_speak_for_the_cluster() {
 fn a_wormhole_between_clients_on_two_nodes() {
     smol::block_on(async {
         let redis = Redis::start();
-        let (mut n1, mut n2) = (node(&redis, &[]).await, node(&redis, &[]).await);
+        // With certificates: the handed-over clients' links run over TLS.
+        let tls = ["--tls-self-signed"];
+        let (mut n1, mut n2) = (node(&redis, &tls).await, node(&redis, &tls).await);
         let dir = Dir::new("cluster-wh");
         let (send_dir, recv_dir) = (dir.path().join("s"), dir.path().join("r"));
         std::fs::create_dir_all(&send_dir).unwrap();

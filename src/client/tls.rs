@@ -92,7 +92,9 @@ pub fn finish() {
     }
 }
 
-fn config(options: &Options) -> io::Result<ClientConfig> {
+/// The rustls setup that checks a server as `options` say (also used by a node for its
+/// links to another node, pinned to the certificate that node announces).
+pub fn config(options: &Options) -> io::Result<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

@@ -60,8 +60,38 @@ pub struct Settings {
 pub enum Claim {
     /// Here: the first end with this token, or its peer is on this node.
     Here,
-    /// Its peer waits on the node at this address.
-    At(std::net::SocketAddr),
+    /// Its peer waits on this node.
+    At(Contact),
+}
+
+/// How another node is reached: its advertised address, and when it serves TLS, the
+/// SHA-256 of its certificate, so that links to it run over TLS with that certificate
+/// pinned. Kept in Redis (its heartbeat) as `IP:PORT` or `IP:PORT FINGERPRINT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    pub address: std::net::SocketAddr,
+    pub fingerprint: Option<String>,
+}
+
+impl Contact {
+    pub fn parse(text: &str) -> Option<Contact> {
+        let mut words = text.split(' ');
+        let address = words.next()?.parse().ok()?;
+        let fingerprint = words.next().map(str::to_string);
+        Some(Contact {
+            address,
+            fingerprint,
+        })
+    }
+}
+
+impl std::fmt::Display for Contact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.fingerprint {
+            Some(fingerprint) => write!(f, "{} {fingerprint}", self.address),
+            None => write!(f, "{}", self.address),
+        }
+    }
 }
 
 /// How often a node says it is alive, and checks for lost nodes.
@@ -100,9 +130,9 @@ pub struct Cluster {
     conns: AtomicU64,
     /// Nodes this node found lost (and took out of their rooms).
     pub lost: AtomicU64,
-    /// The wormhole node's address when it is another node (`None`: this one, or Redis is
+    /// The wormhole node when it is another node (`None`: this one, or Redis is
     /// unavailable: then wormhole clients are served here).
-    home: Mutex<Option<std::net::SocketAddr>>,
+    home: Mutex<Option<Contact>>,
     /// The wormhole node has been looked up once (its changes are logged).
     elected: AtomicBool,
 }
@@ -158,10 +188,9 @@ impl Cluster {
         }
     }
 
-    /// Where magic-wormhole clients are served: `Some(address)` of the wormhole node when it
-    /// is another one.
-    pub fn wormhole_node(&self) -> Option<std::net::SocketAddr> {
-        *lock(&self.home)
+    /// Where magic-wormhole clients are served: `Some` wormhole node when it is another one.
+    pub fn wormhole_node(&self) -> Option<Contact> {
+        lock(&self.home).clone()
     }
 
     /// Redis failed: drop the connection and let the supervisor reconnect and resync.
@@ -293,8 +322,8 @@ impl Cluster {
                 call.invoke_async(&mut c).await
             })
             .await?;
-        let address = found.get(1).and_then(|a| a.parse().ok());
-        Ok(address.map_or(Claim::Here, Claim::At))
+        let contact = found.get(1).and_then(|a| Contact::parse(a));
+        Ok(contact.map_or(Claim::Here, Claim::At))
     }
 
     /// The first end is done with `token` (paired and relayed, or gave up).

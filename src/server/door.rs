@@ -20,7 +20,7 @@ use smol::Timer;
 
 use crate::line::{Line, LineReader};
 use crate::proto::{self, Command, Input, Role};
-use crate::server::cluster::link;
+use crate::server::cluster::{link, Contact};
 use crate::server::commands::{auth_refused, check_auth, redacted_auth, AuthCheck};
 use crate::server::handover;
 use crate::server::http;
@@ -220,7 +220,7 @@ async fn first_line(
 
 /// With `--cluster`, when magic-wormhole is served by another node and `first` is for it
 /// (the mailbox at `/v1`, or a transit handshake): that node, and the bytes of the line.
-fn wormhole_elsewhere(hub: &Hub, first: &FirstLine) -> Option<(SocketAddr, Vec<u8>)> {
+fn wormhole_elsewhere(hub: &Hub, first: &FirstLine) -> Option<(Contact, Vec<u8>)> {
     let node = hub.cluster.as_ref()?.wormhole_node()?;
     let bytes = match first {
         FirstLine::Http(request)
@@ -413,7 +413,7 @@ mod tls {
         // TCP socket closes with a reset and no close_notify.
         let (cut, cut_out) = async_channel::bounded::<()>(1);
         future::zip(
-            future::or(tls_setup::bridge(secured, ours), async {
+            future::or(tls_setup::bridge(secured, tcp.clone(), ours), async {
                 match cut_out.recv().await {
                     Ok(()) => tcp.reset_on_close(),
                     Err(_) => future::pending().await,

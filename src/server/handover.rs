@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::server::cluster::link;
+use crate::server::cluster::{link, Contact};
 use crate::server::hub::Hub;
 use crate::server::notice::refuse;
 use crate::server::pipe;
@@ -24,7 +24,7 @@ pub async fn send(
     peer: SocketAddr,
     first: Vec<u8>,
     ticket: Ticket,
-    node: SocketAddr,
+    node: Contact,
 ) {
     let cluster = hub
         .cluster
@@ -34,12 +34,19 @@ pub async fn send(
         Ok(outgoing) => outgoing,
         Err(refusal) => return refuse(hub, &stream, peer, refusal.to_string()).await,
     };
-    let link = match link::hand_over(&cluster.key, node, peer, &first).await {
+    let link = match link::hand_over(&cluster.key, &node, peer, &first).await {
         Ok(link) => link,
         Err(link::Refused(error)) => return refuse(hub, &stream, peer, error).await,
     };
-    let message = format!("client {peer} handed to the wormhole node {node}");
+    let message = format!("client {peer} handed to the wormhole node {}", node.address);
     hub.log.send(Record::Server { message }).await;
+    let socket = link.socket.clone();
+    link.carry(relay(hub, stream, socket)).await;
+    drop((ticket, outgoing));
+}
+
+/// Relays between the client and its link until either side is done.
+async fn relay(hub: &Hub, stream: Socket, link: Socket) {
     for socket in [&stream, &link] {
         // As for pipes: should this node die now, both get a reset, not a clean end.
         socket.get_ref().arm_reset();
@@ -57,5 +64,4 @@ pub async fn send(
             _ => socket.reset_on_close(),
         }
     }
-    drop((stream, link, ticket, outgoing));
 }

@@ -191,13 +191,21 @@ pub fn run(
                 ex.spawn(async move { future::or(hub.idle.run(), housekeeping(&hub)).await })
             };
             let clustering = hub.cluster.clone().map(|cluster| {
-                let advertise = match &hub.config.cluster {
+                let address = match &hub.config.cluster {
                     Some(cluster::Settings {
                         advertise: Some(address),
                         ..
                     }) => address.clone(),
                     _ => SocketAddr::new(ip, port).to_string(),
                 };
+                // With TLS, other nodes link to this one over TLS, its certificate pinned.
+                #[cfg(feature = "tls")]
+                let advertise = match &hub.config.tls {
+                    Some(tls) => format!("{address} {}", tls.fingerprint),
+                    None => address,
+                };
+                #[cfg(not(feature = "tls"))]
+                let advertise = address;
                 ex.spawn(cluster::node::run(hub.clone(), cluster, advertise))
             });
             ex.spawn(shutdown).await;

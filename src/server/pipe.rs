@@ -6,7 +6,6 @@
 //! the pipe ends. Anything but both sides' own end reaches both clients as a reset, so no
 //! client can take a cut stream for a complete one (PROTOCOL.md, "How a pipe ends").
 
-use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use futures_lite::future;
 use smol::Timer;
 
 use crate::proto::{self, Role};
-use crate::server::cluster::{self, link, Claim, Cluster, Unavailable};
+use crate::server::cluster::{self, link, Claim, Cluster, Contact, Unavailable};
 use crate::server::hub::{Hub, Refusal};
 use crate::server::notice::{log_refusal, refuse, tell};
 use crate::server::pipes::{Arrival, End, Linked, PipeEvent};
@@ -67,16 +66,17 @@ async fn serve_linked(
     cluster: &Cluster,
     token: Arc<str>,
     mine: End,
-    address: SocketAddr,
+    node: Contact,
 ) {
     let ticket = match hub.slots.take_outgoing() {
         Ok(ticket) => ticket,
         Err(refusal) => return refuse_end(hub, mine, refusal.to_string()).await,
     };
-    match link::open(&cluster.key, address, &token, mine.role).await {
-        Ok(socket) => {
-            let theirs = End::new(socket, address, Vec::new(), true, None, ticket);
-            relay_pair(hub, &token, mine, theirs).await;
+    match link::open(&cluster.key, &node, &token, mine.role).await {
+        Ok(link) => {
+            let socket = link.socket.clone();
+            let theirs = End::new(socket, node.address, Vec::new(), true, None, ticket);
+            link.carry(relay_pair(hub, &token, mine, theirs)).await;
         }
         Err(link::Refused(error)) => refuse_end(hub, mine, error).await,
     }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::io::{split, ReadHalf, WriteHalf};
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use futures_rustls::server::TlsStream;
 use futures_rustls::TlsAcceptor;
 use rustls::pki_types::pem::PemObject;
@@ -149,10 +149,11 @@ pub fn socket_pair() -> io::Result<(Socket, Socket)> {
     Ok((Socket::new(ours)?, Socket::new(theirs)?))
 }
 
-/// Moves bytes between the TLS client and `plain` until both directions have ended,
-/// passing each direction's end on (a TLS close_notify becomes a shutdown, and back).
-pub async fn bridge(tls: TlsStream<Socket>, plain: Socket) {
-    let tcp = tls.get_ref().0.clone();
+/// Moves bytes between a TLS session (running on `tcp`) and `plain` until both directions
+/// have ended, passing each direction's end on (a TLS close_notify becomes a shutdown, and
+/// back). The session is a client's (the door), or this node's own on a link to another
+/// node (`cluster/link.rs`).
+pub async fn bridge<S: AsyncRead + AsyncWrite + Unpin>(tls: S, tcp: Socket, plain: Socket) {
     let (from_client, to_client) = split(tls);
     future::zip(
         inbound(from_client, plain.clone(), &tcp),
@@ -162,7 +163,7 @@ pub async fn bridge(tls: TlsStream<Socket>, plain: Socket) {
 }
 
 /// TLS client → server.
-async fn inbound(mut from: ReadHalf<TlsStream<Socket>>, mut to: Socket, tcp: &Socket) {
+async fn inbound<S: AsyncRead + Unpin>(mut from: ReadHalf<S>, mut to: Socket, tcp: &Socket) {
     let mut buf = Vec::new();
     loop {
         if buf.is_empty() {
@@ -202,7 +203,7 @@ async fn inbound(mut from: ReadHalf<TlsStream<Socket>>, mut to: Socket, tcp: &So
 }
 
 /// Server → TLS client.
-async fn outbound(from: Socket, mut to: WriteHalf<TlsStream<Socket>>, tcp: &Socket) {
+async fn outbound<S: AsyncWrite + Unpin>(from: Socket, mut to: WriteHalf<S>, tcp: &Socket) {
     let mut buf = Vec::new();
     loop {
         if buf.is_empty() {

@@ -18,15 +18,70 @@
 //! A node can also hand a whole client connection to another (`/link-client PEER MAC`,
 //! then the client's bytes): magic-wormhole's mailbox server and transit relay live on one
 //! node of the cluster, and the others hand their wormhole clients to it.
+//!
+//! A node that serves TLS announces its certificate's SHA-256 with its address (see
+//! [`Contact`]); links to it then run over TLS, that certificate pinned, so pipes that
+//! cross nodes are as private as the clients' own TLS connections. The node at the other
+//! end needs nothing new: its front door serves TLS on the same port, then the `/link` line
+//! inside it.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_lite::AsyncReadExt;
+use futures_lite::{future, AsyncReadExt};
 use ring::hmac;
 
+use super::Contact;
 use crate::proto::{self, Role};
 use crate::socket::Socket;
+
+/// The task that carries a TLS link's bytes between its session and the plain socket.
+type Bridge = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A connection to another node: `socket` carries the link's plain bytes. Over TLS, the
+/// bridge that moves them must run as long as the link is used (see [`Link::carry`]).
+pub struct Link {
+    pub socket: Socket,
+    tls: Option<(Bridge, Socket)>,
+}
+
+impl Link {
+    /// Runs `work` (which uses the link's socket) while the link carries its bytes; a TLS
+    /// link then finishes sending and closes, or, if `work` ended the socket with a reset
+    /// (a cut pipe), closes at once with a TCP reset, as the front door does for clients.
+    pub async fn carry<T>(self, work: impl Future<Output = T>) -> T {
+        let Some((bridge, tcp)) = self.tls else {
+            return work.await;
+        };
+        let plain = self.socket;
+        // As for pipe ends: should this node die while the link is in use, the other node
+        // gets a reset, not a clean end.
+        tcp.get_ref().arm_reset();
+        let (cut, cut_out) = async_channel::bounded::<()>(1);
+        let stopped = future::or(bridge, async {
+            match cut_out.recv().await {
+                Ok(()) => tcp.reset_on_close(),
+                Err(_) => future::pending().await,
+            }
+        });
+        let (done, ()) = future::zip(
+            async {
+                let done = work.await;
+                match plain.get_ref().is_reset() {
+                    true => drop(cut.try_send(())),
+                    false => tcp.get_ref().clear_reset(),
+                }
+                drop(plain);
+                done
+            },
+            stopped,
+        )
+        .await;
+        done
+    }
+}
 
 /// Longest answer line a node waits for.
 const MAX_ANSWER: usize = 512;
@@ -111,30 +166,66 @@ pub fn check_handover(key: &hmac::Key, text: &[u8]) -> Option<SocketAddr> {
 /// bytes (`first`) it sends on.
 pub async fn hand_over(
     key: &hmac::Key,
-    address: SocketAddr,
+    node: &Contact,
     peer: SocketAddr,
     first: &[u8],
-) -> Result<Socket, Refused> {
-    let socket = connect(address)
+) -> Result<Link, Refused> {
+    let address = node.address;
+    let link = connect(node)
         .await
         .map_err(|e| Refused(format!("the node at {address} cannot be reached: {e}")))?;
     let mut opening = handover_line(key, peer);
     opening.extend_from_slice(first);
-    crate::server::notice::tell(&socket, &opening).await;
-    Ok(socket)
+    crate::server::notice::tell(&link.socket, &opening).await;
+    Ok(link)
 }
 
-/// A TCP connection to another node, with a timeout.
-async fn connect(address: SocketAddr) -> std::io::Result<Socket> {
-    let connect = smol::Async::<std::net::TcpStream>::connect(address);
-    let stream = futures_lite::future::or(connect, async {
+/// A connection to another node (over TLS if it has a certificate), within a timeout.
+async fn connect(node: &Contact) -> std::io::Result<Link> {
+    within_call_timeout(async {
+        let tcp = smol::Async::<std::net::TcpStream>::connect(node.address).await?;
+        let socket = Socket::new(crate::socket::Stream::Tcp(tcp.into_inner()?))?;
+        socket.get_ref().set_nodelay();
+        #[cfg(feature = "tls")]
+        if let Some(fingerprint) = &node.fingerprint {
+            return secure(socket, node.address, fingerprint).await;
+        }
+        Ok(Link { socket, tls: None })
+    })
+    .await
+}
+
+/// The TLS handshake with a node whose certificate has SHA-256 `fingerprint`, and the
+/// bridge to a plain socket.
+#[cfg(feature = "tls")]
+async fn secure(tcp: Socket, address: SocketAddr, fingerprint: &str) -> std::io::Result<Link> {
+    use crate::server::tls;
+    let options = crate::client::tls::Options {
+        ca: None,
+        fingerprint: Some(fingerprint.to_string()),
+    };
+    let config = Arc::new(crate::client::tls::config(&options)?);
+    let name = rustls::pki_types::ServerName::IpAddress(address.ip().into());
+    let session = futures_rustls::TlsConnector::from(config)
+        .connect(name, tcp.clone())
+        .await?;
+    let (ours, theirs) = tls::socket_pair()?;
+    let bridge: Bridge = Box::pin(tls::bridge(session, tcp.clone(), ours));
+    Ok(Link {
+        socket: theirs,
+        tls: Some((bridge, tcp)),
+    })
+}
+
+/// `work`, or a timeout error after [`super::CALL_TIMEOUT`].
+async fn within_call_timeout<T>(
+    work: impl Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    future::or(work, async {
         smol::Timer::after(super::CALL_TIMEOUT).await;
         Err(std::io::ErrorKind::TimedOut.into())
     })
-    .await?;
-    let socket = Socket::new(crate::socket::Stream::Tcp(stream.into_inner()?))?;
-    socket.get_ref().set_nodelay();
-    Ok(socket)
+    .await
 }
 
 /// Why a link could not be opened: the text for the client.
@@ -145,23 +236,32 @@ pub struct Refused(pub String);
 /// the pipe's bytes once this returns.
 pub async fn open(
     key: &hmac::Key,
-    address: SocketAddr,
+    node: &Contact,
     token: &str,
     role: Option<Role>,
-) -> Result<Socket, Refused> {
+) -> Result<Link, Refused> {
+    let address = node.address;
     let unreachable = |e: std::io::Error| {
         Refused(format!(
             "pipe {token} waits on another node ({address}), which cannot be reached: {e}"
         ))
     };
-    let socket = connect(address).await.map_err(unreachable)?;
-    crate::server::notice::tell(&socket, &line(key, token, role)).await;
-    let answered = futures_lite::future::or(answer(&socket), async {
-        smol::Timer::after(super::CALL_TIMEOUT).await;
-        Err(std::io::ErrorKind::TimedOut.into())
-    });
-    match answered.await {
-        Ok(answer) if answer == "ok" => Ok(socket),
+    let mut link = connect(node).await.map_err(unreachable)?;
+    crate::server::notice::tell(&link.socket, &line(key, token, role)).await;
+    let answered = within_call_timeout(answer(&link.socket));
+    // A TLS link's bridge carries the answer in.
+    let answered = match &mut link.tls {
+        None => answered.await,
+        Some((bridge, _)) => {
+            future::or(answered, async {
+                bridge.as_mut().await;
+                Err(std::io::ErrorKind::UnexpectedEof.into())
+            })
+            .await
+        }
+    };
+    match answered {
+        Ok(answer) if answer == "ok" => Ok(link),
         Ok(answer) => match answer.strip_prefix("error ") {
             Some(text) => Err(Refused(text.to_string())),
             None => Err(Refused(format!(

@@ -13,7 +13,7 @@ use redis::AsyncConnectionConfig;
 use smol::Timer;
 
 use super::scripts::{alive_key, inbox, member, LOAD, NODES};
-use super::{Cluster, Unavailable, BACKOFF, CALL_TIMEOUT, HEARTBEAT, HEARTBEAT_TTL};
+use super::{Cluster, Contact, Unavailable, BACKOFF, CALL_TIMEOUT, HEARTBEAT, HEARTBEAT_TTL};
 use crate::lock::lock;
 use crate::proto;
 use crate::server::hub::Hub;
@@ -233,13 +233,16 @@ async fn elect(hub: &Hub, cluster: &Cluster, advertise: &str) -> Result<(), Unav
         .await?;
     let elsewhere = address
         .filter(|a| a != advertise)
-        .and_then(|a| a.parse().ok());
-    let before = std::mem::replace(&mut *lock(&cluster.home), elsewhere);
+        .and_then(|a| Contact::parse(&a));
+    let before = std::mem::replace(&mut *lock(&cluster.home), elsewhere.clone());
     let first = !cluster.elected.swap(true, Ordering::Relaxed);
     if first || before != elsewhere {
         let message = match elsewhere {
             None => "cluster: this node serves magic-wormhole for the cluster".to_string(),
-            Some(node) => format!("cluster: magic-wormhole is served by the node at {node}"),
+            Some(node) => format!(
+                "cluster: magic-wormhole is served by the node at {}",
+                node.address
+            ),
         };
         hub.log.send(Record::Server { message }).await;
     }
