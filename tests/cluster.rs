@@ -483,6 +483,46 @@ fn stats_metrics_and_the_json_log_speak_for_the_cluster() {
     });
 }
 
+/// A browser app's WebSocket transit end (`/`) on a node that is not the wormhole node is
+/// handed to it and pairs with a TCP transit end there.
+#[test]
+fn websocket_transit_is_handed_to_the_wormhole_node() {
+    use async_tungstenite::tungstenite::Message;
+    use futures_lite::StreamExt;
+    smol::block_on(async {
+        let redis = Redis::start();
+        let (mut n1, mut n2) = (node(&redis, &[]).await, node(&redis, &[]).await);
+        let said = n1.wait_for_text("magic-wormhole").await;
+        n2.wait_for_text("magic-wormhole").await;
+        let (home, other) = match said.contains("this node serves") {
+            true => (&n1, &n2),
+            false => (&n2, &n1),
+        };
+        let stream = async_net::TcpStream::connect(other.addr()).await.unwrap();
+        let url = format!("ws://127.0.0.1:{}/", other.port);
+        let (mut ws, _) = timeout("handshake", async_tungstenite::client_async(url, stream))
+            .await
+            .unwrap();
+        let token = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let shake = format!("please relay {token} for side wwwwwwwwwwwwwwww\n");
+        ws.send(Message::binary(shake.into_bytes())).await.unwrap();
+        let mut tcp = home.connect().await;
+        tcp.send(format!("please relay {token} for side tttttttttttttttt\n"))
+            .await;
+        tcp.expect("ok").await;
+        type Ws = async_tungstenite::WebSocketStream<async_net::TcpStream>;
+        async fn next(ws: &mut Ws) -> Vec<u8> {
+            match timeout("a message", ws.next()).await {
+                Some(Ok(Message::Binary(b))) => b.to_vec(),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(next(&mut ws).await, b"ok\n");
+        tcp.send("from tcp").await;
+        assert_eq!(next(&mut ws).await, b"from tcp");
+    });
+}
+
 /// A wormhole transfer whose two clients land on different nodes: one node serves
 /// magic-wormhole for the cluster, the other hands its clients over (mailbox and transit,
 /// with --no-listen on both sides so the file's bytes go through the transit relay).

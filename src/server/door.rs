@@ -219,12 +219,16 @@ async fn first_line(
 }
 
 /// With `--cluster`, when magic-wormhole is served by another node and `first` is for it
-/// (the mailbox at `/v1`, or a transit handshake): that node, and the bytes of the line.
+/// (the mailbox at `/v1`, a transit handshake, or `/`): that node, and the bytes of the line.
 fn wormhole_elsewhere(hub: &Hub, first: &FirstLine) -> Option<(Contact, Vec<u8>)> {
     let node = hub.cluster.as_ref()?.wormhole_node()?;
     let bytes = match first {
+        // The mailbox, and `/`: WebSocket transit for browser apps (the web page and the
+        // usage text at `/` come from the wormhole node then too: the same bytes).
         FirstLine::Http(request)
-            if request.starts_with(b"GET /v1 ") || request.starts_with(b"GET /v1?") =>
+            if [&b"GET /v1 "[..], b"GET /v1?", b"GET / ", b"GET /?"]
+                .iter()
+                .any(|start| request.starts_with(start)) =>
         {
             [request.as_slice(), b"\r\n"].concat()
         }
