@@ -393,6 +393,53 @@ fn links_to_nodes_with_certificates_run_over_tls() {
     });
 }
 
+/// An HTTP sender's type, file name and length reach an HTTP receiver on another node (so
+/// the download has its name and a `Content-Length`, as on one node), in both orders.
+#[test]
+fn http_senders_headers_reach_receivers_on_other_nodes() {
+    smol::block_on(async {
+        let redis = Redis::start();
+        let (mut n1, mut n2) = (node(&redis, &[]).await, node(&redis, &[]).await);
+        for (token, receiver_first) in [("h0", true), ("h1", false)] {
+            let get_url = format!("http://127.0.0.1:{}/{token}", n2.port);
+            let put_url = format!("http://127.0.0.1:{}/{token}?name=notes.txt", n1.port);
+            let get = || spawn_piped("curl", &["-sS", "--max-time", "20", "-D", "-", &get_url]);
+            let put = || {
+                let args = ["-sS", "--max-time", "20", "-H", "Content-Type: text/plain"];
+                let body = ["--data-binary", "hello across", &put_url];
+                spawn_piped("curl", &[&args[..], &body[..]].concat())
+            };
+            let (receiving, sending) = match receiver_first {
+                true => {
+                    let receiving = get();
+                    n2.wait_for_text(&format!("-> GET /{token}")).await;
+                    (receiving, put())
+                }
+                false => {
+                    let sending = put();
+                    n1.wait_for_text(&format!("-> POST /{token}")).await;
+                    (get(), sending)
+                }
+            };
+            let got = receiving.wait_with_output().unwrap();
+            let sent = sending.wait_with_output().unwrap();
+            let (got, sent) = (
+                String::from_utf8_lossy(&got.stdout).replace("\r\n", "\n"),
+                String::from_utf8_lossy(&sent.stdout),
+            );
+            assert_eq!(sent, "sent 12 bytes\n", "{token}");
+            for header in [
+                "Content-Type: text/plain\n",
+                "Content-Length: 12\n",
+                "Content-Disposition: attachment; filename=\"notes.txt\"\n",
+            ] {
+                assert!(got.contains(header), "{token}: {header} missing in {got}");
+            }
+            assert!(got.ends_with("\n\nhello across"), "{token}: {got}");
+        }
+    });
+}
+
 #[test]
 fn a_forged_link_is_refused() {
     smol::block_on(async {

@@ -158,7 +158,7 @@ enum FirstLine {
     /// `please relay TOKEN …`: a magic-wormhole transit end, and the line.
     Transit(transit::Handshake, Vec<u8>),
     /// `/link …` from another node of the cluster: its token and role if its MAC is right.
-    Link(Option<(Arc<str>, Option<Role>)>),
+    Link(Option<link::Asked>),
     /// `/link-client …`: another node hands over this client's connection (its address if
     /// the MAC is right).
     HandedOver(Option<SocketAddr>),
@@ -278,9 +278,10 @@ async fn dispatch(
         FirstLine::Transit(shake, line) => {
             transit::serve(&hub, stream, peer, line, early, shake, ticket).await
         }
-        FirstLine::Link(Some((token, role))) => {
-            let end = End::new(stream, peer, early, true, role, ticket);
-            pipe::serve_link(&hub, token, end).await
+        FirstLine::Link(Some(asked)) => {
+            let mut end = End::new(stream, peer, early, true, asked.role, ticket);
+            end.about = asked.about.map(Arc::new);
+            pipe::serve_link(&hub, asked.token, end).await
         }
         FirstLine::Link(None) => {
             let error = "not a link from a node of this cluster (wrong secret?)".into();

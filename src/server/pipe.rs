@@ -18,7 +18,7 @@ use crate::proto::{self, Role};
 use crate::server::cluster::{self, link, Claim, Cluster, Contact, Unavailable};
 use crate::server::hub::{Hub, Refusal};
 use crate::server::notice::{log_refusal, refuse, tell};
-use crate::server::pipes::{Arrival, End, Linked, PipeEvent};
+use crate::server::pipes::{About, Arrival, End, Linked, PipeEvent};
 use crate::server::printer::{Mood, Record};
 use crate::server::relay::{self, Ending, Shape, Side, Sink};
 use crate::socket::Socket;
@@ -72,10 +72,12 @@ async fn serve_linked(
         Ok(ticket) => ticket,
         Err(refusal) => return refuse_end(hub, mine, refusal.to_string()).await,
     };
-    match link::open(&cluster.key, &node, &token, mine.role).await {
-        Ok(link) => {
+    let about = mine.about.as_deref();
+    match link::open(&cluster.key, &node, &token, mine.role, about).await {
+        Ok((link, about)) => {
             let socket = link.socket.clone();
-            let theirs = End::new(socket, node.address, Vec::new(), true, None, ticket);
+            let mut theirs = End::new(socket, node.address, Vec::new(), true, None, ticket);
+            theirs.about = about.map(Arc::new);
             link.carry(relay_pair(hub, &token, mine, theirs)).await;
         }
         Err(link::Refused(error)) => refuse_end(hub, mine, error).await,
@@ -96,8 +98,17 @@ async fn refuse_end(hub: &Hub, end: End, error: String) {
 /// A link from another node (its MAC checked by the door): handed to the end waiting here
 /// with its token, or told why not.
 pub async fn serve_link(hub: &Arc<Hub>, token: Arc<str>, end: End) {
-    // Three bytes into a fresh socket's empty buffer: taken at once.
-    let accepted = |end: &End| drop(std::io::Write::write(&mut end.stream.get_ref(), b"ok\n"));
+    // A short line into a fresh socket's empty buffer: taken at once.
+    let accepted = |end: &End, about: Option<&About>| {
+        let answer = match about {
+            Some(about) => format!("ok {}\n", link::about_word(about)),
+            None => "ok\n".into(),
+        };
+        drop(std::io::Write::write(
+            &mut end.stream.get_ref(),
+            answer.as_bytes(),
+        ));
+    };
     let (end, error) = match hub.pipes.arrive_linked(&token, end, accepted) {
         Linked::HandedOver => return,
         Linked::Busy(end) => (end, format!("pipe {token} is busy")),

@@ -138,6 +138,8 @@ enum Slot {
         id: u64,
         handoff: Sender<End>,
         role: Option<Role>,
+        /// What the waiting end says about its bytes, for a link's answer.
+        about: Option<Arc<About>>,
     },
     Open,
 }
@@ -205,8 +207,14 @@ impl Pipes {
                 self.waiting.fetch_add(1, Ordering::Relaxed);
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 let (handoff, receive) = async_channel::bounded(1);
-                let role = end.role;
-                slots.insert(token.clone(), Slot::Waiting { id, handoff, role });
+                let (role, about) = (end.role, end.about.clone());
+                let waiting = Slot::Waiting {
+                    id,
+                    handoff,
+                    role,
+                    about,
+                };
+                slots.insert(token.clone(), waiting);
                 Arrival::Wait {
                     id,
                     handoff: receive,
@@ -239,13 +247,24 @@ impl Pipes {
     }
 
     /// A link from another node: it may only join an end that waits here. `accepted` runs
-    /// (under the registry's lock) just before the link is handed over.
-    pub fn arrive_linked(&self, token: &Arc<str>, end: End, accepted: impl FnOnce(&End)) -> Linked {
+    /// (under the registry's lock) just before the link is handed over, with what the
+    /// waiting end says about its bytes.
+    pub fn arrive_linked(
+        &self,
+        token: &Arc<str>,
+        end: End,
+        accepted: impl FnOnce(&End, Option<&About>),
+    ) -> Linked {
         let mut slots = lock(&self.slots);
         match slots.remove(token) {
-            Some(Slot::Waiting { handoff, role, .. }) if !Role::clash(role, end.role) => {
+            Some(Slot::Waiting {
+                handoff,
+                role,
+                about,
+                ..
+            }) if !Role::clash(role, end.role) => {
                 self.waiting.fetch_sub(1, Ordering::Relaxed);
-                accepted(&end);
+                accepted(&end, about.as_deref());
                 match handoff.try_send(end) {
                     Ok(()) => {
                         slots.insert(token.clone(), Slot::Open);

@@ -4,12 +4,15 @@
 //! another node connects to that node's advertised address and opens with
 //!
 //! ```text
-//! /link TOKEN ROLE MAC\n        ROLE: send, recv, any or -; MAC: hex HMAC-SHA256
+//! /link TOKEN ROLE MAC [ABOUT]\n   ROLE: send, recv, any or -; MAC: hex HMAC-SHA256
 //! ```
 //!
-//! where the MAC is made with the cluster secret (`--cluster-secret-file`) over the token
-//! and role, so only a node can open one and the secret never crosses the network. The
-//! node answers `ok\n` once the link is handed to the waiting end, or `error TEXT\n` (the
+//! where the MAC is made with the cluster secret (`--cluster-secret-file`) over the token,
+//! role and ABOUT, so only a node can open one and the secret never crosses the network.
+//! ABOUT is what the end says about its bytes (an HTTP sender's type, file name and
+//! length; hex of a JSON object), so that an HTTP receiver on the other node gets them as
+//! on one node. The node answers `ok [ABOUT]\n` (ABOUT: the waiting end's) once the link is
+//! handed to the waiting end, or `error TEXT\n` (the
 //! text a client would have been told, e.g. `pipe T is busy`); after `ok` the link carries
 //! the pipe's bytes both ways, and its end (EOF, reset) is the pipe's end. Each node relays
 //! its client and the link like any two ends, so half-close, resets and quotas behave as on
@@ -35,6 +38,7 @@ use ring::hmac;
 
 use super::Contact;
 use crate::proto::{self, Role};
+use crate::server::pipes::About;
 use crate::socket::Socket;
 
 /// The task that carries a TLS link's bytes between its session and the plain socket.
@@ -90,27 +94,45 @@ fn role_word(role: Option<Role>) -> &'static str {
     role.map_or("-", Role::as_str)
 }
 
-fn tag(key: &hmac::Key, token: &str, role: &str) -> hmac::Tag {
-    hmac::sign(key, format!("duet link\n{token}\n{role}").as_bytes())
+/// What the MAC of a link line covers.
+fn signed(token: &str, role: &str, about: Option<&str>) -> String {
+    match about {
+        Some(about) => format!("duet link\n{token}\n{role}\n{about}"),
+        None => format!("duet link\n{token}\n{role}"),
+    }
 }
 
-/// The line that opens a link for `token`.
-pub fn line(key: &hmac::Key, token: &str, role: Option<Role>) -> Vec<u8> {
+/// The line that opens a link for `token`, carrying what its end says about its bytes.
+pub fn line(key: &hmac::Key, token: &str, role: Option<Role>, about: Option<&About>) -> Vec<u8> {
     let role = role_word(role);
-    let mac = hex(tag(key, token, role).as_ref());
-    format!("/link {token} {role} {mac}\n").into_bytes()
+    let about = about.map(about_word);
+    let mac = hex(hmac::sign(key, signed(token, role, about.as_deref()).as_bytes()).as_ref());
+    match about {
+        Some(about) => format!("/link {token} {role} {mac} {about}\n").into_bytes(),
+        None => format!("/link {token} {role} {mac}\n").into_bytes(),
+    }
 }
 
-/// The token and role of a `/link` line whose MAC is right; `None` for anything else.
-pub fn check(key: &hmac::Key, text: &[u8]) -> Option<(Arc<str>, Option<Role>)> {
+/// What a `/link` line whose MAC is right asks for.
+#[derive(Debug)]
+pub struct Asked {
+    pub token: Arc<str>,
+    pub role: Option<Role>,
+    pub about: Option<About>,
+}
+
+/// The token, role and ABOUT of a `/link` line whose MAC is right; `None` for anything
+/// else.
+pub fn check(key: &hmac::Key, text: &[u8]) -> Option<Asked> {
     let text = std::str::from_utf8(text).ok()?;
     let mut words = text.strip_prefix("/link ")?.split(' ');
     let (token, role, mac) = (words.next()?, words.next()?, words.next()?);
+    let about_word = words.next();
     if words.next().is_some() {
         return None;
     }
     let mac = unhex(mac)?;
-    hmac::verify(key, format!("duet link\n{token}\n{role}").as_bytes(), &mac).ok()?;
+    hmac::verify(key, signed(token, role, about_word).as_bytes(), &mac).ok()?;
     let role = match role {
         "-" => None,
         other => match proto::parse(format!("/pipe {token} {other}").as_bytes()) {
@@ -118,7 +140,44 @@ pub fn check(key: &hmac::Key, text: &[u8]) -> Option<(Arc<str>, Option<Role>)> {
             _ => return None,
         },
     };
-    Some((token.into(), role))
+    let about = match about_word {
+        Some(word) => Some(about_of(word)?),
+        None => None,
+    };
+    Some(Asked {
+        token: token.into(),
+        role,
+        about,
+    })
+}
+
+/// Characters of a type or name that cross a link: enough for any real one, and short
+/// enough that a link's answer fits a fresh socket's buffer in one write.
+const ABOUT_CHARS: usize = 255;
+
+/// An [`About`] as one word: hex of a JSON object.
+pub fn about_word(about: &About) -> String {
+    let short = |text: &Option<String>| {
+        text.as_ref()
+            .map(|t| t.chars().take(ABOUT_CHARS).collect::<String>())
+    };
+    let json = serde_json::json!({
+        "type": short(&about.content_type),
+        "name": short(&about.name),
+        "length": about.length,
+    });
+    hex(json.to_string().as_bytes())
+}
+
+/// The [`About`] of a word made by [`about_word`].
+fn about_of(word: &str) -> Option<About> {
+    let json: serde_json::Value = serde_json::from_slice(&unhex(word)?).ok()?;
+    let text = |field: &str| json.get(field)?.as_str().map(str::to_string);
+    Some(About {
+        content_type: text("type"),
+        name: text("name"),
+        length: json.get("length").and_then(serde_json::Value::as_u64),
+    })
 }
 
 /// Whether a first line asks for a link (its MAC still to be checked).
@@ -239,7 +298,8 @@ pub async fn open(
     node: &Contact,
     token: &str,
     role: Option<Role>,
-) -> Result<Link, Refused> {
+    about: Option<&About>,
+) -> Result<(Link, Option<About>), Refused> {
     let address = node.address;
     let unreachable = |e: std::io::Error| {
         Refused(format!(
@@ -247,7 +307,7 @@ pub async fn open(
         ))
     };
     let mut link = connect(node).await.map_err(unreachable)?;
-    crate::server::notice::tell(&link.socket, &line(key, token, role)).await;
+    crate::server::notice::tell(&link.socket, &line(key, token, role, about)).await;
     let answered = within_call_timeout(answer(&link.socket));
     // A TLS link's bridge carries the answer in.
     let answered = match &mut link.tls {
@@ -261,7 +321,13 @@ pub async fn open(
         }
     };
     match answered {
-        Ok(answer) if answer == "ok" => Ok(link),
+        Ok(answer) if answer == "ok" => Ok((link, None)),
+        Ok(answer) if answer.starts_with("ok ") => match about_of(&answer[3..]) {
+            Some(theirs) => Ok((link, Some(theirs))),
+            None => Err(Refused(format!(
+                "pipe {token}: the other node said {answer:?}"
+            ))),
+        },
         Ok(answer) => match answer.strip_prefix("error ") {
             Some(text) => Err(Refused(text.to_string())),
             None => Err(Refused(format!(
@@ -297,16 +363,29 @@ mod tests {
     #[test]
     fn a_link_line_checks_only_with_the_same_secret() {
         let key = hmac::Key::new(hmac::HMAC_SHA256, b"s3cret");
-        let line = line(&key, "tok", Some(Role::Send));
+        let about = About {
+            content_type: Some("text/plain; charset=utf-8".into()),
+            name: Some("a \"b\" c.txt".into()),
+            length: Some(42),
+        };
+        let line = line(&key, "tok", Some(Role::Send), Some(&about));
         let text = &line[..line.len() - 1];
-        let (token, role) = check(&key, text).expect("a good line");
-        assert_eq!((&*token, role), ("tok", Some(Role::Send)));
+        let asked = check(&key, text).expect("a good line");
+        assert_eq!((&*asked.token, asked.role), ("tok", Some(Role::Send)));
+        let told = asked.about.expect("what the end says");
+        assert_eq!(told.content_type, about.content_type);
+        assert_eq!((&told.name, told.length), (&about.name, about.length));
+        // What the end says is signed too.
+        let other_about = about_word(&About::default());
+        let swapped = String::from_utf8_lossy(text).replace(&about_word(&about), &other_about);
+        assert!(check(&key, swapped.as_bytes()).is_none());
         let other = hmac::Key::new(hmac::HMAC_SHA256, b"other");
         assert!(check(&other, text).is_none());
         let forged = String::from_utf8_lossy(text).replace("tok", "top");
         assert!(check(&key, forged.as_bytes()).is_none());
-        let bare = super::line(&key, "t", None);
-        assert_eq!(check(&key, &bare[..bare.len() - 1]).unwrap().1, None);
+        let bare = super::line(&key, "t", None, None);
+        let asked = check(&key, &bare[..bare.len() - 1]).unwrap();
+        assert_eq!((asked.role, asked.about.is_none()), (None, true));
         let peer: SocketAddr = "192.0.2.7:4444".parse().unwrap();
         let over = handover_line(&key, peer);
         assert_eq!(check_handover(&key, &over[..over.len() - 1]), Some(peer));
