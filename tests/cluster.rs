@@ -530,6 +530,76 @@ fn stats_metrics_and_the_json_log_speak_for_the_cluster() {
     });
 }
 
+/// The wormhole node is lost (kill -9) between the sender's code and the receiver: the node
+/// that takes over finds the mailbox in Redis, where the wormhole node kept it, and the
+/// clients (which reconnect by themselves) finish the exchange.
+#[test]
+fn mailboxes_survive_the_loss_of_the_wormhole_node() {
+    smol::block_on(async {
+        let redis = Redis::start();
+        let (mut n1, mut n2) = (node(&redis, &[]).await, node(&redis, &[]).await);
+        let said = n1.wait_for_text("magic-wormhole").await;
+        n2.wait_for_text("magic-wormhole").await;
+        let (home, mut other) = match said.contains("this node serves") {
+            true => (n1, n2),
+            false => (n2, n1),
+        };
+        let dir = Dir::new("cluster-takeover");
+        let code = "23-takeover-test";
+        let args = ["send", "--code", code, "--text", "still here"];
+        let mut sending = wormhole_client(other.port, dir.path(), &args)
+            .spawn()
+            .unwrap();
+        // The sender's first message reaches the mailbox, and the mailbox Redis.
+        need("redis-cli");
+        let port = redis.port.to_string();
+        let kept = async {
+            loop {
+                let out = Command::new("redis-cli")
+                    .args(["-p", &port, "--raw", "GET", "duet:wormhole-state"])
+                    .output()
+                    .unwrap();
+                if String::from_utf8_lossy(&out.stdout).contains("pake") {
+                    return;
+                }
+                Timer::after(Duration::from_millis(50)).await;
+            }
+        };
+        within(TIMEOUT, "the mailbox in Redis", kept).await;
+        signal(home.pid(), rustix::process::Signal::KILL);
+        other.wait_for_text("took over the wormhole state").await;
+        let mut receiving = wormhole_client(other.port, dir.path(), &["receive", code])
+            .spawn()
+            .unwrap();
+        let mut heard = String::new();
+        for (who, child) in [("receiver", &mut receiving), ("sender", &mut sending)] {
+            let status = wait_child(child, TIMEOUT * 3, "a wormhole client");
+            let mut out = String::new();
+            for pipe in [
+                child
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn std::io::Read>),
+                child
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn std::io::Read>),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let mut pipe = pipe;
+                std::io::Read::read_to_string(&mut pipe, &mut out).ok();
+            }
+            assert!(status.success(), "{who}: {out}");
+            if who == "receiver" {
+                heard = out;
+            }
+        }
+        assert!(heard.contains("still here"), "{heard}");
+    });
+}
+
 /// A browser app's WebSocket transit end (`/`) on a node that is not the wormhole node is
 /// handed to it and pairs with a TCP transit end there.
 #[test]

@@ -193,6 +193,35 @@ impl Cluster {
         lock(&self.home).clone()
     }
 
+    /// Whether this node serves magic-wormhole for the cluster (elected, Redis up).
+    pub fn serves_wormhole(&self) -> bool {
+        self.elected.load(Ordering::Relaxed) && self.is_up() && lock(&self.home).is_none()
+    }
+
+    /// Keeps the wormhole node's mailbox state (a snapshot) in Redis, for a node that takes
+    /// over.
+    pub async fn save_wormhole(&self, snapshot: Vec<u8>) -> Result<(), Unavailable> {
+        self.with(|mut c| async move {
+            redis::cmd("SET")
+                .arg(scripts::WORMHOLE_STATE)
+                .arg(snapshot)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// The wormhole state the last wormhole node kept in Redis, if any.
+    pub async fn load_wormhole(&self) -> Result<Option<Vec<u8>>, Unavailable> {
+        self.with(|mut c| async move {
+            redis::cmd("GET")
+                .arg(scripts::WORMHOLE_STATE)
+                .query_async(&mut c)
+                .await
+        })
+        .await
+    }
+
     /// Redis failed: drop the connection and let the supervisor reconnect and resync.
     fn down(&self) {
         lock(&self.conn).take();

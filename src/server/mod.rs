@@ -389,13 +389,25 @@ const WORMHOLE_PRUNE: Duration = Duration::from_secs(60);
 /// at once): the most a crash can lose.
 pub const WORMHOLE_SAVE_DELAY: Duration = Duration::from_millis(50);
 
-/// Writes the wormhole state to `--wormhole-state`, if it changed; a failure is logged and
-/// retried with the next change.
+/// Writes the wormhole state, if it changed, to `--wormhole-state`, and with `--cluster` on
+/// the wormhole node to Redis too (for the node that takes over if this one is lost). A
+/// failure to write the file is logged and retried with the next change; one to reach
+/// Redis is retried at the next save.
 async fn save_wormhole(hub: &Hub) {
-    let Some(path) = hub.config.wormhole_settings.state.clone() else {
+    let path = hub.config.wormhole_settings.state.clone();
+    let cluster = hub.cluster.as_deref().filter(|c| c.serves_wormhole());
+    if path.is_none() && cluster.is_none() {
+        return;
+    }
+    let Some(bytes) = hub.wormhole.snapshot_if_changed() else {
         return;
     };
-    let Some(bytes) = hub.wormhole.snapshot_if_changed() else {
+    if let Some(cluster) = cluster {
+        if cluster.save_wormhole(bytes.clone()).await.is_err() {
+            hub.wormhole.mark_changed();
+        }
+    }
+    let Some(path) = path else {
         return;
     };
     let shown = path.display().to_string();

@@ -384,8 +384,14 @@ impl Wormhole {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
-        let mut apps: HashMap<String, App> = serde_json::from_slice(&text)
-            .map_err(|e| format!("{} is not a duet wormhole state: {e}", path.display()))?;
+        self.load_bytes(&text)
+            .map_err(|e| format!("{} is not a duet wormhole state: {e}", path.display()))
+    }
+
+    /// Takes the state from a snapshot (see [`Wormhole::snapshot_if_changed`]).
+    pub fn load_bytes(&self, bytes: &[u8]) -> Result<(), String> {
+        let mut apps: HashMap<String, App> =
+            serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         // Nobody listens after a restart: the clients reconnect and open again.
         for app in apps.values_mut() {
             for mailbox in app.mailboxes.values_mut() {
@@ -394,6 +400,18 @@ impl Wormhole {
         }
         *lock(&self.apps) = apps;
         Ok(())
+    }
+
+    /// Whether there are no nameplates and no mailboxes.
+    pub fn is_empty(&self) -> bool {
+        lock(&self.apps)
+            .values()
+            .all(|app| app.nameplates.is_empty() && app.mailboxes.is_empty())
+    }
+
+    /// Marks the state as changed, so that the next save writes it (after a failed one).
+    pub fn mark_changed(&self) {
+        self.touched();
     }
 }
 

@@ -236,6 +236,9 @@ async fn elect(hub: &Hub, cluster: &Cluster, advertise: &str) -> Result<(), Unav
         .and_then(|a| Contact::parse(&a));
     let before = std::mem::replace(&mut *lock(&cluster.home), elsewhere.clone());
     let first = !cluster.elected.swap(true, Ordering::Relaxed);
+    if elsewhere.is_none() && (first || before.is_some()) {
+        take_over_wormhole(hub, cluster).await?;
+    }
     if first || before != elsewhere {
         let message = match elsewhere {
             None => "cluster: this node serves magic-wormhole for the cluster".to_string(),
@@ -246,6 +249,27 @@ async fn elect(hub: &Hub, cluster: &Cluster, advertise: &str) -> Result<(), Unav
         };
         hub.log.send(Record::Server { message }).await;
     }
+    Ok(())
+}
+
+/// This node has just become the wormhole node: unless it has mailboxes of its own (its
+/// `--wormhole-state`, or clients it served while Redis was away), it takes the state the
+/// last wormhole node kept in Redis, so that exchanges under way go on here when their
+/// clients reconnect.
+async fn take_over_wormhole(hub: &Hub, cluster: &Cluster) -> Result<(), Unavailable> {
+    if !hub.wormhole.is_empty() {
+        // Its own state goes to Redis at the next change.
+        hub.wormhole.mark_changed();
+        return Ok(());
+    }
+    let Some(snapshot) = cluster.load_wormhole().await? else {
+        return Ok(());
+    };
+    let message = match hub.wormhole.load_bytes(&snapshot) {
+        Ok(()) => "cluster: took over the wormhole state kept in Redis".to_string(),
+        Err(e) => format!("cluster: the wormhole state in Redis is unreadable: {e}"),
+    };
+    hub.log.send(Record::Server { message }).await;
     Ok(())
 }
 

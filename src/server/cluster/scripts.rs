@@ -11,6 +11,8 @@
 //! - `waiting`: the client waiting for a partner (`/join` alone), as `NODE/SESSION NICK`;
 //! - `rate:ADDRESS`: `--rate`'s token bucket for an address (IPv6: its /64), for 2 min;
 //! - `wormhole-node`: the node that serves magic-wormhole for the cluster;
+//! - `wormhole-state`: that node's mailboxes and nameplates (the snapshot
+//!   `--wormhole-state` would write), for the node that takes over when it is lost;
 //! - `pipe:TOKEN`: the node where pipe TOKEN's first end waits, with the pipe's expiry.
 //!
 //! Messages go to `duet:inbox:NODE`, a Pub/Sub channel each node listens on, as
@@ -44,6 +46,8 @@ pub fn inbox(node: &str) -> String {
 pub const NODES: &str = "duet:nodes";
 /// A hash from node to its connections now (for cluster-wide figures).
 pub const LOAD: &str = "duet:load";
+/// The wormhole node's mailbox state (see `Cluster::save_wormhole`).
+pub const WORMHOLE_STATE: &str = "duet:wormhole-state";
 
 /// Publishes ARGV[2] to the inbox of every node but ARGV[1] with a member in room KEYS[1];
 /// returns how many nodes that was. Shared by the scripts below as `fan_out`.
