@@ -456,12 +456,21 @@ mod tests {
             let hub = Arc::new(hub);
             let ticket = hub.slots.take(peer.ip()).unwrap();
             let stream = Socket::new(Stream::Tcp(stream)).unwrap();
-            let serving = serve(stream, peer, hub, ticket, Arrived::Tcp);
+            let serving = serve(stream.clone(), peer, hub.clone(), ticket, Arrived::Tcp);
             let size = std::mem::size_of_val(&serving);
             // Idle connections cost about 2 KiB in all, and this is most of it (see
             // `make bench`, "RSS per idle connection"): keep it from creeping up.
             println!("the connection future is {size} bytes");
             assert!(size <= 1200, "the connection future is {size} bytes");
+            drop(serving);
+            // An HTTP request's, a WebSocket's among them (a mailbox client holds it for the
+            // whole exchange): the pipe's relay and a cluster link are boxed inside it.
+            let ticket = hub.slots.take(peer.ip()).unwrap();
+            let http =
+                super::super::http::serve(&hub, stream, peer, Vec::new(), Vec::new(), ticket);
+            let size = std::mem::size_of_val(&http);
+            println!("an HTTP request's future is {size} bytes");
+            assert!(size <= 6144, "an HTTP request's future is {size} bytes");
             drop(client);
         });
     }

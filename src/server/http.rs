@@ -143,8 +143,10 @@ async fn route(
             respond(hub, stream, 404, "no icon here", &[]).await;
             Answered::plain(404, "no icon here")
         }
+        // Boxed: a pipe end's future (the relay's inside it) is large, and every other
+        // request, a WebSocket that stays open for hours among them, would carry its size.
         ("PUT" | "POST", _) | ("GET", _) => {
-            pipe_end::serve(hub, stream, peer, head, body, ticket).await
+            Box::pin(pipe_end::serve(hub, stream, peer, head, body, ticket)).await
         }
         _ => {
             let why = "use GET to receive from a pipe, PUT or POST to send";

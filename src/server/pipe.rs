@@ -6,7 +6,6 @@
 //! the pipe ends. Anything but both sides' own end reaches both clients as a reset, so no
 //! client can take a cut stream for a complete one (PROTOCOL.md, "How a pipe ends").
 
-use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,7 +46,9 @@ pub async fn serve(hub: &Arc<Hub>, token: Arc<str>, end: End) {
     };
     let expiry = hub.config.pipe_wait + cluster::HEARTBEAT_TTL;
     match cluster.claim_pipe(&token, expiry).await {
-        Ok(Claim::At(address)) => serve_linked(hub, cluster, token, end, address).await,
+        // Boxed: linking (a TLS handshake among it) is large, and every connection that may
+        // become a pipe end would carry its size.
+        Ok(Claim::At(node)) => Box::pin(serve_linked(hub, cluster, token, end, node)).await,
         Ok(Claim::Here) => {
             if serve_here(hub, token.clone(), end).await {
                 cluster.release_pipe(&token).await;
@@ -428,7 +429,9 @@ pub async fn run(hub: &Hub, ends: Ends<'_>, counts: &relay::Counts) -> (String, 
         splice: hub.config.splice,
         limit,
     };
-    let mut relay = pin!(relay::run(a, b, options, counts));
+    // Boxed: the relay's future is large, and every connection that may become a pipe end
+    // (a WebSocket, an HTTP request) would carry its size.
+    let mut relay = Box::pin(relay::run(a, b, options, counts));
     let max_time = hub.config.pipe_max_time;
     let cut = async {
         future::or(
@@ -458,7 +461,7 @@ pub async fn run(hub: &Hub, ends: Ends<'_>, counts: &relay::Counts) -> (String, 
             let secs = max_time.as_secs();
             (format!("time limit reached ({secs} s)"), Mood::OverQuota)
         }
-        Err(None) => drain(relay, hub.config.drain).await,
+        Err(None) => drain(relay.as_mut(), hub.config.drain).await,
     }
 }
 

@@ -247,7 +247,7 @@ async fn connect(node: &Contact) -> std::io::Result<Link> {
         socket.get_ref().set_nodelay();
         #[cfg(feature = "tls")]
         if let Some(fingerprint) = &node.fingerprint {
-            return secure(socket, node.address, fingerprint).await;
+            return Box::pin(secure(socket, node.address, fingerprint)).await;
         }
         Ok(Link { socket, tls: None })
     })
