@@ -337,16 +337,23 @@ fn half_close_reset_and_busy_pass_between_nodes() {
             .unwrap();
         assert_eq!(&buf, b"ping");
         // A reset on one node reaches the end on the other as an error, never an EOF.
-        y.send(vec![7u8; 1 << 20]).await;
-        let mut first = vec![0u8; 1 << 16];
-        timeout("the first bytes", x.reader.read_exact(&mut first))
-            .await
-            .unwrap();
-        y.reset();
-        let mut rest = Vec::new();
-        let read = timeout("the receiver to be cut", x.reader.read_to_end(&mut rest)).await;
-        assert!(read.is_err(), "a clean EOF after a reset: {read:?}");
+        reset_reaches(y, x).await;
     });
+}
+
+/// `from` sends a MiB and resets its connection once `to` has the first bytes: `to` must
+/// read an error, never a clean end.
+async fn reset_reaches(mut from: Client, mut to: Client) {
+    use futures_lite::AsyncReadExt;
+    from.send(vec![7u8; 1 << 20]).await;
+    let mut first = vec![0u8; 1 << 16];
+    timeout("the first bytes", to.reader.read_exact(&mut first))
+        .await
+        .unwrap();
+    from.reset();
+    let mut rest = Vec::new();
+    let read = timeout("the receiver to be cut", to.reader.read_to_end(&mut rest)).await;
+    assert!(read.is_err(), "a clean EOF after a reset: {read:?}");
 }
 
 /// Nodes with a certificate are linked to over TLS, the certificate pinned from what the
@@ -377,19 +384,11 @@ fn links_to_nodes_with_certificates_run_over_tls() {
         let closed = n2.wait_for_text("pipe sec: closed").await;
         assert!(closed.ends_with("EOF both ways"), "{closed}");
         // A reset on one node reaches the end on the other as an error, never an EOF.
-        let mut x = n2.silent("cut").await;
+        let x = n2.silent("cut").await;
         n2.wait_for_text("-> /pipe cut").await;
-        let mut y = n1.silent("cut").await;
+        let y = n1.silent("cut").await;
         n2.wait_for_text("pipe cut: ").await;
-        y.send(vec![7u8; 1 << 20]).await;
-        let mut first = vec![0u8; 1 << 16];
-        timeout("the first bytes", x.reader.read_exact(&mut first))
-            .await
-            .unwrap();
-        y.reset();
-        let mut rest = Vec::new();
-        let read = timeout("the receiver to be cut", x.reader.read_to_end(&mut rest)).await;
-        assert!(read.is_err(), "a clean EOF after a reset: {read:?}");
+        reset_reaches(y, x).await;
     });
 }
 
@@ -571,31 +570,10 @@ fn mailboxes_survive_the_loss_of_the_wormhole_node() {
         let mut receiving = wormhole_client(other.port, dir.path(), &["receive", code])
             .spawn()
             .unwrap();
-        let mut heard = String::new();
-        for (who, child) in [("receiver", &mut receiving), ("sender", &mut sending)] {
-            let status = wait_child(child, TIMEOUT * 3, "a wormhole client");
-            let mut out = String::new();
-            for pipe in [
-                child
-                    .stdout
-                    .take()
-                    .map(|p| Box::new(p) as Box<dyn std::io::Read>),
-                child
-                    .stderr
-                    .take()
-                    .map(|p| Box::new(p) as Box<dyn std::io::Read>),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                let mut pipe = pipe;
-                std::io::Read::read_to_string(&mut pipe, &mut out).ok();
-            }
-            assert!(status.success(), "{who}: {out}");
-            if who == "receiver" {
-                heard = out;
-            }
-        }
+        let (ok, heard) = finish_child(&mut receiving, TIMEOUT * 3, "the receiver");
+        assert!(ok, "receiver: {heard}");
+        let (ok, said) = finish_child(&mut sending, TIMEOUT * 3, "the sender");
+        assert!(ok, "sender: {said}");
         assert!(heard.contains("still here"), "{heard}");
     });
 }

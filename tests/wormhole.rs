@@ -26,25 +26,7 @@ fn sender(port: u16, dir: &Path, args: &[&str]) -> Proc {
 /// Runs a client to its end (bounded); its exit status and everything it printed.
 fn run(mut cmd: Command) -> (bool, String) {
     let mut child = cmd.spawn().unwrap();
-    let status = wait_child(&mut child, TIMEOUT * 6, "a wormhole client to finish");
-    let mut text = String::new();
-    for pipe in [
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read>),
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let mut pipe = pipe;
-        std::io::Read::read_to_string(&mut pipe, &mut text).ok();
-    }
-    (status.success(), text)
+    finish_child(&mut child, TIMEOUT * 6, "a wormhole client to finish")
 }
 
 /// A text message, with the code allocated by the server (the sender prints it).

@@ -213,6 +213,25 @@ impl Duet {
     }
 }
 
+/// Waits for `child` (at most `limit`), then reads all it printed: whether it succeeded,
+/// and its stdout and stderr.
+pub fn finish_child(child: &mut Child, limit: Duration, what: &str) -> (bool, String) {
+    let status = wait_child(child, limit, what);
+    let mut text = String::new();
+    let out = child
+        .stdout
+        .take()
+        .map(|p| Box::new(p) as Box<dyn std::io::Read>);
+    let err = child
+        .stderr
+        .take()
+        .map(|p| Box::new(p) as Box<dyn std::io::Read>);
+    for mut pipe in [out, err].into_iter().flatten() {
+        std::io::Read::read_to_string(&mut pipe, &mut text).ok();
+    }
+    (status.success(), text)
+}
+
 /// Waits for a child process to exit, failing the test after `limit`. A pidfd becomes
 /// readable when the process exits, so this waits on the reactor instead of polling.
 pub fn wait_child(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
