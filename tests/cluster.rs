@@ -399,9 +399,21 @@ fn http_senders_headers_reach_receivers_on_other_nodes() {
     smol::block_on(async {
         let redis = Redis::start();
         let (mut n1, mut n2) = (node(&redis, &[]).await, node(&redis, &[]).await);
-        for (token, receiver_first) in [("h0", true), ("h1", false)] {
+        // The longest name that crosses (255 characters of two bytes each) comes back in a
+        // link's answer when the sender waited.
+        let long = "%C3%A9".repeat(255);
+        let cases = [
+            ("h0", true, "notes.txt"),
+            ("h1", false, "notes.txt"),
+            ("h2", false, &long),
+        ];
+        for (token, receiver_first, name) in cases {
             let get_url = format!("http://127.0.0.1:{}/{token}", n2.port);
-            let put_url = format!("http://127.0.0.1:{}/{token}?name=notes.txt", n1.port);
+            let put_url = format!("http://127.0.0.1:{}/{token}?name={name}", n1.port);
+            let shown = match name == long {
+                true => "é".repeat(255),
+                false => name.to_string(),
+            };
             let get = || spawn_piped("curl", &["-sS", "--max-time", "20", "-D", "-", &get_url]);
             let put = || {
                 let args = ["-sS", "--max-time", "20", "-H", "Content-Type: text/plain"];
@@ -430,7 +442,7 @@ fn http_senders_headers_reach_receivers_on_other_nodes() {
             for header in [
                 "Content-Type: text/plain\n",
                 "Content-Length: 12\n",
-                "Content-Disposition: attachment; filename=\"notes.txt\"\n",
+                &format!("Content-Disposition: attachment; filename=\"{shown}\"\n"),
             ] {
                 assert!(got.contains(header), "{token}: {header} missing in {got}");
             }

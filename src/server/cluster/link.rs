@@ -87,8 +87,8 @@ impl Link {
     }
 }
 
-/// Longest answer line a node waits for.
-const MAX_ANSWER: usize = 512;
+/// Longest answer line a node waits for: `ok` with the longest ABOUT (see [`ABOUT_CHARS`]).
+const MAX_ANSWER: usize = 8 * 1024;
 
 fn role_word(role: Option<Role>) -> &'static str {
     role.map_or("-", Role::as_str)
@@ -152,14 +152,18 @@ pub fn check(key: &hmac::Key, text: &[u8]) -> Option<Asked> {
 }
 
 /// Characters of a type or name that cross a link: enough for any real one, and short
-/// enough that a link's answer fits a fresh socket's buffer in one write.
+/// enough that a link's answer (control characters left out, so at most 4 bytes of JSON a
+/// character: under 4.2 KB in hex) fits a fresh socket's buffer in one write and
+/// [`MAX_ANSWER`].
 const ABOUT_CHARS: usize = 255;
 
 /// An [`About`] as one word: hex of a JSON object.
 pub fn about_word(about: &About) -> String {
     let short = |text: &Option<String>| {
-        text.as_ref()
-            .map(|t| t.chars().take(ABOUT_CHARS).collect::<String>())
+        text.as_ref().map(|t| {
+            let shown = t.chars().filter(|c| !c.is_control());
+            shown.take(ABOUT_CHARS).collect::<String>()
+        })
     };
     let json = serde_json::json!({
         "type": short(&about.content_type),
