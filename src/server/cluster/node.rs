@@ -234,11 +234,15 @@ async fn elect(hub: &Hub, cluster: &Cluster, advertise: &str) -> Result<(), Unav
     let elsewhere = address
         .filter(|a| a != advertise)
         .and_then(|a| Contact::parse(&a));
-    let before = std::mem::replace(&mut *lock(&cluster.home), elsewhere.clone());
-    let first = !cluster.elected.swap(true, Ordering::Relaxed);
+    let before = lock(&cluster.home).clone();
+    let first = !cluster.elected.load(Ordering::Relaxed);
     if elsewhere.is_none() && (first || before.is_some()) {
+        // Before this node serves anybody: should Redis fail now, the next heartbeat
+        // tries again, and no client starts on an empty state meanwhile.
         take_over_wormhole(hub, cluster).await?;
     }
+    *lock(&cluster.home) = elsewhere.clone();
+    cluster.elected.store(true, Ordering::Relaxed);
     if first || before != elsewhere {
         let message = match elsewhere {
             None => "cluster: this node serves magic-wormhole for the cluster".to_string(),
