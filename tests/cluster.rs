@@ -341,6 +341,30 @@ fn half_close_reset_and_busy_pass_between_nodes() {
     });
 }
 
+/// Two ends that arrive at once on two nodes: the second node's link can reach the first
+/// before the end that claimed the token there has arrived in its registry. Every pipe must
+/// open and carry its bytes (about 1 in 60 was refused both ways before the link waited).
+#[test]
+fn ends_that_arrive_at_once_on_two_nodes_always_meet() {
+    use futures_lite::AsyncReadExt;
+    smol::block_on(async {
+        let redis = Redis::start();
+        let (n1, n2) = (node(&redis, &[]).await, node(&redis, &[]).await);
+        for i in 0..200 {
+            let token = format!("race{i}");
+            let mut a = n1.silent(&token).await;
+            let mut b = n2.silent(&token).await;
+            a.send("question").await;
+            a.shutdown_write();
+            let mut got = Vec::new();
+            timeout(&format!("pipe {token}"), b.reader.read_to_end(&mut got))
+                .await
+                .unwrap();
+            assert_eq!(got, b"question", "pipe {token}");
+        }
+    });
+}
+
 /// `from` sends a MiB and resets its connection once `to` has the first bytes: `to` must
 /// read an error, never a clean end.
 async fn reset_reaches(mut from: Client, mut to: Client) {

@@ -110,14 +110,14 @@ pub async fn serve_link(hub: &Arc<Hub>, token: Arc<str>, end: End) {
             answer.as_bytes(),
         ));
     };
-    let (end, error) = match hub.pipes.arrive_linked(&token, end, accepted) {
+    let (end, error) = match arrive_linked(hub, &token, end, accepted).await {
         Linked::HandedOver => return,
         Linked::Busy(end) => (end, format!("pipe {token} is busy")),
         Linked::Taken(end) => {
             let error = taken(&token, end.role);
             (end, error)
         }
-        Linked::Gone(end) => {
+        Linked::Gone(end) | Linked::NotYet(end) => {
             // It may have been told `ok`: a reset, so that nobody takes this for an end.
             end.stream.reset_on_close();
             (end, format!("pipe {token} no longer waits here"))
@@ -128,6 +128,33 @@ pub async fn serve_link(hub: &Arc<Hub>, token: Arc<str>, end: End) {
     drop(end);
     let reason = format!("link from another node refused: {error}");
     hub.log.send(Record::Dropped { peer, reason, mood }).await;
+}
+
+/// How long a link waits for the end it was sent to, when that end has claimed its token
+/// (in Redis) but not yet arrived in this node's registry.
+const LINK_ARRIVAL_GRACE: Duration = Duration::from_secs(1);
+
+/// Hands a link to the end waiting here, giving that end [`LINK_ARRIVAL_GRACE`] to arrive
+/// if nothing here has the token yet: the other node found this node's claim in Redis, and
+/// its link can overtake the claiming end on its way from Redis to the registry.
+async fn arrive_linked(
+    hub: &Hub,
+    token: &Arc<str>,
+    mut end: End,
+    accepted: impl Fn(&End, Option<&About>),
+) -> Linked {
+    let until = Instant::now() + LINK_ARRIVAL_GRACE;
+    loop {
+        let arrived = hub.pipes.arrived();
+        match hub.pipes.arrive_linked(token, end, &accepted) {
+            Linked::NotYet(again) if Instant::now() < until => end = again,
+            outcome => return outcome,
+        }
+        future::or(arrived, async {
+            Timer::at(until).await;
+        })
+        .await;
+    }
 }
 
 fn taken(token: &str, role: Option<Role>) -> String {

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_channel::{Receiver, Sender};
+use event_listener::{Event, EventListener};
 
 use crate::proto::Role;
 use crate::server::printer::Mood;
@@ -172,6 +173,9 @@ pub enum Linked {
     Taken(End),
     /// No end waits here with this token (it gave up meanwhile).
     Gone(End),
+    /// Nothing here has this token, not even an open pipe: its end may not have arrived
+    /// yet (see [`Pipes::arrived`]).
+    NotYet(End),
 }
 
 #[derive(Debug)]
@@ -181,6 +185,10 @@ pub struct Pipes {
     waiting: AtomicUsize,
     max_waiting: usize,
     next_id: AtomicU64,
+    /// Notified when an end starts waiting. Across nodes, the end that claimed a token in
+    /// Redis still has to arrive here when the claim is answered, and a link from the
+    /// node that found the claim can come first: it waits for this (see `pipe.rs`).
+    arrived: Event,
 }
 
 impl Pipes {
@@ -190,6 +198,7 @@ impl Pipes {
             waiting: AtomicUsize::new(0),
             max_waiting,
             next_id: AtomicU64::new(0),
+            arrived: Event::new(),
         }
     }
 
@@ -215,6 +224,7 @@ impl Pipes {
                     about,
                 };
                 slots.insert(token.clone(), waiting);
+                self.arrived.notify(usize::MAX);
                 Arrival::Wait {
                     id,
                     handoff: receive,
@@ -281,8 +291,14 @@ impl Pipes {
                 slots.insert(token.clone(), waiting);
                 Linked::Taken(end)
             }
-            None => Linked::Gone(end),
+            None => Linked::NotYet(end),
         }
+    }
+
+    /// Resolves when an end starts waiting here (with any token), if one has not since
+    /// `listener` was made; make it before looking for the end.
+    pub fn arrived(&self) -> EventListener {
+        self.arrived.listen()
     }
 
     /// Whether an end with `token` waits here, or its pipe is open here.
