@@ -110,6 +110,8 @@ impl Conn {
             None => None,
         };
         self.leave_room("left").await;
+        let note = format!("{} joined", self.session.nick());
+        let joined = proto::notice(&note);
         let welcome = |others: &[Arc<Session>]| {
             let nicks: Vec<String> = match &elsewhere {
                 Some((nicks, _)) => nicks.clone(),
@@ -121,13 +123,22 @@ impl Conn {
             };
             let note = format!("you joined room {name} ({here})");
             self.session.send(proto::notice(&note));
+            // Told to the members here now, under the room's lock: one who joins a moment
+            // later has this client in its own welcome, and must not hear it join after.
+            for member in others {
+                // One that overflows is cut off by its own outbox (as in a broadcast).
+                member.send(&joined);
+            }
         };
         match self.hub.rooms.join(&self.session, name, welcome) {
             Ok(room) => {
                 let remote = elsewhere.as_ref().is_some_and(|(_, remote)| *remote);
                 room.remote.store(remote, Ordering::Relaxed);
-                let note = format!("{} joined", self.session.nick());
-                self.tell_room(&room, &proto::notice(&note)).await;
+                if let Some(cluster) = self.cluster_for(&room) {
+                    // Boxed: only with --cluster, and it would otherwise enlarge every
+                    // connection. Members elsewhere are told through Redis.
+                    Box::pin(cluster.say(&room, &joined)).await.ok();
+                }
                 self.room_event(&room, note);
             }
             Err(refused) => {
@@ -147,17 +158,6 @@ impl Conn {
         let size = self.hub.rooms.size();
         let error = format!("room {name} is full (at most {size} members)");
         self.session.send(proto::error(&error));
-    }
-
-    /// Sends `bytes` to the room's other members: here, and with --cluster on other nodes.
-    /// Returns false if members elsewhere may have missed it (Redis is unavailable).
-    pub async fn tell_room(&self, room: &rooms::Room, bytes: &[u8]) -> bool {
-        room.broadcast(self.session.id, bytes);
-        match self.cluster_for(room) {
-            // Boxed: only with --cluster, and it would otherwise enlarge every connection.
-            Some(cluster) => Box::pin(cluster.say(room, bytes)).await.is_ok(),
-            None => true,
-        }
     }
 
     /// A line said here, for the room's members on other nodes (with --cluster).
