@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod client;
+pub(crate) mod edge;
 #[doc(hidden)]
 pub mod fuzz;
 pub(crate) mod line;

@@ -24,6 +24,8 @@ use std::task::{Context, Poll};
 use futures_lite::{AsyncRead, AsyncWrite};
 use smol::Async;
 
+use crate::edge::{self, Edge};
+
 /// Time between keepalive probes once a connection has been quiet for `--keepalive`.
 pub const KEEPALIVE_PROBE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Unanswered keepalive probes after which a connection is taken to be gone.
@@ -262,28 +264,24 @@ impl AsyncWrite for Socket {
     }
 }
 
-/// A socket's reading half for line mode: reads as [`Socket`] does, but after a read that
-/// left the socket empty it waits for readiness instead of trying another read first.
+/// A socket's reading half for line mode: reads as [`Socket`] does, but waits for bytes
+/// through the edge-triggered set of [`crate::edge`] instead of async-io's one-shot
+/// registration, and after a read that left the socket empty it waits instead of trying
+/// another read first.
 ///
-/// Why: async-io counts the event that brought the last bytes as new until the task next
-/// waits, so the plain path (read, find nothing, poll for readiness) costs two failed
-/// `recvfrom` calls per chat line before it waits: one for the stale event, one to find
-/// that nothing came. Here the stale event is consumed right after the read that drained
-/// the socket, and the next read waits for a real one. Interest is re-armed on the
-/// one-shot epoll registration at that point, which reports data that arrived meanwhile at
-/// once, so nothing can be missed.
+/// Why: a chat line then costs its `recvfrom` and nothing else on the reading side: no
+/// failed read to find the socket empty, no `epoll_ctl` to re-arm it (see `edge.rs`).
 #[derive(Debug)]
 pub struct LineSocket {
     socket: Socket,
-    /// The last read did not fill its buffer: the socket is (most likely) empty.
-    drained: bool,
+    ready: edge::Reader,
 }
 
 impl LineSocket {
-    pub fn new(socket: Socket) -> LineSocket {
+    pub fn new(socket: Socket, edge: &Arc<Edge>) -> LineSocket {
         LineSocket {
             socket,
-            drained: false,
+            ready: edge::Reader::new(edge),
         }
     }
 }
@@ -295,27 +293,28 @@ impl AsyncRead for LineSocket {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        let source = &*this.socket.0;
+        let stream = this.socket.get_ref();
         loop {
-            if this.drained {
-                if let Err(e) = futures_lite::ready!(source.poll_readable(cx)) {
-                    return Poll::Ready(Err(e));
-                }
-                this.drained = false;
-            }
-            match source.get_ref().read(buf) {
+            futures_lite::ready!(this.ready.poll_ready(cx, stream))?;
+            let count = this.ready.before_read();
+            match (&*stream).read(buf) {
                 Ok(n) => {
+                    // Not at the end of the stream: that is reported to every read, and
+                    // no event would come to end a wait after it.
                     if n > 0 && n < buf.len() {
-                        this.drained = true;
-                        // Consumes the event that brought these bytes (or registers for
-                        // the next one): either way the next poll waits for a new event.
-                        let _ = source.poll_readable(cx);
+                        this.ready.found_empty(count);
                     }
                     return Poll::Ready(Ok(n));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => this.drained = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => this.ready.found_empty(count),
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
+    }
+}
+
+impl Drop for LineSocket {
+    fn drop(&mut self) {
+        self.ready.end(self.socket.get_ref());
     }
 }

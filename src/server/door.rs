@@ -73,7 +73,10 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
     // and moved out, so that it is not kept twice in the task (here and in line mode).
     let (lines, opening) = match hub.config.greet_wait.is_zero() && how != Arrived::TlsHttp {
         true => {
-            let lines = LineReader::new(LineSocket::new(stream.clone()), hub.config.max_line_bytes);
+            let lines = LineReader::new(
+                LineSocket::new(stream.clone(), &hub.edge),
+                hub.config.max_line_bytes,
+            );
             let authed = hub.config.secret.is_none();
             (
                 lines,
@@ -102,7 +105,10 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
     let record = match lines::serve(&hub, &stream, &peer, &mut lines, &mut opening).await {
         Ended::Closed(record) => record,
         Ended::Pipe(token, role) => {
-            let end = End::new(stream, peer, lines.buffered(), false, role, ticket);
+            let early = lines.buffered();
+            // Out of line mode for good: the socket leaves the line sockets' epoll set too.
+            drop(lines);
+            let end = End::new(stream, peer, early, false, role, ticket);
             // Boxed: the pipe's state is large and would otherwise sit in every
             // connection's task, piped or not.
             return Box::pin(pipe::serve(&hub, token, end)).await;
@@ -126,7 +132,10 @@ async fn greeting_window(
     stream: &Socket,
     until: Instant,
 ) -> Option<(LineReader<LineSocket>, Opening)> {
-    let mut lines = LineReader::new(LineSocket::new(stream.clone()), hub.config.max_line_bytes);
+    let mut lines = LineReader::new(
+        LineSocket::new(stream.clone(), &hub.edge),
+        hub.config.max_line_bytes,
+    );
     let mut opening = Opening {
         first: early_line(&mut lines, until).await,
         authed: hub.config.secret.is_none(),
@@ -452,7 +461,7 @@ mod tests {
             let (stream, peer) = listener.accept().unwrap();
             let (log, _printer) =
                 Printer::spawn(Box::new(std::io::sink()), Default::default()).unwrap();
-            let (hub, _all_done) = Hub::new(Config::default(), log);
+            let (hub, _all_done) = Hub::new(Config::default(), log).expect("a hub");
             let hub = Arc::new(hub);
             let ticket = hub.slots.take(peer.ip()).unwrap();
             let stream = Socket::new(Stream::Tcp(stream)).unwrap();

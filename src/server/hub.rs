@@ -4,6 +4,7 @@
 //! the hub and the server's top (`server/mod.rs`) can use them, with no file importing one
 //! that imports it back.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use async_channel::Receiver;
 use event_listener::{listener, Event};
 
+use crate::edge::Edge;
 use crate::line::MAX_LINE_BYTES;
 use crate::server::access::Access;
 use crate::server::lockout::{Lockout, AUTH_FAILURES, AUTH_LOCKOUT_SECS};
@@ -176,6 +178,9 @@ pub struct Hub {
     pub doorstep: crate::server::turn_away::Doorstep,
     /// With `--cluster`: this node's membership of the cluster.
     pub cluster: Option<Arc<crate::server::cluster::Cluster>>,
+    /// Line-mode sockets waiting for bytes (see `edge.rs`); [`Edge::drive`] runs beside
+    /// the server.
+    pub edge: Arc<Edge>,
     next_id: AtomicU64,
     stopping: AtomicBool,
     /// When the server started (for `process_start_time_seconds`).
@@ -186,7 +191,7 @@ pub struct Hub {
 impl Hub {
     /// The hub, and the receiver that closes once the slots are closed and every
     /// connection is done (see [`Slots::new`]).
-    pub(crate) fn new(config: Config, log: Log) -> (Hub, Receiver<()>) {
+    pub(crate) fn new(config: Config, log: Log) -> io::Result<(Hub, Receiver<()>)> {
         let (slots, all_done) = Slots::new(config.max_conns, config.max_per_ip);
         let cluster = config.cluster.as_ref().map(|settings| {
             let cluster = crate::server::cluster::Cluster::new(settings);
@@ -210,6 +215,7 @@ impl Hub {
             stats: Totals::default(),
             doorstep: Default::default(),
             cluster,
+            edge: Edge::new()?,
             config,
             log,
             next_id: AtomicU64::new(0),
@@ -217,7 +223,7 @@ impl Hub {
             started: std::time::SystemTime::now(),
             stop: Event::new(),
         };
-        (hub, all_done)
+        Ok((hub, all_done))
     }
 
     /// Resolves once the server is shutting down.

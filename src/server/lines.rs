@@ -60,7 +60,10 @@ pub async fn serve_to_end(
     let record = match serve(hub, &stream, &peer, &mut lines, &mut opening).await {
         Ended::Closed(record) => record,
         Ended::Pipe(token, role) => {
-            let end = End::new(stream, peer, lines.buffered(), false, role, ticket);
+            let early = lines.buffered();
+            // Out of line mode for good: the socket leaves the line sockets' epoll set too.
+            drop(lines);
+            let end = End::new(stream, peer, early, false, role, ticket);
             // Boxed: the pipe's state is large and would otherwise sit in every
             // connection's task, piped or not.
             return Box::pin(pipe::serve(hub, token, end)).await;

@@ -160,7 +160,7 @@ pub fn run(
     let descriptors = raise_fd_limit(config.max_conns);
     let listener = Arc::new(Async::new(listener)?);
     let threads = config.threads.max(1);
-    let (hub, all_done) = Hub::new(config, log);
+    let (hub, all_done) = Hub::new(config, log)?;
     if let Some(path) = &hub.config.wormhole_settings.state {
         hub.wormhole.load(path).map_err(io::Error::other)?;
     }
@@ -186,6 +186,7 @@ pub fn run(
             // and a poll of the accept loop or the signal stream costs system calls
             // (accept4, read, epoll_ctl). A task is polled only when its own event comes.
             let accepting = ex.spawn(accept_all(ex.clone(), listener.clone(), hub.clone()));
+            let edge = ex.spawn(hub.edge.clone().drive());
             let chores = {
                 let hub = hub.clone();
                 ex.spawn(async move { future::or(hub.idle.run(), housekeeping(&hub)).await })
@@ -218,6 +219,8 @@ pub fn run(
                 cluster.goodbye().await;
             }
             save_wormhole(&hub).await;
+            // Every connection is done by now: no line socket waits any more.
+            edge.cancel().await;
         }));
         drop(stop_workers);
         Ok(())

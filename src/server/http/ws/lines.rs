@@ -40,7 +40,10 @@ pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr, ticket: Ticket) -> 
     let closing = Closing::default();
     let (over, line_mode_over) = async_channel::bounded::<()>(1);
     let line_mode = async {
-        let reader = LineReader::new(LineSocket::new(theirs.clone()), hub.config.max_line_bytes);
+        let reader = LineReader::new(
+            LineSocket::new(theirs.clone(), &hub.edge),
+            hub.config.max_line_bytes,
+        );
         let opening = Opening {
             first: None,
             authed: hub.config.secret.is_none(),
