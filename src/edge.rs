@@ -38,7 +38,9 @@ const BATCH: usize = 256;
 /// The epoll set of line sockets, and who waits on each.
 #[derive(Debug)]
 pub struct Edge {
-    epoll: Arc<OwnedFd>,
+    /// The set, registered with async-io (when it is made, so that a failure shows at
+    /// start-up and not as readers that never wake).
+    epoll: Async<OwnedFd>,
     watched: Mutex<Watched>,
 }
 
@@ -65,7 +67,7 @@ struct Entry {
 impl Edge {
     pub fn new() -> io::Result<Arc<Edge>> {
         Ok(Arc::new(Edge {
-            epoll: Arc::new(epoll::create(epoll::CreateFlags::CLOEXEC)?),
+            epoll: Async::new(epoll::create(epoll::CreateFlags::CLOEXEC)?)?,
             watched: Mutex::default(),
         }))
     }
@@ -74,10 +76,9 @@ impl Edge {
     /// ends on an error from `epoll_wait` itself (none is expected: the set and its
     /// buffer are valid for its life).
     pub async fn drive(self: Arc<Self>) -> io::Result<()> {
-        let set = Async::new(self.epoll.clone())?;
         let mut wakers = Vec::with_capacity(BATCH);
         loop {
-            set.readable().await?;
+            self.epoll.readable().await?;
             while self.take_ready(&mut wakers)? == BATCH {
                 wakers.drain(..).for_each(Waker::wake);
             }
@@ -91,7 +92,7 @@ impl Edge {
     fn take_ready(&self, wakers: &mut Vec<Waker>) -> io::Result<usize> {
         let mut buf = [MaybeUninit::<epoll::Event>::uninit(); BATCH];
         let (ready, _) = loop {
-            match epoll::wait(&*self.epoll, &mut buf, Some(&Timespec::default())) {
+            match epoll::wait(self.epoll.get_ref(), &mut buf, Some(&Timespec::default())) {
                 Err(rustix::io::Errno::INTR) => continue,
                 done => break done?,
             }
@@ -127,7 +128,12 @@ impl Edge {
             key
         };
         let flags = epoll::EventFlags::IN | epoll::EventFlags::RDHUP | epoll::EventFlags::ET;
-        if let Err(e) = epoll::add(&*self.epoll, socket, epoll::EventData::new_u64(key), flags) {
+        if let Err(e) = epoll::add(
+            self.epoll.get_ref(),
+            socket,
+            epoll::EventData::new_u64(key),
+            flags,
+        ) {
             lock(&self.watched).entries.remove(&key);
             return Err(e.into());
         }
@@ -137,7 +143,7 @@ impl Edge {
     fn unwatch(&self, watch: &Watch, socket: impl AsFd) {
         // Fails only if the socket is not in the set, which cannot be: it was added and is
         // still open (closing it would have taken it out).
-        epoll::delete(&*self.epoll, socket).ok();
+        epoll::delete(self.epoll.get_ref(), socket).ok();
         lock(&self.watched).entries.remove(&watch.key);
     }
 }
