@@ -81,6 +81,17 @@ async fn node(redis: &Redis, args: &[&str]) -> Duet {
     duet
 }
 
+/// Two nodes, once both know which of them serves magic-wormhole: that one, then the other.
+async fn wormhole_home(redis: &Redis) -> (Duet, Duet) {
+    let (mut n1, mut n2) = (node(redis, &[]).await, node(redis, &[]).await);
+    let said = n1.wait_for_text("magic-wormhole").await;
+    n2.wait_for_text("magic-wormhole").await;
+    match said.contains("this node serves") {
+        true => (n1, n2),
+        false => (n2, n1),
+    }
+}
+
 /// A greeted client of `duet` named `nick` in `room`.
 async fn member(duet: &Duet, nick: &str, room: &str) -> Client {
     let mut c = duet.greeted().await;
@@ -572,13 +583,7 @@ fn stats_metrics_and_the_json_log_speak_for_the_cluster() {
 fn mailboxes_survive_the_loss_of_the_wormhole_node() {
     smol::block_on(async {
         let redis = Redis::start();
-        let (mut n1, mut n2) = (node(&redis, &[]).await, node(&redis, &[]).await);
-        let said = n1.wait_for_text("magic-wormhole").await;
-        n2.wait_for_text("magic-wormhole").await;
-        let (home, mut other) = match said.contains("this node serves") {
-            true => (n1, n2),
-            false => (n2, n1),
-        };
+        let (home, mut other) = wormhole_home(&redis).await;
         let dir = Dir::new("cluster-takeover");
         let code = "23-takeover-test";
         let args = ["send", "--code", code, "--text", "still here"];
@@ -619,16 +624,9 @@ fn mailboxes_survive_the_loss_of_the_wormhole_node() {
 #[test]
 fn websocket_transit_is_handed_to_the_wormhole_node() {
     use async_tungstenite::tungstenite::Message;
-    use futures_lite::StreamExt;
     smol::block_on(async {
         let redis = Redis::start();
-        let (mut n1, mut n2) = (node(&redis, &[]).await, node(&redis, &[]).await);
-        let said = n1.wait_for_text("magic-wormhole").await;
-        n2.wait_for_text("magic-wormhole").await;
-        let (home, other) = match said.contains("this node serves") {
-            true => (&n1, &n2),
-            false => (&n2, &n1),
-        };
+        let (home, other) = wormhole_home(&redis).await;
         let stream = async_net::TcpStream::connect(other.addr()).await.unwrap();
         let url = format!("ws://127.0.0.1:{}/", other.port);
         let (mut ws, _) = timeout("handshake", async_tungstenite::client_async(url, stream))
@@ -641,16 +639,9 @@ fn websocket_transit_is_handed_to_the_wormhole_node() {
         tcp.send(format!("please relay {token} for side tttttttttttttttt\n"))
             .await;
         tcp.expect("ok").await;
-        type Ws = async_tungstenite::WebSocketStream<async_net::TcpStream>;
-        async fn next(ws: &mut Ws) -> Vec<u8> {
-            match timeout("a message", ws.next()).await {
-                Some(Ok(Message::Binary(b))) => b.to_vec(),
-                other => panic!("{other:?}"),
-            }
-        }
-        assert_eq!(next(&mut ws).await, b"ok\n");
+        assert_eq!(next_binary(&mut ws).await, b"ok\n");
         tcp.send("from tcp").await;
-        assert_eq!(next(&mut ws).await, b"from tcp");
+        assert_eq!(next_binary(&mut ws).await, b"from tcp");
     });
 }
 

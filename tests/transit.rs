@@ -131,18 +131,6 @@ fn bad_impatient_and_lonely_ends() {
     });
 }
 
-type Ws = async_tungstenite::WebSocketStream<async_net::TcpStream>;
-
-/// The next binary message.
-async fn next(ws: &mut Ws) -> Vec<u8> {
-    use async_tungstenite::tungstenite::Message;
-    use futures_lite::StreamExt;
-    match timeout("a message", ws.next()).await {
-        Some(Ok(Message::Binary(b))) => b.to_vec(),
-        other => panic!("{other:?}"),
-    }
-}
-
 /// The WebSocket variant (browser clients): the handshake and `ok` are binary messages,
 /// and a WebSocket end pairs with a TCP one.
 #[test]
@@ -159,9 +147,9 @@ fn a_websocket_end_pairs_with_a_tcp_end() {
         ws.send(Message::binary(shake.into_bytes())).await.unwrap();
         let mut tcp = end(&duet, TOKEN, Some("tttttttttttttttt")).await;
         tcp.expect("ok").await;
-        assert_eq!(next(&mut ws).await, b"ok\n");
+        assert_eq!(next_binary(&mut ws).await, b"ok\n");
         tcp.send("from tcp").await;
-        assert_eq!(next(&mut ws).await, b"from tcp");
+        assert_eq!(next_binary(&mut ws).await, b"from tcp");
         ws.send(Message::binary(b"from the browser\n".to_vec()))
             .await
             .unwrap();

@@ -687,3 +687,16 @@ pub fn wormhole_client(port: u16, dir: &Path, args: &[&str]) -> Command {
         .stderr(Stdio::piped());
     cmd
 }
+
+/// A WebSocket client's stream, as the tests open them over TCP.
+pub type Ws = async_tungstenite::WebSocketStream<TcpStream>;
+
+/// The next message on `ws`, which must be a binary one.
+pub async fn next_binary(ws: &mut Ws) -> Vec<u8> {
+    use async_tungstenite::tungstenite::Message;
+    use futures_lite::StreamExt;
+    match timeout("a message", ws.next()).await {
+        Some(Ok(Message::Binary(b))) => b.to_vec(),
+        other => panic!("{other:?}"),
+    }
+}
