@@ -9,7 +9,8 @@ STATIC  := target/$(TARGET)/release/duet
 TOOLS   := nc:netcat-openbsd ncat:ncat socat:socat python3:python3 sha256sum:coreutils file:file \
            curl:curl \
            openssl:openssl ss:iproute2 \
-           espeak-ng:espeak-ng sox:sox redis-server:redis-server
+           espeak-ng:espeak-ng sox:sox redis-server:redis-server \
+           wormhole-william:wormhole-william
 
 # The browser automation for tests/browser.rs (npm), pointed at Debian's chromium.
 PUPPETEER         := target/peers/puppeteer
@@ -125,8 +126,8 @@ bench: deps release
 	$(CARGO) build --release --features bench --bins
 	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); python3 bench/run.py
 
-# magic-wormhole clients of different implementations through one duet serve (wormhole-rs
-# and the Python client); not part of `make test`: wormhole-rs takes minutes to build.
+# magic-wormhole clients of different implementations through one duet serve (wormhole-rs,
+# the Python client, wormhole-william); not part of `make test`: wormhole-rs takes minutes to build.
 interop: deps release
 	$(CARGO) build --release --bin duet
 	python3 bench/interop.py

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`make interop`: magic-wormhole clients of different implementations through one
-`duet serve` and nothing else (not part of `make test`: wormhole-rs takes minutes to build
-the first time). Each case sends a file with every byte through duet's transit relay and
+`duet serve` and nothing else: the Python client, wormhole-rs and, as a receiver,
+wormhole-william (not part of `make test`: wormhole-rs takes minutes to build the first
+time). Each case sends a file with every byte through duet's transit relay and
 checks it arrived byte for byte; it prints one line per case and fails if any failed."""
 
 import re
@@ -27,8 +28,13 @@ def rust_args(port, *args):
             "--relay-server", f"tcp://127.0.0.1:{port}", "--force-relay", *args[1:]]
 
 
-def case(name, send, receive, src, out):
-    """Starts `send`, reads its code, runs `receive CODE`; compares the files."""
+def go_args(port, *args):
+    return ["wormhole-william", "--relay-url", f"ws://127.0.0.1:{port}/v1", *args]
+
+
+def case(name, send, receive, src, out, answer=None):
+    """Starts `send`, reads its code, runs `receive CODE` (with `answer` on its stdin, for a
+    receiver that asks before it writes); compares the files."""
     sender = subprocess.Popen(send, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     code = None
     deadline = time.time() + 60
@@ -42,7 +48,8 @@ def case(name, send, receive, src, out):
     if not code:
         sender.kill()
         return f"FAIL {name}: the sender printed no code"
-    done = subprocess.run(receive + [code], cwd=out, capture_output=True, timeout=300)
+    done = subprocess.run(receive + [code], cwd=out, capture_output=True, timeout=300,
+                          input=answer)
     sender.stdout.close()
     sender.wait(timeout=60)
     got = out / src.name
@@ -72,6 +79,9 @@ def main():
              rust_args(port, "receive", "--noconfirm", "--out-dir", str(out)), src, out),
         case("wormhole-rs -> wormhole-rs", rust_args(port, "send", "--no-qr", str(src)),
              rust_args(port, "receive", "--noconfirm", "--out-dir", str(out)), src, out),
+        # wormhole-william has no transit-relay flag; as a receiver it uses the sender's.
+        case("wormhole-rs -> wormhole-william", rust_args(port, "send", "--no-qr", str(src)),
+             go_args(port, "receive", "--hide-progress"), src, out, answer=b"y\n"),
     ]
     server.stop()
     for line in results:

@@ -1,26 +1,63 @@
 //! duet as the whole magic-wormhole server (mailbox at `/v1`, transit relay on the same
 //! port), driven by the real Python client (`wormhole`, from PyPI; `make test` installs it
-//! under target/peers). Nothing on the client side is ours.
+//! under target/peers) and the Go client (`wormhole-william`, Debian's package, which
+//! `make test` installs). Nothing on the client side is ours.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::*;
 
 /// A sender whose output (the code is on stderr) is read line by line.
 fn sender(port: u16, dir: &Path, args: &[&str]) -> Proc {
+    let flags =
+        format!("--relay-url ws://127.0.0.1:{port}/v1 --transit-helper tcp:127.0.0.1:{port}");
+    lines_of(&wormhole(), &flags, dir, args)
+}
+
+/// The Go client, `wormhole-william`, pointed at `port`'s mailbox server. It has no flag for
+/// a transit relay: as a sender it dials the public one (which this closed machine cannot
+/// reach), so in these tests it receives files and sends text only.
+fn go_client(port: u16, dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(go_wormhole());
+    cmd.current_dir(dir)
+        .args(["--relay-url", &format!("ws://127.0.0.1:{port}/v1")])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// A Go sender whose output (the code) is read line by line.
+fn go_sender(port: u16, dir: &Path, args: &[&str]) -> Proc {
+    let flags = format!("--relay-url ws://127.0.0.1:{port}/v1");
+    lines_of(&go_wormhole(), &flags, dir, args)
+}
+
+/// `program FLAGS ARGS…` in `dir`, its stdout and stderr read line by line.
+fn lines_of(program: &Path, flags: &str, dir: &Path, args: &[&str]) -> Proc {
     let mut cmd = Command::new("sh");
     cmd.current_dir(dir)
         .arg("-c")
-        .arg(format!(
-            "exec \"$0\" --relay-url ws://127.0.0.1:{port}/v1 --transit-helper tcp:127.0.0.1:{port} \"$@\" 2>&1"
-        ))
-        .arg(wormhole())
+        .arg(format!("exec \"$0\" {flags} \"$@\" 2>&1"))
+        .arg(program)
         .args(args)
         .stdin(Stdio::null());
     Proc::spawn(&mut cmd)
+}
+
+/// Where Debian's package puts the Go client.
+fn go_wormhole() -> PathBuf {
+    let path = PathBuf::from("/usr/bin/wormhole-william");
+    assert!(
+        path.exists(),
+        "the Go client is not installed at {}: run `make test`, which installs Debian's \
+         wormhole-william",
+        path.display()
+    );
+    path
 }
 
 /// Runs a client to its end (bounded); its exit status and everything it printed.
@@ -213,5 +250,95 @@ fn a_transfer_survives_a_server_restart() {
         let (ok, text) = run(wormhole_client(port, dir.path(), &["receive", &code]));
         assert!(ok, "{text}");
         assert!(text.contains("still here"), "{text}");
+    });
+}
+
+/// The Go client sends a text message to the Python client: a code duet allocated for one
+/// implementation is claimed by another, and both close their mailbox happy.
+#[test]
+fn the_go_client_sends_text_to_the_python_client() {
+    smol::block_on(async {
+        let mut duet = Duet::start(&[]);
+        let dir = Dir::new("wh-go-text");
+        let mut sender = go_sender(duet.port, dir.path(), &["send", "--text", "hello from go"]);
+        let line = sender.expect_containing("Wormhole code is: ").await;
+        let code = line.split_whitespace().last().unwrap().to_string();
+        duet.wait_for_text("wormhole allocate").await;
+        let (ok, text) = run(wormhole_client(duet.port, dir.path(), &["receive", &code]));
+        assert!(ok, "{text}");
+        assert!(text.contains("hello from go"), "{text}");
+        sender.expect_containing("text message sent").await;
+        for _ in 0..2 {
+            duet.wait_for_text("mood=happy").await;
+        }
+    });
+}
+
+/// The Python client sends a text message to the Go client.
+#[test]
+fn the_python_client_sends_text_to_the_go_client() {
+    smol::block_on(async {
+        let mut duet = Duet::start(&[]);
+        let dir = Dir::new("wh-py-go-text");
+        let mut sender = sender(
+            duet.port,
+            dir.path(),
+            &["send", "--no-qr", "--text", "hello from python"],
+        );
+        let line = sender.expect_containing("Wormhole code is: ").await;
+        let code = line.split_whitespace().last().unwrap().to_string();
+        let (ok, text) = run(go_client(duet.port, dir.path(), &["receive", &code]));
+        assert!(ok, "{text}");
+        assert!(text.contains("hello from python"), "{text}");
+        for _ in 0..2 {
+            duet.wait_for_text("mood=happy").await;
+        }
+    });
+}
+
+/// A file from the Python client to the Go client through duet's transit relay: the Python
+/// sender does not listen (`--no-listen`) and the Go receiver never does, so the Go client
+/// must use the relay the sender offered, duet's. Byte for byte, and a happy transit.
+#[test]
+fn a_file_from_the_python_client_to_the_go_client_through_the_transit_relay() {
+    smol::block_on(async {
+        let mut duet = Duet::start(&[]);
+        let dir = Dir::new("wh-py-go-file");
+        let (send_dir, recv_dir) = (dir.path().join("s"), dir.path().join("r"));
+        std::fs::create_dir_all(&send_dir).unwrap();
+        std::fs::create_dir_all(&recv_dir).unwrap();
+        let bytes = payload(5_000_000, 45);
+        std::fs::write(send_dir.join("file.bin"), &bytes).unwrap();
+        let code = "45-duet-go";
+        let sending = wormhole_client(
+            duet.port,
+            &send_dir,
+            &[
+                "send",
+                "--no-listen",
+                "--hide-progress",
+                "--code",
+                code,
+                "file.bin",
+            ],
+        )
+        .spawn()
+        .unwrap();
+        duet.wait_for_text("wormhole claim nameplate=45").await;
+        let mut receiver = go_client(duet.port, &recv_dir, &["receive", "--hide-progress", code]);
+        let mut receiving = receiver.stdin(Stdio::piped()).spawn().unwrap();
+        // It asks before it writes a file: `ok? (y/N)`.
+        std::io::Write::write_all(&mut receiving.stdin.take().unwrap(), b"y\n").unwrap();
+        let (ok, text) = finish_child(&mut receiving, TIMEOUT * 6, "the Go client to finish");
+        assert!(ok, "{text}");
+        let out = sending.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(std::fs::read(recv_dir.join("file.bin")).unwrap() == bytes);
+        let record = duet.wait_for_text("transit ").await;
+        assert!(record.contains("happy, 5"), "{record}");
     });
 }
