@@ -225,6 +225,14 @@ impl Reader {
         self.empty_at = Some(count);
     }
 
+    /// The next read is made without waiting for an event: for a reader that must know
+    /// what has arrived by a deadline, when the event of bytes that came in time may still
+    /// sit in the set, not yet taken by [`Edge::drive`] (a separate task, which may run
+    /// after the timer that ended the wait). A read that finds nothing waits as before.
+    pub fn look_again(&mut self) {
+        self.empty_at = None;
+    }
+
     /// Takes the socket out of the set; to be called before it may be closed.
     pub fn end(&mut self, socket: impl AsFd) {
         if let Some(watch) = self.watch.take() {

@@ -184,6 +184,14 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
     }
 
+    /// The stream lines are read from (`None` only after a failure lost it).
+    pub fn stream_mut(&mut self) -> Option<&mut R> {
+        match &mut self.source {
+            Source::Unread(slot) => slot.as_mut(),
+            Source::Buffered(reader) => Some(reader.get_mut().get_mut().1),
+        }
+    }
+
     /// Bytes read from the stream but not yet returned as lines (e.g. the first bytes of a
     /// pipe that arrived together with its handshake line).
     pub fn buffered(&self) -> Vec<u8> {

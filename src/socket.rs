@@ -284,6 +284,11 @@ impl LineSocket {
             ready: edge::Reader::new(edge),
         }
     }
+
+    /// The next read asks the socket itself, whatever the edge set has reported so far.
+    pub fn look_again(&mut self) {
+        self.ready.look_again();
+    }
 }
 
 impl AsyncRead for LineSocket {
