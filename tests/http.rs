@@ -420,6 +420,39 @@ fn a_body_cut_midway_never_looks_complete() {
     });
 }
 
+/// A sender that asks for `100 Continue` (curl does for an upload from stdin, chunked, and
+/// for large files) gets it when the pipe opens, whether its body has a length or is
+/// chunked; then its body goes through. (A chunked sender never got it: its end is a
+/// socket pair the body is decoded into, and the answer went into the pair. curl waits a
+/// second and sends anyway; a client that waits for the answer waited for ever.)
+#[test]
+fn a_sender_that_expects_100_continue_gets_it_when_the_pipe_opens() {
+    smol::block_on(async {
+        let duet = Duet::start(&[]);
+        for (token, framing, body) in [
+            ("c1", "Content-Length: 5", "hello"),
+            (
+                "c2",
+                "Transfer-Encoding: chunked",
+                "5\r\nhello\r\n0\r\n\r\n",
+            ),
+        ] {
+            let mut sender = duet.connect().await;
+            let head = format!(
+                "PUT /{token} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n{framing}\r\n\r\n"
+            );
+            sender.send(head).await;
+            until_waiting(&duet, 1);
+            let get = curl(&[&url(&duet, &format!("/{token}"))]);
+            assert_eq!(sender.line().await, "HTTP/1.1 100 Continue\r", "{framing}");
+            assert_eq!(sender.line().await, "\r");
+            sender.send(body).await;
+            assert_eq!(done(get).stdout, b"hello", "{framing}");
+            assert_eq!(sender.line().await, "HTTP/1.1 200 OK\r", "{framing}");
+        }
+    });
+}
+
 /// Python's http.client: a chunked upload and a download, and HTTPS through curl.
 #[test]
 fn python_and_https_clients() {

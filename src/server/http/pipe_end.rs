@@ -24,6 +24,7 @@ use super::{head_text, respond, Answered};
 use crate::proto::{self, PipeRefusal, Role};
 use crate::server::commands::{auth_refused, check_auth, AuthCheck};
 use crate::server::hub::{Hub, Refusal};
+use crate::server::notice::tell;
 use crate::server::pipe;
 use crate::server::pipes::{About, End, HttpEnd, Opening, PipeEvent};
 use crate::server::printer::Mood;
@@ -86,13 +87,17 @@ pub async fn serve(
     let mut end = End::new(stream, peer, body_early, true, Some(role), ticket);
     end.http = Some(HttpEnd {
         source,
-        opening: opening(hub, head, role),
+        opening: opening(hub, head, role, framing),
         events: events_in,
     });
     if role == Role::Send {
         end.about = Some(Arc::new(about(head, framing)));
     }
-    let decoding = decoder.map(|outer| (outer, early));
+    let decoding = decoder.map(|outer| Decoding {
+        outer,
+        early,
+        answer_first: expects_continue(head),
+    });
     let followed = follow(hub, client, role, &events, decoding);
     let (answered, ()) = future::zip(followed, pipe::serve(hub, token, end)).await;
     answered
@@ -183,16 +188,21 @@ fn disposition_name(value: &str) -> Option<String> {
     Some(name.trim_matches('"').to_string())
 }
 
+/// Whether the client asked for `100 Continue` before it sends its body.
+fn expects_continue(head: &Head) -> bool {
+    head.header("expect")
+        .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+}
+
 /// What an end writes when its pipe opens, and how its peer's bytes go out: a receiver's
 /// response head (with the sender's type, name and length when it said them; chunked when
 /// it did not say the length), a sender's `100 Continue` when it asked for one (only now:
 /// a refusal before the pipe opens spares it sending its body). What a sender's peer sends
-/// back is not for an HTTP client and is dropped.
-fn opening(hub: &Hub, head: &Head, role: Role) -> Opening {
+/// back is not for an HTTP client and is dropped. A chunked sender's end is the socket pair
+/// its body is decoded into, not the client: its `100 Continue` is sent by [`opened`].
+fn opening(hub: &Hub, head: &Head, role: Role, framing: Framing) -> Opening {
     if role == Role::Send {
-        let expects = head
-            .header("expect")
-            .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
+        let expects = expects_continue(head) && framing != Framing::Chunked;
         return Box::new(move |_| {
             let bytes = match expects {
                 true => b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(),
@@ -236,7 +246,7 @@ async fn follow(
     client: &Socket,
     role: Role,
     events: &Receiver<PipeEvent>,
-    decoding: Option<(Socket, Vec<u8>)>,
+    decoding: Option<Decoding>,
 ) -> Answered {
     let ended = match events.recv().await {
         Ok(PipeEvent::Refused(error)) => {
@@ -288,15 +298,33 @@ async fn follow(
     }
 }
 
+/// A chunked sender's body on its way into the pipe.
+struct Decoding {
+    /// The socket pair's side the decoded body is written to (the end is the other side).
+    outer: Socket,
+    /// Body bytes read with the request head.
+    early: Vec<u8>,
+    /// The client asked for `100 Continue`: it is sent before the body is read.
+    answer_first: bool,
+}
+
 /// The pipe is open: waits for its end, decoding a chunked body into it meanwhile.
 async fn opened(
     client: &Socket,
     events: &Receiver<PipeEvent>,
-    decoding: Option<(Socket, Vec<u8>)>,
+    decoding: Option<Decoding>,
 ) -> Result<PipeEvent, async_channel::RecvError> {
-    let Some((outer, early)) = decoding else {
+    let Some(Decoding {
+        outer,
+        early,
+        answer_first,
+    }) = decoding
+    else {
         return events.recv().await;
     };
+    if answer_first {
+        tell(client, b"HTTP/1.1 100 Continue\r\n\r\n").await;
+    }
     let decode = async {
         let (mut from, mut to) = (client.clone(), outer.clone());
         match body::copy_request(early, &mut from, Framing::Chunked, &mut to).await {
