@@ -6,7 +6,9 @@
 //! until the idle timeout, trickling a line that never ends, sending garbage. It samples the
 //! server's memory and open descriptors as it goes, and at the end requires: every finished
 //! pipe verified, no descriptor leaked once the clients are gone, and memory flat (the end
-//! no higher than the warm-up peak plus a margin). Loopback only; bounded in count and time.
+//! no higher than the warm-up peak plus a margin). Beside them (`soak_protocols.rs`): HTTP
+//! pipes, magic-wormhole transits and mailboxes, and pipes cut on purpose, none of which may
+//! reach its receiver whole. Loopback only; bounded in count and time.
 //! Build with `cargo build --release --features bench`.
 
 use std::io::{self, BufRead, BufReader as StdBufReader};
@@ -33,6 +35,11 @@ use futures_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use futures_rustls::rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use futures_rustls::TlsConnector;
 use smol::Timer;
+
+#[path = "mailbox.rs"]
+mod mailbox;
+#[path = "soak_protocols.rs"]
+mod protocols;
 
 /// Soak duet with random clients for a while, then check for leaks.
 #[derive(FromArgs)]
@@ -65,9 +72,13 @@ enum Act {
     Idle,
     Trickle,
     Garbage,
+    CutPipe,
+    HttpPipe,
+    Transit,
+    Mailbox,
 }
 
-const ACTS: [Act; 12] = [
+const ACTS: [Act; 17] = [
     Act::Chat,
     Act::Chat,
     Act::TlsChat,
@@ -80,6 +91,11 @@ const ACTS: [Act; 12] = [
     Act::Idle,
     Act::Trickle,
     Act::Garbage,
+    Act::CutPipe,
+    Act::HttpPipe,
+    Act::HttpPipe,
+    Act::Transit,
+    Act::Mailbox,
 ];
 
 /// The server's idle timeout in this test, seconds.
@@ -102,7 +118,17 @@ struct Counts {
     chats: AtomicU64,
     timeouts_seen: AtomicU64,
     errors: AtomicU64,
+    /// Client errors by kind of client ([`Act`] as an index).
+    errors_by: [AtomicU64; KINDS],
+    more: protocols::Counts,
 }
+
+/// Kinds of client ([`Act`]'s variants).
+const KINDS: usize = 12;
+const _: () = assert!(
+    Act::Mailbox as usize + 1 == KINDS,
+    "KINDS counts Act's variants"
+);
 
 fn main() -> io::Result<()> {
     let args: Args = argh::from_env();
@@ -194,6 +220,29 @@ fn main() -> io::Result<()> {
         get(&c.timeouts_seen),
         get(&c.errors)
     );
+    let by_kind: Vec<String> = ACTS
+        .iter()
+        .enumerate()
+        .filter(|&(i, act)| ACTS[..i].iter().all(|a| *a as usize != *act as usize))
+        .filter_map(|(_, act)| match get(&c.errors_by[*act as usize]) {
+            0 => None,
+            n => Some(format!("{act:?} {n}")),
+        })
+        .collect();
+    println!("soak: client errors by kind: {}", by_kind.join(", "));
+    let m = &c.more;
+    println!(
+        "soak: {} HTTP pipes and {} transits verified, {} cut transfers seen cut, {} cut \
+         transfers that arrived whole, {} bad transfers, {} mailboxes closed ({} left), {} late",
+        get(&m.http_verified),
+        get(&m.transits_verified),
+        get(&m.cuts_seen),
+        get(&m.cuts_missed),
+        get(&m.bad),
+        get(&m.mailboxes_closed),
+        get(&m.mailboxes_left),
+        get(&m.late)
+    );
     println!(
         "soak: at rest again: {end} (started {base}); RSS peak {peak} KiB, warm-up peak {peak_warm} KiB"
     );
@@ -215,11 +264,25 @@ fn main() -> io::Result<()> {
     if get(&c.pipes_bad) > 0 {
         failed.push(format!("{} pipes delivered wrong bytes", get(&c.pipes_bad)));
     }
-    if get(&c.pipes_verified) == 0
-        || get(&c.chats) == 0
-        || get(&c.timeouts_seen) == 0
-        || get(&c.tls) == 0
-    {
+    if get(&m.cuts_missed) > 0 {
+        failed.push(format!(
+            "{} cut transfers reached their receiver whole",
+            get(&m.cuts_missed)
+        ));
+    }
+    if get(&m.bad) > 0 {
+        failed.push(format!("{} transfers arrived wrong or short", get(&m.bad)));
+    }
+    let kinds = [&c.pipes_verified, &c.chats, &c.timeouts_seen, &c.tls];
+    let more = [
+        &m.http_verified,
+        &m.transits_verified,
+        &m.cuts_seen,
+        &m.mailboxes_closed,
+    ];
+    // SOAK_ONLY narrows the soak to one kind of client: the others cannot complete then.
+    let narrowed = std::env::var_os("SOAK_ONLY").is_some();
+    if !narrowed && kinds.iter().chain(&more).any(|k| get(k) == 0) {
         failed.push("some kinds of client never completed".into());
     }
     // Flat: after the first third, memory may not keep climbing (allocator slack allowed).
@@ -261,6 +324,10 @@ async fn client(addr: SocketAddr, id: u64, deadline: Instant, counts: Arc<Counts
                 Act::Idle => idle(addr, &counts).await,
                 Act::Trickle => trickle(addr, &counts).await,
                 Act::Garbage => garbage(addr, &mut rng).await,
+                Act::CutPipe => protocols::cut_pipe(addr, &mut rng, &counts.more, id).await,
+                Act::HttpPipe => protocols::http_pipe(addr, &mut rng, &counts.more, id).await,
+                Act::Transit => protocols::transit(addr, &mut rng, &counts.more).await,
+                Act::Mailbox => protocols::mailbox(addr, &mut rng, &counts.more, id).await,
             }
         };
         let done = future::or(async { Some(round.await) }, async {
@@ -268,22 +335,24 @@ async fn client(addr: SocketAddr, id: u64, deadline: Instant, counts: Arc<Counts
             None
         })
         .await;
-        match done {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                if counts.errors.fetch_add(1, Ordering::Relaxed) < 5 {
-                    eprintln!("soak: a {act:?} client failed: {e}");
-                }
-            }
-            None => {
-                if counts.errors.fetch_add(1, Ordering::Relaxed) < 5 {
-                    eprintln!("soak: a {act:?} client took over {ROUND_LIMIT:?}");
-                }
+        let error = match done {
+            Some(Ok(())) => None,
+            Some(Err(e)) => Some(format!("failed: {e}")),
+            None => Some(format!("took over {ROUND_LIMIT:?}")),
+        };
+        if let Some(error) = error {
+            counts.errors.fetch_add(1, Ordering::Relaxed);
+            // The first few of each kind, so that a rare one is not hidden by a common one.
+            if counts.errors_by[act as usize].fetch_add(1, Ordering::Relaxed) < 3 {
+                eprintln!("soak: a {act:?} client {error}");
             }
         }
         counts.rounds.fetch_add(1, Ordering::Relaxed);
     }
 }
+
+/// How the server's greeting starts: a client that gets it was taken for a line-mode client.
+const GREETING_START: &[u8] = b"Hello, Client!";
 
 async fn connect(addr: SocketAddr) -> io::Result<(BufReader<TcpStream>, TcpStream)> {
     let s = TcpStream::connect(addr).await?;
@@ -398,7 +467,7 @@ async fn pipe(
     let receive = async {
         // A /pipe line that reaches the server after its greeting hold (a busy client or
         // server) opens a lobby pipe: greeting and notices first, as the protocol says.
-        if rr.fill_buf().await?.starts_with(b"Hello, Client!") {
+        if rr.fill_buf().await?.starts_with(GREETING_START) {
             counts.lobby_pipes.fetch_add(1, Ordering::Relaxed);
             while line(&mut rr).await? != "* pipe open\n" {}
         }
@@ -429,7 +498,7 @@ async fn pipe(
 }
 
 /// Bytes per write and read in a soak pipe.
-const CHUNK: usize = 16 * 1024;
+pub const CHUNK: usize = 16 * 1024;
 
 /// Sends half a line and resets the connection.
 async fn reset(addr: SocketAddr, rng: &mut Rng) -> io::Result<()> {
@@ -516,6 +585,8 @@ struct Server {
 
 impl Server {
     fn start(bin: &str) -> io::Result<Server> {
+        // The mailboxes' state file, written as they change (and left behind for a look).
+        let state = std::env::temp_dir().join(format!("duet-soak-{}.json", std::process::id()));
         let mut child = Command::new(bin)
             .args(["serve", "-p", "0", "-b", "127.0.0.1"])
             .args(["--idle-timeout", &IDLE_SECS.to_string()])
@@ -531,6 +602,14 @@ impl Server {
             .args(["--room-size", "8", "--max-waiting-pipes", "100000"])
             .args(["--pipe-wait", &PIPE_WAIT_SECS.to_string()])
             .args(["--stats-interval", "10", "--tls-self-signed"])
+            // Mailboxes the soak abandons go within the soak: kept 10 s, pruned each minute.
+            .args(["--wormhole-expiry", "10"])
+            // SOAK_GREET=MS: the server's --greet-wait (to tell late clients from bugs).
+            .args([
+                "--greet-wait",
+                &std::env::var("SOAK_GREET").unwrap_or("100".into()),
+            ])
+            .args(["--wormhole-state", &state.display().to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()?;
