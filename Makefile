@@ -102,8 +102,8 @@ fuzz:
 	  $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECS) -max_len=4096 || exit 1; \
 	done
 
-# Thousands of random clients (chat, pipes, resets, idle, trickle, garbage, HTTP pipes,
-# transits, mailboxes, cut pipes) for SOAK_SECS; fails on a leaked descriptor, a wrong
+# Thousands of random clients (chat, pipes, resets, idle, trickle, garbage, HTTP and
+# WebSocket pipes, transits, mailboxes, cut pipes) for SOAK_SECS; fails on a leaked descriptor, a wrong
 # byte, a cut transfer that arrives whole, or memory that keeps growing.
 soak:
 	$(CARGO) build --release --features bench --bins

@@ -76,9 +76,10 @@ enum Act {
     HttpPipe,
     Transit,
     Mailbox,
+    WsPipe,
 }
 
-const ACTS: [Act; 17] = [
+const ACTS: [Act; 18] = [
     Act::Chat,
     Act::Chat,
     Act::TlsChat,
@@ -96,6 +97,7 @@ const ACTS: [Act; 17] = [
     Act::HttpPipe,
     Act::Transit,
     Act::Mailbox,
+    Act::WsPipe,
 ];
 
 /// The server's idle timeout in this test, seconds.
@@ -118,17 +120,10 @@ struct Counts {
     chats: AtomicU64,
     timeouts_seen: AtomicU64,
     errors: AtomicU64,
-    /// Client errors by kind of client ([`Act`] as an index).
-    errors_by: [AtomicU64; KINDS],
+    /// Client errors by the client's entry in [`ACTS`].
+    errors_by: [AtomicU64; ACTS.len()],
     more: protocols::Counts,
 }
-
-/// Kinds of client ([`Act`]'s variants).
-const KINDS: usize = 12;
-const _: () = assert!(
-    Act::Mailbox as usize + 1 == KINDS,
-    "KINDS counts Act's variants"
-);
 
 fn main() -> io::Result<()> {
     let args: Args = argh::from_env();
@@ -220,21 +215,28 @@ fn main() -> io::Result<()> {
         get(&c.timeouts_seen),
         get(&c.errors)
     );
-    let by_kind: Vec<String> = ACTS
-        .iter()
-        .enumerate()
-        .filter(|&(i, act)| ACTS[..i].iter().all(|a| *a as usize != *act as usize))
-        .filter_map(|(_, act)| match get(&c.errors_by[*act as usize]) {
-            0 => None,
-            n => Some(format!("{act:?} {n}")),
-        })
+    // Summed by kind (an act may have several entries in ACTS).
+    let mut by_kind: Vec<(String, u64)> = Vec::new();
+    for (act, errors) in ACTS.iter().zip(&c.errors_by) {
+        let name = format!("{act:?}");
+        match by_kind.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, sum)) => *sum += get(errors),
+            None => by_kind.push((name, get(errors))),
+        }
+    }
+    let by_kind: Vec<String> = by_kind
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
         .collect();
     println!("soak: client errors by kind: {}", by_kind.join(", "));
     let m = &c.more;
     println!(
-        "soak: {} HTTP pipes and {} transits verified, {} cut transfers seen cut, {} cut \
-         transfers that arrived whole, {} bad transfers, {} mailboxes closed ({} left), {} late",
+        "soak: {} HTTP pipes, {} WebSocket pipes and {} transits verified, {} cut transfers \
+         seen cut, {} cut transfers that arrived whole, {} bad transfers, {} mailboxes closed \
+         ({} left), {} late",
         get(&m.http_verified),
+        get(&m.ws_verified),
         get(&m.transits_verified),
         get(&m.cuts_seen),
         get(&m.cuts_missed),
@@ -276,6 +278,7 @@ fn main() -> io::Result<()> {
     let kinds = [&c.pipes_verified, &c.chats, &c.timeouts_seen, &c.tls];
     let more = [
         &m.http_verified,
+        &m.ws_verified,
         &m.transits_verified,
         &m.cuts_seen,
         &m.mailboxes_closed,
@@ -313,7 +316,8 @@ async fn client(addr: SocketAddr, id: u64, deadline: Instant, counts: Arc<Counts
     // failure down.
     let only: Option<usize> = std::env::var("SOAK_ONLY").ok().and_then(|v| v.parse().ok());
     while Instant::now() < deadline {
-        let act = ACTS[only.unwrap_or_else(|| rng.below(ACTS.len() as u64) as usize)];
+        let entry = only.unwrap_or_else(|| rng.below(ACTS.len() as u64) as usize);
+        let act = ACTS[entry];
         let round = async {
             match act {
                 Act::Chat => chat(addr, &mut rng, &counts, None).await,
@@ -328,6 +332,7 @@ async fn client(addr: SocketAddr, id: u64, deadline: Instant, counts: Arc<Counts
                 Act::HttpPipe => protocols::http_pipe(addr, &mut rng, &counts.more, id).await,
                 Act::Transit => protocols::transit(addr, &mut rng, &counts.more).await,
                 Act::Mailbox => protocols::mailbox(addr, &mut rng, &counts.more, id).await,
+                Act::WsPipe => protocols::ws_pipe(addr, &mut rng, &counts.more, id).await,
             }
         };
         let done = future::or(async { Some(round.await) }, async {
@@ -343,7 +348,7 @@ async fn client(addr: SocketAddr, id: u64, deadline: Instant, counts: Arc<Counts
         if let Some(error) = error {
             counts.errors.fetch_add(1, Ordering::Relaxed);
             // The first few of each kind, so that a rare one is not hidden by a common one.
-            if counts.errors_by[act as usize].fetch_add(1, Ordering::Relaxed) < 3 {
+            if counts.errors_by[entry].fetch_add(1, Ordering::Relaxed) < 3 {
                 eprintln!("soak: a {act:?} client {error}");
             }
         }
@@ -580,7 +585,18 @@ fn fill(rng: &mut Rng, buf: &mut [u8]) {
 struct Server {
     child: Child,
     addr: SocketAddr,
-    log: std::thread::JoinHandle<u64>,
+    /// Taken by [`Server::stop`].
+    log: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Drop for Server {
+    /// A soak that fails before it stops the server (a panic) must not leave it running.
+    fn drop(&mut self) {
+        if self.log.is_some() {
+            self.child.kill().ok();
+            self.child.wait().ok();
+        }
+    }
 }
 
 impl Server {
@@ -644,7 +660,7 @@ impl Server {
         Ok(Server {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            log,
+            log: Some(log),
         })
     }
 
@@ -661,8 +677,9 @@ impl Server {
         let pid = rustix::process::Pid::from_raw(self.pid() as i32).expect("pid");
         rustix::process::kill_process(pid, rustix::process::Signal::TERM).ok();
         let status = self.child.wait().expect("wait for duet");
+        let log = self.log.take().expect("stopped once");
         assert!(status.success(), "duet exited with {status}");
-        self.log.join().unwrap_or(0)
+        log.join().unwrap_or(0)
     }
 }
 

@@ -25,6 +25,7 @@ use crate::{connect, fill, CHUNK, GREETING_START};
 pub struct Counts {
     pub http_verified: AtomicU64,
     pub transits_verified: AtomicU64,
+    pub ws_verified: AtomicU64,
     pub mailboxes_closed: AtomicU64,
     pub mailboxes_left: AtomicU64,
     /// Cut transfers whose receiver saw them end short (as it must).
@@ -491,4 +492,141 @@ pub async fn mailbox(addr: SocketAddr, rng: &mut Rng, counts: &Counts, id: u64) 
     }
     counts.mailboxes_closed.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+/// A pipe with a WebSocket end (`/ws/pipe/TOKEN`): WebSocket to TCP, TCP to WebSocket, or
+/// WebSocket to WebSocket, the sender sometimes cut midway (a WebSocket sender vanishes
+/// with a reset; a WebSocket receiver must then get close 1011, never its stream's end).
+pub async fn ws_pipe(addr: SocketAddr, rng: &mut Rng, counts: &Counts, id: u64) -> io::Result<()> {
+    let token = format!("soakw-{id}-{}", rng.next_u64());
+    let mut plan = Plan::new(rng);
+    // At least a byte: a silent TCP end that ends its stream having sent nothing has left.
+    plan.len = plan.len.max(1);
+    let (ws_sends, ws_receives) = match rng.below(3) {
+        0 => (true, false),
+        1 => (false, true),
+        _ => (true, true),
+    };
+    let plan = &plan;
+    let send = async {
+        if !ws_sends {
+            let mut s = TcpStream::connect(addr).await?;
+            s.write_all(format!("/pipe {token}\n").as_bytes()).await?;
+            let mut kept = send_planned(s, plan, |b| b.to_vec()).await?;
+            if let Some(s) = &mut kept {
+                s.close().await?;
+            }
+            return io::Result::Ok((false, kept.map(Kept::Tcp)));
+        }
+        let Some(ws) = ws_open(addr, &format!("/ws/pipe/{token}?role=send")).await? else {
+            return Ok((true, None));
+        };
+        let kept = ws_send_planned(ws, plan).await?;
+        Ok((false, kept.map(Kept::Ws)))
+    };
+    let receive = async {
+        if !ws_receives {
+            let (mut r, mut w) = connect(addr).await?;
+            w.write_all(format!("/pipe {token}\n").as_bytes()).await?;
+            if r.fill_buf().await?.starts_with(GREETING_START) {
+                return Ok(Seen::Late);
+            }
+            return io::Result::Ok(receive_to_end(&mut r, plan).await);
+        }
+        match ws_open(addr, &format!("/ws/pipe/{token}?role=recv")).await? {
+            Some(ws) => Ok(ws_receive(ws, plan).await),
+            None => Ok(Seen::Late),
+        }
+    };
+    let (sent, seen) = future::zip(send, receive).await;
+    let what = match (ws_sends, ws_receives) {
+        (true, true) => "WebSocket pipe",
+        (true, false) => "WebSocket-to-TCP pipe",
+        _ => "TCP-to-WebSocket pipe",
+    };
+    let error = |side: &str, e: io::Error| io::Error::new(e.kind(), format!("{what}, {side}: {e}"));
+    let seen = match sent.map_err(|e| error("sender", e))? {
+        (true, _) => Seen::Late,
+        (false, _kept) => seen.map_err(|e| error("receiver", e))?,
+    };
+    if seen == Seen::Whole && plan.cut.is_none() {
+        counts.ws_verified.fetch_add(1, Ordering::Relaxed);
+    }
+    plan.judge(what, seen, counts);
+    Ok(())
+}
+
+/// A sender's connection, kept open until its receiver is done.
+enum Kept {
+    Tcp(#[allow(dead_code)] TcpStream),
+    Ws(#[allow(dead_code)] mailbox::Ws),
+}
+
+/// A WebSocket to `path`; `None` when the server greeted the request (it came late).
+async fn ws_open(addr: SocketAddr, path: &str) -> io::Result<Option<mailbox::Ws>> {
+    let stream = TcpStream::connect(addr).await?;
+    match async_tungstenite::client_async(format!("ws://{addr}{path}"), stream).await {
+        Ok((ws, _)) => Ok(Some(ws)),
+        // The greeting is no HTTP response.
+        Err(async_tungstenite::tungstenite::Error::Http(_))
+        | Err(async_tungstenite::tungstenite::Error::HttpFormat(_)) => Ok(None),
+        Err(async_tungstenite::tungstenite::Error::Protocol(e))
+            if e.to_string().contains("httparse") =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(io::Error::other(e)),
+    }
+}
+
+/// Sends the plan's bytes as binary messages, then the end of the stream (an empty one);
+/// at the cut the connection vanishes with a reset instead.
+async fn ws_send_planned(mut ws: mailbox::Ws, plan: &Plan) -> io::Result<Option<mailbox::Ws>> {
+    use async_tungstenite::tungstenite::Message;
+    let mut source = Rng::new(plan.seed);
+    let mut left = plan.sent();
+    while left > 0 {
+        let mut chunk = vec![0u8; left.min(CHUNK)];
+        fill(&mut source, &mut chunk);
+        left -= chunk.len();
+        ws.send(Message::binary(chunk))
+            .await
+            .map_err(io::Error::other)?;
+    }
+    if plan.cut.is_some() {
+        rustix::net::sockopt::set_socket_linger(ws.get_ref(), Some(Duration::ZERO))?;
+        return Ok(None);
+    }
+    ws.send(Message::binary(Vec::new()))
+        .await
+        .map_err(io::Error::other)?;
+    Ok(Some(ws))
+}
+
+/// Receives a WebSocket pipe end's bytes: whole only with every byte, the end of the
+/// stream (an empty binary message) and close 1000 after it.
+async fn ws_receive(mut ws: mailbox::Ws, plan: &Plan) -> Seen {
+    use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use async_tungstenite::tungstenite::Message;
+    use futures_lite::StreamExt;
+    let mut check = Checker::new(plan);
+    let mut ended = false;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) if b.is_empty() => {
+                ended = true;
+                // Our own end, so that the pipe can close cleanly.
+                if ws.send(Message::binary(Vec::new())).await.is_err() {
+                    return check.seen(plan.len, false);
+                }
+            }
+            Some(Ok(Message::Binary(b))) => check.feed(&b),
+            Some(Ok(Message::Close(frame))) => {
+                let clean = frame.is_some_and(|f| f.code == CloseCode::Normal);
+                return check.seen(plan.len, ended && clean);
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return check.seen(plan.len, false),
+        }
+    }
 }
