@@ -516,13 +516,13 @@ pub async fn ws_pipe(addr: SocketAddr, rng: &mut Rng, counts: &Counts, id: u64) 
             if let Some(s) = &mut kept {
                 s.close().await?;
             }
-            return io::Result::Ok((false, kept.map(Kept::Tcp)));
+            return io::Result::Ok((false, kept.map(keep)));
         }
         let Some(ws) = ws_open(addr, &format!("/ws/pipe/{token}?role=send")).await? else {
             return Ok((true, None));
         };
         let kept = ws_send_planned(ws, plan).await?;
-        Ok((false, kept.map(Kept::Ws)))
+        Ok((false, kept.map(keep)))
     };
     let receive = async {
         if !ws_receives {
@@ -556,10 +556,9 @@ pub async fn ws_pipe(addr: SocketAddr, rng: &mut Rng, counts: &Counts, id: u64) 
     Ok(())
 }
 
-/// A sender's connection, kept open until its receiver is done.
-enum Kept {
-    Tcp(#[allow(dead_code)] TcpStream),
-    Ws(#[allow(dead_code)] mailbox::Ws),
+/// A sender's connection (TCP or WebSocket), kept open until its receiver is done.
+fn keep(connection: impl Send + 'static) -> Box<dyn std::any::Any + Send> {
+    Box::new(connection)
 }
 
 /// A WebSocket to `path`; `None` when the server greeted the request (it came late).
