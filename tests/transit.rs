@@ -157,6 +157,61 @@ fn a_websocket_end_pairs_with_a_tcp_end() {
     });
 }
 
+/// A WebSocket end ends its stream with its close frame: its TCP partner reads to a clean
+/// end. One that vanishes without it (its connection reset) has been cut: the partner gets
+/// a reset, never the clean end of a finished transfer. (It got the clean end before.)
+#[test]
+fn a_websocket_end_that_vanishes_is_cut_and_one_that_closes_has_ended() {
+    use async_tungstenite::tungstenite::Message;
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    smol::block_on(async {
+        let duet = Duet::start(&[]);
+        for (token, vanishes) in [(&TOKEN[..], true), (&TOKEN_B[..], false)] {
+            let stream = async_net::TcpStream::connect(duet.addr()).await.unwrap();
+            let url = format!("ws://127.0.0.1:{}/", duet.port);
+            let (mut ws, _) = timeout("handshake", async_tungstenite::client_async(url, stream))
+                .await
+                .unwrap();
+            let shake = relay_line(token, Some("wwwwwwwwwwwwwwww"));
+            ws.send(Message::binary(shake.into_bytes())).await.unwrap();
+            let mut tcp = async_net::TcpStream::connect(duet.addr()).await.unwrap();
+            let shake = relay_line(token, Some("tttttttttttttttt"));
+            tcp.write_all(shake.as_bytes()).await.unwrap();
+            let mut got = [0u8; 3 + 10];
+            assert_eq!(next_binary(&mut ws).await, b"ok\n");
+            ws.send(Message::binary(b"ten bytes.".to_vec()))
+                .await
+                .unwrap();
+            timeout("ok and the bytes", tcp.read_exact(&mut got))
+                .await
+                .unwrap();
+            assert_eq!(&got, b"ok\nten bytes.");
+            if vanishes {
+                reset_async(ws.get_ref());
+                drop(ws);
+            } else {
+                ws.close(None).await.unwrap();
+            }
+            let end = timeout("the end", tcp.read(&mut got)).await;
+            match vanishes {
+                true => assert_eq!(
+                    end.map_err(|e| e.kind()),
+                    Err(std::io::ErrorKind::ConnectionReset)
+                ),
+                false => assert_eq!(end.unwrap(), 0),
+            }
+        }
+    });
+}
+
+/// Makes closing a socket send a reset (RST) instead of a FIN.
+fn reset_async(stream: &async_net::TcpStream) {
+    use rustix::net::sockopt;
+    sockopt::set_socket_linger(stream, Some(std::time::Duration::ZERO)).unwrap();
+}
+
+const TOKEN_B: &str = "0b2d4f6a8c0e2b4d6f8a0c2e4b6d8f0a9f2a4c6e8b0d1f3a5c7e9b1d3f5a7c9e";
+
 /// The mailbox server's limits and refusals, each an `error` a client shows: crowded,
 /// messages per mailbox, mailboxes at once, must bind first, and the welcome's motd.
 #[test]

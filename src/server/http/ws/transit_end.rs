@@ -79,19 +79,33 @@ async fn bridge(
     bytes
 }
 
-/// Client → relay: binary messages are bytes; the end of the WebSocket is the end of them.
+/// Client → relay: binary messages are bytes; the client's close frame is the end of them.
+/// A client that vanishes without one (a reset, a dropped connection, a broken frame) has
+/// been cut, and so is the relay's side: its partner must not take what came for the whole.
 async fn inbound(rx: &mut WebSocketReceiver<Socket>, outer: &Socket) -> u64 {
     let mut to = outer.clone();
     let mut bytes = 0;
-    while let Some(Ok(message)) = rx.next().await {
-        if let Message::Binary(data) = message {
-            if to.write_all(&data).await.is_err() {
-                break;
+    let ended = loop {
+        match rx.next().await {
+            Some(Ok(Message::Binary(data))) => {
+                if to.write_all(&data).await.is_err() {
+                    // The relay's side is gone: nothing to end.
+                    break false;
+                }
+                bytes += data.len() as u64;
             }
-            bytes += data.len() as u64;
+            Some(Ok(Message::Close(_))) => break true,
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break false,
+        }
+    };
+    match ended {
+        true => outer.shutdown(Shutdown::Write),
+        false => {
+            outer.reset_on_close();
+            outer.shutdown(Shutdown::Both);
         }
     }
-    outer.shutdown(Shutdown::Write);
     bytes
 }
 
