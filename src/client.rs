@@ -71,7 +71,7 @@ impl Relay {
             let host = self.addr.rsplit_once(':').map_or(&*self.addr, |(h, _)| h);
             return tls::connect(stream, host, options);
         }
-        Ok(Stream::Tcp(stream))
+        Ok(Stream::tcp(stream))
     }
 }
 

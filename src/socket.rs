@@ -11,6 +11,13 @@
 //! rest of the server never knows which it has. A Unix socket cannot carry a TCP reset, so
 //! the two ends of a pair share a flag instead: once either end is marked reset, reaching
 //! the end of the stream on either is an error (`ConnectionReset`), not a clean EOF.
+//!
+//! A TCP socket has such a flag too, for a reason of the kernel's: it reports a reset (or a
+//! keepalive timeout) once, to whichever call comes first, and reads after that find a
+//! clean end of stream. A notice written to a client that has just reset (a pipe end told
+//! `* pipe open`) would take the error, and the relay would then pass the cut stream on as
+//! a finished one. So any call on the socket that is told of the failure marks it, and a
+//! read that then finds the end of the stream reports the reset instead.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -34,12 +41,19 @@ pub const KEEPALIVE_PROBES: u32 = 3;
 /// A connected stream socket: a client's TCP connection, or the plaintext side of a TLS one.
 #[derive(Debug)]
 pub enum Stream {
-    Tcp(TcpStream),
+    /// A TCP connection, and whether its failure was reported to a call already (shared
+    /// by every handle on it).
+    Tcp(TcpStream, Arc<AtomicBool>),
     /// One end of a pair, and the pair's shared "reset" flag.
     Unix(UnixStream, Arc<AtomicBool>),
 }
 
 impl Stream {
+    /// A TCP connection.
+    pub fn tcp(stream: TcpStream) -> Stream {
+        Stream::Tcp(stream, Arc::default())
+    }
+
     /// A connected pair of Unix sockets sharing one reset flag.
     pub fn pair() -> io::Result<(Stream, Stream)> {
         let (a, b) = UnixStream::pair()?;
@@ -51,7 +65,7 @@ impl Stream {
     /// pair's ends will read the end of the stream as an error.
     pub fn set_reset(&self) {
         match self {
-            Stream::Tcp(s) => {
+            Stream::Tcp(s, _) => {
                 rustix::net::sockopt::set_socket_linger(s, Some(std::time::Duration::ZERO)).ok();
             }
             Stream::Unix(_, reset) => reset.store(true, Ordering::Release),
@@ -63,25 +77,37 @@ impl Stream {
     /// pair (TLS, HTTP) is left alone: its flag would turn a half-close into a reset, and
     /// its TCP side goes with the process anyway.
     pub fn arm_reset(&self) {
-        if let Stream::Tcp(s) = self {
+        if let Stream::Tcp(s, _) = self {
             rustix::net::sockopt::set_socket_linger(s, Some(std::time::Duration::ZERO)).ok();
         }
     }
 
     /// Undoes [`Stream::arm_reset`]: the final close is an orderly one again.
     pub fn clear_reset(&self) {
-        if let Stream::Tcp(s) = self {
+        if let Stream::Tcp(s, _) = self {
             rustix::net::sockopt::set_socket_linger(s, None).ok();
         }
     }
 
-    /// Whether the end of this stream is an error (see [`Stream::set_reset`]; Unix pairs
-    /// only: a TCP reset shows up as an error by itself).
+    /// Whether the end of this stream is an error: a Unix pair marked reset (see
+    /// [`Stream::set_reset`]), or a TCP connection whose failure a call was told of.
     pub fn is_reset(&self) -> bool {
         match self {
-            Stream::Tcp(_) => false,
+            Stream::Tcp(_, failed) => failed.load(Ordering::Acquire),
             Stream::Unix(_, reset) => reset.load(Ordering::Acquire),
         }
+    }
+
+    /// Passes a call's result on, marking a TCP connection whose failure it reports (the
+    /// kernel reports it only once; see the module docs).
+    fn noted<T>(&self, result: io::Result<T>) -> io::Result<T> {
+        if let (Stream::Tcp(_, failed), Err(e)) = (self, &result) {
+            use io::ErrorKind::{ConnectionAborted, ConnectionReset, TimedOut};
+            if matches!(e.kind(), ConnectionReset | ConnectionAborted | TimedOut) {
+                failed.store(true, Ordering::Release);
+            }
+        }
+        result
     }
 
     /// `Ok(0)` (the end of the stream) becomes an error if the stream was reset.
@@ -95,7 +121,10 @@ impl Stream {
     /// Reads without consuming.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => s.peek(buf),
+            Stream::Tcp(s, _) => {
+                let peeked = self.noted(s.peek(buf));
+                self.check_end(peeked, buf.len())
+            }
             Stream::Unix(s, _) => {
                 let want = buf.len();
                 let peeked = rustix::net::recv(s, buf, rustix::net::RecvFlags::PEEK);
@@ -110,7 +139,7 @@ impl Stream {
     /// sockets (the plaintext side of TLS) have no keepalive: it goes on the TCP socket.
     pub fn set_keepalive(&self, idle: std::time::Duration) {
         use rustix::net::sockopt;
-        let Stream::Tcp(s) = self else { return };
+        let Stream::Tcp(s, _) = self else { return };
         if idle.is_zero() {
             return;
         }
@@ -129,14 +158,14 @@ impl Stream {
     /// Sends small writes at once (`true`), or lets TCP gather them while data is in flight
     /// (`false`, Nagle: fewer, fuller segments for bulk transfers).
     pub fn nodelay(&self, on: bool) {
-        if let Stream::Tcp(s) = self {
+        if let Stream::Tcp(s, _) = self {
             s.set_nodelay(on).ok();
         }
     }
 
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match self {
-            Stream::Tcp(s) => s.shutdown(how),
+            Stream::Tcp(s, _) => s.shutdown(how),
             Stream::Unix(s, _) => s.shutdown(how),
         }
     }
@@ -144,7 +173,7 @@ impl Stream {
     /// Another handle on the same socket (for the clients' reader and writer threads).
     pub fn try_clone(&self) -> io::Result<Stream> {
         Ok(match self {
-            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+            Stream::Tcp(s, failed) => Stream::Tcp(s.try_clone()?, failed.clone()),
             Stream::Unix(s, reset) => Stream::Unix(s.try_clone()?, reset.clone()),
         })
     }
@@ -152,7 +181,7 @@ impl Stream {
     /// For blocking use (the clients).
     pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
         match self {
-            Stream::Tcp(s) => s.set_read_timeout(timeout),
+            Stream::Tcp(s, _) => s.set_read_timeout(timeout),
             Stream::Unix(s, _) => s.set_read_timeout(timeout),
         }
     }
@@ -177,7 +206,7 @@ impl Write for Stream {
 impl Read for &Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => (&*s).read(buf),
+            Stream::Tcp(s, _) => self.check_end(self.noted((&*s).read(buf)), buf.len()),
             Stream::Unix(s, _) => self.check_end((&*s).read(buf), buf.len()),
         }
     }
@@ -186,7 +215,7 @@ impl Read for &Stream {
 impl Write for &Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => (&*s).write(buf),
+            Stream::Tcp(s, _) => self.noted((&*s).write(buf)),
             Stream::Unix(s, _) => (&*s).write(buf),
         }
     }
@@ -199,7 +228,7 @@ impl Write for &Stream {
 impl AsFd for Stream {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
-            Stream::Tcp(s) => s.as_fd(),
+            Stream::Tcp(s, _) => s.as_fd(),
             Stream::Unix(s, _) => s.as_fd(),
         }
     }
@@ -321,5 +350,52 @@ impl AsyncRead for LineSocket {
 impl Drop for LineSocket {
     fn drop(&mut self) {
         self.ready.end(self.socket.get_ref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// The kernel reports a reset once: here a write takes it, and the read after the bytes
+    /// that came before the reset must still report it, not a clean end of stream.
+    #[test]
+    fn a_reset_taken_by_a_write_is_still_reported_by_reads() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let ours = Stream::tcp(listener.accept().unwrap().0);
+        client.write_all(b"cut here").unwrap();
+        rustix::net::sockopt::set_socket_linger(&client, Some(Duration::ZERO)).unwrap();
+        drop(client);
+        // Until the reset has come, writes go through; the first after it takes its error.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let taken = loop {
+            match (&ours).write(b"* pipe open\n") {
+                Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+                Ok(_) => panic!("no reset in 10 s"),
+                Err(e) => break e.kind(),
+            }
+        };
+        assert_eq!(taken, io::ErrorKind::ConnectionReset);
+        let mut buf = [0u8; 64];
+        // What came before the reset may or may not be there (the kernel may drop it with
+        // the reset); after it, never a clean end.
+        let mut ends = Vec::new();
+        for _ in 0..3 {
+            match (&ours).read(&mut buf) {
+                Ok(n) if n > 0 => continue,
+                other => ends.push(other.map_err(|e| e.kind())),
+            }
+        }
+        assert!(
+            ends.iter()
+                .all(|e| *e == Err(io::ErrorKind::ConnectionReset)),
+            "{ends:?}"
+        );
+        assert_eq!(
+            ours.peek(&mut buf).map_err(|e| e.kind()),
+            Err(io::ErrorKind::ConnectionReset)
+        );
     }
 }

@@ -475,7 +475,7 @@ mod tests {
             let (hub, _all_done) = Hub::new(Config::default(), log).expect("a hub");
             let hub = Arc::new(hub);
             let ticket = hub.slots.take(peer.ip()).unwrap();
-            let stream = Socket::new(Stream::Tcp(stream)).unwrap();
+            let stream = Socket::new(Stream::tcp(stream)).unwrap();
             let serving = serve(stream.clone(), peer, hub.clone(), ticket, Arrived::Tcp);
             let size = std::mem::size_of_val(&serving);
             // Idle connections cost about 2 KiB in all, and this is most of it (see
@@ -507,7 +507,7 @@ mod tests {
             let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
             let (stream, _) = listener.accept().unwrap();
             let edge = crate::edge::Edge::new().expect("an epoll set");
-            let socket = LineSocket::new(Socket::new(Stream::Tcp(stream)).unwrap(), &edge);
+            let socket = LineSocket::new(Socket::new(Stream::tcp(stream)).unwrap(), &edge);
             let mut lines = LineReader::new(socket, 1024);
             let until = Instant::now() + std::time::Duration::from_millis(50);
             let mut window = Box::pin(early_line(&mut lines, until));

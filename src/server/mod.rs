@@ -314,7 +314,7 @@ async fn accept_all(ex: Arc<Executor<'static>>, listener: Arc<Async<TcpListener>
 /// is nothing to tell it.
 fn register(stream: TcpStream, peer: SocketAddr, hub: &Hub) -> Option<Socket> {
     stream.set_nodelay(true).ok();
-    match Socket::new(Stream::Tcp(stream)) {
+    match Socket::new(Stream::tcp(stream)) {
         Ok(socket) => Some(socket),
         Err(e) => {
             let reason = format!("cannot register the socket: {e}");

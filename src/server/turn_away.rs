@@ -70,7 +70,7 @@ pub fn refuse(
     if answering >= MAX_TURNING_AWAY || hub.config.greet_wait.is_zero() {
         return at_once(stream, &error);
     }
-    let Ok(socket) = Socket::new(Stream::Tcp(stream)) else {
+    let Ok(socket) = Socket::new(Stream::tcp(stream)) else {
         return;
     };
     ex.spawn(async move {

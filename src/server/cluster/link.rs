@@ -247,7 +247,7 @@ pub async fn hand_over(
 async fn connect(node: &Contact) -> std::io::Result<Link> {
     within_call_timeout(async {
         let tcp = smol::Async::<std::net::TcpStream>::connect(node.address).await?;
-        let socket = Socket::new(crate::socket::Stream::Tcp(tcp.into_inner()?))?;
+        let socket = Socket::new(crate::socket::Stream::tcp(tcp.into_inner()?))?;
         socket.get_ref().set_nodelay();
         #[cfg(feature = "tls")]
         if let Some(fingerprint) = &node.fingerprint {
