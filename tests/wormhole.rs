@@ -254,7 +254,7 @@ fn a_transfer_survives_a_server_restart() {
 }
 
 /// The Go client sends a text message to the Python client: a code duet allocated for one
-/// implementation is claimed by another, and both close their mailbox happy.
+/// implementation is claimed by another.
 #[test]
 fn the_go_client_sends_text_to_the_python_client() {
     smol::block_on(async {
@@ -268,9 +268,9 @@ fn the_go_client_sends_text_to_the_python_client() {
         assert!(ok, "{text}");
         assert!(text.contains("hello from go"), "{text}");
         sender.expect_containing("text message sent").await;
-        for _ in 0..2 {
-            duet.wait_for_text("mood=happy").await;
-        }
+        // The Python side closes its mailbox happy. (wormhole-william sends its own close
+        // as it exits, and now and then exits first: not waited for.)
+        duet.wait_for_text("mood=happy").await;
     });
 }
 
@@ -290,9 +290,7 @@ fn the_python_client_sends_text_to_the_go_client() {
         let (ok, text) = run(go_client(duet.port, dir.path(), &["receive", &code]));
         assert!(ok, "{text}");
         assert!(text.contains("hello from python"), "{text}");
-        for _ in 0..2 {
-            duet.wait_for_text("mood=happy").await;
-        }
+        duet.wait_for_text("mood=happy").await;
     });
 }
 
