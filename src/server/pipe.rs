@@ -28,7 +28,7 @@ pub async fn first_line(hub: &Arc<Hub>, token: Arc<str>, line: Vec<u8>, end: End
     let peer = end.peer;
     hub.log.send(Record::Line { peer, text: line }).await;
     if let Err(limited) = hub.rate_limit_everywhere(peer).await {
-        return refuse(hub, &end.stream, peer, limited.to_string()).await;
+        return refuse_end(hub, end, limited.to_string()).await;
     }
     serve(hub, token, end).await
 }
@@ -85,14 +85,21 @@ async fn serve_linked(
     }
 }
 
-/// Tells an end why it is refused (a notice, or its HTTP task), logs it, lets it go.
+/// Tells an end why it is refused (a notice, or its HTTP task), logs it, lets it go: a
+/// silent end with a reset after the notice, since a FIN after a line it takes for data
+/// would pass for a short transfer that finished (as in [`abandon`]).
 async fn refuse_end(hub: &Hub, end: End, error: String) {
     match &end.http {
         Some(http) => {
             http.tell(PipeEvent::Refused(error.clone()));
             log_refusal(hub, end.peer, error).await;
         }
-        None => refuse(hub, &end.stream, end.peer, error).await,
+        None => {
+            refuse(hub, &end.stream, end.peer, error).await;
+            if end.silent {
+                end.stream.reset_on_close();
+            }
+        }
     }
 }
 
