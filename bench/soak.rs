@@ -5,10 +5,11 @@
 //! bytes (plain, and from a TLS sender to a plain receiver), resetting mid-line, going quiet
 //! until the idle timeout, trickling a line that never ends, sending garbage. It samples the
 //! server's memory and open descriptors as it goes, and at the end requires: every finished
-//! pipe verified, no descriptor leaked once the clients are gone, and memory flat (the end
-//! no higher than the warm-up peak plus a margin). Beside them (`soak_protocols.rs`): HTTP
-//! pipes, magic-wormhole transits and mailboxes, and pipes cut on purpose, none of which may
-//! reach its receiver whole. Loopback only; bounded in count and time.
+//! pipe verified, no descriptor leaked once the clients are gone, no client left hanging
+//! (a round over 30 s), and memory flat (the end no higher than the warm-up peak plus a
+//! margin). Beside them (`soak_protocols.rs`): HTTP and WebSocket pipes, magic-wormhole
+//! transits and mailboxes, and transfers cut on purpose, none of which may reach its
+//! receiver whole. Loopback only; bounded in count and time.
 //! Build with `cargo build --release --features bench`.
 
 use std::io::{self, BufRead, BufReader as StdBufReader};
@@ -77,9 +78,10 @@ enum Act {
     Transit,
     Mailbox,
     WsPipe,
+    WsTransit,
 }
 
-const ACTS: [Act; 18] = [
+const ACTS: [Act; 19] = [
     Act::Chat,
     Act::Chat,
     Act::TlsChat,
@@ -98,6 +100,7 @@ const ACTS: [Act; 18] = [
     Act::Transit,
     Act::Mailbox,
     Act::WsPipe,
+    Act::WsTransit,
 ];
 
 /// The server's idle timeout in this test, seconds.
@@ -120,6 +123,8 @@ struct Counts {
     chats: AtomicU64,
     timeouts_seen: AtomicU64,
     errors: AtomicU64,
+    /// Rounds that took over [`ROUND_LIMIT`]: a client the server left hanging.
+    stalls: AtomicU64,
     /// Client errors by the client's entry in [`ACTS`].
     errors_by: [AtomicU64; ACTS.len()],
     more: protocols::Counts,
@@ -232,12 +237,13 @@ fn main() -> io::Result<()> {
     println!("soak: client errors by kind: {}", by_kind.join(", "));
     let m = &c.more;
     println!(
-        "soak: {} HTTP pipes, {} WebSocket pipes and {} transits verified, {} cut transfers \
-         seen cut, {} cut transfers that arrived whole, {} bad transfers, {} mailboxes closed \
-         ({} left), {} late",
+        "soak: {} HTTP pipes, {} WebSocket pipes, {} transits and {} WebSocket transits \
+         verified, {} cut transfers seen cut, {} cut transfers that arrived whole, {} bad \
+         transfers, {} mailboxes closed ({} left), {} late",
         get(&m.http_verified),
         get(&m.ws_verified),
         get(&m.transits_verified),
+        get(&m.ws_transits_verified),
         get(&m.cuts_seen),
         get(&m.cuts_missed),
         get(&m.bad),
@@ -263,6 +269,12 @@ fn main() -> io::Result<()> {
             end.fds as i64 - base.fds as i64
         ));
     }
+    if get(&c.stalls) > 0 {
+        failed.push(format!(
+            "{} clients took over {ROUND_LIMIT:?} for one round",
+            get(&c.stalls)
+        ));
+    }
     if get(&c.pipes_bad) > 0 {
         failed.push(format!("{} pipes delivered wrong bytes", get(&c.pipes_bad)));
     }
@@ -279,6 +291,7 @@ fn main() -> io::Result<()> {
     let more = [
         &m.http_verified,
         &m.ws_verified,
+        &m.ws_transits_verified,
         &m.transits_verified,
         &m.cuts_seen,
         &m.mailboxes_closed,
@@ -333,6 +346,7 @@ async fn client(addr: SocketAddr, id: u64, deadline: Instant, counts: Arc<Counts
                 Act::Transit => protocols::transit(addr, &mut rng, &counts.more).await,
                 Act::Mailbox => protocols::mailbox(addr, &mut rng, &counts.more, id).await,
                 Act::WsPipe => protocols::ws_pipe(addr, &mut rng, &counts.more, id).await,
+                Act::WsTransit => protocols::ws_transit(addr, &mut rng, &counts.more).await,
             }
         };
         let done = future::or(async { Some(round.await) }, async {
@@ -343,7 +357,10 @@ async fn client(addr: SocketAddr, id: u64, deadline: Instant, counts: Arc<Counts
         let error = match done {
             Some(Ok(())) => None,
             Some(Err(e)) => Some(format!("failed: {e}")),
-            None => Some(format!("took over {ROUND_LIMIT:?}")),
+            None => {
+                counts.stalls.fetch_add(1, Ordering::Relaxed);
+                Some(format!("took over {ROUND_LIMIT:?}"))
+            }
         };
         if let Some(error) = error {
             counts.errors.fetch_add(1, Ordering::Relaxed);

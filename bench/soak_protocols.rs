@@ -26,6 +26,7 @@ pub struct Counts {
     pub http_verified: AtomicU64,
     pub transits_verified: AtomicU64,
     pub ws_verified: AtomicU64,
+    pub ws_transits_verified: AtomicU64,
     pub mailboxes_closed: AtomicU64,
     pub mailboxes_left: AtomicU64,
     /// Cut transfers whose receiver saw them end short (as it must).
@@ -42,7 +43,11 @@ pub struct Counts {
 enum Seen {
     /// Every byte, right, and a clean end.
     Whole,
-    /// An error, or an end before the last byte.
+    /// A clean end before the last byte: a cut the receiver cannot tell from a finished
+    /// transfer (a FIN on a raw stream, the end message and close 1000 on a WebSocket).
+    Truncated,
+    /// An end the receiver can tell from a finished transfer: an error or a reset, an HTTP
+    /// body short of its length or last chunk, close 1011, or the server's refusal.
     Short,
     /// A byte that differs from what was sent.
     Wrong,
@@ -77,7 +82,7 @@ impl Plan {
     fn judge(&self, what: &str, seen: Seen, counts: &Counts) {
         if matches!(
             (&seen, self.cut),
-            (Seen::Wrong, _) | (Seen::Short, None) | (Seen::Whole, Some(_))
+            (Seen::Wrong | Seen::Truncated, _) | (Seen::Short, None) | (Seen::Whole, Some(_))
         ) && counts.bad.load(Ordering::Relaxed) + counts.cuts_missed.load(Ordering::Relaxed) < 10
         {
             eprintln!(
@@ -87,9 +92,9 @@ impl Plan {
         }
         let counter = match (seen, self.cut) {
             (Seen::Late, _) => &counts.late,
-            (Seen::Whole, Some(_)) => &counts.cuts_missed,
+            (Seen::Whole | Seen::Truncated, Some(_)) => &counts.cuts_missed,
             (Seen::Short, Some(_)) => &counts.cuts_seen,
-            (Seen::Wrong, _) | (Seen::Short, None) => &counts.bad,
+            (Seen::Wrong | Seen::Truncated, _) | (Seen::Short, None) => &counts.bad,
             (Seen::Whole, None) => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -128,10 +133,11 @@ impl Checker {
     }
 
     fn seen(&self, len: usize, clean_end: bool) -> Seen {
-        match (self.same, clean_end && self.got == len) {
-            (false, _) => Seen::Wrong,
-            (true, true) => Seen::Whole,
-            (true, false) => Seen::Short,
+        match (self.same, clean_end, self.got == len) {
+            (false, _, _) => Seen::Wrong,
+            (true, true, true) => Seen::Whole,
+            (true, true, false) => Seen::Truncated,
+            (true, false, _) => Seen::Short,
         }
     }
 }
@@ -161,15 +167,28 @@ async fn send_planned(
 }
 
 /// Reads to the end of the stream, checking; an error counts as an end that is not clean.
+/// A silent end that the server lets go without a peer (it expired, or its peer never got
+/// in) gets the error line and a reset.
 async fn receive_to_end(r: &mut (impl AsyncReadExt + Unpin), plan: &Plan) -> Seen {
     let mut check = Checker::new(plan);
     let mut buf = vec![0u8; CHUNK];
+    let mut first = true;
     loop {
         match r.read(&mut buf).await {
             Ok(0) => return check.seen(plan.len, true),
+            Ok(n) if first && buf[..n].starts_with(b"* error: pipe ") => {
+                // Read on to the reset (or end) that must follow.
+                while let Ok(n) = r.read(&mut buf).await {
+                    if n == 0 {
+                        return Seen::Truncated;
+                    }
+                }
+                return Seen::Short;
+            }
             Ok(n) => check.feed(&buf[..n]),
             Err(_) => return check.seen(plan.len, false),
         }
+        first = false;
     }
 }
 
@@ -408,23 +427,7 @@ pub async fn transit(addr: SocketAddr, rng: &mut Rng, counts: &Counts) -> io::Re
         format!("{:016x}", rng.next_u64()),
     );
     let plan = Plan::new(rng);
-    // One stream per end, no buffered reader: what follows `ok` is the partner's. What
-    // came instead of `ok`: the greeting (a late end), or nothing (the end was closed).
-    let open = |side: String| {
-        let token = token.clone();
-        async move {
-            let mut s = TcpStream::connect(addr).await?;
-            s.write_all(format!("please relay {token} for side {side}\n").as_bytes())
-                .await?;
-            let mut answer = [0u8; 3];
-            let answer = match s.read_exact(&mut answer).await {
-                Ok(()) => Some(answer),
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => None,
-                Err(e) => return Err(e),
-            };
-            io::Result::Ok((s, answer))
-        }
-    };
+    let open = |side: String| transit_tcp_end(addr, token.clone(), side);
     let ((a, answer_a), (mut b, answer_b)) = future::try_zip(open(side_a), open(side_b)).await?;
     match (answer_a, answer_b) {
         (Some(a), Some(b)) if a == *b"ok\n" && b == a => {}
@@ -477,6 +480,125 @@ pub async fn transit(addr: SocketAddr, rng: &mut Rng, counts: &Counts) -> io::Re
     Ok(())
 }
 
+/// A TCP transit end: its handshake, and what came back (three bytes: `ok\n`, or the
+/// greeting's first ones for a late end), or `None` when the end was closed (its partner
+/// was late). One stream, no buffered reader: what follows `ok` is the partner's.
+async fn transit_tcp_end(
+    addr: SocketAddr,
+    token: String,
+    side: String,
+) -> io::Result<(TcpStream, Option<[u8; 3]>)> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(format!("please relay {token} for side {side}\n").as_bytes())
+        .await?;
+    let mut answer = [0u8; 3];
+    match s.read_exact(&mut answer).await {
+        Ok(()) => Ok((s, Some(answer))),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok((s, None)),
+        Err(e) => Err(e),
+    }
+}
+
+/// A WebSocket transit end (at `/`, the handshake as a binary message): `None` when the
+/// server greeted the upgrade request (late); else whether `ok` came back.
+async fn transit_ws_end(
+    addr: SocketAddr,
+    token: String,
+    side: String,
+) -> io::Result<Option<(mailbox::Ws, bool)>> {
+    use async_tungstenite::tungstenite::Message;
+    use futures_lite::StreamExt;
+    let Some(mut ws) = ws_open(addr, "/").await? else {
+        return Ok(None);
+    };
+    let shake = format!("please relay {token} for side {side}\n");
+    ws.send(Message::binary(shake.into_bytes()))
+        .await
+        .map_err(io::Error::other)?;
+    let ok = matches!(ws.next().await, Some(Ok(Message::Binary(b))) if b == b"ok\n"[..]);
+    Ok(Some((ws, ok)))
+}
+
+/// A transit with a WebSocket end (the reference relay's variant for browsers) and a TCP
+/// one, or two WebSocket ends; the sender sometimes cut midway. A WebSocket sender ends its
+/// stream with a close frame; a WebSocket receiver must get close 1000 after every byte, or
+/// 1011 (or a reset) for a cut, never 1000 early.
+pub async fn ws_transit(addr: SocketAddr, rng: &mut Rng, counts: &Counts) -> io::Result<()> {
+    let token: String = (0..4).map(|_| format!("{:016x}", rng.next_u64())).collect();
+    let sides = [0, 1].map(|_| format!("{:016x}", rng.next_u64()));
+    let plan = Plan::new(rng);
+    let (ws_sends, ws_receives) = match rng.below(3) {
+        0 => (true, false),
+        1 => (false, true),
+        _ => (true, true),
+    };
+    let open = |ws: bool, side: String| {
+        let token = token.clone();
+        async move {
+            if !ws {
+                let (s, answer) = transit_tcp_end(addr, token, side).await?;
+                let ok = answer == Some(*b"ok\n");
+                let late = answer.is_some_and(|a| GREETING_START.starts_with(&a));
+                return io::Result::Ok((Some(TransitEnd::Tcp(s)), ok, late));
+            }
+            Ok(match transit_ws_end(addr, token, side).await? {
+                Some((ws, ok)) => (Some(TransitEnd::Ws(Box::new(ws))), ok, false),
+                None => (None, false, true),
+            })
+        }
+    };
+    let [side_a, side_b] = sides;
+    let ((a, ok_a, late_a), (b, ok_b, late_b)) =
+        future::try_zip(open(ws_sends, side_a), open(ws_receives, side_b)).await?;
+    let (Some(a), Some(b), true, true) = (a, b, ok_a, ok_b) else {
+        if late_a || late_b {
+            counts.late.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        return Err(io::Error::other("a WebSocket transit end got no ok"));
+    };
+    let plan = &plan;
+    let send = async {
+        io::Result::Ok(match a {
+            TransitEnd::Tcp(s) => {
+                let mut kept = send_planned(s, plan, |b| b.to_vec()).await?;
+                if let Some(s) = &mut kept {
+                    s.close().await?;
+                }
+                kept.map(keep)
+            }
+            TransitEnd::Ws(ws) => ws_send_planned(*ws, plan, WsEnd::Close).await?.map(keep),
+        })
+    };
+    let receive = async {
+        match b {
+            TransitEnd::Tcp(mut s) => receive_to_end(&mut s, plan).await,
+            TransitEnd::Ws(ws) => ws_receive(*ws, plan, WsEnd::Close).await,
+        }
+    };
+    let (sent, seen) = future::zip(send, receive).await;
+    let _kept = sent?;
+    if seen == Seen::Whole && plan.cut.is_none() {
+        counts.ws_transits_verified.fetch_add(1, Ordering::Relaxed);
+    }
+    plan.judge("WebSocket transit", seen, counts);
+    Ok(())
+}
+
+/// One end of a transit.
+enum TransitEnd {
+    Tcp(TcpStream),
+    Ws(Box<mailbox::Ws>),
+}
+
+/// How a WebSocket end ends its stream: a pipe end with an empty binary message (after
+/// which it still receives), a transit end with its close frame.
+#[derive(Clone, Copy, PartialEq)]
+enum WsEnd {
+    EmptyMessage,
+    Close,
+}
+
 /// Two mailbox clients meet (allocate, claim, open, add, hear each other); then both
 /// release and close happy, or (one time in four) both just vanish.
 pub async fn mailbox(addr: SocketAddr, rng: &mut Rng, counts: &Counts, id: u64) -> io::Result<()> {
@@ -521,7 +643,7 @@ pub async fn ws_pipe(addr: SocketAddr, rng: &mut Rng, counts: &Counts, id: u64) 
         let Some(ws) = ws_open(addr, &format!("/ws/pipe/{token}?role=send")).await? else {
             return Ok((true, None));
         };
-        let kept = ws_send_planned(ws, plan).await?;
+        let kept = ws_send_planned(ws, plan, WsEnd::EmptyMessage).await?;
         Ok((false, kept.map(keep)))
     };
     let receive = async {
@@ -534,7 +656,7 @@ pub async fn ws_pipe(addr: SocketAddr, rng: &mut Rng, counts: &Counts, id: u64) 
             return io::Result::Ok(receive_to_end(&mut r, plan).await);
         }
         match ws_open(addr, &format!("/ws/pipe/{token}?role=recv")).await? {
-            Some(ws) => Ok(ws_receive(ws, plan).await),
+            Some(ws) => Ok(ws_receive(ws, plan, WsEnd::EmptyMessage).await),
             None => Ok(Seen::Late),
         }
     };
@@ -580,7 +702,11 @@ async fn ws_open(addr: SocketAddr, path: &str) -> io::Result<Option<mailbox::Ws>
 
 /// Sends the plan's bytes as binary messages, then the end of the stream (an empty one);
 /// at the cut the connection vanishes with a reset instead.
-async fn ws_send_planned(mut ws: mailbox::Ws, plan: &Plan) -> io::Result<Option<mailbox::Ws>> {
+async fn ws_send_planned(
+    mut ws: mailbox::Ws,
+    plan: &Plan,
+    end: WsEnd,
+) -> io::Result<Option<mailbox::Ws>> {
     use async_tungstenite::tungstenite::Message;
     let mut source = Rng::new(plan.seed);
     let mut left = plan.sent();
@@ -596,20 +722,22 @@ async fn ws_send_planned(mut ws: mailbox::Ws, plan: &Plan) -> io::Result<Option<
         rustix::net::sockopt::set_socket_linger(ws.get_ref(), Some(Duration::ZERO))?;
         return Ok(None);
     }
-    ws.send(Message::binary(Vec::new()))
-        .await
-        .map_err(io::Error::other)?;
+    match end {
+        WsEnd::EmptyMessage => ws.send(Message::binary(Vec::new())).await,
+        WsEnd::Close => ws.close(None).await,
+    }
+    .map_err(io::Error::other)?;
     Ok(Some(ws))
 }
 
-/// Receives a WebSocket pipe end's bytes: whole only with every byte, the end of the
-/// stream (an empty binary message) and close 1000 after it.
-async fn ws_receive(mut ws: mailbox::Ws, plan: &Plan) -> Seen {
+/// Receives a WebSocket end's bytes: whole only with every byte and close 1000 (for a pipe
+/// end, after the end of the stream: an empty binary message).
+async fn ws_receive(mut ws: mailbox::Ws, plan: &Plan, end: WsEnd) -> Seen {
     use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     use async_tungstenite::tungstenite::Message;
     use futures_lite::StreamExt;
     let mut check = Checker::new(plan);
-    let mut ended = false;
+    let mut ended = end == WsEnd::Close;
     loop {
         match ws.next().await {
             Some(Ok(Message::Binary(b))) if b.is_empty() => {
