@@ -166,7 +166,7 @@ fn a_websocket_end_that_vanishes_is_cut_and_one_that_closes_has_ended() {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
     smol::block_on(async {
         let duet = Duet::start(&[]);
-        for (token, vanishes) in [(&TOKEN[..], true), (&TOKEN_B[..], false)] {
+        for (token, vanishes) in [(TOKEN, true), (TOKEN_B, false)] {
             let stream = async_net::TcpStream::connect(duet.addr()).await.unwrap();
             let url = format!("ws://127.0.0.1:{}/", duet.port);
             let (mut ws, _) = timeout("handshake", async_tungstenite::client_async(url, stream))
