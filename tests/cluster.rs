@@ -656,9 +656,7 @@ fn a_wormhole_between_clients_on_two_nodes() {
         let tls = ["--tls-self-signed"];
         let (mut n1, mut n2) = (node(&redis, &tls).await, node(&redis, &tls).await);
         let dir = Dir::new("cluster-wh");
-        let (send_dir, recv_dir) = (dir.path().join("s"), dir.path().join("r"));
-        std::fs::create_dir_all(&send_dir).unwrap();
-        std::fs::create_dir_all(&recv_dir).unwrap();
+        let (send_dir, recv_dir) = (dir.sub("s"), dir.sub("r"));
         let data = payload(3 << 20, 7);
         std::fs::write(send_dir.join("file.bin"), &data).unwrap();
         // Whichever node is the wormhole node, the other hands its clients over: wait until

@@ -60,6 +60,12 @@ fn go_wormhole() -> PathBuf {
     path
 }
 
+/// The code a sender prints (`Wormhole code is: 7-guitarist-revenge`, from every client).
+async fn code_of(sender: &mut Proc) -> String {
+    let line = sender.expect_containing("Wormhole code is: ").await;
+    line.split_whitespace().last().unwrap().to_string()
+}
+
 /// Runs a client to its end (bounded); its exit status and everything it printed.
 fn run(mut cmd: Command) -> (bool, String) {
     let mut child = cmd.spawn().unwrap();
@@ -77,8 +83,7 @@ fn a_text_message_with_an_allocated_code() {
             dir.path(),
             &["send", "--no-qr", "--text", "hello through duet"],
         );
-        let line = sender.expect_containing("Wormhole code is: ").await;
-        let code = line.split_whitespace().last().unwrap().to_string();
+        let code = code_of(&mut sender).await;
         let (ok, text) = run(wormhole_client(duet.port, dir.path(), &["receive", &code]));
         assert!(ok, "{text}");
         assert!(text.contains("hello through duet"), "{text}");
@@ -94,9 +99,7 @@ fn a_gibibyte_through_the_transit_relay() {
     smol::block_on(async {
         let mut duet = Duet::start(&[]);
         let dir = Dir::new("wh-gib");
-        let (send_dir, recv_dir) = (dir.path().join("s"), dir.path().join("r"));
-        std::fs::create_dir_all(&send_dir).unwrap();
-        std::fs::create_dir_all(&recv_dir).unwrap();
+        let (send_dir, recv_dir) = (dir.sub("s"), dir.sub("r"));
         let src = send_dir.join("big.bin");
         let ok = Command::new("sh")
             .arg("-c")
@@ -159,8 +162,7 @@ fn a_directory_and_a_wrong_code() {
         std::fs::create_dir_all(tree.join("inner")).unwrap();
         std::fs::write(tree.join("a.txt"), "alpha").unwrap();
         std::fs::write(tree.join("inner/b.txt"), payload(100_000, 3)).unwrap();
-        let recv_dir = dir.path().join("r");
-        std::fs::create_dir_all(&recv_dir).unwrap();
+        let recv_dir = dir.sub("r");
         let code = "43-duet-directory";
         let sender = wormhole_client(
             duet.port,
@@ -242,8 +244,7 @@ fn a_transfer_survives_a_server_restart() {
             dir.path(),
             &["send", "--no-qr", "--text", "still here"],
         );
-        let line = sender.expect_containing("Wormhole code is: ").await;
-        let code = line.split_whitespace().last().unwrap().to_string();
+        let code = code_of(&mut sender).await;
         first.wait_for_text("wormhole add phase=pake").await;
         first.stop();
         let _second = start(&state);
@@ -261,8 +262,7 @@ fn the_go_client_sends_text_to_the_python_client() {
         let mut duet = Duet::start(&[]);
         let dir = Dir::new("wh-go-text");
         let mut sender = go_sender(duet.port, dir.path(), &["send", "--text", "hello from go"]);
-        let line = sender.expect_containing("Wormhole code is: ").await;
-        let code = line.split_whitespace().last().unwrap().to_string();
+        let code = code_of(&mut sender).await;
         duet.wait_for_text("wormhole allocate").await;
         let (ok, text) = run(wormhole_client(duet.port, dir.path(), &["receive", &code]));
         assert!(ok, "{text}");
@@ -285,8 +285,7 @@ fn the_python_client_sends_text_to_the_go_client() {
             dir.path(),
             &["send", "--no-qr", "--text", "hello from python"],
         );
-        let line = sender.expect_containing("Wormhole code is: ").await;
-        let code = line.split_whitespace().last().unwrap().to_string();
+        let code = code_of(&mut sender).await;
         let (ok, text) = run(go_client(duet.port, dir.path(), &["receive", &code]));
         assert!(ok, "{text}");
         assert!(text.contains("hello from python"), "{text}");
@@ -302,9 +301,7 @@ fn a_file_from_the_python_client_to_the_go_client_through_the_transit_relay() {
     smol::block_on(async {
         let mut duet = Duet::start(&[]);
         let dir = Dir::new("wh-py-go-file");
-        let (send_dir, recv_dir) = (dir.path().join("s"), dir.path().join("r"));
-        std::fs::create_dir_all(&send_dir).unwrap();
-        std::fs::create_dir_all(&recv_dir).unwrap();
+        let (send_dir, recv_dir) = (dir.sub("s"), dir.sub("r"));
         let bytes = payload(5_000_000, 45);
         std::fs::write(send_dir.join("file.bin"), &bytes).unwrap();
         let code = "45-duet-go";

@@ -651,6 +651,13 @@ impl Dir {
     pub fn file(&self, name: &str) -> std::path::PathBuf {
         self.0.join(name)
     }
+
+    /// A folder inside this one (made now), e.g. a sender's and a receiver's.
+    pub fn sub(&self, name: &str) -> std::path::PathBuf {
+        let path = self.0.join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        path
+    }
 }
 
 impl Drop for Dir {
