@@ -79,9 +79,10 @@ enum Act {
     Mailbox,
     WsPipe,
     WsTransit,
+    TlsCutPipe,
 }
 
-const ACTS: [Act; 19] = [
+const ACTS: [Act; 20] = [
     Act::Chat,
     Act::Chat,
     Act::TlsChat,
@@ -101,6 +102,7 @@ const ACTS: [Act; 19] = [
     Act::Mailbox,
     Act::WsPipe,
     Act::WsTransit,
+    Act::TlsCutPipe,
 ];
 
 /// The server's idle timeout in this test, seconds.
@@ -347,6 +349,9 @@ async fn client(addr: SocketAddr, id: u64, deadline: Instant, counts: Arc<Counts
                 Act::Mailbox => protocols::mailbox(addr, &mut rng, &counts.more, id).await,
                 Act::WsPipe => protocols::ws_pipe(addr, &mut rng, &counts.more, id).await,
                 Act::WsTransit => protocols::ws_transit(addr, &mut rng, &counts.more).await,
+                Act::TlsCutPipe => {
+                    protocols::tls_cut_pipe(addr, &mut rng, &counts.more, id, &tls).await
+                }
             }
         };
         let done = future::or(async { Some(round.await) }, async {

@@ -15,7 +15,8 @@ use std::time::Duration;
 use async_net::TcpStream;
 use duet::rng::Rng;
 use futures_lite::io::BufReader;
-use futures_lite::{future, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use futures_lite::{future, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_rustls::rustls::pki_types::ServerName;
 
 use crate::mailbox;
 use crate::{connect, fill, CHUNK, GREETING_START};
@@ -142,14 +143,31 @@ impl Checker {
     }
 }
 
+/// A sender's connection: plain TCP, or TLS over it (reset through its TCP socket).
+pub trait Connection: AsyncWrite + Unpin {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Connection for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Connection for futures_rustls::client::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
 /// Writes the plan's bytes with `frame` around each piece. At the cut the connection is
 /// reset (the caller must hold no other handle of it) and `None` returned; otherwise the
 /// connection, for the caller to end as it likes.
-async fn send_planned(
-    mut w: TcpStream,
+async fn send_planned<W: Connection>(
+    mut w: W,
     plan: &Plan,
     frame: impl Fn(&[u8]) -> Vec<u8>,
-) -> io::Result<Option<TcpStream>> {
+) -> io::Result<Option<W>> {
     let mut source = Rng::new(plan.seed);
     let mut chunk = vec![0u8; CHUNK];
     let mut left = plan.sent();
@@ -159,14 +177,15 @@ async fn send_planned(
         w.write_all(&frame(&chunk[..n])).await?;
         left -= n;
     }
+    // TLS holds written bytes until a flush: the cut comes after them.
+    w.flush().await?;
     if plan.cut.is_some() {
-        rustix::net::sockopt::set_socket_linger(&w, Some(Duration::ZERO))?;
+        rustix::net::sockopt::set_socket_linger(w.tcp(), Some(Duration::ZERO))?;
         return Ok(None);
     }
     Ok(Some(w))
 }
 
-/// Reads to the end of the stream, checking; an error counts as an end that is not clean.
 /// A silent end that the server lets go without a peer (it expired, or its peer never got
 /// in) gets the error line and a reset.
 async fn receive_to_end(r: &mut (impl AsyncReadExt + Unpin), plan: &Plan) -> Seen {
@@ -195,15 +214,58 @@ async fn receive_to_end(r: &mut (impl AsyncReadExt + Unpin), plan: &Plan) -> See
 /// A raw pipe whose sender may reset it midway: the receiver must then see a reset, never
 /// a clean end.
 pub async fn cut_pipe(addr: SocketAddr, rng: &mut Rng, counts: &Counts, id: u64) -> io::Result<()> {
+    let (mut rr, token, plan) = cut_pipe_receiver(addr, rng, id).await?;
+    let sw = TcpStream::connect(addr).await?;
+    cut_pipe_rest(&mut rr, sw, &token, &plan, counts, "cut pipe").await
+}
+
+/// The same with a TLS sender: a reset under TLS (no close_notify) must reach the plain
+/// receiver as a reset too. A hello that came late is counted as late.
+pub async fn tls_cut_pipe(
+    addr: SocketAddr,
+    rng: &mut Rng,
+    counts: &Counts,
+    id: u64,
+    tls: &futures_rustls::TlsConnector,
+) -> io::Result<()> {
+    let (mut rr, token, plan) = cut_pipe_receiver(addr, rng, id).await?;
+    let name = ServerName::try_from("localhost").map_err(io::Error::other)?;
+    let sw = match tls.connect(name, TcpStream::connect(addr).await?).await {
+        Ok(sw) => sw,
+        Err(e) if e.to_string().contains("corrupt message") => {
+            counts.late.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    cut_pipe_rest(&mut rr, sw, &token, &plan, counts, "TLS cut pipe").await
+}
+
+/// A cut pipe's receiver, connected and waiting, with the pipe's token and plan.
+async fn cut_pipe_receiver(
+    addr: SocketAddr,
+    rng: &mut Rng,
+    id: u64,
+) -> io::Result<(BufReader<TcpStream>, String, Plan)> {
     let token = format!("soakc-{id}-{}", rng.next_u64());
     let mut plan = Plan::new(rng);
     // At least a byte: a silent end that ends its stream having sent nothing has left, as
     // far as the server can tell, if it comes first (see PROTOCOL.md, "Pipes").
     plan.len = plan.len.max(1);
-    let (mut rr, mut rw) = connect(addr).await?;
+    let (rr, mut rw) = connect(addr).await?;
     rw.write_all(format!("/pipe {token}\n").as_bytes()).await?;
-    let mut sw = TcpStream::connect(addr).await?;
-    let plan = &plan;
+    Ok((rr, token, plan))
+}
+
+/// Sends (and maybe cuts) the plan from `sw` and judges what the receiver saw.
+async fn cut_pipe_rest<W: Connection>(
+    rr: &mut BufReader<TcpStream>,
+    mut sw: W,
+    token: &str,
+    plan: &Plan,
+    counts: &Counts,
+    what: &str,
+) -> io::Result<()> {
     // The sender keeps its socket open until the receiver is done (closing it with the
     // greeting of a lobby pipe unread would reset it), unless it cuts.
     let send = async {
@@ -214,22 +276,28 @@ pub async fn cut_pipe(addr: SocketAddr, rng: &mut Rng, counts: &Counts, id: u64)
         }
         io::Result::Ok(kept)
     };
+    // A reset before the first byte is a cut seen too (a sender cut early).
     let receive = async {
-        if rr.fill_buf().await?.starts_with(GREETING_START) {
-            // A lobby pipe: the bytes start after the notice that it opened.
-            let mut line = String::new();
-            while line != "* pipe open\n" {
-                line.clear();
-                if rr.read_line(&mut line).await? == 0 {
-                    return Ok(Seen::Short);
+        match rr.fill_buf().await {
+            Ok(first) if first.starts_with(GREETING_START) => {
+                // A lobby pipe: the bytes start after the notice that it opened.
+                let mut line = String::new();
+                while line != "* pipe open\n" {
+                    line.clear();
+                    if !matches!(rr.read_line(&mut line).await, Ok(n) if n > 0) {
+                        return Ok(Seen::Short);
+                    }
                 }
             }
+            Ok(_) => {}
+            Err(_) => return io::Result::Ok(Seen::Short),
         }
-        io::Result::Ok(receive_to_end(&mut rr, plan).await)
+        Ok(receive_to_end(rr, plan).await)
     };
     let (sent, seen) = future::zip(send, receive).await;
-    sent?;
-    plan.judge("cut pipe", seen?, counts);
+    let error = |side: &str, e: io::Error| io::Error::new(e.kind(), format!("{what}, {side}: {e}"));
+    sent.map_err(|e| error("sender", e))?;
+    plan.judge(what, seen.map_err(|e| error("receiver", e))?, counts);
     Ok(())
 }
 
