@@ -131,6 +131,19 @@ fn bad_impatient_and_lonely_ends() {
     });
 }
 
+/// A WebSocket transit end (at `/`, side `w…`) that has sent its handshake.
+async fn ws_end(duet: &Duet, token: &str) -> Ws {
+    use async_tungstenite::tungstenite::Message;
+    let stream = async_net::TcpStream::connect(duet.addr()).await.unwrap();
+    let url = format!("ws://127.0.0.1:{}/", duet.port);
+    let (mut ws, _) = timeout("handshake", async_tungstenite::client_async(url, stream))
+        .await
+        .unwrap();
+    let shake = relay_line(token, Some("wwwwwwwwwwwwwwww"));
+    ws.send(Message::binary(shake.into_bytes())).await.unwrap();
+    ws
+}
+
 /// The WebSocket variant (browser clients): the handshake and `ok` are binary messages,
 /// and a WebSocket end pairs with a TCP one.
 #[test]
@@ -138,13 +151,7 @@ fn a_websocket_end_pairs_with_a_tcp_end() {
     use async_tungstenite::tungstenite::Message;
     smol::block_on(async {
         let duet = Duet::start(&[]);
-        let stream = async_net::TcpStream::connect(duet.addr()).await.unwrap();
-        let url = format!("ws://127.0.0.1:{}/", duet.port);
-        let (mut ws, _) = timeout("handshake", async_tungstenite::client_async(url, stream))
-            .await
-            .unwrap();
-        let shake = relay_line(TOKEN, Some("wwwwwwwwwwwwwwww"));
-        ws.send(Message::binary(shake.into_bytes())).await.unwrap();
+        let mut ws = ws_end(&duet, TOKEN).await;
         let mut tcp = end(&duet, TOKEN, Some("tttttttttttttttt")).await;
         tcp.expect("ok").await;
         assert_eq!(next_binary(&mut ws).await, b"ok\n");
@@ -167,13 +174,7 @@ fn a_websocket_end_that_vanishes_is_cut_and_one_that_closes_has_ended() {
     smol::block_on(async {
         let duet = Duet::start(&[]);
         for (token, vanishes) in [(TOKEN, true), (TOKEN_B, false)] {
-            let stream = async_net::TcpStream::connect(duet.addr()).await.unwrap();
-            let url = format!("ws://127.0.0.1:{}/", duet.port);
-            let (mut ws, _) = timeout("handshake", async_tungstenite::client_async(url, stream))
-                .await
-                .unwrap();
-            let shake = relay_line(token, Some("wwwwwwwwwwwwwwww"));
-            ws.send(Message::binary(shake.into_bytes())).await.unwrap();
+            let mut ws = ws_end(&duet, token).await;
             let mut tcp = async_net::TcpStream::connect(duet.addr()).await.unwrap();
             let shake = relay_line(token, Some("tttttttttttttttt"));
             tcp.write_all(shake.as_bytes()).await.unwrap();
