@@ -314,7 +314,8 @@ pub struct Serve {
     #[argh(option)]
     pub metrics_allow: Vec<Cidr>,
 
-    /// executor threads (default: one per CPU)
+    /// most executor threads (default: one per CPU); one runs, another joins while
+    /// those running are busy and a core is idle
     #[argh(option)]
     pub threads: Option<usize>,
 

@@ -558,7 +558,7 @@ for name in ["duet_pipes_closed_total", "duet_http_requests_total",
              "duet_connections_accepted_total", "duet_pipes_waiting", "duet_rooms",
              "duet_refused_total{{reason=pipe_busy}}", "duet_refused_total{{reason=access}}",
              "duet_lines_logged_total", "duet_accept_errors_total", "duet_tls_failures_total",
-             "process_start_time_seconds", "duet_build_info"]:
+             "process_start_time_seconds", "duet_build_info", "duet_executor_threads"]:
     print(name, float(values[name]))
 print("piped_both", float(values["duet_piped_bytes_total{{from=first}}"] + values["duet_piped_bytes_total{{from=second}}"]))
 "#,
@@ -576,6 +576,8 @@ print("piped_both", float(values["duet_piped_bytes_total{{from=first}}"] + value
             "duet_accept_errors_total 0.0",
             "duet_tls_failures_total 0.0",
             "duet_build_info 1.0",
+            // One thread runs the executor while the server is nearly idle.
+            "duet_executor_threads 1.0",
         ] {
             assert!(text.contains(want), "{want} not in {text}");
         }

@@ -181,6 +181,8 @@ pub struct Hub {
     /// Line-mode sockets waiting for bytes (see `edge.rs`); [`Edge::drive`] runs beside
     /// the server.
     pub edge: Arc<Edge>,
+    /// The executor threads, and how many of them run now (see `workers.rs`).
+    pub workers: crate::server::workers::Workers,
     next_id: AtomicU64,
     stopping: AtomicBool,
     /// When the server started (for `process_start_time_seconds`).
@@ -216,6 +218,7 @@ impl Hub {
             doorstep: Default::default(),
             cluster,
             edge: Edge::new()?,
+            workers: crate::server::workers::Workers::new(config.threads),
             config,
             log,
             next_id: AtomicU64::new(0),

@@ -39,6 +39,7 @@ pub(crate) mod tls;
 mod transit;
 pub(crate) mod transits;
 mod turn_away;
+pub(crate) mod workers;
 pub(crate) mod wormhole;
 
 use std::future::Future;
@@ -159,26 +160,20 @@ pub fn run(
     let (ip, port) = (listener.local_addr()?.ip(), listener.local_addr()?.port());
     let descriptors = raise_fd_limit(config.max_conns);
     let listener = Arc::new(Async::new(listener)?);
-    let threads = config.threads.max(1);
     let (hub, all_done) = Hub::new(config, log)?;
     if let Some(path) = &hub.config.wormhole_settings.state {
         hub.wormhole.load(path).map_err(io::Error::other)?;
     }
     let hub = Arc::new(hub);
     let ex = Arc::new(Executor::new());
-    let (stop_workers, workers_stop) = async_channel::bounded::<()>(1);
     thread::scope(|scope| {
-        for i in 1..threads {
-            let (ex, workers_stop) = (&ex, workers_stop.clone());
+        for index in 1..hub.workers.most() {
+            let (ex, hub) = (&ex, &hub);
             thread::Builder::new()
-                .name(format!("duet-worker-{i}"))
-                .spawn_scoped(scope, move || {
-                    // smol::block_on (async-io's), not futures-lite's: idle workers wait in the
-                    // reactor themselves, so an event wakes the thread that runs its task
-                    // instead of going through async-io's fallback thread first.
-                    smol::block_on(ex.run(workers_stop.recv())).ok();
-                })?;
+                .name(format!("duet-worker-{index}"))
+                .spawn_scoped(scope, move || hub.workers.work(ex, index))?;
         }
+        hub.workers.enlist();
         smol::block_on(ex.run(async {
             announce(&hub, port, descriptors).await;
             // Tasks of their own, not part of this future: the future a thread runs the
@@ -187,6 +182,10 @@ pub fn run(
             // (accept4, read, epoll_ctl). A task is polled only when its own event comes.
             let accepting = ex.spawn(accept_all(ex.clone(), listener.clone(), hub.clone()));
             let edge = ex.spawn(hub.edge.clone().drive());
+            let governor = {
+                let hub = hub.clone();
+                ex.spawn(async move { hub.workers.govern().await })
+            };
             let chores = {
                 let hub = hub.clone();
                 ex.spawn(async move { future::or(hub.idle.run(), housekeeping(&hub)).await })
@@ -221,8 +220,9 @@ pub fn run(
             save_wormhole(&hub).await;
             // Every connection is done by now: no line socket waits any more.
             edge.cancel().await;
+            governor.cancel().await;
         }));
-        drop(stop_workers);
+        hub.workers.stop();
         Ok(())
     })
 }

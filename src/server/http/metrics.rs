@@ -159,6 +159,11 @@ fn gauges(hub: &Hub, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> 
             hub.transits.count() as f64,
         ),
         (
+            "duet_executor_threads",
+            "threads running the executor now (at most --threads)",
+            hub.workers.running() as f64,
+        ),
+        (
             "process_start_time_seconds",
             "when the server started (Unix time)",
             started,
