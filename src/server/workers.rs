@@ -12,11 +12,15 @@
 //! when the first is saturated and a core has nothing else to do, so that is when one joins.
 //!
 //! A governor task samples, every [`TICK`], the CPU time of the executor threads (from
-//! `/proc/self/task`) and the machine's idle time (`/proc/stat`). It adds a thread when the
-//! running ones used at least [`BUSY_SHARE`] of their time and at least [`IDLE_CORES`] of a
-//! core was idle; it parks one when the rest could have carried the load at half their time
-//! for [`QUIET_TICKS`] ticks in a row. `--threads` is the most that may run. Parked threads
-//! wait on a condition variable, outside the executor, so nothing wakes them. Elsewhere than
+//! `/proc/self/task`) and the machine's idle time (`/proc/stat`). A thread joins when, for
+//! [`STEADY_TICKS`] ticks in a row, the running ones used at least [`BUSY_SHARE`] of their
+//! time and at least [`IDLE_CORES`] of a core was idle (a burst of connections is not
+//! enough). One parks when, as long, either the rest could have carried the load at half
+//! their time, or the machine was full (less than [`FULL_IDLE_CORES`] idle) while the
+//! running threads used less than [`CONTENDED_SHARE`] of their time: they wait for cores
+//! that other programs (on a small machine, the clients) use, and one thread fewer wastes
+//! less. `--threads` is the most that may run. Parked threads wait on a condition
+//! variable, outside the executor, so nothing wakes them. Elsewhere than
 //! Linux (no `/proc`) every thread runs.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,8 +38,12 @@ pub const TICK: Duration = Duration::from_millis(250);
 pub const BUSY_SHARE: f64 = 0.9;
 /// Idle cores (over the last tick, the whole machine) needed for another thread to join.
 pub const IDLE_CORES: f64 = 0.9;
-/// Ticks in a row in which one thread fewer would have sufficed before one is parked.
-pub const QUIET_TICKS: u32 = 4;
+/// Below this many idle cores the machine is full.
+pub const FULL_IDLE_CORES: f64 = 0.25;
+/// On a full machine, running threads that use less than this share of their time park one.
+pub const CONTENDED_SHARE: f64 = 0.75;
+/// Ticks in a row a condition must hold before a thread joins or parks.
+pub const STEADY_TICKS: u32 = 2;
 
 /// The executor threads: how many may run, how many run now.
 #[derive(Debug)]
@@ -204,8 +212,10 @@ impl Workers {
 /// The decision, apart from how the load is measured.
 #[derive(Debug, Default)]
 pub struct Governor {
-    /// Ticks in a row in which one thread fewer would have sufficed.
-    quiet: u32,
+    /// Ticks in a row in which another thread would have helped.
+    hot: u32,
+    /// Ticks in a row in which one thread fewer would have done.
+    cool: u32,
 }
 
 impl Governor {
@@ -213,18 +223,19 @@ impl Governor {
     /// CPU the executor threads used over the last tick (`busy`) and the machine's idle
     /// cores over it (`idle`).
     pub fn decide(&mut self, running: usize, most: usize, busy: f64, idle: f64) -> usize {
-        let fewer = running.saturating_sub(1) as f64;
-        if busy < fewer * 0.5 {
-            self.quiet += 1;
-        } else {
-            self.quiet = 0;
-        }
-        if running < most && busy >= running as f64 * BUSY_SHARE && idle >= IDLE_CORES {
-            self.quiet = 0;
+        let threads = running as f64;
+        let hot = running < most && busy >= threads * BUSY_SHARE && idle >= IDLE_CORES;
+        let quiet = busy < (threads - 1.0) * 0.5;
+        let contended = idle < FULL_IDLE_CORES && busy < threads * CONTENDED_SHARE;
+        let cool = running > 1 && (quiet || contended);
+        self.hot = if hot { self.hot + 1 } else { 0 };
+        self.cool = if cool { self.cool + 1 } else { 0 };
+        if self.hot >= STEADY_TICKS {
+            self.hot = 0;
             return running + 1;
         }
-        if running > 1 && self.quiet >= QUIET_TICKS {
-            self.quiet = 0;
+        if self.cool >= STEADY_TICKS {
+            self.cool = 0;
             return running - 1;
         }
         running
@@ -299,36 +310,45 @@ mod tests {
     use futures_lite::future;
     use std::sync::Arc;
 
-    #[test]
-    fn a_thread_joins_only_when_the_running_ones_are_busy_and_a_core_is_idle() {
-        let mut g = Governor::default();
-        // Busy, but the machine has no core to spare (the clients use it): stay.
-        assert_eq!(g.decide(1, 4, 1.0, 0.3), 1);
-        // A core idle, but the thread is not saturated: stay.
-        assert_eq!(g.decide(1, 4, 0.6, 3.0), 1);
-        // Both: one more, and again while both hold.
-        assert_eq!(g.decide(1, 4, 0.95, 3.0), 2);
-        assert_eq!(g.decide(2, 4, 1.9, 2.0), 3);
-        // Never past the most.
-        assert_eq!(g.decide(4, 4, 4.0, 4.0), 4);
+    /// The governor's decisions over ticks of the same load, from `running` threads of `most`.
+    fn ticks(g: &mut Governor, ticks: u32, running: usize, most: usize, load: (f64, f64)) -> usize {
+        (0..ticks).fold(running, |running, _| {
+            g.decide(running, most, load.0, load.1)
+        })
     }
 
     #[test]
-    fn a_thread_parks_only_after_the_load_stayed_low_for_a_while() {
+    fn a_thread_joins_only_while_the_running_ones_are_busy_and_a_core_is_idle() {
         let mut g = Governor::default();
-        for _ in 1..QUIET_TICKS {
-            assert_eq!(g.decide(2, 2, 0.2, 1.5), 2);
-        }
+        // Busy, but the machine has no core to spare (the clients use it): stay.
+        assert_eq!(ticks(&mut g, 10, 1, 4, (1.0, 0.3)), 1);
+        // A core idle, but the thread is not saturated: stay.
+        assert_eq!(ticks(&mut g, 10, 1, 4, (0.6, 3.0)), 1);
+        // Both, for one tick (a burst of connections): stay; for two: one more.
+        assert_eq!(ticks(&mut g, 1, 1, 4, (0.95, 3.0)), 1);
+        assert_eq!(ticks(&mut g, 1, 1, 4, (0.5, 3.0)), 1);
+        assert_eq!(ticks(&mut g, 2, 1, 4, (0.95, 3.0)), 2);
+        assert_eq!(ticks(&mut g, 2, 2, 4, (1.9, 2.0)), 3);
+        // Never past the most.
+        assert_eq!(ticks(&mut g, 10, 4, 4, (4.0, 4.0)), 4);
+    }
+
+    #[test]
+    fn a_thread_parks_when_one_fewer_would_do_or_the_machine_is_full() {
+        let mut g = Governor::default();
+        // Quiet: half the load of one thread fewer.
+        assert_eq!(ticks(&mut g, 1, 2, 2, (0.2, 1.5)), 2);
         // One busy tick in between starts the count again.
-        assert_eq!(g.decide(2, 2, 1.2, 0.5), 2);
-        for _ in 1..QUIET_TICKS {
-            assert_eq!(g.decide(2, 2, 0.2, 1.5), 2);
-        }
-        assert_eq!(g.decide(2, 2, 0.2, 1.5), 1);
+        assert_eq!(ticks(&mut g, 1, 2, 2, (1.9, 0.1)), 2);
+        assert_eq!(ticks(&mut g, 1, 2, 2, (0.2, 1.5)), 2);
+        assert_eq!(ticks(&mut g, 1, 2, 2, (0.2, 1.5)), 1);
+        // Full machine, threads that wait for cores more than they run: one parks.
+        assert_eq!(ticks(&mut g, 2, 2, 2, (1.2, 0.05)), 1);
+        // Full machine, threads that run all the time (a server of its own): all stay.
+        assert_eq!(ticks(&mut g, 10, 8, 8, (7.6, 0.1)), 8);
         // The first thread never parks.
-        for _ in 0..QUIET_TICKS * 2 {
-            assert_eq!(g.decide(1, 2, 0.0, 2.0), 1);
-        }
+        assert_eq!(ticks(&mut g, 10, 1, 2, (0.0, 2.0)), 1);
+        assert_eq!(ticks(&mut g, 10, 1, 2, (0.5, 0.0)), 1);
     }
 
     #[cfg(target_os = "linux")]
