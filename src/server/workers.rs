@@ -1,5 +1,5 @@
-//! Executor threads that run only while they help: one always, more while the ones running
-//! are busy and a core is idle.
+//! Executor threads that run only while they help: two while a core is idle, one when the
+//! machine is full, more while the ones running are busy and a core is idle.
 //!
 //! Why: every thread that runs the executor is a thread a scheduled task may wake.
 //! async-executor wakes a sleeping thread whenever a task is scheduled, and most of the time
@@ -8,20 +8,27 @@
 //! also pays atomics on every file descriptor it uses. Measured on two cores (2026-12-01):
 //! a 1 GiB magic-wormhole transfer through the transit relay cost the server 0.23–0.46
 //! CPU-seconds on two threads and 0.10–0.26 on one; 1,000 rooms of two, 0.150 s per 10k
-//! round trips on two threads, 0.118 on one, at a higher rate. A second thread pays off only
-//! when the first is saturated and a core has nothing else to do, so that is when one joins.
+//! round trips on two threads, 0.118 on one, at a higher rate: there the cores are taken
+//! (by the clients), and the threads wait for them.
+//!
+//! A second thread has its use even when one could carry the load: while a core is idle,
+//! a quiet connection's message reaches a thread that is awake more often (on this VM a
+//! halted vCPU takes tens of microseconds to wake). Pipe ping-pong, 10,000 round trips
+//! (`duet-load chat --mode pipe`): p50 94–102 µs on two threads, 150–161 µs on one, for
+//! the same server CPU (63–74 ticks). So the rule is about cores, not only load.
 //!
 //! A governor task samples, every [`TICK`], the CPU time of the executor threads (from
-//! `/proc/self/task`) and the machine's idle time (`/proc/stat`). A thread joins when, for
-//! [`STEADY_TICKS`] ticks in a row, the running ones used at least [`BUSY_SHARE`] of their
-//! time and at least [`IDLE_CORES`] of a core was idle (a burst of connections is not
-//! enough). One parks when, as long, either the rest could have carried the load at half
-//! their time, or the machine was full (less than [`FULL_IDLE_CORES`] idle) while the
-//! running threads used less than [`CONTENDED_SHARE`] of their time: they wait for cores
-//! that other programs (on a small machine, the clients) use, and one thread fewer wastes
-//! less. `--threads` is the most that may run. Parked threads wait on a condition
-//! variable, outside the executor, so nothing wakes them. Elsewhere than
-//! Linux (no `/proc`) every thread runs.
+//! `/proc/self/task`) and the machine's idle time (`/proc/stat`). While at least
+//! [`IDLE_CORES`] of a core is idle, [`LATENCY_THREADS`] run whatever the load, and another
+//! joins when the running ones used at least [`BUSY_SHARE`] of their time. Past that floor
+//! (one thread, on a machine without a core to spare) one parks when either the rest could
+//! have carried the load at half their time, or the machine was full (less than
+//! [`FULL_IDLE_CORES`] idle) while the running threads used less than [`CONTENDED_SHARE`]
+//! of their time: they wait for cores that other programs (on a small machine, the
+//! clients) use, and one thread fewer wastes less. Each change needs its condition for
+//! [`STEADY_TICKS`] ticks in a row (a burst of connections is not enough). `--threads` is
+//! the most that may run. Parked threads wait on a condition variable, outside the
+//! executor, so nothing wakes them. Elsewhere than Linux (no `/proc`) every thread runs.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -42,6 +49,8 @@ pub const IDLE_CORES: f64 = 0.9;
 pub const FULL_IDLE_CORES: f64 = 0.25;
 /// On a full machine, running threads that use less than this share of their time park one.
 pub const CONTENDED_SHARE: f64 = 0.75;
+/// Threads that run while the machine has a core to spare, however light the load.
+pub const LATENCY_THREADS: usize = 2;
 /// Ticks in a row a condition must hold before a thread joins or parks.
 pub const STEADY_TICKS: u32 = 2;
 
@@ -224,10 +233,15 @@ impl Governor {
     /// cores over it (`idle`).
     pub fn decide(&mut self, running: usize, most: usize, busy: f64, idle: f64) -> usize {
         let threads = running as f64;
-        let hot = running < most && busy >= threads * BUSY_SHARE && idle >= IDLE_CORES;
+        // With a core to spare, a second thread costs little and cuts the wake-ups a quiet
+        // connection waits for (see the module's doc): it runs whatever the load.
+        let spare = idle >= IDLE_CORES;
+        let floor = if spare { most.min(LATENCY_THREADS) } else { 1 };
+        let saturated = busy >= threads * BUSY_SHARE;
+        let hot = running < most && (running < floor || (saturated && spare));
         let quiet = busy < (threads - 1.0) * 0.5;
         let contended = idle < FULL_IDLE_CORES && busy < threads * CONTENDED_SHARE;
-        let cool = running > 1 && (quiet || contended);
+        let cool = running > floor && (quiet || contended);
         self.hot = if hot { self.hot + 1 } else { 0 };
         self.cool = if cool { self.cool + 1 } else { 0 };
         if self.hot >= STEADY_TICKS {
@@ -318,37 +332,41 @@ mod tests {
     }
 
     #[test]
-    fn a_thread_joins_only_while_the_running_ones_are_busy_and_a_core_is_idle() {
+    fn two_threads_run_while_a_core_is_idle_and_more_join_while_they_are_busy() {
         let mut g = Governor::default();
-        // Busy, but the machine has no core to spare (the clients use it): stay.
+        // No core to spare (the clients use it), busy or not: one.
         assert_eq!(ticks(&mut g, 10, 1, 4, (1.0, 0.3)), 1);
-        // A core idle, but the thread is not saturated: stay.
-        assert_eq!(ticks(&mut g, 10, 1, 4, (0.6, 3.0)), 1);
-        // Both, for one tick (a burst of connections): stay; for two: one more.
-        assert_eq!(ticks(&mut g, 1, 1, 4, (0.95, 3.0)), 1);
-        assert_eq!(ticks(&mut g, 1, 1, 4, (0.5, 3.0)), 1);
-        assert_eq!(ticks(&mut g, 2, 1, 4, (0.95, 3.0)), 2);
+        assert_eq!(ticks(&mut g, 10, 1, 4, (0.1, 0.5)), 1);
+        // A core idle for one tick (a lull): still one; for two: the second joins, however
+        // light the load, and no more.
+        assert_eq!(ticks(&mut g, 1, 1, 4, (0.1, 1.5)), 1);
+        assert_eq!(ticks(&mut g, 1, 1, 4, (0.1, 0.5)), 1);
+        assert_eq!(ticks(&mut g, 2, 1, 4, (0.1, 1.5)), 2);
+        assert_eq!(ticks(&mut g, 10, 2, 4, (0.1, 1.5)), 2);
+        // Busy and a core idle, for two ticks: one more each time.
+        assert_eq!(ticks(&mut g, 1, 2, 4, (1.9, 2.0)), 2);
         assert_eq!(ticks(&mut g, 2, 2, 4, (1.9, 2.0)), 3);
-        // Never past the most.
+        // Never past the most, nor two where one is the most.
         assert_eq!(ticks(&mut g, 10, 4, 4, (4.0, 4.0)), 4);
+        assert_eq!(ticks(&mut g, 10, 1, 1, (1.0, 4.0)), 1);
     }
 
     #[test]
     fn a_thread_parks_when_one_fewer_would_do_or_the_machine_is_full() {
         let mut g = Governor::default();
-        // Quiet: half the load of one thread fewer.
-        assert_eq!(ticks(&mut g, 1, 2, 2, (0.2, 1.5)), 2);
-        // One busy tick in between starts the count again.
+        // Past the two of a machine with a core to spare, a quiet one parks.
+        assert_eq!(ticks(&mut g, 2, 3, 4, (0.2, 1.5)), 2);
+        // Without a core to spare, the second too (a busy tick in between starts the
+        // count again).
+        assert_eq!(ticks(&mut g, 1, 2, 2, (0.2, 0.5)), 2);
         assert_eq!(ticks(&mut g, 1, 2, 2, (1.9, 0.1)), 2);
-        assert_eq!(ticks(&mut g, 1, 2, 2, (0.2, 1.5)), 2);
-        assert_eq!(ticks(&mut g, 1, 2, 2, (0.2, 1.5)), 1);
+        assert_eq!(ticks(&mut g, 2, 2, 2, (0.2, 0.5)), 1);
         // Full machine, threads that wait for cores more than they run: one parks.
         assert_eq!(ticks(&mut g, 2, 2, 2, (1.2, 0.05)), 1);
         // Full machine, threads that run all the time (a server of its own): all stay.
         assert_eq!(ticks(&mut g, 10, 8, 8, (7.6, 0.1)), 8);
         // The first thread never parks.
-        assert_eq!(ticks(&mut g, 10, 1, 2, (0.0, 2.0)), 1);
-        assert_eq!(ticks(&mut g, 10, 1, 2, (0.5, 0.0)), 1);
+        assert_eq!(ticks(&mut g, 10, 1, 2, (0.0, 0.0)), 1);
     }
 
     #[cfg(target_os = "linux")]
@@ -404,7 +422,7 @@ mod tests {
                 self.0.stop();
             }
         }
-        let load = Mutex::new((0.0, 2.0));
+        let load = Mutex::new((0.0, 0.5));
         let workers = Workers::new(2);
         let ex = Arc::new(Executor::new());
         let short = Duration::from_millis(200);
@@ -417,12 +435,12 @@ mod tests {
             smol::block_on(ex.run(future::or(governor, async {
                 // One thread to begin with: a task waits for the one that blocks.
                 assert!(!two_at_once(ex, short).await);
-                // Busy, a core idle: the second joins and runs tasks.
-                *lock(&load) = (1.0, 2.0);
+                // A core idle: the second joins and runs tasks.
+                *lock(&load) = (0.1, 2.0);
                 until(|| workers.running() == 2, "a thread joins").await;
                 assert!(two_at_once(ex, Duration::from_secs(10)).await);
-                // Quiet: it parks again, and tasks wait for this thread.
-                *lock(&load) = (0.1, 2.0);
+                // No core to spare, and quiet: it parks again, and tasks wait for this one.
+                *lock(&load) = (0.1, 0.5);
                 until(|| workers.running() == 1, "the thread parks").await;
                 assert!(!two_at_once(ex, short).await);
             })));
