@@ -314,8 +314,8 @@ pub struct Serve {
     #[argh(option)]
     pub metrics_allow: Vec<Cidr>,
 
-    /// most executor threads (default: one per CPU); one runs, another joins while
-    /// those running are busy and a core is idle
+    /// most executor threads (default: one per CPU); two run while a core is idle,
+    /// one on a full machine, more while those running are busy
     #[argh(option)]
     pub threads: Option<usize>,
 

@@ -25,8 +25,9 @@
 //! have carried the load at half their time, or the machine was full (less than
 //! [`FULL_IDLE_CORES`] idle) while the running threads used less than [`CONTENDED_SHARE`]
 //! of their time: they wait for cores that other programs (on a small machine, the
-//! clients) use, and one thread fewer wastes less. Each change needs its condition for
-//! [`STEADY_TICKS`] ticks in a row (a burst of connections is not enough). `--threads` is
+//! clients) use, and one thread fewer wastes less. That one parks at the first tick; the
+//! other changes need their condition for [`STEADY_TICKS`] ticks in a row (a burst of
+//! connections is not enough). `--threads` is
 //! the most that may run. Parked threads wait on a condition variable, outside the
 //! executor, so nothing wakes them. Elsewhere than Linux (no `/proc`) every thread runs.
 
@@ -40,7 +41,7 @@ use smol::Executor;
 use crate::lock::lock;
 
 /// How often the governor looks.
-pub const TICK: Duration = Duration::from_millis(250);
+pub const TICK: Duration = Duration::from_millis(100);
 /// The share of their time the running threads must have used for another to join.
 pub const BUSY_SHARE: f64 = 0.9;
 /// Idle cores (over the last tick, the whole machine) needed for another thread to join.
@@ -51,8 +52,9 @@ pub const FULL_IDLE_CORES: f64 = 0.25;
 pub const CONTENDED_SHARE: f64 = 0.75;
 /// Threads that run while the machine has a core to spare, however light the load.
 pub const LATENCY_THREADS: usize = 2;
-/// Ticks in a row a condition must hold before a thread joins or parks.
-pub const STEADY_TICKS: u32 = 2;
+/// Ticks in a row a condition must hold before a thread joins, or parks on a quiet machine
+/// (a full one parks a thread at the first tick: the thread only costs there).
+pub const STEADY_TICKS: u32 = 3;
 
 /// The executor threads: how many may run, how many run now.
 #[derive(Debug)]
@@ -77,11 +79,15 @@ struct State {
 }
 
 impl Workers {
-    /// `most` executor threads at most (at least one), one running to begin with; every one
-    /// where their load cannot be measured.
+    /// `most` executor threads at most (at least one), [`LATENCY_THREADS`] running to begin
+    /// with (the governor parks one within half a second on a full machine); every one where
+    /// their load cannot be measured.
     pub fn new(most: usize) -> Workers {
         let most = most.max(1);
-        let running = if cfg!(target_os = "linux") { 1 } else { most };
+        let running = match cfg!(target_os = "linux") {
+            true => most.min(LATENCY_THREADS),
+            false => most,
+        };
         Workers {
             most,
             inside: AtomicUsize::new(1),
@@ -241,15 +247,18 @@ impl Governor {
         let hot = running < most && (running < floor || (saturated && spare));
         let quiet = busy < (threads - 1.0) * 0.5;
         let contended = idle < FULL_IDLE_CORES && busy < threads * CONTENDED_SHARE;
-        let cool = running > floor && (quiet || contended);
         self.hot = if hot { self.hot + 1 } else { 0 };
-        self.cool = if cool { self.cool + 1 } else { 0 };
+        self.cool = if running > floor && quiet {
+            self.cool + 1
+        } else {
+            0
+        };
         if self.hot >= STEADY_TICKS {
             self.hot = 0;
             return running + 1;
         }
-        if self.cool >= STEADY_TICKS {
-            self.cool = 0;
+        if running > floor && (contended || self.cool >= STEADY_TICKS) {
+            (self.hot, self.cool) = (0, 0);
             return running - 1;
         }
         running
@@ -334,18 +343,20 @@ mod tests {
     #[test]
     fn two_threads_run_while_a_core_is_idle_and_more_join_while_they_are_busy() {
         let mut g = Governor::default();
+        let steady = STEADY_TICKS;
         // No core to spare (the clients use it), busy or not: one.
         assert_eq!(ticks(&mut g, 10, 1, 4, (1.0, 0.3)), 1);
         assert_eq!(ticks(&mut g, 10, 1, 4, (0.1, 0.5)), 1);
-        // A core idle for one tick (a lull): still one; for two: the second joins, however
+        // A core idle for a moment (a lull): still one; steadily: the second joins, however
         // light the load, and no more.
-        assert_eq!(ticks(&mut g, 1, 1, 4, (0.1, 1.5)), 1);
+        assert_eq!(ticks(&mut g, steady - 1, 1, 4, (0.1, 1.5)), 1);
         assert_eq!(ticks(&mut g, 1, 1, 4, (0.1, 0.5)), 1);
-        assert_eq!(ticks(&mut g, 2, 1, 4, (0.1, 1.5)), 2);
+        assert_eq!(ticks(&mut g, steady, 1, 4, (0.1, 1.5)), 2);
         assert_eq!(ticks(&mut g, 10, 2, 4, (0.1, 1.5)), 2);
-        // Busy and a core idle, for two ticks: one more each time.
-        assert_eq!(ticks(&mut g, 1, 2, 4, (1.9, 2.0)), 2);
-        assert_eq!(ticks(&mut g, 2, 2, 4, (1.9, 2.0)), 3);
+        // Busy and a core idle, steadily: one more each time.
+        assert_eq!(ticks(&mut g, steady - 1, 2, 4, (1.9, 2.0)), 2);
+        assert_eq!(ticks(&mut g, 1, 2, 4, (1.9, 2.0)), 3);
+        assert_eq!(ticks(&mut g, steady, 3, 4, (2.9, 1.0)), 4);
         // Never past the most, nor two where one is the most.
         assert_eq!(ticks(&mut g, 10, 4, 4, (4.0, 4.0)), 4);
         assert_eq!(ticks(&mut g, 10, 1, 1, (1.0, 4.0)), 1);
@@ -354,15 +365,18 @@ mod tests {
     #[test]
     fn a_thread_parks_when_one_fewer_would_do_or_the_machine_is_full() {
         let mut g = Governor::default();
-        // Past the two of a machine with a core to spare, a quiet one parks.
-        assert_eq!(ticks(&mut g, 2, 3, 4, (0.2, 1.5)), 2);
+        let steady = STEADY_TICKS;
+        // Past the two of a machine with a core to spare, a quiet one parks, steadily.
+        assert_eq!(ticks(&mut g, steady - 1, 3, 4, (0.2, 1.5)), 3);
+        assert_eq!(ticks(&mut g, 1, 3, 4, (0.2, 1.5)), 2);
         // Without a core to spare, the second too (a busy tick in between starts the
         // count again).
-        assert_eq!(ticks(&mut g, 1, 2, 2, (0.2, 0.5)), 2);
-        assert_eq!(ticks(&mut g, 1, 2, 2, (1.9, 0.1)), 2);
-        assert_eq!(ticks(&mut g, 2, 2, 2, (0.2, 0.5)), 1);
-        // Full machine, threads that wait for cores more than they run: one parks.
-        assert_eq!(ticks(&mut g, 2, 2, 2, (1.2, 0.05)), 1);
+        assert_eq!(ticks(&mut g, steady - 1, 2, 2, (0.2, 0.5)), 2);
+        assert_eq!(ticks(&mut g, 1, 2, 2, (1.9, 0.3)), 2);
+        assert_eq!(ticks(&mut g, steady - 1, 2, 2, (0.2, 0.5)), 2);
+        assert_eq!(ticks(&mut g, 1, 2, 2, (0.2, 0.5)), 1);
+        // Full machine, threads that wait for cores more than they run: one parks at once.
+        assert_eq!(ticks(&mut g, 1, 2, 2, (1.2, 0.05)), 1);
         // Full machine, threads that run all the time (a server of its own): all stay.
         assert_eq!(ticks(&mut g, 10, 8, 8, (7.6, 0.1)), 8);
         // The first thread never parks.
@@ -422,7 +436,7 @@ mod tests {
                 self.0.stop();
             }
         }
-        let load = Mutex::new((0.0, 0.5));
+        let load = Mutex::new((0.1, 2.0));
         let workers = Workers::new(2);
         let ex = Arc::new(Executor::new());
         let short = Duration::from_millis(200);
@@ -433,16 +447,17 @@ mod tests {
             workers.enlist();
             let governor = workers.govern_by(Duration::from_millis(5), |_| Some(*lock(&load)));
             smol::block_on(ex.run(future::or(governor, async {
-                // One thread to begin with: a task waits for the one that blocks.
+                // Two run from the start, and stay while a core is idle.
+                until(|| workers.running() == 2, "the second thread starts").await;
+                assert!(two_at_once(ex, Duration::from_secs(10)).await);
+                // No core to spare, and quiet: one parks, and tasks wait for the other.
+                *lock(&load) = (0.1, 0.5);
+                until(|| workers.running() == 1, "a thread parks").await;
                 assert!(!two_at_once(ex, short).await);
-                // A core idle: the second joins and runs tasks.
+                // A core idle: the second joins again and runs tasks.
                 *lock(&load) = (0.1, 2.0);
                 until(|| workers.running() == 2, "a thread joins").await;
                 assert!(two_at_once(ex, Duration::from_secs(10)).await);
-                // No core to spare, and quiet: it parks again, and tasks wait for this one.
-                *lock(&load) = (0.1, 0.5);
-                until(|| workers.running() == 1, "the thread parks").await;
-                assert!(!two_at_once(ex, short).await);
             })));
         });
         assert_eq!(workers.running(), 1);
