@@ -80,7 +80,7 @@ struct State {
 
 impl Workers {
     /// `most` executor threads at most (at least one), [`LATENCY_THREADS`] running to begin
-    /// with (the governor parks one within half a second on a full machine); every one where
+    /// with (on a full machine the governor parks one at its first look); every one where
     /// their load cannot be measured.
     pub fn new(most: usize) -> Workers {
         let most = most.max(1);
