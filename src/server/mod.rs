@@ -167,6 +167,7 @@ pub fn run(
     let hub = Arc::new(hub);
     let ex = Arc::new(Executor::new());
     thread::scope(|scope| {
+        let _stop = hub.workers.stop_on_drop();
         for index in 1..hub.workers.most() {
             let (ex, hub) = (&ex, &hub);
             thread::Builder::new()
@@ -222,7 +223,6 @@ pub fn run(
             edge.cancel().await;
             governor.cancel().await;
         }));
-        hub.workers.stop();
         Ok(())
     })
 }

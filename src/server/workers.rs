@@ -169,6 +169,12 @@ impl Workers {
         self.event.notify(usize::MAX);
     }
 
+    /// Calls [`Workers::stop`] when dropped: however a scope that runs the threads ends (an
+    /// error, a panic), they go, or the scope would wait for them forever.
+    pub fn stop_on_drop(&self) -> StopOnDrop<'_> {
+        StopOnDrop(self)
+    }
+
     fn set_running(&self, running: usize) {
         lock(&self.state).running = running;
         self.changed.notify_all();
@@ -221,6 +227,15 @@ impl Workers {
     #[cfg(not(target_os = "linux"))]
     pub async fn govern(&self) {
         std::future::pending::<()>().await
+    }
+}
+
+/// See [`Workers::stop_on_drop`].
+pub struct StopOnDrop<'a>(&'a Workers);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
     }
 }
 
@@ -429,20 +444,13 @@ mod tests {
 
     #[test]
     fn threads_join_the_executor_and_park_as_the_governor_decides() {
-        /// Lets the worker go however the test ends, or the scope would wait for it.
-        struct Stop<'a>(&'a Workers);
-        impl Drop for Stop<'_> {
-            fn drop(&mut self) {
-                self.0.stop();
-            }
-        }
         let load = Mutex::new((0.1, 2.0));
         let workers = Workers::new(2);
         let ex = Arc::new(Executor::new());
         let short = Duration::from_millis(200);
         std::thread::scope(|scope| {
             let (workers, ex) = (&workers, &ex);
-            let _stop = Stop(workers);
+            let _stop = workers.stop_on_drop();
             scope.spawn(move || workers.work(ex, 1));
             workers.enlist();
             let governor = workers.govern_by(Duration::from_millis(5), |_| Some(*lock(&load)));
