@@ -329,6 +329,8 @@ mod linux {
     use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
 
     const FLAGS: SpliceFlags = SpliceFlags::NONBLOCK.union(SpliceFlags::MOVE);
+    /// Below this a short read is taken to have emptied its socket (see [`splice_all`]).
+    const SMALL_READ_BYTES: usize = 64 * 1024;
 
     pub struct KernelPipe {
         read: OwnedFd,
@@ -349,14 +351,16 @@ mod linux {
     /// so EAGAIN from the first splice means "socket not readable", never "pipe full". A
     /// chunked sink gets each piece's size line written in front of it and its CRLF after.
     ///
-    /// A read that moves fewer bytes than it asked for has almost always emptied the
-    /// socket, so the next one waits for readiness first instead of trying a splice that
-    /// fails with EAGAIN and then waiting: one system call less per wake-up, which is what
-    /// a relay does most (a magic-wormhole transfer wakes it 5,000–30,000 times a GiB).
-    /// When the short read had another cause (the pipe ran out of slots for many small
-    /// packets), nothing is lost: async-io re-arms the socket one-shot, and the kernel
-    /// reports a socket that is still readable at once. Writes do the same when the
-    /// receiving socket took only part of the pipe.
+    /// A read that moves fewer than [`SMALL_READ_BYTES`] has emptied a socket whose
+    /// sender is slower than the relay, and it will most likely still be empty once the
+    /// bytes are written on: the next read waits for readiness first instead of trying a
+    /// splice that fails with EAGAIN and then waiting. That is one system call less per
+    /// wake-up, which is what a relay does most (a magic-wormhole transfer wakes it
+    /// 5,000–60,000 times a GiB). After a larger read more bytes have usually come in
+    /// meanwhile, and trying at once is cheaper than a trip through epoll. When a small
+    /// read had another cause (the pipe ran out of slots for many tiny packets), nothing
+    /// is lost: async-io re-arms the socket one-shot, and the kernel reports a socket that
+    /// is still readable at once.
     pub async fn splice_all(
         socket: &Socket,
         to: &Socket,
@@ -383,7 +387,7 @@ mod linux {
                 // into an error (see `Stream::set_reset`): check here.
                 return limit.at_eof(from.get_ref().is_reset());
             }
-            emptied = n < want;
+            emptied = n < want.min(SMALL_READ_BYTES);
             if sink == Sink::Chunked {
                 to.clone().write_all(chunk_head(n).as_bytes()).await?;
             }
@@ -396,15 +400,13 @@ mod linux {
         }
     }
 
-    /// Splices the `n` bytes in the pipe into `to`; after a partial write it waits for room
-    /// before trying again (see [`splice_all`]).
+    /// Splices the `n` bytes in the pipe into `to`. After a partial write it tries again
+    /// at once: the receiver is usually reading meanwhile (waiting for room first cost
+    /// more epoll calls at full speed and saved nothing measurable).
     async fn drain(pipe: &KernelPipe, to: &Socket, n: usize) -> Result<(), Stop> {
         let to = to.source();
         let mut left = n;
         while left > 0 {
-            if left < n {
-                to.writable().await?;
-            }
             let m = to
                 .write_with(|s| Ok(splice(&pipe.read, None, s, None, left, FLAGS)?))
                 .await?;
