@@ -668,12 +668,16 @@ def pipe_once(s, src, out, token, ttfb=False):
     return wall, cpu.spent(), fb
 
 
-def wormhole_once(mailbox, relay, src, out):
-    """wormhole-rs send (waiting, code read off its output), then receive: wall from receive."""
+def wormhole_once(mailbox, relay, src, out, direct=False):
+    """wormhole-rs send (waiting, code read off its output), then receive: wall from receive.
+    Every byte goes through the transit relay, unless `direct`: then the clients connect to
+    each other (loopback) and the relay is not used."""
     for f in out.iterdir():
         f.unlink()
     common = ["--rendezvous-server", f"ws://127.0.0.1:{mailbox}/v1",
-              "--relay-server", f"tcp://127.0.0.1:{relay}", "--force-relay"]
+              "--relay-server", f"tcp://127.0.0.1:{relay}"]
+    if not direct:
+        common.append("--force-relay")
     send = subprocess.Popen([str(WORMHOLE_RS), "send", *common, "--no-qr", str(src)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     code = None
@@ -852,19 +856,21 @@ def bench_http():
 WORMHOLE_PY = PEERS / "wormhole-venv/bin/wormhole"
 
 
-def wormhole_py_once(mailbox, relay, src, out):
+def wormhole_py_once(mailbox, relay, src, out, direct=False):
     """The Python client (`make test`'s venv), both sides --no-listen so every byte goes
-    through the transit relay: wall seconds from starting the receiver."""
+    through the transit relay (unless `direct`: then both listen and connect to each other):
+    wall seconds from starting the receiver."""
     for f in out.iterdir():
         f.unlink()
     common = ["--relay-url", f"ws://127.0.0.1:{mailbox}/v1",
               "--transit-helper", f"tcp:127.0.0.1:{relay}"]
+    listen = [] if direct else ["--no-listen"]
     code = f"{random.randint(10, 99)}-bench-run"
-    send = subprocess.Popen([str(WORMHOLE_PY), *common, "send", "--no-listen", "--code", code,
+    send = subprocess.Popen([str(WORMHOLE_PY), *common, "send", *listen, "--code", code,
                              str(src)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1)
     t0 = time.perf_counter()
-    recv = subprocess.run([str(WORMHOLE_PY), *common, "receive", "--no-listen", "--accept-file",
+    recv = subprocess.run([str(WORMHOLE_PY), *common, "receive", *listen, "--accept-file",
                            code], cwd=out, capture_output=True, timeout=300)
     wall = time.perf_counter() - t0
     send.wait(timeout=60)
@@ -901,6 +907,9 @@ def bench_wormhole():
                 once(s.port, s.port, src, work / "out"))
             cpu.setdefault(client, {}).setdefault("duet", []).append(s.cpu_secs() - before)
             rss.setdefault(client, {}).setdefault("duet", []).append(s.status("VmHWM:") / 1024)
+            # The same clients connected to each other: the wall time no relay can beat.
+            wall[client].setdefault("direct (no relay)", []).append(
+                once(s.port, s.port, src, work / "out", direct=True))
             g = go_relay_server()
             if g:
                 before = g.cpu_secs()
@@ -927,7 +936,8 @@ def bench_wormhole():
         how = "wormhole-rs --force-relay" if client == "wormhole-rs" else \
             "Python client, --no-listen"
         row(f"1 GiB through magic-wormhole ({how})", "s", wall[client], better="lower",
-            note="duet alone vs the reference mailbox server + transit relay")
+            note="duet alone vs the reference mailbox server + transit relay; direct: the "
+                 "clients connected to each other, no relay")
         row(f"wormhole servers' CPU per GiB ({client})", "s", cpu[client], better="lower",
             note="the Go relay: transit only, with duet as the mailbox")
         row(f"wormhole servers' peak RSS ({client})", "MiB", rss[client], better="lower")
