@@ -398,6 +398,12 @@ pub fn speak(dir: &std::path::Path, text: &str, outputs: &[(&std::path::Path, &s
     }
 }
 
+/// Bytes free to an unprivileged writer on the file system that holds `path`.
+pub fn free_bytes(path: &std::path::Path) -> u64 {
+    let fs = rustix::fs::statvfs(path).expect("statvfs on the test folder");
+    fs.f_bavail.saturating_mul(fs.f_frsize)
+}
+
 /// A file's SHA-256, by `sha256sum` (for files too large to hold twice in a test).
 pub fn sha256(path: &std::path::Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
