@@ -46,12 +46,14 @@ deps:
 	fi
 	@python3 -c 'import prometheus_client' 2>/dev/null || { echo "installing prometheus_client (PyPI, to parse /metrics)"; \
 	  python3 -m pip install -q prometheus_client; }
-	@if ! command -v chromium >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
-	  echo "installing chromium, node and npm (the web page's tests drive a real headless browser)"; \
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing=" chromium fonts-dejavu-core"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (the web page's tests drive a real headless browser)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	      --no-install-recommends chromium fonts-dejavu-core nodejs npm >/dev/null; } \
-	    || { echo "could not install chromium, nodejs, npm — install them by hand"; exit 1; }; \
+	      --no-install-recommends $$missing >/dev/null; } \
+	    || { echo "could not install$$missing — install them by hand"; exit 1; }; \
 	fi
 	@test -x $(WORMHOLE_VENV)/bin/wormhole || { echo "installing magic-wormhole (PyPI, once, under $(WORMHOLE_VENV))"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
