@@ -179,25 +179,15 @@ fn websocket_lines_obey_the_limits() {
                 talker.say(&line).await;
             }
         };
-        future_or_log(flood, duet.wait_for_text("too slow")).await;
+        // The member is cut off, and the talker gets through. The flood may end before the
+        // cut (a receive buffer can grow to tcp_rmem's maximum, 32 MiB on some machines,
+        // and hold all 18 MB while the room waits out --slow-grace): both must come.
+        futures_lite::future::zip(
+            timeout("the flood to get through", flood),
+            duet.wait_for_text("too slow"),
+        )
+        .await;
     });
-}
-
-/// Whichever finishes first; the log line is what the test waits for.
-async fn future_or_log(
-    flood: impl std::future::Future<Output = ()>,
-    log: impl std::future::Future<Output = String>,
-) {
-    futures_lite::future::or(
-        async {
-            flood.await;
-            panic!("200,000 lines went to a member that never reads");
-        },
-        async {
-            log.await;
-        },
-    )
-    .await
 }
 
 /// A WebSocket pipe end pairs with nc (both ways) and with curl, passing the file name; the
