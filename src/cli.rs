@@ -309,6 +309,12 @@ pub struct Serve {
     #[argh(option)]
     pub allow_origin: Vec<String>,
 
+    /// the URL people reach this server at (https://relay.example.org); repeatable. Pages
+    /// may then open WebSockets only under these names (and --allow-origin ones), which
+    /// stops DNS rebinding; the names of --tls-cert count too
+    #[argh(option)]
+    pub public_url: Vec<String>,
+
     /// who may read /metrics (ADDRESS or ADDRESS/BITS); repeatable (default: loopback
     /// only)
     #[argh(option)]
@@ -416,6 +422,11 @@ pub struct Serve {
     #[argh(switch)]
     pub no_wormhole: bool,
 
+    /// with --secret-file: keep the magic-wormhole mailbox and transit relay open to
+    /// clients without the secret (default: they must send it too)
+    #[argh(switch)]
+    pub wormhole_public: bool,
+
     /// keep magic-wormhole's nameplates and mailboxes in this file, so that transfers
     /// finish across a restart (default: in memory only)
     #[argh(option)]
@@ -440,6 +451,24 @@ pub struct Serve {
     /// most messages one wormhole mailbox keeps (default 100)
     #[argh(option, default = "crate::server::wormhole::MAX_MESSAGES")]
     pub wormhole_max_messages: usize,
+
+    /// most wormhole mailboxes one address (IPv6: one /64) may hold at once, made or
+    /// opened by it (default 100)
+    #[argh(option, default = "crate::server::wormhole::MAX_PER_ADDRESS")]
+    pub wormhole_per_address: usize,
+
+    /// most bytes of messages one wormhole mailbox keeps (default 262144)
+    #[argh(option, default = "crate::server::wormhole::MAILBOX_BYTES")]
+    pub wormhole_mailbox_bytes: usize,
+
+    /// most bytes of messages one address may keep in wormhole mailboxes (default 4194304)
+    #[argh(option, default = "crate::server::wormhole::ADDRESS_BYTES")]
+    pub wormhole_address_bytes: usize,
+
+    /// most bytes of messages all wormhole mailboxes keep together: the mailbox store's
+    /// memory budget (default 67108864)
+    #[argh(option, default = "crate::server::wormhole::MAX_BYTES")]
+    pub wormhole_max_bytes: usize,
 }
 
 /// The relay a client subcommand talks to: `--relay`, `$DUET_RELAY` or the default, and
@@ -626,6 +655,8 @@ impl Serve {
             stats_interval: Duration::from_secs(self.stats_interval),
             cluster,
             cors_origin: self.cors_origin.as_str().into(),
+            public_names: self.public_names()?,
+            wormhole_public: self.wormhole_public,
             allow_origins: self
                 .allow_origin
                 .iter()
@@ -643,10 +674,40 @@ impl Serve {
                 expiry: Duration::from_secs(self.wormhole_expiry),
                 max_mailboxes: self.wormhole_max_mailboxes,
                 max_messages: self.wormhole_max_messages,
+                max_per_address: self.wormhole_per_address,
+                mailbox_bytes: self.wormhole_mailbox_bytes,
+                address_bytes: self.wormhole_address_bytes,
+                max_bytes: self.wormhole_max_bytes,
             },
             #[cfg(feature = "tls")]
             tls,
         })
+    }
+
+    /// The host names of `--public-url` and of `--tls-cert`, lower case.
+    fn public_names(&self) -> Result<Vec<String>, String> {
+        let mut names = Vec::new();
+        for url in &self.public_url {
+            let host = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"))
+                .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default())
+                .map(|authority| authority_host(authority).to_ascii_lowercase())
+                .filter(|host| !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic()));
+            match host {
+                Some(host) => names.push(host),
+                None => {
+                    return Err(format!(
+                        "--public-url {url:?}: use a URL like https://relay.example.org"
+                    ))
+                }
+            }
+        }
+        #[cfg(feature = "tls")]
+        if let (Some(_), Some(_)) = (&self.tls_cert, &self.tls_key) {
+            names.extend(self.tls()?.into_iter().flat_map(|tls| tls.names));
+        }
+        Ok(names)
     }
 
     #[cfg(feature = "tls")]
@@ -669,6 +730,14 @@ impl Serve {
             _ => Err("--tls-cert and --tls-key go together".into()),
         }
     }
+}
+
+/// The host of `host[:port]` or `[v6]:port`.
+pub fn authority_host(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    authority.split(':').next().unwrap_or_default()
 }
 
 /// Reads `--secret-file`: one word, surrounding whitespace (the final newline) ignored.

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::line::Line;
+use crate::server::about;
+use crate::server::commands::{auth_refused, check_auth, AuthCheck};
 use crate::server::hub::{Hub, Refusal};
 use crate::server::lines::Opening;
 use crate::server::notice::{tell, tell_within};
@@ -135,9 +137,9 @@ async fn route(
         ("GET", _) if ws::is_upgrade(head) => {
             ws::serve(hub, stream, peer, head, body, ticket).await
         }
-        ("GET", "/") if wants_html(head) => web_page(hub, stream).await,
-        ("GET", "/") => usage(hub, stream, head).await,
-        ("GET", "/voice-worklet.js") => worklet(hub, stream).await,
+        ("GET" | "HEAD", "/") if wants_html(head) => web_page(hub, stream, head).await,
+        ("GET" | "HEAD", "/") => usage(hub, stream, head).await,
+        ("HEAD", _) => pipe_head(hub, stream, head).await,
         // Browsers ask for it on their own: it must not become a pipe that waits.
         ("GET", "/favicon.ico") => {
             respond(hub, stream, 404, "no icon here", &[]).await;
@@ -155,7 +157,7 @@ async fn route(
                 stream,
                 405,
                 why,
-                &[("Allow", "GET, PUT, POST, OPTIONS")],
+                &[("Allow", "GET, HEAD, PUT, POST, OPTIONS")],
             )
             .await;
             Answered::plain(405, why)
@@ -166,7 +168,7 @@ async fn route(
 /// `OPTIONS`: the CORS preflight of a page on another origin.
 async fn preflight(hub: &Hub, stream: &Socket) -> Answered {
     let headers = [
-        ("Access-Control-Allow-Methods", "GET, PUT, POST, OPTIONS"),
+        ("Access-Control-Allow-Methods", "GET, HEAD, PUT, POST, OPTIONS"),
         (
             "Access-Control-Allow-Headers",
             "Content-Type, Content-Disposition, Authorization",
@@ -226,7 +228,7 @@ fn wants_html(head: &Head) -> bool {
 }
 
 /// `GET /` from a browser: the web page, under a policy that allows only itself.
-async fn web_page(hub: &Hub, stream: &Socket) -> Answered {
+async fn web_page(hub: &Hub, stream: &Socket, head: &Head) -> Answered {
     let page = page::page();
     let headers = [
         ("Content-Type", "text/html; charset=utf-8"),
@@ -236,32 +238,67 @@ async fn web_page(hub: &Hub, stream: &Socket) -> Answered {
         ("Cache-Control", "no-cache"),
     ];
     write_head(hub, stream, 200, &headers, Some(page::HTML.len() as u64)).await;
-    tell_within(stream, page::HTML.as_bytes(), hub.config.handshake_timeout).await;
+    if head.method != "HEAD" {
+        tell_within(stream, page::HTML.as_bytes(), hub.config.handshake_timeout).await;
+    }
     Answered::plain(200, "page")
-}
-
-/// `GET /voice-worklet.js`: the page's audio worklet.
-async fn worklet(hub: &Hub, stream: &Socket) -> Answered {
-    let code = page::page().worklet;
-    let headers = [
-        ("Content-Type", "text/javascript; charset=utf-8"),
-        ("X-Content-Type-Options", "nosniff"),
-        ("Cache-Control", "no-cache"),
-    ];
-    write_head(hub, stream, 200, &headers, Some(code.len() as u64)).await;
-    tell_within(stream, code.as_bytes(), hub.config.handshake_timeout).await;
-    Answered::plain(200, "worklet")
 }
 
 /// `GET /`: how to use the server from `curl`.
 async fn usage(hub: &Hub, stream: &Socket, head: &Head) -> Answered {
-    let host = head.header("host").unwrap_or("HOST:PORT");
+    let host = head
+        .header("host")
+        .and_then(about::field_value)
+        .unwrap_or("HOST:PORT");
     let text = format!(
         "duet relay. Send: curl -T FILE http://{host}/TOKEN   Receive: curl http://{host}/TOKEN > FILE\n\
          (TOKEN: 1 to 128 characters of A-Z a-z 0-9 . _ -; nc users: send /pipe TOKEN)"
     );
-    respond(hub, stream, 200, &text, &[]).await;
+    match head.method.as_str() {
+        "HEAD" => {
+            let plain = [("Content-Type", "text/plain; charset=utf-8")];
+            write_head(hub, stream, 200, &plain, Some(text.len() as u64 + 1)).await;
+        }
+        _ => respond(hub, stream, 200, &text, &[]).await,
+    }
     Answered::plain(200, "usage")
+}
+
+/// `HEAD /TOKEN`: what a receiver's response would start with, without joining the pipe
+/// (checking a server with `curl -I` must not take anyone's transfer).
+async fn pipe_head(hub: &Hub, stream: &Socket, head: &Head) -> Answered {
+    let token = &head.path[1..];
+    if let Err(why) = crate::proto::parse(format!("/pipe {token} recv").as_bytes()) {
+        respond(hub, stream, 400, &why, &[]).await;
+        return Answered::plain(400, &why);
+    }
+    let octets = [("Content-Type", "application/octet-stream")];
+    write_head(hub, stream, 200, &octets, None).await;
+    Answered::plain(200, "head")
+}
+
+/// A refusal: status, text, extra headers.
+type Refused = (u16, String, Vec<(&'static str, String)>);
+
+/// With `--secret-file`: the secret as `Authorization: Bearer SECRET` or, for a browser's
+/// WebSocket, which cannot send headers, `?auth=SECRET`; checked and counted like
+/// `/auth SECRET`.
+async fn authorize(hub: &Hub, peer: SocketAddr, head: &Head) -> Result<(), Refused> {
+    let bearer = [("WWW-Authenticate", "Bearer".to_string())];
+    let given = head
+        .header("authorization")
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(|given| given.trim().to_string())
+        .or_else(|| head.query_param("auth"));
+    let Some(given) = given else {
+        hub.stats.refused(Refusal::Auth);
+        let why = "authentication required (send Authorization: Bearer SECRET)".to_string();
+        return Err((401, why, bearer.to_vec()));
+    };
+    match check_auth(hub, peer, &given) {
+        AuthCheck::Right => Ok(()),
+        check => Err((401, auth_refused(hub, peer, check).await, bearer.to_vec())),
+    }
 }
 
 /// The reason phrase of a status code.
@@ -314,6 +351,13 @@ fn head_text(
     );
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    // Everything but the page is inert as a document: a pipe's bytes, an error text.
+    if !headers.iter().any(|(name, _)| *name == "Content-Security-Policy") {
+        head.push_str(&format!(
+            "Content-Security-Policy: {}\r\nX-Content-Type-Options: nosniff\r\n",
+            about::PIPE_CSP
+        ));
     }
     if let Some(length) = length {
         head.push_str(&format!("Content-Length: {length}\r\n"));

@@ -99,6 +99,14 @@ pub struct Config {
     pub cors_origin: Arc<str>,
     /// `--allow-origin`: other origins whose pages may open WebSockets (lower case).
     pub allow_origins: Vec<String>,
+    /// The host names this server's pages are served under (`--public-url`, the names of
+    /// `--tls-cert`), lower case: when known, the only names whose pages may open
+    /// WebSockets here besides `--allow-origin` (a page whose name merely points here, by
+    /// DNS rebinding, may not).
+    pub public_names: Vec<String>,
+    /// `--wormhole-public`: with `--secret-file`, the wormhole mailbox and transit relay
+    /// stay open to clients without the secret.
+    pub wormhole_public: bool,
     /// `--metrics-allow`: who may read `/metrics` (loopback by default).
     pub metrics_allow: Vec<crate::server::access::Cidr>,
     /// `--cluster` and its companions: the Redis server through which nodes act as one
@@ -137,6 +145,8 @@ impl Default for Config {
             auth_failures: AUTH_FAILURES,
             cors_origin: "*".into(),
             allow_origins: Vec::new(),
+            public_names: Vec::new(),
+            wormhole_public: false,
             metrics_allow: vec![
                 "127.0.0.0/8".parse().expect("a valid range"),
                 "::1".parse().expect("a valid range"),

@@ -14,6 +14,7 @@
 //! hub (`hub.rs`) is what they share; the registries (`rooms.rs`, `pipes.rs`) do no I/O;
 //! lower modules never import higher ones.
 
+mod about;
 pub(crate) mod access;
 pub(crate) mod clock;
 pub(crate) mod cluster;
@@ -162,7 +163,14 @@ pub fn run(
     let listener = Arc::new(Async::new(listener)?);
     let (hub, all_done) = Hub::new(config, log)?;
     if let Some(path) = &hub.config.wormhole_settings.state {
-        hub.wormhole.load(path).map_err(io::Error::other)?;
+        let skipped = hub.wormhole.load(path).map_err(io::Error::other)?;
+        if skipped > 0 {
+            let message = format!(
+                "{}: skipped {skipped} unreadable change lines (a write cut by a crash)",
+                path.display()
+            );
+            hub.log.try_send(Record::Server { message });
+        }
     }
     let hub = Arc::new(hub);
     let ex = Arc::new(Executor::new());
@@ -392,29 +400,28 @@ const WORMHOLE_PRUNE: Duration = Duration::from_secs(60);
 /// at once): the most a crash can lose.
 pub const WORMHOLE_SAVE_DELAY: Duration = Duration::from_millis(50);
 
-/// Writes the wormhole state, if it changed, to `--wormhole-state`, and with `--cluster` on
-/// the wormhole node to Redis too (for the node that takes over if this one is lost). A
-/// failure to write the file is logged and retried with the next change; one to reach
+/// Writes the wormhole state's changes, if any, to `--wormhole-state` (see
+/// `wormhole/journal.rs`), and with `--cluster` on the wormhole node the whole state to
+/// Redis too (for the node that takes over if this one is lost). A failure to write the
+/// file is logged and followed by a whole snapshot with the next change; one to reach
 /// Redis is retried at the next save.
 async fn save_wormhole(hub: &Hub) {
-    let path = hub.config.wormhole_settings.state.clone();
-    let cluster = hub.cluster.as_deref().filter(|c| c.serves_wormhole());
-    if path.is_none() && cluster.is_none() {
-        return;
-    }
-    let Some(bytes) = hub.wormhole.snapshot_if_changed() else {
-        return;
-    };
-    if let Some(cluster) = cluster {
-        if cluster.save_wormhole(bytes.clone()).await.is_err() {
-            hub.wormhole.mark_changed();
+    if let Some(cluster) = hub.cluster.as_deref().filter(|c| c.serves_wormhole()) {
+        if let Some(bytes) = hub.wormhole.snapshot_if_changed() {
+            if cluster.save_wormhole(bytes).await.is_err() {
+                hub.wormhole.mark_changed();
+            }
         }
     }
-    let Some(path) = path else {
+    let Some(path) = hub.config.wormhole_settings.state.clone() else {
+        return;
+    };
+    let Some(write) = hub.wormhole.to_write() else {
         return;
     };
     let shown = path.display().to_string();
-    if let Err(e) = smol::unblock(move || wormhole::save(&path, &bytes)).await {
+    if let Err(e) = smol::unblock(move || wormhole::write(&path, &write)).await {
+        hub.wormhole.mark_changed();
         let message = format!("cannot write the wormhole state to {shown}: {e}");
         hub.log.send(Record::Server { message }).await;
     }

@@ -17,6 +17,7 @@ use crate::proto::Role;
 use crate::server::printer::Mood;
 use crate::server::relay::{Sink, Source};
 use crate::server::slots::Ticket;
+use crate::server::about;
 use crate::socket::Socket;
 
 /// Default for `--pipe-wait`: how long a pipe waits for its peer, in seconds.
@@ -33,6 +34,18 @@ pub struct About {
     pub name: Option<String>,
     /// How many bytes, when known in advance.
     pub length: Option<u64>,
+}
+
+impl About {
+    /// What a sender said, with a type that is not one dropped and the name cleaned (see
+    /// [`crate::server::about`]): the only way an `About` is made from what a client sent.
+    pub fn said(content_type: Option<&str>, name: Option<&str>, length: Option<u64>) -> About {
+        About {
+            content_type: content_type.and_then(about::media_type),
+            name: name.and_then(about::clean_name),
+            length,
+        }
+    }
 }
 
 /// Where an end learns its peer's [`About`] (filled in just before `* pipe open`).

@@ -48,6 +48,9 @@ pub struct Tls {
     pub fingerprint: String,
     /// `--tls-only`: refuse clients that do not start a handshake.
     pub only: bool,
+    /// The DNS names the certificate is for (lower case): the names pages of this server
+    /// are served under, for the WebSocket Origin check.
+    pub names: Vec<String>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -87,6 +90,9 @@ impl Tls {
         only: bool,
     ) -> Result<Tls, String> {
         let fingerprint = fingerprint(&certs[0]);
+        let names = webpki::EndEntityCert::try_from(&certs[0])
+            .map(|cert| cert.valid_dns_names().map(str::to_ascii_lowercase).collect())
+            .unwrap_or_default();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -101,6 +107,7 @@ impl Tls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             fingerprint,
             only,
+            names,
         })
     }
 

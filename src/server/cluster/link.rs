@@ -177,11 +177,11 @@ pub fn about_word(about: &About) -> String {
 fn about_of(word: &str) -> Option<About> {
     let json: serde_json::Value = serde_json::from_slice(&unhex(word)?).ok()?;
     let text = |field: &str| json.get(field)?.as_str().map(str::to_string);
-    Some(About {
-        content_type: text("type"),
-        name: text("name"),
-        length: json.get("length").and_then(serde_json::Value::as_u64),
-    })
+    Some(About::said(
+        text("type").as_deref(),
+        text("name").as_deref(),
+        json.get("length").and_then(serde_json::Value::as_u64),
+    ))
 }
 
 /// Whether a first line asks for a link (its MAC still to be checked).

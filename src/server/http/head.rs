@@ -51,6 +51,14 @@ impl Head {
             .map(str::trim)
     }
 
+    /// Every value of header `name` (case-insensitive), as sent.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
     /// Parameter `name` of the query string (`?name=photo.jpg`), decoded (`%20` and `+`) by
     /// `form_urlencoded`.
     pub fn query_param(&self, name: &str) -> Option<String> {
@@ -114,11 +122,19 @@ async fn read_some(
     n
 }
 
-/// Where the head ends (just past its blank line), if it has arrived.
+/// Where the head ends (just past its blank line), if it has arrived. Lines may end in
+/// CRLF or a bare LF (RFC 9112 §2.2 lets a server take either), as `httparse` does.
 fn head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| at + 4)
+    let mut at = 0;
+    while let Some(nl) = buf[at..].iter().position(|&b| b == b'\n') {
+        at += nl + 1;
+        match &buf[at..] {
+            [b'\n', ..] => return Some(at + 1),
+            [b'\r', b'\n', ..] => return Some(at + 2),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Parses a complete head with `httparse`.
@@ -178,5 +194,9 @@ mod tests {
         let odd = parse(b"GET /k?name=100%25+sure%&x HTTP/1.1\r\n\r\n").unwrap();
         assert_eq!(odd.query_param("name").as_deref(), Some("100% sure%"));
         assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nbody"), Some(18));
+        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: x\n\nbody"), Some(25));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+        let bare = parse(b"GET /k HTTP/1.1\nHost: x\n\n").unwrap();
+        assert_eq!(bare.header("host"), Some("x"));
     }
 }

@@ -154,6 +154,11 @@ fn gauges(hub: &Hub, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> 
             hub.wormhole.count().1 as f64,
         ),
         (
+            "duet_wormhole_message_bytes",
+            "bytes of messages the magic-wormhole mailboxes keep now (see --wormhole-max-bytes)",
+            hub.wormhole.bytes() as f64,
+        ),
+        (
             "duet_transit_waiting",
             "transit ends waiting for their partner now",
             hub.transits.count() as f64,

@@ -20,9 +20,9 @@ use futures_lite::future;
 
 use super::body::{self, Framing};
 use super::head::Head;
-use super::{head_text, respond, Answered};
+use super::{authorize, head_text, respond, Answered, Refused};
 use crate::proto::{self, PipeRefusal, Role};
-use crate::server::commands::{auth_refused, check_auth, AuthCheck};
+use crate::server::about;
 use crate::server::hub::{Hub, Refusal};
 use crate::server::notice::tell;
 use crate::server::pipe;
@@ -103,8 +103,6 @@ pub async fn serve(
     answered
 }
 
-/// A refusal: status, text, extra headers.
-type Refused = (u16, String, Vec<(&'static str, String)>);
 
 /// Everything that can be refused before the end joins the pipes; for a sender, how its
 /// body is framed.
@@ -135,34 +133,37 @@ async fn check(hub: &Hub, peer: SocketAddr, head: &Head, role: Role) -> Result<F
     Ok(framing)
 }
 
-/// `Authorization: Bearer SECRET`, checked and counted like `/auth SECRET`.
-async fn authorize(hub: &Hub, peer: SocketAddr, head: &Head) -> Result<(), Refused> {
-    let bearer = [("WWW-Authenticate", "Bearer".to_string())];
-    let Some(given) = head
-        .header("authorization")
-        .and_then(|a| a.strip_prefix("Bearer "))
-    else {
-        let why = "authentication required (send Authorization: Bearer SECRET)".to_string();
-        return Err((401, why, bearer.to_vec()));
-    };
-    match check_auth(hub, peer, given.trim()) {
-        AuthCheck::Right => Ok(()),
-        check => Err((401, auth_refused(hub, peer, check).await, bearer.to_vec())),
-    }
-}
-
-/// How the request body is framed. A GET has none.
+/// How the request body is framed (RFC 9112 §6.3). A GET has none. Anything that two
+/// parsers could read two ways is refused: `Transfer-Encoding` other than `chunked`, both
+/// framings at once, and `Content-Length`s that are not the same plain number.
 fn framing(head: &Head) -> Result<Framing, Refused> {
-    let chunked = head
-        .header("transfer-encoding")
-        .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
-    match (chunked, head.header("content-length")) {
-        (true, _) => Ok(Framing::Chunked),
-        (false, Some(len)) => match len.parse() {
-            Ok(len) => Ok(Framing::Length(len)),
-            Err(_) => Err((400, "bad Content-Length".into(), Vec::new())),
-        },
-        (false, None) => Ok(Framing::Length(0)),
+    let bad = |why: &str| Err((400, why.to_string(), Vec::new()));
+    let values = |name| {
+        head.all(name)
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(|v| v.trim_ascii().to_ascii_lowercase())
+            .collect::<Vec<_>>()
+    };
+    let codings = values("transfer-encoding");
+    let lengths = values("content-length");
+    if !codings.is_empty() {
+        return match (codings == [b"chunked".to_vec()], lengths.is_empty()) {
+            (true, true) => Ok(Framing::Chunked),
+            (true, false) => bad("both Transfer-Encoding and Content-Length"),
+            (false, _) => bad("Transfer-Encoding must be chunked"),
+        };
+    }
+    let Some(first) = lengths.first() else {
+        return Ok(Framing::Length(0));
+    };
+    let number = |v: &[u8]| {
+        let digits = !v.is_empty() && v.len() <= 19 && v.iter().all(u8::is_ascii_digit);
+        digits.then(|| std::str::from_utf8(v).ok()?.parse::<u64>().ok())?
+    };
+    match (number(first), lengths.iter().all(|l| l == first)) {
+        (Some(len), true) => Ok(Framing::Length(len)),
+        (None, _) => bad("bad Content-Length"),
+        (Some(_), false) => bad("Content-Lengths that differ"),
     }
 }
 
@@ -171,14 +172,11 @@ fn about(head: &Head, framing: Framing) -> About {
     let name = head
         .query_param("name")
         .or_else(|| disposition_name(head.header("content-disposition")?));
-    About {
-        content_type: head.header("content-type").map(str::to_string),
-        name: name.filter(|n| !n.is_empty()),
-        length: match framing {
-            Framing::Length(len) => Some(len),
-            Framing::Chunked => None,
-        },
-    }
+    let length = match framing {
+        Framing::Length(len) => Some(len),
+        Framing::Chunked => None,
+    };
+    About::said(head.header("content-type"), name.as_deref(), length)
 }
 
 /// The `filename` of a `Content-Disposition` header.
@@ -214,27 +212,38 @@ fn opening(hub: &Hub, head: &Head, role: Role, framing: Framing) -> Opening {
     let cors_origin = hub.config.cors_origin.clone();
     Box::new(move |about: Option<&About>| {
         let about = about.cloned().unwrap_or_default();
-        let content_type = about
-            .content_type
-            .unwrap_or_else(|| "application/octet-stream".into());
-        let mut headers = vec![
-            ("Content-Type", content_type),
-            ("X-Content-Type-Options", "nosniff".into()),
-        ];
-        if let Some(name) = &about.name {
-            headers.push(("Content-Disposition", attachment(name)));
-        }
-        if about.length.is_none() {
-            headers.push(("Transfer-Encoding", "chunked".into()));
-        }
-        let shown: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let head = head_text(&cors_origin, 200, &shown, about.length);
+        let head = receiver_head(&cors_origin, &about);
         let sink = match about.length {
             Some(_) => Sink::Stream,
             None => Sink::Chunked,
         };
         (head.into_bytes(), sink)
     })
+}
+
+/// A receiver's response head: the sender's type, name and length when it said them
+/// (chunked when it did not say the length). Only a passive type is shown inline; any
+/// other is a download, and the sandbox of [`head_text`] keeps even a sniffed page inert.
+pub(super) fn receiver_head(cors_origin: &str, about: &About) -> String {
+    let content_type = about
+        .content_type
+        .as_deref()
+        .and_then(about::media_type)
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let disposition = match (about::is_passive(&content_type), &about.name) {
+        (true, Some(name)) => Some(about::inline(name)),
+        (true, None) => None,
+        (false, name) => Some(about::attachment(name.as_deref())),
+    };
+    let mut headers = vec![("Content-Type", content_type)];
+    if let Some(disposition) = disposition {
+        headers.push(("Content-Disposition", disposition));
+    }
+    if about.length.is_none() {
+        headers.push(("Transfer-Encoding", "chunked".into()));
+    }
+    let shown: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    head_text(cors_origin, 200, &shown, about.length)
 }
 
 /// Follows the end through the pipe code and answers: a refusal's status, or once the
@@ -254,7 +263,15 @@ async fn follow(
             respond(hub, client, status, &error, &[]).await;
             return Answered::plain(status, &error);
         }
-        Ok(PipeEvent::Opened) => opened(client, events, decoding).await,
+        Ok(PipeEvent::Opened) => match opened(client, events, decoding).await {
+            Decoded::Ended(ended) => ended,
+            Decoded::Bad => {
+                // The receiver saw a cut; the sender hears what was wrong with its body.
+                let why = "bad chunked encoding in the request body";
+                respond(hub, client, 400, why, &[]).await;
+                return Answered::plain(400, why);
+            }
+        },
         ended => ended,
     };
     match ended {
@@ -308,19 +325,27 @@ struct Decoding {
     answer_first: bool,
 }
 
+/// How the pipe went for a sender whose body is decoded here.
+enum Decoded {
+    /// The pipe's end, as the pipe code reported it.
+    Ended(Result<PipeEvent, async_channel::RecvError>),
+    /// The body's chunked encoding was broken: the pipe was cut (and has ended).
+    Bad,
+}
+
 /// The pipe is open: waits for its end, decoding a chunked body into it meanwhile.
 async fn opened(
     client: &Socket,
     events: &Receiver<PipeEvent>,
     decoding: Option<Decoding>,
-) -> Result<PipeEvent, async_channel::RecvError> {
+) -> Decoded {
     let Some(Decoding {
         outer,
         early,
         answer_first,
     }) = decoding
     else {
-        return events.recv().await;
+        return Decoded::Ended(events.recv().await);
     };
     if answer_first {
         tell(client, b"HTTP/1.1 100 Continue\r\n\r\n").await;
@@ -330,11 +355,17 @@ async fn opened(
         match body::copy_request(early, &mut from, Framing::Chunked, &mut to).await {
             Ok(_) => outer.shutdown(std::net::Shutdown::Write),
             // Cut: the relay must not take this for the whole body.
-            Err(_) => cut(&outer),
+            Err(e) => {
+                cut(&outer);
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    events.recv().await.ok();
+                    return Decoded::Bad;
+                }
+            }
         }
         future::pending().await
     };
-    future::or(events.recv(), decode).await
+    future::or(async { Decoded::Ended(events.recv().await) }, decode).await
 }
 
 /// The status code for a pipe refusal, by its words.
@@ -347,16 +378,6 @@ fn refused_status(error: &str) -> u16 {
         PipeRefusal::Expired => 504,
         PipeRefusal::TooManyWaiting | PipeRefusal::Other => 503,
     }
-}
-
-/// `attachment; filename="…"`, the name reduced to what is safe in a quoted header value.
-fn attachment(name: &str) -> String {
-    let safe: String = name
-        .chars()
-        .filter(|c| !c.is_control() && *c != '"' && *c != '\\' && *c != '/')
-        .take(255)
-        .collect();
-    format!("attachment; filename=\"{safe}\"")
 }
 
 /// Ends a socket with a reset, now: both directions shut, a reset at the close.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::{WebSocketSender, WebSocketStream};
 use futures_lite::future;
 use smol::Timer;
@@ -81,6 +81,14 @@ pub async fn serve(
             }
         },
     };
+    let wormhole = matches!(route, Route::Mailbox | Route::Transit);
+    if wormhole && hub.config.secret.is_some() && !hub.config.wormhole_public {
+        if let Err((status, why, extra)) = super::authorize(hub, peer, head).await {
+            let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            respond(hub, stream, status, &why, &extra).await;
+            return Answered::plain(status, &why);
+        }
+    }
     let Some(key) = head.header("sec-websocket-key") else {
         return refuse(
             hub,
@@ -148,26 +156,47 @@ async fn refuse(hub: &Hub, stream: &Socket, status: u16, why: &str) -> Answered 
 }
 
 /// Whether a page of the request's `Origin` may open a WebSocket here: none given (not a
-/// browser), the server's own (the origin whose host is `Host`), or an `--allow-origin`.
+/// browser), an `--allow-origin`, or the server's own: the origin whose host is `Host`,
+/// and when the server knows its names (`--public-url`, `--tls-cert`) one of those, an
+/// address or `localhost`. Without known names, a page under a name that an attacker
+/// pointed at this server (DNS rebinding) matches its own `Host` and gets in.
 fn origin_allowed(hub: &Hub, head: &Head) -> Result<(), String> {
     let Some(origin) = head.header("origin") else {
         return Ok(());
     };
     let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-    let own = head.header("host").is_some_and(|host| {
-        let host = host.to_ascii_lowercase();
-        origin == format!("http://{host}") || origin == format!("https://{host}")
-    });
     let allowed = hub
         .config
         .allow_origins
         .iter()
         .any(|o| o == "*" || *o == origin);
-    match own || allowed {
+    let own = head.header("host").is_some_and(|host| {
+        let host = host.to_ascii_lowercase();
+        origin == format!("http://{host}") || origin == format!("https://{host}")
+    });
+    let name = crate::cli::authority_host(origin.split_once("://").map_or("", |(_, a)| a));
+    let known = hub.config.public_names.is_empty()
+        || hub.config.public_names.iter().any(|n| n == name)
+        || name == "localhost"
+        || name.parse::<std::net::IpAddr>().is_ok();
+    match allowed || (own && known) {
         true => Ok(()),
         false => Err(format!(
             "pages from {origin} may not use this server (see --allow-origin)"
         )),
+    }
+}
+
+/// The close code and reason for a peer that broke the protocol (RFC 6455 §7.4.1: 1002
+/// for a bad frame, an unmasked one among them; 1007 for text that is not UTF-8; 1009 for
+/// a message over the limit), or `None` when the error is the connection's own (gone,
+/// reset), which gets no close frame.
+pub fn violation(error: &WsError) -> Option<(u16, String)> {
+    match error {
+        WsError::Protocol(e) => Some((1002, format!("protocol error: {e}"))),
+        WsError::Utf8(_) => Some((1007, "a text message that is not UTF-8".into())),
+        WsError::Capacity(e) => Some((1009, format!("message too big: {e}"))),
+        _ => None,
     }
 }
 

@@ -15,7 +15,7 @@ use async_tungstenite::{WebSocketReceiver, WebSocketSender};
 use futures_lite::{future, AsyncWriteExt, StreamExt};
 use smol::Timer;
 
-use super::{close, Heard, Ws};
+use super::{close, violation, Heard, Ws};
 use crate::line::{Line, LineReader};
 use crate::server::http::Answered;
 use crate::server::hub::Hub;
@@ -102,7 +102,10 @@ async fn inbound(
             Ok(Message::Close(_)) => break,
             Ok(_) => continue,
             Err(WsError::Capacity(_)) => (1009, format!("line too long (max {max} bytes)")),
-            Err(_) => break,
+            Err(e) => match violation(&e) {
+                Some(violated) => violated,
+                None => break,
+            },
         };
         *crate::lock::lock(closing) = Some(refusal);
         // Ends line mode (the end of its stream) and the outbound side (nothing more to

@@ -16,7 +16,7 @@ use futures_lite::{future, StreamExt};
 use serde_json::{json, Map, Value};
 use smol::Timer;
 
-use super::{close, Heard, Ws};
+use super::{close, violation, Heard, Ws};
 use crate::server::http::Answered;
 use crate::server::hub::Hub;
 use crate::server::printer::{Mood, Record};
@@ -84,6 +84,9 @@ pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr) -> Answered {
             Event::Command(text) => {
                 heard.now();
                 conn.command(&text).await;
+                // Its own `add`s come back through its listener: take them now, so that a
+                // client adding fast is never mistaken for one that does not read.
+                conn.take_heard();
             }
             Event::Heard(message) => conn.deliver(&message),
             Event::Deaf => {
@@ -105,6 +108,11 @@ pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr) -> Answered {
             }
             Event::Other => heard.now(),
             Event::End => break,
+            Event::Broke((code, why)) => {
+                close(&mut tx, code, &why).await;
+                note = why;
+                break;
+            }
         }
     }
     conn.leave();
@@ -132,6 +140,8 @@ enum Event {
     Binary,
     Other,
     End,
+    /// The client broke the WebSocket protocol: the close code and why.
+    Broke((u16, String)),
     Heard(Arc<Message>),
     /// The state dropped this connection's listener: it did not keep up.
     Deaf,
@@ -147,7 +157,11 @@ async fn next_event(
         match rx.next().await {
             Some(Ok(WsMessage::Text(text))) => Event::Command(text.to_string()),
             Some(Ok(WsMessage::Binary(_))) => Event::Binary,
-            Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => Event::End,
+            Some(Err(e)) => match violation(&e) {
+                Some(violated) => Event::Broke(violated),
+                None => Event::End,
+            },
+            Some(Ok(WsMessage::Close(_))) | None => Event::End,
             Some(Ok(_)) => Event::Other,
         }
     };
@@ -254,6 +268,8 @@ impl Conn<'_> {
         }
         let app = text(msg, "appid").ok_or("bind requires 'appid'")?;
         let side = text(msg, "side").ok_or("bind requires 'side'")?;
+        short(&app, "appid")?;
+        short(&side, "side")?;
         self.app = Some(app);
         self.side = Some(side);
         Ok(())
@@ -277,7 +293,7 @@ impl Conn<'_> {
             return Err("you already allocated one, don't be greedy".into());
         }
         self.hub.rate_limit(self.peer)?;
-        let nameplate = self.hub.wormhole.allocate(app, side)?;
+        let nameplate = self.hub.wormhole.allocate(app, side, self.who())?;
         self.did_allocate = true;
         self.out
             .push(json!({"type": "allocated", "nameplate": nameplate}));
@@ -292,7 +308,7 @@ impl Conn<'_> {
         self.did_claim = true;
         self.hub.rate_limit(self.peer)?;
         self.nameplate = Some(nameplate.clone());
-        let mailbox = self.hub.wormhole.claim(app, &nameplate, side)?;
+        let mailbox = self.hub.wormhole.claim(app, &nameplate, side, self.who())?;
         self.out
             .push(json!({"type": "claimed", "mailbox": mailbox}));
         Ok(())
@@ -321,9 +337,10 @@ impl Conn<'_> {
             return Err("only one open per connection".into());
         }
         let mailbox = text(msg, "mailbox").ok_or("open requires 'mailbox'")?;
+        short(&mailbox, "mailbox")?;
         let (tx, rx) = async_channel::bounded(LISTENER_QUEUE);
         let listener: Listener = (self.id, tx);
-        let old = self.hub.wormhole.open(app, &mailbox, side, listener)?;
+        let old = self.hub.wormhole.open(app, &mailbox, side, self.who(), listener)?;
         self.mailbox = Some(mailbox);
         self.listening = true;
         self.heard = Some(rx);
@@ -348,7 +365,7 @@ impl Conn<'_> {
             server_rx: wormhole::now(),
             id: msg.get("id").cloned().unwrap_or(Value::Null),
         };
-        self.hub.wormhole.add(app, &mailbox, message)?;
+        self.hub.wormhole.add(app, &mailbox, message, self.who())?;
         Ok(())
     }
 
@@ -380,6 +397,11 @@ impl Conn<'_> {
         Ok(())
     }
 
+    /// The address this connection's limits count against (IPv6: its /64).
+    fn who(&self) -> wormhole::Who {
+        crate::server::throttle::key(self.peer.ip())
+    }
+
     /// A mailbox message for this connection.
     fn deliver(&mut self, message: &Message) {
         self.out.push(json!({
@@ -392,11 +414,33 @@ impl Conn<'_> {
         }));
     }
 
+    /// Everything its listener has queued, into the replies.
+    fn take_heard(&mut self) {
+        let queued: Vec<Arc<Message>> = match &self.heard {
+            Some(heard) => std::iter::from_fn(|| heard.try_recv().ok()).collect(),
+            None => return,
+        };
+        for message in queued {
+            self.deliver(&message);
+        }
+    }
+
     /// The connection is gone: it stops listening (its mailbox stays open for it).
     fn leave(&mut self) {
         if let (true, Some(app), Some(mailbox)) = (self.listening, &self.app, &self.mailbox) {
             self.hub.wormhole.unlisten(app, mailbox, self.id);
         }
+    }
+}
+
+/// An id a client names (appid, side, mailbox) must be short: each is kept in the tables.
+fn short(value: &str, what: &str) -> Result<(), Refusal> {
+    match value.len() <= wormhole::MAX_ID_BYTES {
+        true => Ok(()),
+        false => Err(Refusal(format!(
+            "{what} too long (max {} bytes)",
+            wormhole::MAX_ID_BYTES
+        ))),
     }
 }
 

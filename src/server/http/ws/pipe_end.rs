@@ -12,7 +12,7 @@
 //! The end joins the pipes through a socket pair, like an HTTP end (see `http/pipe_end.rs`).
 
 use std::net::{Shutdown, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::{WebSocketReceiver, WebSocketSender};
@@ -20,7 +20,7 @@ use futures_lite::io::BufReader;
 use futures_lite::{future, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, StreamExt};
 use smol::Timer;
 
-use super::{close, Heard, Ws};
+use super::{close, violation, Heard, Ws};
 use crate::proto::{self, Role};
 use crate::server::commands::{auth_refused, check_auth, AuthCheck};
 use crate::server::http::head::Head;
@@ -44,6 +44,9 @@ enum Way {
     Cancelled,
     /// The pipe was refused or cut; the close frame is sent already.
     Closed,
+    /// The page broke its `?length=` promise or the protocol: the pipe is cut and the page
+    /// told why.
+    Broken,
 }
 
 /// Serves a pipe end: checks it (role, token, `/auth`, rate), then bridges it.
@@ -56,8 +59,8 @@ pub async fn serve(
     ticket: Ticket,
 ) -> Answered {
     let (mut tx, mut rx) = ws.split();
-    let role = match check(hub, peer, head, &token, &mut rx).await {
-        Ok(role) => role,
+    let (role, declared) = match check(hub, peer, head, &token, &mut rx).await {
+        Ok(checked) => checked,
         Err(why) => {
             close(&mut tx, 1008, &why).await;
             return Answered::ws(why, Mood::Refused);
@@ -74,28 +77,25 @@ pub async fn serve(
     end.learns = Some(learns.clone());
     let name = head.query_param("name").filter(|n| !n.is_empty());
     let content_type = head.query_param("type").filter(|t| !t.is_empty());
-    if name.is_some() || content_type.is_some() {
-        let length = head.query_param("length").and_then(|l| l.parse().ok());
-        end.about = Some(Arc::new(About {
-            content_type,
-            name,
-            length,
-        }));
+    if name.is_some() || content_type.is_some() || declared.is_some() {
+        let about = About::said(content_type.as_deref(), name.as_deref(), declared);
+        end.about = Some(Arc::new(about));
     }
-    let bridged = bridge(&mut tx, &mut rx, &outer, &learns, hub.config.ws_ping);
+    let ping_every = hub.config.ws_ping;
+    let bridged = bridge(&mut tx, &mut rx, &outer, &learns, ping_every, declared);
     let (answered, ()) = future::zip(bridged, pipe::serve(hub, token.into(), end)).await;
     answered
 }
 
 /// Everything that can be refused before the end joins the pipes; the role it asked for
-/// (`?role=send|recv|any`, default any).
+/// (`?role=send|recv|any`, default any) and the length it promises (`?length=`).
 async fn check(
     hub: &Hub,
     peer: SocketAddr,
     head: &Head,
     token: &str,
     rx: &mut WebSocketReceiver<Socket>,
-) -> Result<Role, String> {
+) -> Result<(Role, Option<u64>), String> {
     let role = match head.query_param("role").as_deref() {
         None | Some("any") => Role::Any,
         Some("send") => Role::Send,
@@ -103,13 +103,32 @@ async fn check(
         Some(_) => return Err("role must be send, recv or any".into()),
     };
     proto::parse(format!("/pipe {token} {}", role.as_str()).as_bytes())?;
+    let declared = match head.query_param("length") {
+        None => None,
+        Some(length) => Some(declared_length(&length, hub.config.pipe_max_bytes)?),
+    };
     if hub.config.secret.is_some() {
         authorize(hub, peer, rx).await?;
     }
     hub.rate_limit_everywhere(peer)
         .await
         .map_err(|limited| limited.to_string())?;
-    Ok(role)
+    Ok((role, declared))
+}
+
+/// `?length=`: a number of bytes (digits only), within the pipe's byte quota.
+fn declared_length(text: &str, quota: u64) -> Result<u64, String> {
+    let length = match text.bytes().all(|b| b.is_ascii_digit()) {
+        true => text.parse::<u64>().ok(),
+        false => None,
+    };
+    match length {
+        None => Err(format!("?length= must be a number of bytes, not {text:?}")),
+        Some(length) if quota > 0 && length > quota => Err(format!(
+            "?length= is over the pipe's byte quota ({quota} bytes each way)"
+        )),
+        Some(length) => Ok(length),
+    }
 }
 
 /// With `--secret-file`, the first message must be the text `/auth SECRET`, within
@@ -146,18 +165,20 @@ async fn bridge(
     outer: &Socket,
     learns: &Learns,
     ping_every: std::time::Duration,
+    declared: Option<u64>,
 ) -> Answered {
     let heard = Heard::new(ping_every);
+    let broken = OnceLock::new();
     let (cut, cut_out) = async_channel::bounded::<()>(1);
     let (inbound, outbound) = future::zip(
         async {
-            let way = future::or(inbound(rx, outer, &heard), async {
+            let way = future::or(inbound(rx, outer, &heard, declared, &broken), async {
                 // The pipe ended badly: the page will hear it in the close frame.
                 cut_out.recv().await.ok();
                 (Way::Closed, 0)
             })
             .await;
-            if way.0 == Way::Cancelled {
+            if matches!(way.0, Way::Cancelled | Way::Broken) {
                 // The other end must see a cut, and this bridge stop reading for a page
                 // that is gone.
                 outer.reset_on_close();
@@ -166,7 +187,7 @@ async fn bridge(
             way
         },
         async {
-            let (way, bytes) = outbound(tx, outer, &heard, learns).await;
+            let (way, bytes) = outbound(tx, outer, &heard, learns, &broken).await;
             if way == Way::Cancelled {
                 outer.reset_on_close();
                 outer.shutdown(Shutdown::Both);
@@ -180,6 +201,11 @@ async fn bridge(
     .await;
     let bytes = inbound.1 + outbound.1;
     let (note, mood) = match (inbound.0, outbound.0) {
+        (Way::Broken, _) => {
+            let (code, why) = broken.get().expect("a broken stream says why");
+            close(tx, *code, why).await;
+            (why.clone(), Mood::Errored)
+        }
         (Way::Ended, Way::Ended) => {
             close(tx, 1000, "pipe closed").await;
             ("pipe closed".to_string(), Mood::Happy)
@@ -195,24 +221,51 @@ async fn bridge(
     }
 }
 
-/// Page → pipe: binary messages are bytes, an empty one is the end of the stream.
-async fn inbound(rx: &mut WebSocketReceiver<Socket>, outer: &Socket, heard: &Heard) -> (Way, u64) {
+/// Page → pipe: binary messages are bytes, an empty one is the end of the stream. With a
+/// `?length=` (`declared`), a byte past it or an end before it breaks the stream (`broken`
+/// says how): the receiver was promised that length.
+async fn inbound(
+    rx: &mut WebSocketReceiver<Socket>,
+    outer: &Socket,
+    heard: &Heard,
+    declared: Option<u64>,
+    broken: &OnceLock<(u16, String)>,
+) -> (Way, u64) {
     let mut to = outer.clone();
     let mut bytes = 0;
     while let Some(message) = rx.next().await {
         heard.now();
         match message {
             Ok(Message::Binary(data)) if data.is_empty() => {
+                if let Some(declared) = declared.filter(|&d| d != bytes) {
+                    let why = format!(
+                        "the stream ended after {bytes} of the {declared} bytes ?length= declared"
+                    );
+                    broken.set((1008, why)).ok();
+                    return (Way::Broken, bytes);
+                }
                 outer.shutdown(Shutdown::Write);
                 return (Way::Ended, bytes);
             }
             Ok(Message::Binary(data)) => {
+                if let Some(declared) = declared.filter(|&d| bytes + data.len() as u64 > d) {
+                    let why = format!("more bytes than the {declared} ?length= declared");
+                    broken.set((1008, why)).ok();
+                    return (Way::Broken, bytes);
+                }
                 if to.write_all(&data).await.is_err() {
                     break;
                 }
                 bytes += data.len() as u64;
             }
-            Ok(Message::Close(_)) | Err(_) => break,
+            Err(e) => match violation(&e) {
+                Some(violated) => {
+                    broken.set(violated).ok();
+                    return (Way::Broken, bytes);
+                }
+                None => break,
+            },
+            Ok(Message::Close(_)) => break,
             Ok(_) => {}
         }
     }
@@ -221,17 +274,20 @@ async fn inbound(rx: &mut WebSocketReceiver<Socket>, outer: &Socket, heard: &Hea
 
 /// Pipe → page: the notices as text until the pipe opens (a refusal closes with 1008),
 /// then the bytes as binary messages and an empty one at their end (a cut closes with
-/// 1011); pings while quiet.
+/// 1011); pings while quiet. A stream the page broke is closed by the bridge.
 async fn outbound(
     tx: &mut WebSocketSender<Socket>,
     outer: &Socket,
     heard: &Heard,
     learns: &Learns,
+    broken: &OnceLock<(u16, String)>,
 ) -> (Way, u64) {
     let mut notices = BufReader::new(outer.clone());
     let mut ticks = Timer::interval(heard.every);
     if let Err(why) = notices_until_open(tx, &mut notices, &mut ticks, heard).await {
-        close(tx, 1008, &why).await;
+        if broken.get().is_none() {
+            close(tx, 1008, &why).await;
+        }
         return (Way::Closed, 0);
     }
     let about = crate::lock::lock(learns).take();
@@ -267,7 +323,9 @@ async fn outbound(
                 tx.send(Message::binary(buf[..n].to_vec())).await
             }
             Some(Err(_)) => {
-                close(tx, 1011, "the pipe was cut: the stream did not end cleanly").await;
+                if broken.get().is_none() {
+                    close(tx, 1011, "the pipe was cut: the stream did not end cleanly").await;
+                }
                 return (Way::Closed, bytes);
             }
         };

@@ -5,14 +5,14 @@
 //! end joins the transit relay through a socket pair, like every bridged protocol here.
 
 use std::net::{Shutdown, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::{WebSocketReceiver, WebSocketSender};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt, StreamExt};
 use smol::Timer;
 
-use super::{close, Ws};
+use super::{close, violation, Ws};
 use crate::server::http::Answered;
 use crate::server::hub::Hub;
 use crate::server::lines::CLOSE_LINGER;
@@ -65,14 +65,15 @@ async fn bridge(
     outer: &Socket,
 ) -> u64 {
     let (done, over) = async_channel::bounded::<()>(1);
-    let inbound = future::or(inbound(rx, outer), async {
+    let broken = OnceLock::new();
+    let inbound = future::or(inbound(rx, outer, &broken), async {
         // The relay's side is over: the client gets a moment to close too.
         over.recv().await.ok();
         Timer::after(CLOSE_LINGER).await;
         0
     });
     let outbound = async {
-        outbound(tx, outer).await;
+        outbound(tx, outer, &broken).await;
         drop(done);
     };
     let (bytes, ()) = future::zip(inbound, outbound).await;
@@ -82,7 +83,11 @@ async fn bridge(
 /// Client → relay: binary messages are bytes; the client's close frame is the end of them.
 /// A client that vanishes without one (a reset, a dropped connection, a broken frame) has
 /// been cut, and so is the relay's side: its partner must not take what came for the whole.
-async fn inbound(rx: &mut WebSocketReceiver<Socket>, outer: &Socket) -> u64 {
+async fn inbound(
+    rx: &mut WebSocketReceiver<Socket>,
+    outer: &Socket,
+    broken: &OnceLock<(u16, String)>,
+) -> u64 {
     let mut to = outer.clone();
     let mut bytes = 0;
     let ended = loop {
@@ -96,7 +101,13 @@ async fn inbound(rx: &mut WebSocketReceiver<Socket>, outer: &Socket) -> u64 {
             }
             Some(Ok(Message::Close(_))) => break true,
             Some(Ok(_)) => {}
-            Some(Err(_)) | None => break false,
+            Some(Err(e)) => {
+                if let Some(violated) = violation(&e) {
+                    broken.set(violated).ok();
+                }
+                break false;
+            }
+            None => break false,
         }
     };
     match ended {
@@ -110,7 +121,11 @@ async fn inbound(rx: &mut WebSocketReceiver<Socket>, outer: &Socket) -> u64 {
 }
 
 /// Relay → client: `ok` and then the partner's bytes, as binary messages.
-async fn outbound(tx: &mut WebSocketSender<Socket>, outer: &Socket) {
+async fn outbound(
+    tx: &mut WebSocketSender<Socket>,
+    outer: &Socket,
+    broken: &OnceLock<(u16, String)>,
+) {
     let mut from = outer.clone();
     let mut buf = vec![0u8; CHUNK_BYTES];
     loop {
@@ -123,7 +138,10 @@ async fn outbound(tx: &mut WebSocketSender<Socket>, outer: &Socket) {
                     return;
                 }
             }
-            Err(_) => return close(tx, 1011, "the transit was cut").await,
+            Err(_) => match broken.get() {
+                Some((code, why)) => return close(tx, *code, why).await,
+                None => return close(tx, 1011, "the transit was cut").await,
+            },
         }
     }
 }
