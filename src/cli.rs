@@ -50,7 +50,7 @@ pub struct Send {
     #[argh(option)]
     pub code: Option<String>,
 
-    /// print nothing but errors
+    /// print nothing but errors, and the code (alone on stdout) unless --code gave it
     #[argh(switch, short = 'q')]
     pub quiet: bool,
 

@@ -51,6 +51,14 @@ pub fn run(options: &Options) -> io::Result<()> {
     let mut tries = 0;
     let (stream, leftover) = loop {
         let announce = || {
+            if options.quiet {
+                // The one thing the other side needs, alone on stdout for a script; with
+                // --code the user knows it already, and nothing is printed.
+                if options.code.is_none() {
+                    println!("{code}");
+                }
+                return;
+            }
             let relay = match std::env::var("DUET_RELAY") {
                 Ok(r) if r == options.relay.addr => String::new(),
                 _ if options.relay.addr == client::DEFAULT_RELAY => String::new(),

@@ -351,6 +351,7 @@ async fn early_line(
 #[cfg(feature = "tls")]
 mod tls {
     use super::*;
+    use crate::server::notice::NOTICE_WRITE_TIMEOUT;
     use crate::server::printer::Mood;
     use crate::server::tls::{self as tls_setup, Tls};
     use std::sync::atomic::Ordering;
@@ -434,14 +435,18 @@ mod tls {
         let tcp = secured.get_ref().0.clone();
         tcp.get_ref().set_keepalive(hub.config.keepalive);
         let flag = ours.clone();
-        // Set when the server side ended with a reset (a pipe that was cut): the bridge may
-        // be stuck writing to a slow client and would notice late, so it is stopped, and the
-        // TCP socket closes with a reset and no close_notify.
+        // Set when the server side ended with a reset (a pipe that was cut, a refusal): the
+        // bridge may be stuck writing to a slow client and would notice late, so after a
+        // moment to pass on what was written before the reset (a refusal's error line) it is
+        // stopped, and the TCP socket closes with a reset and no close_notify.
         let (cut, cut_out) = async_channel::bounded::<()>(1);
         future::zip(
             future::or(tls_setup::bridge(secured, tcp.clone(), ours), async {
                 match cut_out.recv().await {
-                    Ok(()) => tcp.reset_on_close(),
+                    Ok(()) => {
+                        Timer::after(NOTICE_WRITE_TIMEOUT).await;
+                        tcp.reset_on_close()
+                    }
                     Err(_) => future::pending().await,
                 }
             }),
