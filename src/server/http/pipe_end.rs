@@ -350,22 +350,25 @@ async fn opened(
     if answer_first {
         tell(client, b"HTTP/1.1 100 Continue\r\n\r\n").await;
     }
+    let bad = std::sync::atomic::AtomicBool::new(false);
     let decode = async {
         let (mut from, mut to) = (client.clone(), outer.clone());
         match body::copy_request(early, &mut from, Framing::Chunked, &mut to).await {
             Ok(_) => outer.shutdown(std::net::Shutdown::Write),
             // Cut: the relay must not take this for the whole body.
             Err(e) => {
+                let invalid = e.kind() == std::io::ErrorKind::InvalidData;
+                bad.store(invalid, std::sync::atomic::Ordering::Relaxed);
                 cut(&outer);
-                if e.kind() == std::io::ErrorKind::InvalidData {
-                    events.recv().await.ok();
-                    return Decoded::Bad;
-                }
             }
         }
         future::pending().await
     };
-    future::or(async { Decoded::Ended(events.recv().await) }, decode).await
+    let ended = future::or(events.recv(), decode).await;
+    match bad.load(std::sync::atomic::Ordering::Relaxed) {
+        true => Decoded::Bad,
+        false => Decoded::Ended(ended),
+    }
 }
 
 /// The status code for a pipe refusal, by its words.
