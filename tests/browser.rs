@@ -340,6 +340,47 @@ fn pages_of_other_origins_are_refused() {
     });
 }
 
+/// Pipe downloads opened as pages run nothing on the relay's origin: HTML and SVG from a
+/// sender are downloads, and markup a sender calls `text/plain` stays text, in a sandbox.
+#[test]
+fn a_senders_html_or_svg_runs_nothing() {
+    smol::block_on(async {
+        let duet = server(&[]);
+        let dir = Dir::new("hostile-pipes");
+        let html = "<html><head><title>no</title></head><body><script>document.title='ran'</script></body></html>";
+        let svg = "<svg xmlns=\"http://www.w3.org/2000/svg\"><script>document.title='ran'</script></svg>";
+        let senders: Vec<std::process::Child> = [
+            ("html", "text/html", html),
+            ("svg", "image/svg+xml", svg),
+            ("plain", "text/plain", html),
+        ]
+        .iter()
+        .map(|(token, kind, body)| {
+            let file = dir.file(token);
+            std::fs::write(&file, body).unwrap();
+            Command::new("curl")
+                .args(["-sS", "--max-time", "60", "-T"])
+                .arg(&file)
+                .args(["-H", &format!("Content-Type: {kind}")])
+                .arg(format!("http://127.0.0.1:{}/{token}", duet.port))
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+        let mut browser = drive(&duet, "hostile-pipes", &["html", "svg", "plain"]);
+        let json = result(&mut browser).await;
+        assert!(!json.contains("\"ran\":true"), "a sender's script ran: {json}");
+        assert!(json.contains("\"html\":{\"navigated\":false"), "{json}");
+        assert!(json.contains("\"svg\":{\"navigated\":false"), "{json}");
+        // Shown as text, in an opaque origin: never the relay's.
+        assert!(json.contains("\"plain\":{\"navigated\":true,\"ran\":false,\"origin\":\"null\""), "{json}");
+        for mut sender in senders {
+            wait_child(&mut sender, TIMEOUT, "curl sender");
+        }
+    });
+}
+
 /// A chat dropped by the server (here by --idle-timeout) reconnects and joins its room again.
 #[test]
 fn the_chat_reconnects_after_a_drop() {

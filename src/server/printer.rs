@@ -20,7 +20,7 @@
 use std::future::Future;
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
@@ -36,6 +36,9 @@ mod json;
 
 /// How many records may wait for the printer before producers are slowed down.
 pub const LOG_QUEUE_RECORDS: usize = 4096;
+/// How many bytes of client lines may wait for the printer before producers are slowed
+/// down: without it, 4,096 queued lines of the 64 KiB `--max-line` would hold 256 MiB.
+pub const LOG_QUEUE_BYTES: usize = 1 << 20;
 
 /// Longest a record waits for room in a full log queue before the log is taken to be
 /// stalled and records are dropped instead (see the module docs).
@@ -263,6 +266,21 @@ struct Health {
     hurried: Event,
     /// With `--cluster`: this node's id, in every JSON record.
     node: std::sync::OnceLock<Arc<str>>,
+    /// Bytes of client lines queued now (see [`LOG_QUEUE_BYTES`]).
+    queued_bytes: AtomicUsize,
+    /// Notified by the printer after each batch it took: room in the queue's bytes.
+    took: Event,
+}
+
+/// A record's wait for room in the queue (the slow path of [`Log::send`]).
+type Slow<'a> = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// What a record holds on the heap while it waits, counted against [`LOG_QUEUE_BYTES`].
+fn queued_cost(record: &Record) -> usize {
+    match record {
+        Record::Line { text, .. } => text.len(),
+        _ => 0,
+    }
 }
 
 impl Log {
@@ -274,13 +292,14 @@ impl Log {
     /// keeps a boxed future, so awaiting this adds a few bytes to a connection's task, not
     /// the size of a record and a channel send.
     pub fn send(&self, record: Record) -> impl Future<Output = ()> + Send + '_ {
-        let slow = match self.records.try_send(record) {
-            Ok(()) | Err(async_channel::TrySendError::Closed(_)) => None,
-            Err(async_channel::TrySendError::Full(_)) if self.is_stalled() => {
+        let cost = queued_cost(&record);
+        let slow = match self.take_bytes(cost) {
+            false if self.is_stalled() => {
                 self.drop_one();
                 None
             }
-            Err(async_channel::TrySendError::Full(record)) => Some(Box::pin(self.wait(record))),
+            false => Some(Box::pin(self.wait(record, cost, false)) as Slow<'_>),
+            true => self.send_now(record, cost),
         };
         async move {
             if let Some(slow) = slow {
@@ -289,34 +308,98 @@ impl Log {
         }
     }
 
-    async fn wait(&self, record: Record) {
+    /// Counts `cost` bytes as queued if they fit within [`LOG_QUEUE_BYTES`] (a record that
+    /// costs nothing always fits; one larger than the whole budget fits an empty queue).
+    fn take_bytes(&self, cost: usize) -> bool {
+        if cost == 0 {
+            return true;
+        }
+        let bytes = &self.health.queued_bytes;
+        let mut now = bytes.load(Ordering::Acquire);
+        loop {
+            if now > 0 && now + cost > LOG_QUEUE_BYTES {
+                return false;
+            }
+            match bytes.compare_exchange_weak(now, now + cost, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(seen) => now = seen,
+            }
+        }
+    }
+
+    /// The record, its bytes counted already, into the channel: `Some` slow path when the
+    /// channel is full.
+    fn send_now(
+        &self,
+        record: Record,
+        cost: usize,
+    ) -> Option<Slow<'_>> {
+        match self.records.try_send(record) {
+            Ok(()) => None,
+            Err(async_channel::TrySendError::Closed(_)) => {
+                self.give_bytes(cost);
+                None
+            }
+            Err(async_channel::TrySendError::Full(_)) if self.is_stalled() => {
+                self.give_bytes(cost);
+                self.drop_one();
+                None
+            }
+            Err(async_channel::TrySendError::Full(record)) => {
+                Some(Box::pin(self.wait(record, cost, true)))
+            }
+        }
+    }
+
+    fn give_bytes(&self, cost: usize) {
+        self.health.queued_bytes.fetch_sub(cost, Ordering::AcqRel);
+    }
+
+    /// Sends once there is room for the record (its bytes, `counted` already or not, and a
+    /// place in the channel), or gives up when the log stalls.
+    async fn wait(&self, record: Record, cost: usize, counted: bool) {
         let health = &self.health;
         let sent = future::or(
             async {
+                if !counted {
+                    loop {
+                        listener!(health.took => took);
+                        if self.take_bytes(cost) {
+                            break;
+                        }
+                        took.await;
+                    }
+                }
                 // An error means the printer is gone, which only happens while exiting.
                 self.records.send(record).await.ok();
                 true
             },
-            async {
-                let long = async {
-                    listener!(health.hurried => hurried);
-                    if !health.hurry.load(Ordering::Acquire) {
-                        let stall = async {
-                            Timer::after(LOG_STALL).await;
-                        };
-                        future::or(hurried, stall).await;
-                    }
-                };
-                long.await;
-                Timer::after(LOG_STALL_STOPPING).await;
-                false
-            },
+            self.stall(),
         )
         .await;
         if !sent {
+            if counted {
+                self.give_bytes(cost);
+            }
             self.health.stalled.store(true, Ordering::Relaxed);
             self.drop_one();
         }
+    }
+
+    /// Waits as long as a record may wait for room: [`LOG_STALL`], or less once the server
+    /// is stopping; then `false`.
+    async fn stall(&self) -> bool {
+        let health = &self.health;
+        listener!(health.hurried => hurried);
+        if !health.hurry.load(Ordering::Acquire) {
+            let stall = async {
+                Timer::after(LOG_STALL).await;
+            };
+            future::or(hurried, stall).await;
+        }
+        Timer::after(LOG_STALL_STOPPING).await;
+        false
     }
 
     /// Queues a record from code that cannot wait; dropped (and counted) if the queue is full.
@@ -328,7 +411,12 @@ impl Log {
     pub fn try_send(&self, record: Record) {
         // Used for rare events on paths that must not block (accepting, a slow client being
         // cut); losing such a line under extreme log pressure is better than stalling.
-        if let Err(async_channel::TrySendError::Full(_)) = self.records.try_send(record) {
+        let cost = queued_cost(&record);
+        if !self.take_bytes(cost) {
+            return self.drop_one();
+        }
+        if self.records.try_send(record).is_err() {
+            self.give_bytes(cost);
             self.drop_one();
         }
     }
@@ -433,6 +521,10 @@ fn print_all(
     let mut lines = 0u64;
     let mut batch = 0u64;
     let mut put = |buf: &mut Vec<u8>, record: &Record, batch: &mut u64| {
+        let cost = queued_cost(record);
+        if cost > 0 {
+            health.queued_bytes.fetch_sub(cost, Ordering::AcqRel);
+        }
         match record {
             Record::Line { .. } => {
                 lines += 1;
@@ -465,6 +557,7 @@ fn print_all(
         }
         // Written: the log moves again, and whoever waits for it may wait again.
         health.stalled.store(false, Ordering::Relaxed);
+        health.took.notify(usize::MAX);
         health
             .lines
             .fetch_add(std::mem::take(&mut batch), Ordering::Relaxed);
@@ -680,6 +773,45 @@ mod tests {
 
     fn peer() -> SocketAddr {
         "127.0.0.1:5555".parse().unwrap()
+    }
+
+    /// An output that takes nothing until the test lets it.
+    struct Gate(std::sync::mpsc::Receiver<()>);
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.recv().ok();
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Long lines wait for the printer once a mebibyte of them is queued, however few
+    /// records that is: the log's queue is bounded in bytes, not only in records.
+    #[test]
+    fn the_log_queue_is_bounded_in_bytes() {
+        let (open, gate) = std::sync::mpsc::channel();
+        let (log, printer) = Printer::spawn(Box::new(Gate(gate)), LogFormat::Text).unwrap();
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let line = || Record::Line {
+            peer,
+            text: vec![b'x'; 64 * 1024],
+        };
+        let mut queued = 0;
+        smol::block_on(async {
+            // The printer takes the first record and blocks writing it; the rest queue.
+            while future::poll_once(log.send(line())).await.is_some() {
+                queued += 1;
+                assert!(queued <= 64, "{queued} long lines queued without waiting");
+            }
+        });
+        assert!(queued >= 15, "only {queued} lines queued");
+        drop(open);
+        log.close();
+        printer.join(Duration::from_secs(5));
     }
 
     #[test]

@@ -198,6 +198,30 @@ async function foreignOrigin() {
   return { closed, problems };
 }
 
+// Opens pipe downloads as pages: a sender's HTML or SVG must run nothing on the relay's
+// origin (each script, if it ran, would set the title to "ran").
+async function hostilePipes() {
+  const browser = await launch();
+  const outcomes = {};
+  for (const token of args) {
+    const page = await browser.newPage();
+    page.setDefaultTimeout(LIMIT);
+    let navigated = true;
+    try {
+      await page.goto(url + '/' + token, { waitUntil: 'load' });
+    } catch (e) {
+      // A download (Content-Disposition: attachment) is no page at all.
+      navigated = false;
+    }
+    const title = navigated ? await page.evaluate(() => document.title).catch(() => '') : '';
+    const origin = navigated ? await page.evaluate(() => self.origin).catch(() => '') : '';
+    outcomes[token] = { navigated, ran: title === 'ran', origin };
+    await page.close();
+  }
+  await browser.close();
+  return { outcomes, problems: [] };
+}
+
 // The chat reconnects by itself after the server drops it (here: --idle-timeout).
 async function reconnect() {
   const browser = await launch();
@@ -260,7 +284,7 @@ async function screenshots() {
   return { problems: [] };
 }
 
-const scenarios = { chat, screenshots, 'foreign-origin': foreignOrigin, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
+const scenarios = { chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
 const run = scenarios[scenario];
 if (!run) { console.error('no scenario ' + scenario); process.exit(2); }
 run().then((result) => {
