@@ -189,6 +189,9 @@ async function foreignOrigin() {
   const page = await browser.newPage();
   const problems = [];
   page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  // Any page of another origin will do; the server's own text responses are sandboxed
+  // (no script, no connections), which this stand-in for a foreign site must not be.
+  await page.setBypassCSP(true);
   await page.goto(url.replace('127.0.0.1', 'localhost') + '/healthz');
   const closed = await page.evaluate((ws) => new Promise((resolve) => {
     const socket = new WebSocket(ws);
