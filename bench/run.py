@@ -89,9 +89,11 @@ class Server:
 def duet(*extra, log="/dev/null"):
     port = free_port()
     # Every load client comes from 127.0.0.1: lift the per-address cap.
+    per_address = [] if "--wormhole-per-address" in extra else [
+        "--wormhole-per-address", "1000000", "--wormhole-address-bytes", "1000000000"]
     return Server([str(DUET), "serve", "-p", str(port), "-b", "127.0.0.1",
                    "--max-per-ip", "1000000", "--rate", "0",
-                   "--max-waiting-pipes", "100000", *extra], port, log)
+                   "--max-waiting-pipes", "100000", *per_address, *extra], port, log)
 
 
 def seed(log="/dev/null"):
@@ -998,6 +1000,34 @@ def bench_mailbox():
     shutil.rmtree(work, ignore_errors=True)
 
 
+def bench_mailbox_memory():
+    """One address holding mailboxes up to its --wormhole-per-address limit (1,000 here):
+    what they cost, beside the budget docs/wormhole.md states (about 1 KiB a mailbox, plus
+    the messages, which one address may keep at most --wormhole-address-bytes of)."""
+    print("magic-wormhole mailbox: one address at its limit of 1,000 mailboxes", flush=True)
+    pairs = 1000
+    per, refused = [], []
+    for _ in range(RUNS):
+        s = duet("--greet-wait", "10000", "--wormhole-per-address", str(pairs))
+        before = s.status("VmRSS:")
+        fields, load = mailbox_load(s.port, pairs)
+        during = s.status("VmRSS:")
+        load.stdin.close()
+        load.wait(timeout=120)
+        per.append((during - before) * 1024 / pairs)
+        # One more from the same address is refused with the limit's name.
+        try:
+            _, extra = mailbox_load(s.port, 1)
+            extra.kill()
+            refused.append(0)
+        except RuntimeError:
+            refused.append(1)
+        s.stop()
+    row("RSS per mailbox, one address at its limit (1,000 mailboxes, 2 clients each)",
+        "bytes", {"duet": per}, better="lower",
+        note=f"stated: about 1 KiB + messages; the 1,001st refused in {sum(refused)} of {RUNS} runs")
+
+
 def bench_flood(have_seed):
     print("flood: one client sends bytes without a newline", flush=True)
     growth = {"duet (1 GiB)": [], "seed (200 MB)": []}
@@ -1016,9 +1046,9 @@ def bench_flood(have_seed):
         better="lower", note="target: duet < 4 x max-line = 0.25 MiB")
 
 
-def stalled_pair(port, room, stop):
-    """A room of two: A sends 40-byte lines as fast as it may, B never reads (and takes
-    little into its kernel buffer), until B is cut off as too slow or `stop` passes."""
+def stalled_pair(port, room, stop, length=40):
+    """A room of two: A sends lines of `length` bytes as fast as it may, B never reads (and
+    takes little into its kernel buffer), until B is cut off as too slow or `stop` passes."""
     b = socket.socket()
     b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     b.connect(("127.0.0.1", port))
@@ -1027,8 +1057,8 @@ def stalled_pair(port, room, stop):
         s.sendall(f"/join {room}\n".encode())
     time.sleep(0.3)
     a.settimeout(0.5)
-    line = b"x" * 39 + b"\n"
-    block = line * 400
+    line = b"x" * (length - 1) + b"\n"
+    block = line * max(1, 16000 // length)
     while time.time() < stop:
         try:
             a.sendall(block)
@@ -1046,6 +1076,7 @@ def bench_memory():
     import ssl
     import threading
     partial, stalled, left, tls_idle = [], [], [], []
+    stalled_long, left_long = [], []
     for _ in range(RUNS):
         # A partial line of 65,000 bytes, held: 200 connections.
         s = duet()
@@ -1059,27 +1090,29 @@ def bench_memory():
             c.close()
         s.stop()
 
-        # Stalled room members: 30 pairs; then everyone leaves and the RSS left is measured.
-        s = duet()
-        base = s.status("VmRSS:")
-        stop = time.time() + 6
-        pairs = [None] * 30
+        # Stalled room members: 30 pairs, with short and with long lines; then everyone
+        # leaves and the RSS left is measured.
+        for length, peaks, lefts in [(40, stalled, left), (8000, stalled_long, left_long)]:
+            s = duet()
+            base = s.status("VmRSS:")
+            stop = time.time() + 6
+            pairs = [None] * 30
 
-        def run(i):
-            pairs[i] = stalled_pair(s.port, f"stall{i}", stop)
+            def run(i):
+                pairs[i] = stalled_pair(s.port, f"stall{i}", stop, length)
 
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(30)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        stalled.append((s.status("VmHWM:") - base) * 1024 / 30)
-        for pair in pairs:
-            for c in pair or ():
-                c.close()
-        time.sleep(2.0)
-        left.append((s.status("VmRSS:") - base) * 1024 / 30)
-        s.stop()
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(30)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            peaks.append((s.status("VmHWM:") - base) * 1024 / 30)
+            for pair in pairs:
+                for c in pair or ():
+                    c.close()
+            time.sleep(2.0)
+            lefts.append((s.status("VmRSS:") - base) * 1024 / 30)
+            s.stop()
 
         # Idle TLS clients, handshake done: 300 connections.
         s = duet("--tls-self-signed")
@@ -1098,9 +1131,16 @@ def bench_memory():
         s.stop()
     row("RSS per connection holding a 65,000-byte partial line", "bytes", {"duet": partial},
         better="lower", note="200 connections")
+    worst = 2 * (1 << 20) + 2 * (64 << 10) + 2 * (8 << 10)
     row("peak RSS per stalled room pair (member never reads)", "bytes", {"duet": stalled},
-        better="lower", note="30 pairs, --outbox 1 MiB")
-    row("RSS left per stalled pair after all left", "bytes", {"duet": left}, better="lower")
+        better="lower", note=f"30 pairs, --outbox 1 MiB; stated worst case {worst:,} "
+        "(2 x (--outbox + --max-line + 8 KiB))")
+    row("RSS left per stalled pair after all left", "bytes", {"duet": left}, better="lower",
+        note="freed memory kept by glibc's allocator for the next burst")
+    row("peak RSS per stalled room pair, 8,000-byte lines", "bytes", {"duet": stalled_long},
+        better="lower", note="the log's queue is bounded in bytes too")
+    row("RSS left per stalled pair after all left, 8,000-byte lines", "bytes",
+        {"duet": left_long}, better="lower")
     row("RSS per idle TLS connection", "bytes", {"duet": tls_idle}, better="lower",
         note="300 connections")
 
@@ -1159,6 +1199,7 @@ def main():
              ("pingpong", bench_ping_pong), ("pipe", bench_pipe), ("send", bench_send),
              ("http", bench_http),
              ("wormhole", bench_wormhole), ("mailbox", bench_mailbox),
+             ("mailbox-memory", bench_mailbox_memory),
              ("cluster", bench_cluster),
              ("flood", lambda: bench_flood(have_seed)), ("memory", bench_memory),
              ("binary", bench_binary)]

@@ -641,7 +641,14 @@ impl Server {
             .args(["--pipe-wait", &PIPE_WAIT_SECS.to_string()])
             .args(["--stats-interval", "10", "--tls-self-signed"])
             // Mailboxes the soak abandons go within the soak: kept 10 s, pruned each minute.
-            .args(["--wormhole-expiry", "10"])
+            // Every soak client is 127.0.0.1: the per-address mailbox limits are lifted.
+            .args([
+                "--wormhole-expiry",
+                "10",
+                "--wormhole-per-address",
+                "1000000",
+            ])
+            .args(["--wormhole-address-bytes", "1000000000"])
             // SOAK_GREET=MS: the server's --greet-wait (to tell late clients from bugs).
             .args([
                 "--greet-wait",

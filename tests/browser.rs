@@ -348,7 +348,8 @@ fn a_senders_html_or_svg_runs_nothing() {
         let duet = server(&[]);
         let dir = Dir::new("hostile-pipes");
         let html = "<html><head><title>no</title></head><body><script>document.title='ran'</script></body></html>";
-        let svg = "<svg xmlns=\"http://www.w3.org/2000/svg\"><script>document.title='ran'</script></svg>";
+        let svg =
+            "<svg xmlns=\"http://www.w3.org/2000/svg\"><script>document.title='ran'</script></svg>";
         let senders: Vec<std::process::Child> = [
             ("html", "text/html", html),
             ("svg", "image/svg+xml", svg),
@@ -370,11 +371,17 @@ fn a_senders_html_or_svg_runs_nothing() {
         .collect();
         let mut browser = drive(&duet, "hostile-pipes", &["html", "svg", "plain"]);
         let json = result(&mut browser).await;
-        assert!(!json.contains("\"ran\":true"), "a sender's script ran: {json}");
+        assert!(
+            !json.contains("\"ran\":true"),
+            "a sender's script ran: {json}"
+        );
         assert!(json.contains("\"html\":{\"navigated\":false"), "{json}");
         assert!(json.contains("\"svg\":{\"navigated\":false"), "{json}");
         // Shown as text, in an opaque origin: never the relay's.
-        assert!(json.contains("\"plain\":{\"navigated\":true,\"ran\":false,\"origin\":\"null\""), "{json}");
+        assert!(
+            json.contains("\"plain\":{\"navigated\":true,\"ran\":false,\"origin\":\"null\""),
+            "{json}"
+        );
         for mut sender in senders {
             wait_child(&mut sender, TIMEOUT, "curl sender");
         }

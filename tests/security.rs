@@ -73,15 +73,24 @@ async fn ws_from(
         let name: async_tungstenite::tungstenite::http::HeaderName = name.parse().unwrap();
         request.headers_mut().insert(name, value.parse().unwrap());
     }
-    match timeout("handshake", async_tungstenite::client_async(request, stream)).await {
+    match timeout(
+        "handshake",
+        async_tungstenite::client_async(request, stream),
+    )
+    .await
+    {
         Ok((ws, _)) => Ok(ws),
-        Err(async_tungstenite::tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(async_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
         Err(e) => panic!("handshake: {e}"),
     }
 }
 
 async fn ws(duet: &Duet, path: &str) -> Ws {
-    ws_from(duet, "127.0.0.1", path, &[]).await.expect("upgrade")
+    ws_from(duet, "127.0.0.1", path, &[])
+        .await
+        .expect("upgrade")
 }
 
 /// The next message that is not a ping or pong; `None` at the end.
@@ -135,7 +144,11 @@ async fn reply(ws: &mut Ws, kind: &str) -> Value {
 async fn bound(duet: &Duet, local: &str, side: &str) -> Ws {
     let mut ws = ws_from(duet, local, "/v1", &[]).await.expect("upgrade");
     reply(&mut ws, "welcome").await;
-    send_json(&mut ws, json!({"type": "bind", "appid": "app", "side": side})).await;
+    send_json(
+        &mut ws,
+        json!({"type": "bind", "appid": "app", "side": side}),
+    )
+    .await;
     ws
 }
 
@@ -146,7 +159,10 @@ fn curl_get(url: &str) -> (bool, String) {
         .args(["-sS", "--max-time", "20", "-D", "-", url])
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// A sender's `text/html` or SVG never comes back as something a browser runs on the
@@ -174,10 +190,16 @@ fn pipe_downloads_are_never_active_pages() {
             s.read_to_string(&mut out).ok();
             out
         });
-        let response = raw_http(&duet, format!("GET /{token} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        let response = raw_http(
+            &duet,
+            format!("GET /{token} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
         assert!(sender.join().unwrap().contains("200 OK"));
         let csp = header(&response, "content-security-policy").unwrap_or_default();
-        assert!(csp.contains("sandbox") && csp.contains("default-src 'none'"), "{kind}: {response}");
+        assert!(
+            csp.contains("sandbox") && csp.contains("default-src 'none'"),
+            "{kind}: {response}"
+        );
         assert_eq!(header(&response, "x-content-type-options"), Some("nosniff"));
         let got = header(&response, "content-disposition").unwrap_or_default();
         assert!(got.starts_with(disposition), "{kind}: {response}");
@@ -208,9 +230,18 @@ fn a_sender_cannot_write_the_receivers_headers() {
         sender.send(Message::binary(Vec::new())).await.unwrap();
         let (ok, response) = receiver.join().unwrap();
         assert!(ok, "{response}");
-        assert!(!response.to_ascii_lowercase().contains("x-injected"), "{response}");
-        assert!(!response.to_ascii_lowercase().contains("set-cookie"), "{response}");
-        assert_eq!(header(&response, "content-type"), Some("application/octet-stream"));
+        assert!(
+            !response.to_ascii_lowercase().contains("x-injected"),
+            "{response}"
+        );
+        assert!(
+            !response.to_ascii_lowercase().contains("set-cookie"),
+            "{response}"
+        );
+        assert_eq!(
+            header(&response, "content-type"),
+            Some("application/octet-stream")
+        );
         let disposition = header(&response, "content-disposition").unwrap();
         assert!(!disposition.contains('\u{202E}'), "{disposition}");
         assert!(
@@ -230,7 +261,11 @@ fn a_websocket_senders_length_is_enforced() {
         let duet = Duet::start(&[]);
         for (declared, sent) in [(3usize, 16usize), (300, 3)] {
             let token = format!("len{declared}");
-            let mut sender = ws(&duet, &format!("/ws/pipe/{token}?role=send&length={declared}")).await;
+            let mut sender = ws(
+                &duet,
+                &format!("/ws/pipe/{token}?role=send&length={declared}"),
+            )
+            .await;
             let url = format!("http://127.0.0.1:{}/{token}", duet.port);
             let receiver = std::thread::spawn(move || curl_get(&url));
             loop {
@@ -240,13 +275,19 @@ fn a_websocket_senders_length_is_enforced() {
                     }
                 }
             }
-            sender.send(Message::binary(vec![b'z'; sent])).await.unwrap();
+            sender
+                .send(Message::binary(vec![b'z'; sent]))
+                .await
+                .unwrap();
             sender.send(Message::binary(Vec::new())).await.ok();
             let (code, why) = closed(&mut sender).await;
             assert_eq!(code, 1008, "{declared}/{sent}: {why}");
             assert!(why.contains("?length="), "{why}");
             let (ok, response) = receiver.join().unwrap();
-            assert!(!ok, "curl must fail, not take {declared}/{sent} for whole: {response}");
+            assert!(
+                !ok,
+                "curl must fail, not take {declared}/{sent} for whole: {response}"
+            );
         }
         let bad = ws_from(&duet, "127.0.0.1", "/ws/pipe/x?role=send&length=%2B3", &[]).await;
         let (code, why) = closed(&mut bad.unwrap()).await;
@@ -287,7 +328,11 @@ fn one_address_cannot_take_every_mailbox() {
         let mut held = Vec::new();
         for i in 0..20 {
             let mut ws = bound(&duet, "127.0.0.3", &format!("s{i}")).await;
-            send_json(&mut ws, json!({"type": "open", "mailbox": format!("madeup{i}")})).await;
+            send_json(
+                &mut ws,
+                json!({"type": "open", "mailbox": format!("madeup{i}")}),
+            )
+            .await;
             send_json(&mut ws, json!({"type": "ping", "ping": i})).await;
             reply(&mut ws, "pong").await;
             held.push(ws);
@@ -301,7 +346,10 @@ fn one_address_cannot_take_every_mailbox() {
             send_json(&mut ws, command.clone()).await;
             let error = reply(&mut ws, "error").await;
             assert!(
-                error["error"].as_str().unwrap().contains("--wormhole-per-address"),
+                error["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("--wormhole-per-address"),
                 "{command}: {error}"
             );
         }
@@ -322,7 +370,11 @@ fn one_address_cannot_fill_the_mailboxes_memory() {
         let body = "ab".repeat(15_000);
         let mut refused = None;
         for i in 0..10 {
-            send_json(&mut ws, json!({"type": "add", "phase": i.to_string(), "body": body})).await;
+            send_json(
+                &mut ws,
+                json!({"type": "add", "phase": i.to_string(), "body": body}),
+            )
+            .await;
             send_json(&mut ws, json!({"type": "ping", "ping": i})).await;
             loop {
                 let Some(Message::Text(text)) = next(&mut ws).await else {
@@ -414,8 +466,12 @@ fn a_fast_adder_that_reads_is_not_dropped() {
     let duet = Duet::start(&[]);
     let mut s = raw_ws(&duet, "/v1");
     let mut all = Vec::new();
-    all.extend(text_frame(&json!({"type": "bind", "appid": "app", "side": "a"}).to_string()));
-    all.extend(text_frame(&json!({"type": "open", "mailbox": "busy"}).to_string()));
+    all.extend(text_frame(
+        &json!({"type": "bind", "appid": "app", "side": "a"}).to_string(),
+    ));
+    all.extend(text_frame(
+        &json!({"type": "open", "mailbox": "busy"}).to_string(),
+    ));
     for i in 0..90 {
         let add = json!({"type": "add", "phase": i.to_string(), "body": "00"});
         all.extend(text_frame(&add.to_string()));
@@ -424,7 +480,12 @@ fn a_fast_adder_that_reads_is_not_dropped() {
     let mut heard = 0;
     while heard < 90 {
         let (opcode, body) = read_frame(&mut s);
-        assert_eq!(opcode, 1, "after {heard} messages: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            opcode,
+            1,
+            "after {heard} messages: {}",
+            String::from_utf8_lossy(&body)
+        );
         let value: Value = serde_json::from_slice(&body).unwrap();
         assert_ne!(value["type"], "error", "{value}");
         if value["type"] == "message" {
@@ -449,7 +510,9 @@ fn the_secret_guards_every_door() {
                 .await
                 .expect("the secret in the query");
             let bearer = [("Authorization", "Bearer s3cret")];
-            ws_from(&duet, "127.0.0.1", path, &bearer).await.expect("a Bearer header");
+            ws_from(&duet, "127.0.0.1", path, &bearer)
+                .await
+                .expect("a Bearer header");
         }
         let relay_line = b"please relay 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef for side 0123456789abcdef\n";
         let mut tcp = StdTcp::connect(duet.addr()).unwrap();
@@ -481,11 +544,17 @@ fn dns_rebinding_pages_are_refused_when_the_names_are_known() {
         let port = duet.port;
         let evil_host = format!("evil.example:{port}");
         let evil_origin = format!("http://evil.example:{port}");
-        let evil = [("Host", evil_host.as_str()), ("Origin", evil_origin.as_str())];
+        let evil = [
+            ("Host", evil_host.as_str()),
+            ("Origin", evil_origin.as_str()),
+        ];
         let mut ws = ws_from(&duet, "127.0.0.1", "/ws", &evil).await.unwrap();
         let (code, why) = closed(&mut ws).await;
         assert_eq!(code, 1008, "{why}");
-        let good = [("Host", "relay.example.org"), ("Origin", "https://relay.example.org")];
+        let good = [
+            ("Host", "relay.example.org"),
+            ("Origin", "https://relay.example.org"),
+        ];
         let mut ws = ws_from(&duet, "127.0.0.1", "/ws", &good).await.unwrap();
         match next(&mut ws).await {
             Some(Message::Text(greeting)) => assert!(greeting.contains("Hello"), "{greeting}"),
@@ -505,10 +574,22 @@ fn dns_rebinding_pages_are_refused_when_the_names_are_known() {
 fn loose_http_framing_is_refused() {
     let duet = Duet::start(&["--handshake-timeout", "20"]);
     for (why, request) in [
-        ("two lengths", "PUT /f1 HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde"),
-        ("a plus sign", "PUT /f2 HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc"),
-        ("not chunked", "PUT /f3 HTTP/1.1\r\nTransfer-Encoding: notchunked\r\n\r\n"),
-        ("both framings", "PUT /f4 HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
+        (
+            "two lengths",
+            "PUT /f1 HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde",
+        ),
+        (
+            "a plus sign",
+            "PUT /f2 HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc",
+        ),
+        (
+            "not chunked",
+            "PUT /f3 HTTP/1.1\r\nTransfer-Encoding: notchunked\r\n\r\n",
+        ),
+        (
+            "both framings",
+            "PUT /f4 HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+        ),
     ] {
         let response = raw_http(&duet, request.as_bytes());
         assert_eq!(status(&response), 400, "{why}: {response}");
@@ -534,14 +615,20 @@ fn loose_http_framing_is_refused() {
     receiver.join().unwrap();
     let response = raw_http(&duet, b"GET /healthz HTTP/1.1\nHost: x\n\n");
     assert_eq!(status(&response), 200, "{response}");
-    assert!(started.elapsed() < Duration::from_secs(15), "bare LF waited for the timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "bare LF waited for the timeout"
+    );
 }
 
 /// `HEAD /` and `HEAD /TOKEN` answer 200 with no body, and a HEAD takes nobody's transfer.
 #[test]
 fn head_requests_answer_and_take_nothing() {
     let duet = Duet::start(&[]);
-    let response = raw_http(&duet, b"HEAD / HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n\r\n");
+    let response = raw_http(
+        &duet,
+        b"HEAD / HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n\r\n",
+    );
     assert_eq!(status(&response), 200, "{response}");
     assert!(response.ends_with("\r\n\r\n"), "no body: {response}");
     let response = raw_http(&duet, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");

@@ -163,7 +163,12 @@ mod tests {
         ] {
             assert!(!is_passive(active), "{active}");
         }
-        for passive in ["image/png", "audio/ogg", "video/mp4", "Text/Plain; charset=x"] {
+        for passive in [
+            "image/png",
+            "audio/ogg",
+            "video/mp4",
+            "Text/Plain; charset=x",
+        ] {
             assert!(is_passive(passive), "{passive}");
         }
     }
@@ -174,7 +179,10 @@ mod tests {
             clean_name("invoice\u{202E}fdp.exe").as_deref(),
             Some("invoicefdp.exe")
         );
-        assert_eq!(clean_name("../../etc/passwd").as_deref(), Some("....etcpasswd"));
+        assert_eq!(
+            clean_name("../../etc/passwd").as_deref(),
+            Some("....etcpasswd")
+        );
         assert_eq!(clean_name("\u{200B}\u{2066}"), None);
         assert_eq!(clean_name(".."), None);
         assert_eq!(clean_name(&"a".repeat(1000)).unwrap().len(), MAX_NAME_CHARS);

@@ -191,9 +191,7 @@ impl FirstLine {
         }
         let wormhole = hub.config.wormhole;
         let let_in = opening.authed || hub.config.wormhole_public;
-        if let (true, true, Some(Ok(Some(Line::Text(text))))) =
-            (wormhole, let_in, &opening.first)
-        {
+        if let (true, true, Some(Ok(Some(Line::Text(text))))) = (wormhole, let_in, &opening.first) {
             if let Some(shake) = transit::handshake(text) {
                 return Some(FirstLine::Transit(shake, text.clone()));
             }

@@ -168,7 +168,10 @@ async fn route(
 /// `OPTIONS`: the CORS preflight of a page on another origin.
 async fn preflight(hub: &Hub, stream: &Socket) -> Answered {
     let headers = [
-        ("Access-Control-Allow-Methods", "GET, HEAD, PUT, POST, OPTIONS"),
+        (
+            "Access-Control-Allow-Methods",
+            "GET, HEAD, PUT, POST, OPTIONS",
+        ),
         (
             "Access-Control-Allow-Headers",
             "Content-Type, Content-Disposition, Authorization",
@@ -353,7 +356,10 @@ fn head_text(
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     // Everything but the page is inert as a document: a pipe's bytes, an error text.
-    if !headers.iter().any(|(name, _)| *name == "Content-Security-Policy") {
+    if !headers
+        .iter()
+        .any(|(name, _)| *name == "Content-Security-Policy")
+    {
         head.push_str(&format!(
             "Content-Security-Policy: {}\r\nX-Content-Type-Options: nosniff\r\n",
             about::PIPE_CSP

@@ -14,10 +14,10 @@ use async_channel::{Receiver, Sender};
 use event_listener::{Event, EventListener};
 
 use crate::proto::Role;
+use crate::server::about;
 use crate::server::printer::Mood;
 use crate::server::relay::{Sink, Source};
 use crate::server::slots::Ticket;
-use crate::server::about;
 use crate::socket::Socket;
 
 /// Default for `--pipe-wait`: how long a pipe waits for its peer, in seconds.

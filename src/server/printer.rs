@@ -330,11 +330,7 @@ impl Log {
 
     /// The record, its bytes counted already, into the channel: `Some` slow path when the
     /// channel is full.
-    fn send_now(
-        &self,
-        record: Record,
-        cost: usize,
-    ) -> Option<Slow<'_>> {
+    fn send_now(&self, record: Record, cost: usize) -> Option<Slow<'_>> {
         match self.records.try_send(record) {
             Ok(()) => None,
             Err(async_channel::TrySendError::Closed(_)) => {

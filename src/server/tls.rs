@@ -91,7 +91,11 @@ impl Tls {
     ) -> Result<Tls, String> {
         let fingerprint = fingerprint(&certs[0]);
         let names = webpki::EndEntityCert::try_from(&certs[0])
-            .map(|cert| cert.valid_dns_names().map(str::to_ascii_lowercase).collect())
+            .map(|cert| {
+                cert.valid_dns_names()
+                    .map(str::to_ascii_lowercase)
+                    .collect()
+            })
             .unwrap_or_default();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)

@@ -273,9 +273,8 @@ impl Wormhole {
     pub fn allocate(&self, app: &str, side: &str, who: Who) -> Result<String, Refused> {
         let mut state = lock(&self.state);
         let name = {
-            let taken = |id: &str| {
-                (state.apps.get(app)).is_some_and(|a| a.nameplates.contains_key(id))
-            };
+            let taken =
+                |id: &str| (state.apps.get(app)).is_some_and(|a| a.nameplates.contains_key(id));
             free_nameplate(taken)?
         };
         self.claim_locked(&mut state, app, &name, side, who)?;
@@ -435,16 +434,32 @@ impl Wormhole {
             Err(Refused::Full(format!("{what} (max {max}, {flag})")))
         };
         if opened.messages.len() >= s.max_messages {
-            return full("too many messages in this mailbox", s.max_messages, "--wormhole-max-messages");
+            return full(
+                "too many messages in this mailbox",
+                s.max_messages,
+                "--wormhole-max-messages",
+            );
         }
         if opened.bytes() + cost > s.mailbox_bytes {
-            return full("this mailbox holds too many bytes", s.mailbox_bytes, "--wormhole-mailbox-bytes");
+            return full(
+                "this mailbox holds too many bytes",
+                s.mailbox_bytes,
+                "--wormhole-mailbox-bytes",
+            );
         }
         if held.bytes + cost > s.address_bytes {
-            return full("your address keeps too many bytes in mailboxes", s.address_bytes, "--wormhole-address-bytes");
+            return full(
+                "your address keeps too many bytes in mailboxes",
+                s.address_bytes,
+                "--wormhole-address-bytes",
+            );
         }
         if store + cost > s.max_bytes {
-            return full("the server's mailboxes are full; try again later", s.max_bytes, "--wormhole-max-bytes");
+            return full(
+                "the server's mailboxes are full; try again later",
+                s.max_bytes,
+                "--wormhole-max-bytes",
+            );
         }
         let message = Arc::new(message);
         opened.updated = message.server_rx;
@@ -471,8 +486,7 @@ impl Wormhole {
     /// A connection stops listening (it closed the mailbox, or went away).
     pub fn unlisten(&self, app: &str, mailbox: &str, id: u64) {
         let mut state = lock(&self.state);
-        if let Some(opened) = (state.apps.get_mut(app)).and_then(|a| a.mailboxes.get_mut(mailbox))
-        {
+        if let Some(opened) = (state.apps.get_mut(app)).and_then(|a| a.mailboxes.get_mut(mailbox)) {
             opened.listeners.retain(|(l, _)| *l != id);
             opened.updated = now();
             self.note_box(&mut state, app, mailbox);
@@ -614,7 +628,8 @@ impl Wormhole {
 
     /// Takes the state from a snapshot (see [`Wormhole::snapshot_if_changed`]).
     pub fn load_bytes(&self, bytes: &[u8]) -> Result<(), String> {
-        let apps: HashMap<String, App> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let apps: HashMap<String, App> =
+            serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         let mut state = lock(&self.state);
         state.apps = apps;
         state.rebuild();
@@ -815,7 +830,14 @@ mod tests {
                 let w = w.clone();
                 std::thread::spawn(move || {
                     (0..100)
-                        .map(|i| w.allocate("app", &format!("{t}-{i}"), format!("10.0.{t}.{i}").parse().unwrap()).unwrap())
+                        .map(|i| {
+                            w.allocate(
+                                "app",
+                                &format!("{t}-{i}"),
+                                format!("10.0.{t}.{i}").parse().unwrap(),
+                            )
+                            .unwrap()
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -852,9 +874,15 @@ mod tests {
         let w = Wormhole::new(settings.clone());
         let name = w.allocate("app", "a", me()).unwrap();
         let mailbox = w.claim("app", &name, "a", me()).unwrap();
-        assert!(matches!(save(&w, &path), Some(Write::Replace(_))), "first: a snapshot");
+        assert!(
+            matches!(save(&w, &path), Some(Write::Replace(_))),
+            "first: a snapshot"
+        );
         w.add("app", &mailbox, message("a", "pake"), me()).unwrap();
-        assert!(matches!(save(&w, &path), Some(Write::Append(_))), "then changes");
+        assert!(
+            matches!(save(&w, &path), Some(Write::Append(_))),
+            "then changes"
+        );
         // A mailbox gone, and one made again under the same id, starts empty.
         let (l, _rx) = listener(9);
         w.open("app", "made-up", "x", me(), l).unwrap();
@@ -880,7 +908,10 @@ mod tests {
         let (l, _rx) = listener(1);
         assert_eq!(again.open("app", &mailbox, "b", me(), l).unwrap().len(), 1);
         let (l, _rx) = listener(2);
-        assert!(again.open("app", "made-up", "z", me(), l).unwrap().is_empty());
+        assert!(again
+            .open("app", "made-up", "z", me(), l)
+            .unwrap()
+            .is_empty());
         assert_eq!(again.bytes(), w.bytes());
         std::fs::remove_dir_all(path.parent().unwrap()).ok();
     }
@@ -900,7 +931,8 @@ mod tests {
         let mut largest = 0;
         for i in 0..2000 {
             let (l, _rx) = listener(i + 2);
-            w.open("app", &format!("m{i}"), "a", "10.9.9.9".parse().unwrap(), l).ok();
+            w.open("app", &format!("m{i}"), "a", "10.9.9.9".parse().unwrap(), l)
+                .ok();
             if let Some(Write::Append(lines)) = save(&w, &path) {
                 largest = largest.max(lines.len());
             }
@@ -954,7 +986,10 @@ mod tests {
         let (l, _rx) = listener(5);
         w.open("app", &mailbox, "b", good, l).unwrap();
         w.add("app", &mailbox, big("b"), good).unwrap();
-        let refused = w.add("app", &mailbox, big("b"), good).unwrap_err().to_string();
+        let refused = w
+            .add("app", &mailbox, big("b"), good)
+            .unwrap_err()
+            .to_string();
         assert!(refused.contains("--wormhole-max-bytes"), "{refused}");
     }
 }

@@ -62,7 +62,11 @@ mod tests {
         let page = page();
         assert_eq!(page.csp.matches("'sha256-").count(), 2, "{}", page.csp);
         assert!(!page.csp.contains("'self'; style") && page.csp.contains("script-src 'sha256-"));
-        let worklet = between(HTML, "<script type=\"text/worklet\" id=\"worklet\">", "</script>");
+        let worklet = between(
+            HTML,
+            "<script type=\"text/worklet\" id=\"worklet\">",
+            "</script>",
+        );
         assert!(worklet.contains("registerProcessor('duet-player'"));
         // One inline script and one style: the policy allows no other.
         assert_eq!(HTML.matches("<script>").count(), 1);

@@ -103,7 +103,6 @@ pub async fn serve(
     answered
 }
 
-
 /// Everything that can be refused before the end joins the pipes; for a sender, how its
 /// body is framed.
 async fn check(hub: &Hub, peer: SocketAddr, head: &Head, role: Role) -> Result<Framing, Refused> {

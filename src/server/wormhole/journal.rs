@@ -113,7 +113,11 @@ fn changes(state: &State) -> Vec<u8> {
     };
     for (app, id) in &pending.deleted {
         let (app, id) = (app.clone(), id.clone());
-        line(&Change::Mailbox { app, id, meta: None });
+        line(&Change::Mailbox {
+            app,
+            id,
+            meta: None,
+        });
     }
     for (app, id) in &pending.boxes {
         let mailbox = state.apps.get(app).and_then(|a| a.mailboxes.get(id));

@@ -340,7 +340,10 @@ impl Conn<'_> {
         short(&mailbox, "mailbox")?;
         let (tx, rx) = async_channel::bounded(LISTENER_QUEUE);
         let listener: Listener = (self.id, tx);
-        let old = self.hub.wormhole.open(app, &mailbox, side, self.who(), listener)?;
+        let old = self
+            .hub
+            .wormhole
+            .open(app, &mailbox, side, self.who(), listener)?;
         self.mailbox = Some(mailbox);
         self.listening = true;
         self.heard = Some(rx);
