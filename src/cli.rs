@@ -404,7 +404,7 @@ pub struct Serve {
     pub tls_only: bool,
 
     /// join a cluster of duet nodes sharing rooms through this Redis server
-    /// (redis://HOST:PORT/DB); see "Clusters" in the README
+    /// (redis://HOST:PORT/DB); see docs/cluster.md
     #[argh(option)]
     pub cluster: Option<String>,
 

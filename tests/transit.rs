@@ -297,7 +297,7 @@ fn mailbox_limits_and_errors() {
         }
         let full = ask(&mut a, r#"{"type":"add","phase":"three","body":"00"}"#).await;
         assert!(
-            full.contains("too many messages in this mailbox (max 2)"),
+            full.contains("too many messages in this mailbox (max 2, --wormhole-max-messages)"),
             "{full}"
         );
         // Two mailboxes at most: one more nameplate makes a second, a third is refused.

@@ -344,11 +344,11 @@ impl Wormhole {
         if existing.is_none() && count >= self.settings.max_mailboxes {
             return Err(too_many(self.settings.max_mailboxes));
         }
-        let new_side = existing.is_none_or(|m| !m.sides.contains_key(side));
+        let new_side = !existing.is_some_and(|m| m.sides.contains_key(side));
         if new_side && existing.is_some_and(|m| m.sides.len() >= 2) {
             return Err(Refused::Crowded);
         }
-        let new_holder = existing.is_none_or(|m| !m.holders.contains(&who));
+        let new_holder = !existing.is_some_and(|m| m.holders.contains(&who));
         let held = state.held.get(&who).copied().unwrap_or_default();
         if new_holder && held.mailboxes >= self.settings.max_per_address {
             return Err(Refused::Full(format!(

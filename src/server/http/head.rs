@@ -194,7 +194,7 @@ mod tests {
         let odd = parse(b"GET /k?name=100%25+sure%&x HTTP/1.1\r\n\r\n").unwrap();
         assert_eq!(odd.query_param("name").as_deref(), Some("100% sure%"));
         assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nbody"), Some(18));
-        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: x\n\nbody"), Some(25));
+        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: x\n\nbody"), Some(24));
         assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
         let bare = parse(b"GET /k HTTP/1.1\nHost: x\n\n").unwrap();
         assert_eq!(bare.header("host"), Some("x"));

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{App, Mailbox, Message, Meta, Nameplate, State, Wormhole};
+use super::{App, Message, Meta, Nameplate, State, Wormhole};
 use crate::lock::lock;
 
 /// Changes may grow to this before a new snapshot, however small the state.
@@ -175,7 +175,7 @@ fn apply(apps: &mut HashMap<String, App>, change: Change) {
                 entry.mailboxes.remove(&id);
                 return;
             };
-            let mailbox = entry.mailboxes.entry(id).or_insert_with(Mailbox::default);
+            let mailbox = entry.mailboxes.entry(id).or_default();
             mailbox.sides = meta.sides;
             mailbox.updated = meta.updated;
             mailbox.holders = meta.holders;
