@@ -43,7 +43,7 @@ pub const MAILBOX_BYTES: usize = 256 * 1024;
 /// the mailboxes it added to.
 pub const ADDRESS_BYTES: usize = 4 << 20;
 /// Default for `--wormhole-max-bytes`: bytes of messages all mailboxes keep together, the
-/// store's memory budget (each mailbox costs about 1 KiB besides: docs/wormhole.md).
+/// store's memory budget (each mailbox costs about 5 KiB besides: docs/wormhole.md).
 pub const MAX_BYTES: usize = 64 << 20;
 /// What one message costs besides its text (its `Arc`, its fields, its slot), counted
 /// against the byte limits.
