@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DUET = ROOT / "target/release/duet"
 LOAD = ROOT / "target/release/duet-load"
-STATIC = ROOT / "target/x86_64-unknown-linux-gnu/release/duet"
+STATIC = ROOT / "target/x86_64-unknown-linux-musl/release/duet"
 SEED_SRC = ROOT.parent / "shared/seed"
 SEED = ROOT / "target/seedserver"
 RUNS = int(os.environ.get("RUNS", "3"))

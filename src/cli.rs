@@ -692,7 +692,9 @@ impl Serve {
                 .strip_prefix("https://")
                 .or_else(|| url.strip_prefix("http://"))
                 .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default())
-                .map(|authority| authority_host(authority).to_ascii_lowercase())
+                .map(|authority| {
+                    crate::server::access::authority_host(authority).to_ascii_lowercase()
+                })
                 .filter(|host| !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic()));
             match host {
                 Some(host) => names.push(host),
@@ -730,14 +732,6 @@ impl Serve {
             _ => Err("--tls-cert and --tls-key go together".into()),
         }
     }
-}
-
-/// The host of `host[:port]` or `[v6]:port`.
-pub fn authority_host(authority: &str) -> &str {
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or_default();
-    }
-    authority.split(':').next().unwrap_or_default()
 }
 
 /// Reads `--secret-file`: one word, surrounding whitespace (the final newline) ignored.

@@ -66,6 +66,7 @@ async fn result(driver: &mut Proc) -> String {
 /// A browser and an `nc` client chat in one room, both ways; nicks, the member list and the
 /// server log agree; markup from either side shows as text and runs nothing.
 #[test]
+#[ignore = "needs chromium, nc, node (make test runs it)"]
 fn a_browser_and_nc_chat_in_one_room() {
     smol::block_on(async {
         let mut duet = server(&[]);
@@ -103,6 +104,7 @@ fn a_browser_and_nc_chat_in_one_room() {
 /// 50 MiB from the page to `curl`, and from `nc` to the page: byte for byte, progress at
 /// 100%, the file saved under its name.
 #[test]
+#[ignore = "needs chromium, curl, nc, node, sha256sum (make test runs it)"]
 fn files_between_the_browser_curl_and_nc() {
     smol::block_on(async {
         let duet = server(&[]);
@@ -199,6 +201,7 @@ fn correlation(a: &[f64], b: &[f64]) -> Option<f64> {
 /// device's rate, resampling to 16 kHz, floats) does not keep bytes, so the measure is the
 /// loudness envelope: syllables and pauses where the speech has them.
 #[test]
+#[ignore = "needs chromium, espeak-ng, node, sox (make test runs it)"]
 fn the_browser_talks_to_duet_voice() {
     smol::block_on(async {
         let duet = server(&[]);
@@ -251,6 +254,7 @@ fn the_browser_talks_to_duet_voice() {
 /// `duet voice` talks to the page: the frames it received are the speech's, byte for byte
 /// and in order (the measure of tests/voice.rs).
 #[test]
+#[ignore = "needs chromium, espeak-ng, node, sox (make test runs it)"]
 fn duet_voice_talks_to_the_browser() {
     smol::block_on(async {
         let duet = server(&[]);
@@ -306,6 +310,7 @@ fn duet_voice_talks_to_the_browser() {
 /// which opens connections ahead of need, is served HTTP on all of them at the default
 /// `--greet-wait` (it agreed on HTTP/1.1 in the TLS handshake).
 #[test]
+#[ignore = "needs chromium, nc, node (make test runs it)"]
 fn the_page_over_https_chats_on_wss() {
     smol::block_on(async {
         let duet = Duet::start(&["--tls-self-signed"]);
@@ -327,6 +332,7 @@ fn the_page_over_https_chats_on_wss() {
 /// A page of another origin cannot use the server's WebSockets: the browser sees a close
 /// with the reason.
 #[test]
+#[ignore = "needs chromium, node (make test runs it)"]
 fn pages_of_other_origins_are_refused() {
     smol::block_on(async {
         let duet = server(&[]);
@@ -343,6 +349,7 @@ fn pages_of_other_origins_are_refused() {
 /// Pipe downloads opened as pages run nothing on the relay's origin: HTML and SVG from a
 /// sender are downloads, and markup a sender calls `text/plain` stays text, in a sandbox.
 #[test]
+#[ignore = "needs chromium, curl, node (make test runs it)"]
 fn a_senders_html_or_svg_runs_nothing() {
     smol::block_on(async {
         let duet = server(&[]);
@@ -390,6 +397,7 @@ fn a_senders_html_or_svg_runs_nothing() {
 
 /// A chat dropped by the server (here by --idle-timeout) reconnects and joins its room again.
 #[test]
+#[ignore = "needs chromium, node (make test runs it)"]
 fn the_chat_reconnects_after_a_drop() {
     smol::block_on(async {
         let mut duet = server(&["--idle-timeout", "2"]);

@@ -12,6 +12,7 @@ fn client(duet: &Duet, args: &[&str]) -> Child {
 }
 
 #[test]
+#[ignore = "moves a gibibyte (make test runs it)"]
 fn pipe_moves_a_gibibyte_between_two_duet_pipes() {
     const MIB: usize = 1024;
     smol::block_on(async {
@@ -87,6 +88,7 @@ fn read_all(child: &mut Child) -> Vec<u8> {
 }
 
 #[test]
+#[ignore = "needs nc (make test runs it)"]
 fn pipe_interoperates_with_nc() {
     smol::block_on(async {
         let mut duet = Duet::start(&[]);

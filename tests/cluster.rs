@@ -104,6 +104,7 @@ async fn member(duet: &Duet, nick: &str, room: &str) -> Client {
 }
 
 #[test]
+#[ignore = "needs redis-server (make test runs it)"]
 fn members_on_three_nodes_talk_as_in_one_room() {
     smol::block_on(async {
         let redis = Redis::start();
@@ -152,6 +153,7 @@ fn members_on_three_nodes_talk_as_in_one_room() {
 }
 
 #[test]
+#[ignore = "needs redis-server (make test runs it)"]
 fn the_room_size_cap_holds_when_fifty_clients_on_three_nodes_race() {
     smol::block_on(async {
         let redis = Redis::start();
@@ -187,6 +189,7 @@ fn the_room_size_cap_holds_when_fifty_clients_on_three_nodes_race() {
 }
 
 #[test]
+#[ignore = "needs redis-server (make test runs it)"]
 fn a_killed_node_is_noticed_and_its_members_leave() {
     smol::block_on(async {
         let redis = Redis::start();
@@ -210,6 +213,7 @@ fn a_killed_node_is_noticed_and_its_members_leave() {
 }
 
 #[test]
+#[ignore = "needs redis-server (make test runs it)"]
 fn a_redis_restart_keeps_local_rooms_going_and_cross_node_rooms_resume() {
     smol::block_on(async {
         let mut redis = Redis::start();
@@ -303,16 +307,19 @@ fn gibibyte_across_nodes(receiver_first: bool) {
 }
 
 #[test]
+#[ignore = "needs nc, redis-server; moves a gibibyte (make test runs it)"]
 fn a_gibibyte_crosses_nodes_receiver_first() {
     gibibyte_across_nodes(true);
 }
 
 #[test]
+#[ignore = "needs nc, redis-server; moves a gibibyte (make test runs it)"]
 fn a_gibibyte_crosses_nodes_sender_first() {
     gibibyte_across_nodes(false);
 }
 
 #[test]
+#[ignore = "needs redis-server (make test runs it)"]
 fn half_close_reset_and_busy_pass_between_nodes() {
     use futures_lite::AsyncReadExt;
     smol::block_on(async {
@@ -356,6 +363,7 @@ fn half_close_reset_and_busy_pass_between_nodes() {
 /// before the end that claimed the token there has arrived in its registry. Every pipe must
 /// open and carry its bytes (about 1 in 60 was refused both ways before the link waited).
 #[test]
+#[ignore = "needs redis-server (make test runs it)"]
 fn ends_that_arrive_at_once_on_two_nodes_always_meet() {
     use futures_lite::AsyncReadExt;
     smol::block_on(async {
@@ -395,6 +403,7 @@ async fn reset_reaches(mut from: Client, mut to: Client) {
 /// node announces in Redis: the link arrives at the waiting end's node as a TLS client, and
 /// bytes, half-close and resets cross it as over plain TCP.
 #[test]
+#[ignore = "needs redis-server (make test runs it)"]
 fn links_to_nodes_with_certificates_run_over_tls() {
     use futures_lite::AsyncReadExt;
     smol::block_on(async {
@@ -430,6 +439,7 @@ fn links_to_nodes_with_certificates_run_over_tls() {
 /// An HTTP sender's type, file name and length reach an HTTP receiver on another node (so
 /// the download has its name and a `Content-Length`, as on one node), in both orders.
 #[test]
+#[ignore = "needs curl, redis-server (make test runs it)"]
 fn http_senders_headers_reach_receivers_on_other_nodes() {
     smol::block_on(async {
         let redis = Redis::start();
@@ -489,6 +499,7 @@ fn http_senders_headers_reach_receivers_on_other_nodes() {
 }
 
 #[test]
+#[ignore = "needs redis-server (make test runs it)"]
 fn a_forged_link_is_refused() {
     smol::block_on(async {
         let redis = Redis::start();
@@ -521,6 +532,7 @@ fn a_forged_link_is_refused() {
 }
 
 #[test]
+#[ignore = "needs redis-server (make test runs it)"]
 fn a_node_killed_under_an_idle_pipe_resets_the_end_on_the_other_node() {
     use futures_lite::AsyncReadExt;
     smol::block_on(async {
@@ -551,6 +563,7 @@ fn a_node_killed_under_an_idle_pipe_resets_the_end_on_the_other_node() {
 }
 
 #[test]
+#[ignore = "needs redis-server (make test runs it)"]
 fn stats_metrics_and_the_json_log_speak_for_the_cluster() {
     smol::block_on(async {
         let redis = Redis::start();
@@ -582,6 +595,7 @@ fn stats_metrics_and_the_json_log_speak_for_the_cluster() {
 /// that takes over finds the mailbox in Redis, where the wormhole node kept it, and the
 /// clients (which reconnect by themselves) finish the exchange.
 #[test]
+#[ignore = "needs magic-wormhole, redis-server (make test runs it)"]
 fn mailboxes_survive_the_loss_of_the_wormhole_node() {
     smol::block_on(async {
         let redis = Redis::start();
@@ -624,6 +638,7 @@ fn mailboxes_survive_the_loss_of_the_wormhole_node() {
 /// A browser app's WebSocket transit end (`/`) on a node that is not the wormhole node is
 /// handed to it and pairs with a TCP transit end there.
 #[test]
+#[ignore = "needs redis-server (make test runs it)"]
 fn websocket_transit_is_handed_to_the_wormhole_node() {
     use async_tungstenite::tungstenite::Message;
     smol::block_on(async {
@@ -651,6 +666,7 @@ fn websocket_transit_is_handed_to_the_wormhole_node() {
 /// magic-wormhole for the cluster, the other hands its clients over (mailbox and transit,
 /// with --no-listen on both sides so the file's bytes go through the transit relay).
 #[test]
+#[ignore = "needs magic-wormhole, redis-server (make test runs it)"]
 fn a_wormhole_between_clients_on_two_nodes() {
     smol::block_on(async {
         let redis = Redis::start();
@@ -716,6 +732,7 @@ fn a_wormhole_between_clients_on_two_nodes() {
 }
 
 #[test]
+#[ignore = "needs redis-server (make test runs it)"]
 fn matchmaking_pairs_clients_on_different_nodes() {
     smol::block_on(async {
         let redis = Redis::start();
@@ -761,6 +778,7 @@ fn matchmaking_pairs_clients_on_different_nodes() {
 }
 
 #[test]
+#[ignore = "needs redis-server (make test runs it)"]
 fn the_join_and_pipe_rate_of_an_address_counts_on_every_node() {
     smol::block_on(async {
         let redis = Redis::start();
@@ -788,6 +806,7 @@ fn the_join_and_pipe_rate_of_an_address_counts_on_every_node() {
 }
 
 #[test]
+#[ignore = "needs redis-server (make test runs it)"]
 fn a_node_stopped_in_order_says_goodbye_at_once() {
     smol::block_on(async {
         let redis = Redis::start();

@@ -115,6 +115,7 @@ fn python(script: &str) -> String {
 /// `curl -T` into a pipe, `curl` out of it: a gibibyte, byte for byte, both orders. The
 /// bytes stream through both curls from and into the test, not through files.
 #[test]
+#[ignore = "needs curl; moves a gibibyte (make test runs it)"]
 fn a_gibibyte_from_curl_to_curl_both_orders() {
     const MIB: usize = 1024;
     smol::block_on(async {
@@ -156,6 +157,7 @@ fn a_gibibyte_from_curl_to_curl_both_orders() {
 
 /// curl and nc share the pipes: nc sends to curl, curl sends to nc; and `duet pipe`.
 #[test]
+#[ignore = "needs curl, nc (make test runs it)"]
 fn curl_pairs_with_nc_and_duet_pipe() {
     smol::block_on(async {
         let duet = Duet::start(&[]);
@@ -206,6 +208,7 @@ fn curl_pairs_with_nc_and_duet_pipe() {
 /// The receiver gets the sender's type and file name, and a `Content-Length` when the
 /// sender gave one.
 #[test]
+#[ignore = "needs curl (make test runs it)"]
 fn type_name_and_length_are_passed_on() {
     smol::block_on(async {
         let duet = Duet::start(&[]);
@@ -235,6 +238,7 @@ fn type_name_and_length_are_passed_on() {
 
 /// Each status code from a real request.
 #[test]
+#[ignore = "needs curl (make test runs it)"]
 fn refusals_are_status_codes_that_name_the_rule() {
     smol::block_on(async {
         let mut duet = Duet::start(&["--pipe-wait", "1", "--pipe-max-bytes", "100"]);
@@ -283,6 +287,7 @@ fn refusals_are_status_codes_that_name_the_rule() {
 }
 
 #[test]
+#[ignore = "needs curl (make test runs it)"]
 fn rate_auth_and_full_refusals() {
     smol::block_on(async {
         let secret = SecretFile::new("s3cret-http");
@@ -319,6 +324,7 @@ fn rate_auth_and_full_refusals() {
 /// Clients refused at accept get a status when they speak HTTP (403 denied, 503 full), and
 /// the `* error:` line when they do not.
 #[test]
+#[ignore = "needs curl, nc (make test runs it)"]
 fn refused_at_accept_in_their_own_language() {
     smol::block_on(async {
         let mut duet = Duet::start(&["--deny", "127.0.0.0/8"]);
@@ -355,6 +361,7 @@ fn refused_at_accept_in_their_own_language() {
 /// A receiver that stops reading holds its sender back through TCP: duet's memory stays
 /// flat while 200 MiB wait to be sent, and the transfer completes once it reads again.
 #[test]
+#[ignore = "needs curl (make test runs it)"]
 fn a_receiver_that_stops_reading_holds_the_sender() {
     smol::block_on(async {
         let duet = Duet::start(&[]);
@@ -413,6 +420,7 @@ fn slow_and_huge_heads_are_refused() {
 
 /// A sender that stops mid-body: the receiver's download fails, it never looks complete.
 #[test]
+#[ignore = "needs curl (make test runs it)"]
 fn a_body_cut_midway_never_looks_complete() {
     smol::block_on(async {
         let mut duet = Duet::start(&[]);
@@ -436,6 +444,7 @@ fn a_body_cut_midway_never_looks_complete() {
 /// socket pair the body is decoded into, and the answer went into the pair. curl waits a
 /// second and sends anyway; a client that waits for the answer waited for ever.)
 #[test]
+#[ignore = "needs curl (make test runs it)"]
 fn a_sender_that_expects_100_continue_gets_it_when_the_pipe_opens() {
     smol::block_on(async {
         let duet = Duet::start(&[]);
@@ -465,6 +474,7 @@ fn a_sender_that_expects_100_continue_gets_it_when_the_pipe_opens() {
 
 /// Python's http.client: a chunked upload and a download, and HTTPS through curl.
 #[test]
+#[ignore = "needs curl, python3 (make test runs it)"]
 fn python_and_https_clients() {
     need("python3");
     smol::block_on(async {
@@ -525,6 +535,7 @@ print(got); print(said[0])
 /// `/metrics`, parsed by the Prometheus project's own Python parser, against known traffic;
 /// and closed to addresses outside `--metrics-allow`.
 #[test]
+#[ignore = "needs curl, nc, python3 (make test runs it)"]
 fn metrics_parse_and_count_known_traffic() {
     need("python3");
     smol::block_on(async {
@@ -616,6 +627,7 @@ print("piped_both", float(values["duet_piped_bytes_total{{from=first}}"] + value
 /// HTTP/1.1 (ALPN) is never greeted, however long it waits before its request; one that
 /// offered no ALPN (openssl, ncat) is greeted as always.
 #[test]
+#[ignore = "needs python3 (make test runs it)"]
 fn https_clients_that_chose_http_may_wait_before_asking() {
     need("python3");
     let duet = Duet::start(&["--tls-self-signed"]);

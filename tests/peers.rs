@@ -37,6 +37,7 @@ fn recipe(receiver: &str, sender: &str, name: &str) {
 }
 
 #[test]
+#[ignore = "needs ncat (make test runs it)"]
 fn ncat_pipe_recipe() {
     need("ncat");
     recipe(
@@ -47,6 +48,7 @@ fn ncat_pipe_recipe() {
 }
 
 #[test]
+#[ignore = "needs socat (make test runs it)"]
 fn socat_pipe_recipe() {
     need("socat");
     recipe(
@@ -57,6 +59,7 @@ fn socat_pipe_recipe() {
 }
 
 #[test]
+#[ignore = "needs nc, ncat (make test runs it)"]
 fn nc_to_ncat_pipe() {
     need("ncat");
     recipe(
@@ -67,6 +70,7 @@ fn nc_to_ncat_pipe() {
 }
 
 #[test]
+#[ignore = "needs ncat, socat (make test runs it)"]
 fn ncat_and_socat_chat_in_a_room() {
     smol::block_on(async {
         let duet = Duet::start(&[]);
@@ -120,6 +124,7 @@ print("ok", got)
 "#;
 
 #[test]
+#[ignore = "needs python3 (make test runs it)"]
 fn python_clients_chat() {
     need("python3");
     let duet = Duet::start(&[]);
@@ -160,6 +165,7 @@ print(h.hexdigest())
 "#;
 
 #[test]
+#[ignore = "needs python3 (make test runs it)"]
 fn python_pipe_sha256() {
     need("python3");
     let mut duet = Duet::start(&[]);

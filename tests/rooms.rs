@@ -198,6 +198,7 @@ fn matchmaking_pairs_two_strangers_privately() {
 }
 
 #[test]
+#[ignore = "needs nc (make test runs it)"]
 fn auto_pair_with_two_netcats() {
     smol::block_on(async {
         let duet = Duet::start(&["--auto-pair"]);
@@ -221,6 +222,7 @@ fn auto_pair_with_two_netcats() {
 }
 
 #[test]
+#[ignore = "needs nc (make test runs it)"]
 fn two_netcats_join_a_room_and_talk() {
     smol::block_on(async {
         let duet = Duet::start(&[]);

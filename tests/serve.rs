@@ -125,6 +125,7 @@ fn pipelined_lines_from_many_clients_are_all_logged_in_order() {
 
 /// The seed grew to 422 MiB on a 200 MB line. duet discards over-long lines as they stream.
 #[test]
+#[ignore = "moves a gibibyte (make test runs it)"]
 fn a_gibibyte_without_newline_keeps_memory_flat() {
     const FLOOD: usize = 1 << 30;
     smol::block_on(async {

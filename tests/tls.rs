@@ -27,6 +27,7 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs openssl (make test runs it)"]
 fn openssl_s_client_chats_and_plain_clients_still_work() {
     need("openssl");
     smol::block_on(async {
@@ -53,6 +54,7 @@ fn openssl_s_client_chats_and_plain_clients_still_work() {
 }
 
 #[test]
+#[ignore = "needs nc, ncat (make test runs it)"]
 fn ncat_ssl_pipes_bytes_exactly_to_plain_nc() {
     need("ncat");
     need("nc");
@@ -145,6 +147,7 @@ fn duet_clients_refuse_a_certificate_they_cannot_trust() {
 }
 
 #[test]
+#[ignore = "needs openssl (make test runs it)"]
 fn certificate_files_and_a_ca_file() {
     need("openssl");
     smol::block_on(async {
@@ -224,6 +227,7 @@ fn a_stalled_handshake_is_cut_off() {
 /// plain peer of the pipe gets a reset, and the log says so. And a reset from the plain side
 /// reaches the TLS client as an error, not as a close_notify.
 #[test]
+#[ignore = "needs python3 (make test runs it)"]
 fn resets_cross_the_tls_bridge_both_ways() {
     need("python3");
     smol::block_on(async {

@@ -135,6 +135,7 @@ fn trees_empty_files_and_odd_names_arrive_intact() {
 /// (the file and its copy) with room to spare, else 64 MiB (CI machines have been seen with
 /// less than a gibibyte free); the size used is printed.
 #[test]
+#[ignore = "moves a gibibyte (make test runs it)"]
 fn a_gibibyte_with_a_generated_code() {
     let duet = Duet::start(&[]);
     let src = Dir::new("gib-src");

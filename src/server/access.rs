@@ -101,6 +101,14 @@ pub fn secret_matches(given: &[u8], secret: &[u8]) -> bool {
     given.ct_eq(secret).into()
 }
 
+/// The host of `host[:port]` or `[v6]:port`.
+pub fn authority_host(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    authority.split(':').next().unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,8 +21,7 @@
 //! limits and `--rate` are per node.
 
 pub mod link;
-pub mod node;
-mod scripts;
+pub(crate) mod scripts;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -99,9 +98,10 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A node silent this long is lost.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5);
 /// How long one Redis call may take before Redis counts as unavailable.
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reconnection backoff: from the first to the last, doubling.
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
+pub(crate) const BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(2));
 
 /// What a client is told when something needs Redis and Redis cannot be reached.
 pub const UNAVAILABLE: &str = "cluster unavailable, try again";
@@ -115,26 +115,26 @@ pub struct Unavailable;
 pub struct Cluster {
     /// This node's id: random, new at every start (a restarted node is a new node).
     pub node: Arc<str>,
-    client: redis::Client,
+    pub(crate) client: redis::Client,
     /// The cluster secret, as the key that signs links.
     pub key: ring::hmac::Key,
     /// `None` while Redis is unreachable.
-    conn: Mutex<Option<MultiplexedConnection>>,
-    scripts: Scripts,
+    pub(crate) conn: Mutex<Option<MultiplexedConnection>>,
+    pub(crate) scripts: Scripts,
     /// Set when a change could not reach Redis: the supervisor puts the node's state back.
-    dirty: AtomicBool,
+    pub(crate) dirty: AtomicBool,
     /// Notified when a call fails, so the supervisor reconnects at once.
-    failed: Event,
+    pub(crate) failed: Event,
     /// At the last heartbeat: nodes in the cluster, and connections on all of them.
-    nodes: AtomicU64,
-    conns: AtomicU64,
+    pub(crate) nodes: AtomicU64,
+    pub(crate) conns: AtomicU64,
     /// Nodes this node found lost (and took out of their rooms).
     pub lost: AtomicU64,
     /// The wormhole node when it is another node (`None`: this one, or Redis is
     /// unavailable: then wormhole clients are served here).
-    home: Mutex<Option<Contact>>,
+    pub(crate) home: Mutex<Option<Contact>>,
     /// The wormhole node has been looked up once (its changes are logged).
-    elected: AtomicBool,
+    pub(crate) elected: AtomicBool,
 }
 
 impl Cluster {
@@ -173,7 +173,7 @@ impl Cluster {
     }
 
     /// Runs `call` on the shared connection; any failure marks Redis unavailable.
-    async fn with<T, F, Fut>(&self, call: F) -> Result<T, Unavailable>
+    pub(crate) async fn with<T, F, Fut>(&self, call: F) -> Result<T, Unavailable>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
@@ -223,7 +223,7 @@ impl Cluster {
     }
 
     /// Redis failed: drop the connection and let the supervisor reconnect and resync.
-    fn down(&self) {
+    pub(crate) fn down(&self) {
         lock(&self.conn).take();
         lock(&self.home).take();
         self.dirty.store(true, Ordering::Release);
@@ -231,7 +231,7 @@ impl Cluster {
     }
 
     /// A change that did not reach Redis: put the node's state back once it is reachable.
-    fn missed(&self) {
+    pub(crate) fn missed(&self) {
         self.dirty.store(true, Ordering::Release);
     }
 

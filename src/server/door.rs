@@ -154,7 +154,7 @@ async fn greeting_window(
         return Some((lines, opening));
     }
     let error = auth_refused(hub, peer, check).await;
-    refuse(hub, stream, peer, error).await;
+    refuse(&hub.log, stream, peer, error).await;
     None
 }
 
@@ -213,7 +213,7 @@ async fn first_line(
     if let FirstLine::HandedOver(from) = first {
         let Some((from, next)) = handed_over(&hub, from, &mut lines).await else {
             let error = "not a client handed over by a node of this cluster".into();
-            return refuse(&hub, &stream, peer, error).await;
+            return refuse(&hub.log, &stream, peer, error).await;
         };
         return dispatch(hub, stream, from, lines, ticket, next).await;
     }
@@ -293,11 +293,11 @@ async fn dispatch(
         }
         FirstLine::Link(None) => {
             let error = "not a link from a node of this cluster (wrong secret?)".into();
-            refuse(&hub, &stream, peer, error).await
+            refuse(&hub.log, &stream, peer, error).await
         }
         FirstLine::HandedOver(_) => {
             let error = "a client handed over twice".into();
-            refuse(&hub, &stream, peer, error).await
+            refuse(&hub.log, &stream, peer, error).await
         }
     }
 }
@@ -374,7 +374,13 @@ mod tls {
             (true, _) => secure(stream, peer, hub, ticket, &tls).await,
             (false, true) => {
                 hub.stats.refused(crate::server::hub::Refusal::TlsOnly);
-                refuse(&hub, &stream, peer, "this server speaks TLS only".into()).await
+                refuse(
+                    &hub.log,
+                    &stream,
+                    peer,
+                    "this server speaks TLS only".into(),
+                )
+                .await
             }
             // A plain client, logged already: greeted as usual.
             (false, false) => Box::pin(super::serve(stream, peer, hub, ticket, Arrived::Tls)).await,

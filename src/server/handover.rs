@@ -32,11 +32,11 @@ pub async fn send(
         .expect("clients are handed over only with --cluster");
     let outgoing = match hub.slots.take_outgoing() {
         Ok(outgoing) => outgoing,
-        Err(refusal) => return refuse(hub, &stream, peer, refusal.to_string()).await,
+        Err(refusal) => return refuse(&hub.log, &stream, peer, refusal.to_string()).await,
     };
     let link = match link::hand_over(&cluster.key, &node, peer, &first).await {
         Ok(link) => link,
-        Err(link::Refused(error)) => return refuse(hub, &stream, peer, error).await,
+        Err(link::Refused(error)) => return refuse(&hub.log, &stream, peer, error).await,
     };
     let message = format!("client {peer} handed to the wormhole node {}", node.address);
     hub.log.send(Record::Server { message }).await;

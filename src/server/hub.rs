@@ -184,8 +184,6 @@ pub struct Hub {
     pub stats: Totals,
     /// `--max-conns` and `--max-per-ip`; shutdown waits for every slot.
     pub slots: Arc<Slots>,
-    /// Refused clients being told why (see `server/turn_away.rs`).
-    pub doorstep: crate::server::turn_away::Doorstep,
     /// With `--cluster`: this node's membership of the cluster.
     pub cluster: Option<Arc<crate::server::cluster::Cluster>>,
     /// Line-mode sockets waiting for bytes (see `edge.rs`); [`Edge::drive`] runs beside
@@ -225,7 +223,6 @@ impl Hub {
             throttle: Throttle::new(config.rate),
             auth: Lockout::new(config.auth_failures, config.auth_lockout),
             stats: Totals::default(),
-            doorstep: Default::default(),
             cluster,
             edge: Edge::new()?,
             workers: crate::server::workers::Workers::new(config.threads),

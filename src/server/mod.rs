@@ -25,6 +25,7 @@ mod http;
 pub(crate) mod hub;
 mod lines;
 pub(crate) mod lockout;
+mod node;
 mod notice;
 pub(crate) mod outbox;
 mod pipe;
@@ -215,7 +216,7 @@ pub fn run(
                 };
                 #[cfg(not(feature = "tls"))]
                 let advertise = address;
-                ex.spawn(cluster::node::run(hub.clone(), cluster, advertise))
+                ex.spawn(node::run(hub.clone(), cluster, advertise))
             });
             ex.spawn(shutdown).await;
             accepting.cancel().await;
@@ -272,6 +273,8 @@ async fn shut_down(hub: &Hub, all_done: async_channel::Receiver<()>) {
 /// Accepts until cancelled. Never returns an error: a failed accept is logged and retried.
 async fn accept_all(ex: Arc<Executor<'static>>, listener: Arc<Async<TcpListener>>, hub: Arc<Hub>) {
     let mut backoff = ACCEPT_BACKOFF_MIN;
+    // Refused clients being told why: the accept loop's own, below the hub's concerns.
+    let doorstep = Arc::new(turn_away::Doorstep::default());
     loop {
         match listener.read_with(|l| l.accept()).await {
             Ok((stream, peer)) => {
@@ -280,7 +283,7 @@ async fn accept_all(ex: Arc<Executor<'static>>, listener: Arc<Async<TcpListener>
                 let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                 if !hub.config.access.permits(peer.ip()) {
                     let error = "access denied".into();
-                    turn_away::refuse(&ex, stream, peer, &hub, Refusal::Access, error);
+                    turn_away::refuse(&ex, &doorstep, stream, peer, &hub, Refusal::Access, error);
                     continue;
                 }
                 match hub.slots.take(peer.ip()) {
@@ -297,7 +300,8 @@ async fn accept_all(ex: Arc<Executor<'static>>, listener: Arc<Async<TcpListener>
                             slots::Refusal::TooManyFromAddress(_) => Refusal::PerAddress,
                             slots::Refusal::Full | slots::Refusal::Stopping => Refusal::Full,
                         };
-                        turn_away::refuse(&ex, stream, peer, &hub, why, refusal.to_string());
+                        let error = refusal.to_string();
+                        turn_away::refuse(&ex, &doorstep, stream, peer, &hub, why, error);
                     }
                 }
             }

@@ -8,8 +8,7 @@ use futures_lite::{future, AsyncWriteExt};
 use smol::Timer;
 
 use crate::proto;
-use crate::server::hub::Hub;
-use crate::server::printer::{Mood, Record};
+use crate::server::printer::{Log, Mood, Record};
 use crate::socket::Socket;
 
 /// How long a notice written straight to a socket may take.
@@ -38,19 +37,18 @@ pub async fn tell_within(stream: &Socket, line: &[u8], limit: Duration) {
 
 /// Tells a client outside line mode why it is refused (`* error: ERROR`), logs its closing
 /// record, and lets it go.
-pub async fn refuse(hub: &Hub, stream: &Socket, peer: SocketAddr, error: String) {
+pub async fn refuse(log: &Log, stream: &Socket, peer: SocketAddr, error: String) {
     tell(stream, &proto::error(&error)).await;
-    log_refusal(hub, peer, error).await;
+    log_refusal(log, peer, error).await;
 }
 
 /// The closing record of a client refused outside line mode.
-pub async fn log_refusal(hub: &Hub, peer: SocketAddr, error: String) {
+pub async fn log_refusal(log: &Log, peer: SocketAddr, error: String) {
     let mood = Mood::Refused;
-    hub.log
-        .send(Record::Dropped {
-            peer,
-            reason: error,
-            mood,
-        })
-        .await;
+    log.send(Record::Dropped {
+        peer,
+        reason: error,
+        mood,
+    })
+    .await;
 }

@@ -92,10 +92,10 @@ async fn refuse_end(hub: &Hub, end: End, error: String) {
     match &end.http {
         Some(http) => {
             http.tell(PipeEvent::Refused(error.clone()));
-            log_refusal(hub, end.peer, error).await;
+            log_refusal(&hub.log, end.peer, error).await;
         }
         None => {
-            refuse(hub, &end.stream, end.peer, error).await;
+            refuse(&hub.log, &end.stream, end.peer, error).await;
             if end.silent {
                 end.stream.reset_on_close();
             }

@@ -41,11 +41,11 @@ pub struct Doorstep {
 }
 
 /// Holds one of the [`MAX_TURNING_AWAY`] places while a refused client is answered.
-struct Place(Arc<Hub>);
+struct Place(Arc<Doorstep>);
 
 impl Drop for Place {
     fn drop(&mut self) {
-        self.0.doorstep.answering.fetch_sub(1, Ordering::Relaxed);
+        self.0.answering.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -53,6 +53,7 @@ impl Drop for Place {
 /// accept loop.
 pub fn refuse(
     ex: &Executor<'static>,
+    doorstep: &Arc<Doorstep>,
     stream: TcpStream,
     peer: SocketAddr,
     hub: &Arc<Hub>,
@@ -65,16 +66,17 @@ pub fn refuse(
         peer,
         error: error.clone(),
     });
-    let answering = hub.doorstep.answering.fetch_add(1, Ordering::Relaxed);
-    let place = Place(hub.clone());
+    let answering = doorstep.answering.fetch_add(1, Ordering::Relaxed);
+    let place = Place(doorstep.clone());
     if answering >= MAX_TURNING_AWAY || hub.config.greet_wait.is_zero() {
         return at_once(stream, &error);
     }
     let Ok(socket) = Socket::new(Stream::tcp(stream)) else {
         return;
     };
+    let hub = hub.clone();
     ex.spawn(async move {
-        answer(&place.0, &socket, why, &error).await;
+        answer(&hub, &socket, why, &error).await;
         drop(place);
     })
     .detach();

@@ -174,7 +174,8 @@ fn origin_allowed(hub: &Hub, head: &Head) -> Result<(), String> {
         let host = host.to_ascii_lowercase();
         origin == format!("http://{host}") || origin == format!("https://{host}")
     });
-    let name = crate::cli::authority_host(origin.split_once("://").map_or("", |(_, a)| a));
+    let name =
+        crate::server::access::authority_host(origin.split_once("://").map_or("", |(_, a)| a));
     let known = hub.config.public_names.is_empty()
         || hub.config.public_names.iter().any(|n| n == name)
         || name == "localhost"

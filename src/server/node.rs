@@ -1,7 +1,8 @@
 //! The node's side of the cluster, for the server's life: the connection to Redis (with
 //! backoff), the Pub/Sub inbox, the heartbeat, putting the node's state back after an
-//! outage, finding lost nodes and the wormhole node. Apart from `cluster.rs` because this
-//! is what reads the hub (rooms, sessions, the log); the hub only holds the [`Cluster`].
+//! outage, finding lost nodes and the wormhole node. Apart from `cluster.rs`, and above the
+//! hub, because this is what reads the hub (rooms, sessions, the log); the hub only holds
+//! the [`Cluster`].
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,10 +13,12 @@ use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 use smol::Timer;
 
-use super::scripts::{alive_key, inbox, member, LOAD, NODES};
-use super::{Cluster, Contact, Unavailable, BACKOFF, CALL_TIMEOUT, HEARTBEAT, HEARTBEAT_TTL};
 use crate::lock::lock;
 use crate::proto;
+use crate::server::cluster::scripts::{alive_key, inbox, member, LOAD, NODES};
+use crate::server::cluster::{
+    Cluster, Contact, Unavailable, BACKOFF, CALL_TIMEOUT, HEARTBEAT, HEARTBEAT_TTL,
+};
 use crate::server::hub::Hub;
 use crate::server::printer::Record;
 use crate::server::rooms::Session;
