@@ -548,7 +548,7 @@ pub fn hash_prefix(path: &Path, len: u64) -> io::Result<FileHasher> {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    data_encoding::HEXLOWER.encode(bytes)
 }
 
 #[cfg(test)]

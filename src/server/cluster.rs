@@ -144,7 +144,7 @@ impl Cluster {
         let client = redis::Client::open(&**url).map_err(|e| format!("--cluster {url}: {e}"))?;
         let mut id = [0u8; 4];
         getrandom::getrandom(&mut id).map_err(|e| e.to_string())?;
-        let node: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let node = data_encoding::HEXLOWER.encode(&id);
         Ok(Cluster {
             node: node.into(),
             client,

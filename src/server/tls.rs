@@ -133,8 +133,9 @@ impl Tls {
 /// -sha256` prints it.
 pub fn fingerprint(der: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
-    hex.join(":")
+    let hex = data_encoding::HEXUPPER.encode(digest.as_ref());
+    let pairs: Vec<&str> = (0..hex.len()).step_by(2).map(|i| &hex[i..i + 2]).collect();
+    pairs.join(":")
 }
 
 /// Whether a client's first byte starts a TLS handshake record.
