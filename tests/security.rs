@@ -14,12 +14,8 @@ use async_net::TcpStream;
 use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::Message;
-use async_tungstenite::WebSocketStream;
 use common::*;
-use futures_lite::StreamExt;
 use serde_json::{json, Value};
-
-type Ws = WebSocketStream<TcpStream>;
 
 /// Sends `request` as it is and reads the whole response (the server closes every one).
 fn raw_http(duet: &Duet, request: &[u8]) -> String {
@@ -93,13 +89,15 @@ async fn ws(duet: &Duet, path: &str) -> Ws {
         .expect("upgrade")
 }
 
-/// The next message that is not a ping or pong; `None` at the end.
-async fn next(ws: &mut Ws) -> Option<Message> {
+use common::next_message as next;
+
+/// Messages until the pipe's `* pipe open`.
+async fn until_open(ws: &mut Ws) {
     loop {
-        match timeout("a WebSocket message", ws.next()).await {
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(message)) => return Some(message),
-            Some(Err(_)) | None => return None,
+        match next(ws).await {
+            Some(Message::Text(t)) if t == "* pipe open" => return,
+            Some(_) => continue,
+            None => panic!("the pipe closed before it opened"),
         }
     }
 }
@@ -220,13 +218,7 @@ fn a_sender_cannot_write_the_receivers_headers() {
         let mut sender = ws(&duet, path).await;
         let url = format!("http://127.0.0.1:{}/inject", duet.port);
         let receiver = std::thread::spawn(move || curl_get(&url));
-        loop {
-            if let Some(Message::Text(t)) = next(&mut sender).await {
-                if t == "* pipe open" {
-                    break;
-                }
-            }
-        }
+        until_open(&mut sender).await;
         sender.send(Message::binary(b"hi".to_vec())).await.unwrap();
         sender.send(Message::binary(Vec::new())).await.unwrap();
         let (ok, response) = receiver.join().unwrap();
@@ -270,13 +262,7 @@ fn a_websocket_senders_length_is_enforced() {
             .await;
             let url = format!("http://127.0.0.1:{}/{token}", duet.port);
             let receiver = std::thread::spawn(move || curl_get(&url));
-            loop {
-                if let Some(Message::Text(t)) = next(&mut sender).await {
-                    if t == "* pipe open" {
-                        break;
-                    }
-                }
-            }
+            until_open(&mut sender).await;
             sender
                 .send(Message::binary(vec![b'z'; sent]))
                 .await

@@ -53,16 +53,7 @@ async fn open_on(stream: TcpStream, duet: &Duet, path: &str, origin: Option<&str
     ws
 }
 
-/// The next message, within the timeout; `None` when the WebSocket ended.
-async fn next(ws: &mut Ws) -> Option<Message> {
-    loop {
-        match timeout("a WebSocket message", ws.next()).await {
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(message)) => return Some(message),
-            Some(Err(_)) | None => return None,
-        }
-    }
-}
+use common::next_message as next;
 
 /// Text messages until one contains `needle`; returns it.
 async fn text_containing(ws: &mut Ws, needle: &str) -> String {

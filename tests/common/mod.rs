@@ -704,6 +704,20 @@ pub fn wormhole_client(port: u16, dir: &Path, args: &[&str]) -> Command {
 /// A WebSocket client's stream, as the tests open them over TCP.
 pub type Ws = async_tungstenite::WebSocketStream<TcpStream>;
 
+/// The next message that is not a ping or pong, within the timeout; `None` when the
+/// WebSocket ended.
+pub async fn next_message(ws: &mut Ws) -> Option<async_tungstenite::tungstenite::Message> {
+    use async_tungstenite::tungstenite::Message;
+    use futures_lite::StreamExt;
+    loop {
+        match timeout("a WebSocket message", ws.next()).await {
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(message)) => return Some(message),
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
 /// The next message on `ws`, which must be a binary one.
 pub async fn next_binary(ws: &mut Ws) -> Vec<u8> {
     use async_tungstenite::tungstenite::Message;
