@@ -1229,6 +1229,11 @@ def main():
     results = ROOT / "bench/results"
     results.mkdir(parents=True, exist_ok=True)
     (results / "latest.md").write_text(out)
+    # The comparisons as pictures for the docs, from these medians.
+    sys.path.insert(0, str(ROOT / "bench"))
+    import charts
+    for path in charts.draw(rows):
+        print(f"chart: {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
