@@ -36,7 +36,7 @@ pub async fn send(
     };
     let link = match link::hand_over(&cluster.key, &node, peer, &first).await {
         Ok(link) => link,
-        Err(link::Refused(error)) => return refuse(&hub.log, &stream, peer, error).await,
+        Err(link::LinkRefused(error)) => return refuse(&hub.log, &stream, peer, error).await,
     };
     let message = format!("client {peer} handed to the wormhole node {}", node.address);
     hub.log.send(Record::Server { message }).await;

@@ -281,12 +281,12 @@ async fn pipe_head(hub: &Hub, stream: &Socket, head: &Head) -> Answered {
 }
 
 /// A refusal: status, text, extra headers.
-type Refused = (u16, String, Vec<(&'static str, String)>);
+type Rejected = (u16, String, Vec<(&'static str, String)>);
 
 /// With `--secret-file`: the secret as `Authorization: Bearer SECRET` or, for a browser's
 /// WebSocket, which cannot send headers, `?auth=SECRET`; checked and counted like
 /// `/auth SECRET`.
-async fn authorize(hub: &Hub, peer: SocketAddr, head: &Head) -> Result<(), Refused> {
+async fn authorize(hub: &Hub, peer: SocketAddr, head: &Head) -> Result<(), Rejected> {
     let bearer = [("WWW-Authenticate", "Bearer".to_string())];
     let given = head
         .header("authorization")

@@ -297,8 +297,8 @@ async fn accept_all(ex: Arc<Executor<'static>>, listener: Arc<Async<TcpListener>
                     }
                     Err(refusal) => {
                         let why = match refusal {
-                            slots::Refusal::TooManyFromAddress(_) => Refusal::PerAddress,
-                            slots::Refusal::Full | slots::Refusal::Stopping => Refusal::Full,
+                            slots::NoSlot::TooManyFromAddress(_) => Refusal::PerAddress,
+                            slots::NoSlot::Full | slots::NoSlot::Stopping => Refusal::Full,
                         };
                         let error = refusal.to_string();
                         turn_away::refuse(&ex, &doorstep, stream, peer, &hub, why, error);

@@ -81,7 +81,7 @@ async fn serve_linked(
             theirs.about = about.map(Arc::new);
             link.carry(relay_pair(hub, &token, mine, theirs)).await;
         }
-        Err(link::Refused(error)) => refuse_end(hub, mine, error).await,
+        Err(link::LinkRefused(error)) => refuse_end(hub, mine, error).await,
     }
 }
 

@@ -70,7 +70,7 @@ pub enum PipeEvent {
 
 /// Writes the bytes due before the relay and says how the peer's bytes go out, given what
 /// the peer said about them (see [`HttpEnd::opening`]).
-pub type Opening = Box<dyn Fn(Option<&About>) -> (Vec<u8>, Sink) + Send + Sync>;
+pub type OnOpen = Box<dyn Fn(Option<&About>) -> (Vec<u8>, Sink) + Send + Sync>;
 
 /// An HTTP request that is a pipe end (`server/http/pipe_end.rs`), relayed straight from
 /// its client's socket: the pipe code tells its task what happened instead of writing
@@ -80,7 +80,7 @@ pub struct HttpEnd {
     pub source: Source,
     /// What to write before the relay (a `GET`'s response head, a `PUT`'s `100 Continue`)
     /// and how the peer's bytes are written (as they are, chunked, or dropped).
-    pub opening: Opening,
+    pub opening: OnOpen,
     /// Where the request's task hears how the pipe went.
     pub events: Sender<PipeEvent>,
 }

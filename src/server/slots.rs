@@ -18,7 +18,7 @@ use crate::lock::lock;
 
 /// Why a client gets no slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub enum NoSlot {
     /// The server is shutting down.
     Stopping,
     /// `--max-conns` clients are connected.
@@ -27,12 +27,12 @@ pub enum Refusal {
     TooManyFromAddress(usize),
 }
 
-impl fmt::Display for Refusal {
+impl fmt::Display for NoSlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::Stopping => write!(f, "server shutting down"),
-            Refusal::Full => write!(f, "server full"),
-            Refusal::TooManyFromAddress(max) => {
+            NoSlot::Stopping => write!(f, "server shutting down"),
+            NoSlot::Full => write!(f, "server full"),
+            NoSlot::TooManyFromAddress(max) => {
                 write!(f, "too many connections from your address (max {max})")
             }
         }
@@ -66,7 +66,7 @@ impl Slots {
     }
 
     /// A slot for a client at `ip`, or why not.
-    pub fn take(self: &Arc<Slots>, ip: IpAddr) -> Result<Ticket, Refusal> {
+    pub fn take(self: &Arc<Slots>, ip: IpAddr) -> Result<Ticket, NoSlot> {
         let done = self.count_one()?;
         let ticket = Ticket {
             slots: self.clone(),
@@ -79,7 +79,7 @@ impl Slots {
             drop(per_ip);
             // Dropping the ticket gives back the global slot (and the zero entry).
             drop(ticket);
-            return Err(Refusal::TooManyFromAddress(self.max_per_ip));
+            return Err(NoSlot::TooManyFromAddress(self.max_per_ip));
         }
         *count += 1;
         Ok(ticket)
@@ -88,7 +88,7 @@ impl Slots {
     /// A slot for a connection this server opens itself (a cluster link to another node):
     /// counted in `--max-conns`, not per address (it is counted under the unspecified
     /// address, which no client has).
-    pub fn take_outgoing(self: &Arc<Slots>) -> Result<Ticket, Refusal> {
+    pub fn take_outgoing(self: &Arc<Slots>) -> Result<Ticket, NoSlot> {
         let done = self.count_one()?;
         Ok(Ticket {
             slots: self.clone(),
@@ -98,14 +98,14 @@ impl Slots {
     }
 
     /// Counts one more connection, if there is room; the sender a ticket keeps.
-    fn count_one(&self) -> Result<Sender<()>, Refusal> {
-        let done = lock(&self.done).clone().ok_or(Refusal::Stopping)?;
+    fn count_one(&self) -> Result<Sender<()>, NoSlot> {
+        let done = lock(&self.done).clone().ok_or(NoSlot::Stopping)?;
         let max = self.max_conns;
         self.conns
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
-            .map_err(|_| Refusal::Full)?;
+            .map_err(|_| NoSlot::Full)?;
         Ok(done)
     }
 
@@ -152,14 +152,14 @@ mod tests {
         let slots = Arc::new(slots);
         let (a, b) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let one = slots.take(a).unwrap();
-        assert_eq!(slots.take(a).unwrap_err(), Refusal::TooManyFromAddress(1));
+        assert_eq!(slots.take(a).unwrap_err(), NoSlot::TooManyFromAddress(1));
         let two = slots.take(b).unwrap();
-        assert_eq!(slots.take(b).unwrap_err(), Refusal::Full);
+        assert_eq!(slots.take(b).unwrap_err(), NoSlot::Full);
         assert_eq!(slots.count(), 2);
         drop(one);
         assert_eq!(slots.count(), 1);
         slots.close();
-        assert_eq!(slots.take(a).unwrap_err(), Refusal::Stopping);
+        assert_eq!(slots.take(a).unwrap_err(), NoSlot::Stopping);
         assert!(!all_done.is_closed());
         drop(two);
         assert!(all_done.is_closed());

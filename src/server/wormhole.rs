@@ -58,19 +58,19 @@ pub const LISTENER_QUEUE: usize = 64;
 
 /// Why a command failed: the `error` text a client shows.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Refused {
+pub enum MailboxError {
     Crowded,
     Reclaimed,
     BadNameplate(String),
     Full(String),
 }
 
-impl std::fmt::Display for Refused {
+impl std::fmt::Display for MailboxError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refused::Crowded => write!(f, "crowded"),
-            Refused::Reclaimed => write!(f, "reclaimed"),
-            Refused::BadNameplate(why) | Refused::Full(why) => write!(f, "{why}"),
+            MailboxError::Crowded => write!(f, "crowded"),
+            MailboxError::Reclaimed => write!(f, "reclaimed"),
+            MailboxError::BadNameplate(why) | MailboxError::Full(why) => write!(f, "{why}"),
         }
     }
 }
@@ -270,7 +270,7 @@ impl Wormhole {
 
     /// `allocate`: the shortest free nameplate, claimed for `side` (picked and claimed under
     /// one lock: two clients allocating at once never get the same one).
-    pub fn allocate(&self, app: &str, side: &str, who: Who) -> Result<String, Refused> {
+    pub fn allocate(&self, app: &str, side: &str, who: Who) -> Result<String, MailboxError> {
         let mut state = lock(&self.state);
         let name = {
             let taken =
@@ -284,7 +284,13 @@ impl Wormhole {
     }
 
     /// `claim`: the nameplate's mailbox (made on first claim), opened for `side`.
-    pub fn claim(&self, app: &str, name: &str, side: &str, who: Who) -> Result<String, Refused> {
+    pub fn claim(
+        &self,
+        app: &str,
+        name: &str,
+        side: &str,
+        who: Who,
+    ) -> Result<String, MailboxError> {
         check_nameplate(name)?;
         let mut state = lock(&self.state);
         let mailbox = self.claim_locked(&mut state, app, name, side, who)?;
@@ -300,13 +306,13 @@ impl Wormhole {
         name: &str,
         side: &str,
         who: Who,
-    ) -> Result<String, Refused> {
+    ) -> Result<String, MailboxError> {
         let plate = state.apps.get(app).and_then(|a| a.nameplates.get(name));
         let mailbox = match plate {
             Some(plate) => {
                 match plate.sides.get(side) {
-                    Some(false) => return Err(Refused::Reclaimed),
-                    None if plate.sides.len() >= 2 => return Err(Refused::Crowded),
+                    Some(false) => return Err(MailboxError::Reclaimed),
+                    None if plate.sides.len() >= 2 => return Err(MailboxError::Crowded),
                     _ => {}
                 }
                 plate.mailbox.clone()
@@ -338,7 +344,7 @@ impl Wormhole {
         mailbox: &str,
         side: &str,
         who: Who,
-    ) -> Result<(), Refused> {
+    ) -> Result<(), MailboxError> {
         let count: usize = state.apps.values().map(|a| a.mailboxes.len()).sum();
         let existing = state.apps.get(app).and_then(|a| a.mailboxes.get(mailbox));
         if existing.is_none() && count >= self.settings.max_mailboxes {
@@ -346,12 +352,12 @@ impl Wormhole {
         }
         let new_side = !existing.is_some_and(|m| m.sides.contains_key(side));
         if new_side && existing.is_some_and(|m| m.sides.len() >= 2) {
-            return Err(Refused::Crowded);
+            return Err(MailboxError::Crowded);
         }
         let new_holder = !existing.is_some_and(|m| m.holders.contains(&who));
         let held = state.held.get(&who).copied().unwrap_or_default();
         if new_holder && held.mailboxes >= self.settings.max_per_address {
-            return Err(Refused::Full(format!(
+            return Err(MailboxError::Full(format!(
                 "your address holds {} mailboxes already (max {}, --wormhole-per-address); \
                  close some, or wait for them to expire",
                 held.mailboxes, self.settings.max_per_address
@@ -403,7 +409,7 @@ impl Wormhole {
         side: &str,
         who: Who,
         listener: Listener,
-    ) -> Result<Vec<Arc<Message>>, Refused> {
+    ) -> Result<Vec<Arc<Message>>, MailboxError> {
         let mut state = lock(&self.state);
         self.open_locked(&mut state, app, mailbox, side, who)?;
         let opened = (state.apps.get_mut(app))
@@ -418,20 +424,26 @@ impl Wormhole {
 
     /// `add`: stores the message (its bytes counted against the mailbox, `who` and the
     /// whole store) and sends it to every listener (the sender's own too).
-    pub fn add(&self, app: &str, mailbox: &str, message: Message, who: Who) -> Result<(), Refused> {
+    pub fn add(
+        &self,
+        app: &str,
+        mailbox: &str,
+        message: Message,
+        who: Who,
+    ) -> Result<(), MailboxError> {
         let mut state = lock(&self.state);
         let cost = message.cost();
         let held = state.held.get(&who).copied().unwrap_or_default();
         let store = state.bytes;
         let Some(opened) = (state.apps.get_mut(app)).and_then(|a| a.mailboxes.get_mut(mailbox))
         else {
-            return Err(Refused::Full(
+            return Err(MailboxError::Full(
                 "no such mailbox (it expired or was closed)".into(),
             ));
         };
         let s = &self.settings;
         let full = |what: &str, max: usize, flag: &str| {
-            Err(Refused::Full(format!("{what} (max {max}, {flag})")))
+            Err(MailboxError::Full(format!("{what} (max {max}, {flag})")))
         };
         if opened.messages.len() >= s.max_messages {
             return full(
@@ -712,7 +724,7 @@ fn result(mailbox: &Mailbox, pruned: bool) -> &'static str {
 
 /// The shortest free nameplate: 1-9, then 10-99, then 100-999, each picked at random among
 /// the free ones; then a random one below a million.
-fn free_nameplate(taken: impl Fn(&str) -> bool) -> Result<String, Refused> {
+fn free_nameplate(taken: impl Fn(&str) -> bool) -> Result<String, MailboxError> {
     let mut rng = crate::rng::Rng::new(random_u64());
     for digits in 1..4u32 {
         let (low, high) = (10u64.pow(digits - 1), 10u64.pow(digits));
@@ -728,22 +740,22 @@ fn free_nameplate(taken: impl Fn(&str) -> bool) -> Result<String, Refused> {
             return Ok(n.to_string());
         }
     }
-    Err(Refused::Full("unable to find a free nameplate".into()))
+    Err(MailboxError::Full("unable to find a free nameplate".into()))
 }
 
 /// A nameplate is 1 to 40 digits.
-fn check_nameplate(name: &str) -> Result<(), Refused> {
+fn check_nameplate(name: &str) -> Result<(), MailboxError> {
     if name.is_empty() || name.len() > 40 || !name.bytes().all(|b| b.is_ascii_digit()) {
         let shown: String = name.chars().take(40).collect();
-        return Err(Refused::BadNameplate(format!(
+        return Err(MailboxError::BadNameplate(format!(
             "nameplate {shown:?} must be 1 to 40 digits"
         )));
     }
     Ok(())
 }
 
-fn too_many(max: usize) -> Refused {
-    Refused::Full(format!(
+fn too_many(max: usize) -> MailboxError {
+    MailboxError::Full(format!(
         "too many mailboxes open on this server (max {max}); try again later"
     ))
 }
@@ -802,7 +814,7 @@ mod tests {
         assert_eq!(name.len(), 1, "the shortest free nameplate");
         assert_eq!(w.nameplates("app"), vec![name.clone()]);
         let mailbox = w.claim("app", &name, "b", me()).unwrap();
-        assert_eq!(w.claim("app", &name, "c", me()), Err(Refused::Crowded));
+        assert_eq!(w.claim("app", &name, "c", me()), Err(MailboxError::Crowded));
         let (l, rx) = listener(1);
         assert!(w.open("app", &mailbox, "a", me(), l).unwrap().is_empty());
         w.add("app", &mailbox, message("a", "pake"), me()).unwrap();
@@ -811,7 +823,10 @@ mod tests {
         let (l2, _rx2) = listener(2);
         assert_eq!(w.open("app", &mailbox, "b", me(), l2).unwrap().len(), 1);
         w.release("app", &name, "a");
-        assert_eq!(w.claim("app", &name, "a", me()), Err(Refused::Reclaimed));
+        assert_eq!(
+            w.claim("app", &name, "a", me()),
+            Err(MailboxError::Reclaimed)
+        );
         w.release("app", &name, "b");
         assert!(w.nameplates("app").is_empty(), "released by both sides");
         assert!(w

@@ -228,11 +228,11 @@ pub async fn hand_over(
     node: &Contact,
     peer: SocketAddr,
     first: &[u8],
-) -> Result<Link, Refused> {
+) -> Result<Link, LinkRefused> {
     let address = node.address;
     let link = connect(node)
         .await
-        .map_err(|e| Refused(format!("the node at {address} cannot be reached: {e}")))?;
+        .map_err(|e| LinkRefused(format!("the node at {address} cannot be reached: {e}")))?;
     let mut opening = handover_line(key, peer);
     opening.extend_from_slice(first);
     crate::server::notice::tell(&link.socket, &opening).await;
@@ -289,7 +289,7 @@ async fn within_call_timeout<T>(
 
 /// Why a link could not be opened: the text for the client.
 #[derive(Debug)]
-pub struct Refused(pub String);
+pub struct LinkRefused(pub String);
 
 /// Connects to the node at `address` and opens a link for `token`; the socket is ready for
 /// the pipe's bytes once this returns.
@@ -299,10 +299,10 @@ pub async fn open(
     token: &str,
     role: Option<Role>,
     about: Option<&About>,
-) -> Result<(Link, Option<About>), Refused> {
+) -> Result<(Link, Option<About>), LinkRefused> {
     let address = node.address;
     let unreachable = |e: std::io::Error| {
-        Refused(format!(
+        LinkRefused(format!(
             "pipe {token} waits on another node ({address}), which cannot be reached: {e}"
         ))
     };
@@ -324,13 +324,13 @@ pub async fn open(
         Ok(answer) if answer == "ok" => Ok((link, None)),
         Ok(answer) if answer.starts_with("ok ") => match about_of(&answer[3..]) {
             Some(theirs) => Ok((link, Some(theirs))),
-            None => Err(Refused(format!(
+            None => Err(LinkRefused(format!(
                 "pipe {token}: the other node said {answer:?}"
             ))),
         },
         Ok(answer) => match answer.strip_prefix("error ") {
-            Some(text) => Err(Refused(text.to_string())),
-            None => Err(Refused(format!(
+            Some(text) => Err(LinkRefused(text.to_string())),
+            None => Err(LinkRefused(format!(
                 "pipe {token}: the other node said {answer:?}"
             ))),
         },

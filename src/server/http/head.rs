@@ -29,13 +29,13 @@ pub struct Head {
 
 /// Why a head could not be read: the status to answer with, and why.
 #[derive(Debug)]
-pub struct Refusal {
+pub struct BadHead {
     pub status: u16,
     pub why: String,
 }
 
-fn refusal(status: u16, why: &str) -> Refusal {
-    Refusal {
+fn refusal(status: u16, why: &str) -> BadHead {
+    BadHead {
         status,
         why: why.to_string(),
     }
@@ -77,7 +77,7 @@ pub async fn read(
     first: &[u8],
     early: Vec<u8>,
     until: Instant,
-) -> Result<(Head, Vec<u8>), Refusal> {
+) -> Result<(Head, Vec<u8>), BadHead> {
     let mut buf = Vec::with_capacity(first.len() + 2 + early.len());
     buf.extend_from_slice(first);
     buf.extend_from_slice(b"\r\n");
@@ -138,7 +138,7 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 }
 
 /// Parses a complete head with `httparse`.
-fn parse(head: &[u8]) -> Result<Head, Refusal> {
+fn parse(head: &[u8]) -> Result<Head, BadHead> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(head) {

@@ -20,13 +20,13 @@ use futures_lite::future;
 
 use super::body::{self, Framing};
 use super::head::Head;
-use super::{authorize, head_text, respond, Answered, Refused};
+use super::{authorize, head_text, respond, Answered, Rejected};
 use crate::proto::{self, PipeRefusal, Role};
 use crate::server::about;
 use crate::server::hub::{Hub, Refusal};
 use crate::server::notice::tell;
 use crate::server::pipe;
-use crate::server::pipes::{About, End, HttpEnd, Opening, PipeEvent};
+use crate::server::pipes::{About, End, HttpEnd, OnOpen, PipeEvent};
 use crate::server::printer::Mood;
 use crate::server::relay::{Sink, Source};
 use crate::server::slots::Ticket;
@@ -105,7 +105,7 @@ pub async fn serve(
 
 /// Everything that can be refused before the end joins the pipes; for a sender, how its
 /// body is framed.
-async fn check(hub: &Hub, peer: SocketAddr, head: &Head, role: Role) -> Result<Framing, Refused> {
+async fn check(hub: &Hub, peer: SocketAddr, head: &Head, role: Role) -> Result<Framing, Rejected> {
     let token = &head.path[1..];
     // The same rules and words as `/pipe TOKEN`.
     if let Err(why) = proto::parse(format!("/pipe {token} {}", role.as_str()).as_bytes()) {
@@ -135,7 +135,7 @@ async fn check(hub: &Hub, peer: SocketAddr, head: &Head, role: Role) -> Result<F
 /// How the request body is framed (RFC 9112 §6.3). A GET has none. Anything that two
 /// parsers could read two ways is refused: `Transfer-Encoding` other than `chunked`, both
 /// framings at once, and `Content-Length`s that are not the same plain number.
-fn framing(head: &Head) -> Result<Framing, Refused> {
+fn framing(head: &Head) -> Result<Framing, Rejected> {
     let bad = |why: &str| Err((400, why.to_string(), Vec::new()));
     let values = |name| {
         head.all(name)
@@ -197,7 +197,7 @@ fn expects_continue(head: &Head) -> bool {
 /// a refusal before the pipe opens spares it sending its body). What a sender's peer sends
 /// back is not for an HTTP client and is dropped. A chunked sender's end is the socket pair
 /// its body is decoded into, not the client: its `100 Continue` is sent by [`opened`].
-fn opening(hub: &Hub, head: &Head, role: Role, framing: Framing) -> Opening {
+fn opening(hub: &Hub, head: &Head, role: Role, framing: Framing) -> OnOpen {
     if role == Role::Send {
         let expects = expects_continue(head) && framing != Framing::Chunked;
         return Box::new(move |_| {

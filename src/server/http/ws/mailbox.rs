@@ -23,11 +23,11 @@ use crate::server::printer::{Mood, Record};
 use crate::server::wormhole::{self, Listener, Message, LISTENER_QUEUE};
 
 /// A command refused: the `error` text.
-struct Refusal(String);
+struct CommandError(String);
 
-impl<T: std::fmt::Display> From<T> for Refusal {
-    fn from(why: T) -> Refusal {
-        Refusal(why.to_string())
+impl<T: std::fmt::Display> From<T> for CommandError {
+    fn from(why: T) -> CommandError {
+        CommandError(why.to_string())
     }
 }
 
@@ -217,7 +217,7 @@ impl Conn<'_> {
         self.out
             .push(json!({"type": "ack", "id": msg.get("id").cloned().unwrap_or(Value::Null)}));
         self.log(&kind, &msg).await;
-        if let Err(Refusal(why)) = self.dispatch(&kind, &msg) {
+        if let Err(CommandError(why)) = self.dispatch(&kind, &msg) {
             self.out
                 .push(json!({"type": "error", "error": why, "orig": msg}));
         }
@@ -234,7 +234,7 @@ impl Conn<'_> {
         self.hub.log.send(Record::Line { peer, text }).await;
     }
 
-    fn dispatch(&mut self, kind: &str, msg: &Map<String, Value>) -> Result<(), Refusal> {
+    fn dispatch(&mut self, kind: &str, msg: &Map<String, Value>) -> Result<(), CommandError> {
         match kind {
             "ping" => return self.ping(msg),
             "bind" => return self.bind(msg),
@@ -256,13 +256,13 @@ impl Conn<'_> {
         }
     }
 
-    fn ping(&mut self, msg: &Map<String, Value>) -> Result<(), Refusal> {
+    fn ping(&mut self, msg: &Map<String, Value>) -> Result<(), CommandError> {
         let ping = msg.get("ping").ok_or("ping requires 'ping'")?;
         self.out.push(json!({"type": "pong", "pong": ping}));
         Ok(())
     }
 
-    fn bind(&mut self, msg: &Map<String, Value>) -> Result<(), Refusal> {
+    fn bind(&mut self, msg: &Map<String, Value>) -> Result<(), CommandError> {
         if self.app.is_some() {
             return Err("already bound".into());
         }
@@ -275,7 +275,7 @@ impl Conn<'_> {
         Ok(())
     }
 
-    fn list(&mut self, app: &str) -> Result<(), Refusal> {
+    fn list(&mut self, app: &str) -> Result<(), CommandError> {
         let ids: Vec<Value> = self
             .hub
             .wormhole
@@ -288,7 +288,7 @@ impl Conn<'_> {
         Ok(())
     }
 
-    fn allocate(&mut self, app: &str, side: &str) -> Result<(), Refusal> {
+    fn allocate(&mut self, app: &str, side: &str) -> Result<(), CommandError> {
         if self.did_allocate {
             return Err("you already allocated one, don't be greedy".into());
         }
@@ -300,7 +300,12 @@ impl Conn<'_> {
         Ok(())
     }
 
-    fn claim(&mut self, app: &str, side: &str, msg: &Map<String, Value>) -> Result<(), Refusal> {
+    fn claim(
+        &mut self,
+        app: &str,
+        side: &str,
+        msg: &Map<String, Value>,
+    ) -> Result<(), CommandError> {
         let nameplate = text(msg, "nameplate").ok_or("claim requires 'nameplate'")?;
         if self.did_claim {
             return Err("only one claim per connection".into());
@@ -314,7 +319,12 @@ impl Conn<'_> {
         Ok(())
     }
 
-    fn release(&mut self, app: &str, side: &str, msg: &Map<String, Value>) -> Result<(), Refusal> {
+    fn release(
+        &mut self,
+        app: &str,
+        side: &str,
+        msg: &Map<String, Value>,
+    ) -> Result<(), CommandError> {
         if self.did_release {
             return Err("only one release per connection".into());
         }
@@ -332,7 +342,12 @@ impl Conn<'_> {
         Ok(())
     }
 
-    fn open(&mut self, app: &str, side: &str, msg: &Map<String, Value>) -> Result<(), Refusal> {
+    fn open(
+        &mut self,
+        app: &str,
+        side: &str,
+        msg: &Map<String, Value>,
+    ) -> Result<(), CommandError> {
         if self.mailbox.is_some() {
             return Err("only one open per connection".into());
         }
@@ -353,7 +368,7 @@ impl Conn<'_> {
         Ok(())
     }
 
-    fn add(&mut self, app: &str, side: &str, msg: &Map<String, Value>) -> Result<(), Refusal> {
+    fn add(&mut self, app: &str, side: &str, msg: &Map<String, Value>) -> Result<(), CommandError> {
         let mailbox = self
             .mailbox
             .clone()
@@ -372,7 +387,12 @@ impl Conn<'_> {
         Ok(())
     }
 
-    fn close(&mut self, app: &str, side: &str, msg: &Map<String, Value>) -> Result<(), Refusal> {
+    fn close(
+        &mut self,
+        app: &str,
+        side: &str,
+        msg: &Map<String, Value>,
+    ) -> Result<(), CommandError> {
         if self.did_close {
             return Err("only one close per connection".into());
         }
@@ -437,10 +457,10 @@ impl Conn<'_> {
 }
 
 /// An id a client names (appid, side, mailbox) must be short: each is kept in the tables.
-fn short(value: &str, what: &str) -> Result<(), Refusal> {
+fn short(value: &str, what: &str) -> Result<(), CommandError> {
     match value.len() <= wormhole::MAX_ID_BYTES {
         true => Ok(()),
-        false => Err(Refusal(format!(
+        false => Err(CommandError(format!(
             "{what} too long (max {} bytes)",
             wormhole::MAX_ID_BYTES
         ))),
