@@ -656,7 +656,6 @@ impl Serve {
             cluster,
             cors_origin: self.cors_origin.as_str().into(),
             public_names: self.public_names()?,
-            wormhole_public: self.wormhole_public,
             allow_origins: self
                 .allow_origin
                 .iter()
@@ -666,10 +665,11 @@ impl Serve {
                 true => defaults.metrics_allow.clone(),
                 false => self.metrics_allow.clone(),
             },
-            wormhole: !self.no_wormhole,
-            wormhole_motd: self.wormhole_motd.clone(),
-            wormhole_error: self.wormhole_error.clone(),
-            wormhole_settings: crate::server::wormhole::Settings {
+            wormhole: crate::server::wormhole::Settings {
+                on: !self.no_wormhole,
+                motd: self.wormhole_motd.clone(),
+                error: self.wormhole_error.clone(),
+                public: self.wormhole_public,
                 state: self.wormhole_state.clone(),
                 expiry: Duration::from_secs(self.wormhole_expiry),
                 max_mailboxes: self.wormhole_max_mailboxes,

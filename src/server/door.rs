@@ -189,8 +189,8 @@ impl FirstLine {
                 return Some(FirstLine::HandedOver(from));
             }
         }
-        let wormhole = hub.config.wormhole;
-        let let_in = opening.authed || hub.config.wormhole_public;
+        let wormhole = hub.config.wormhole.on;
+        let let_in = opening.authed || hub.config.wormhole.public;
         if let (true, true, Some(Ok(Some(Line::Text(text))))) = (wormhole, let_in, &opening.first) {
             if let Some(shake) = transit::handshake(text) {
                 return Some(FirstLine::Transit(shake, text.clone()));

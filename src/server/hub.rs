@@ -64,13 +64,9 @@ pub struct Config {
     pub keepalive: Duration,
     /// `--ws-ping`: pings on a quiet WebSocket; twice that without a word closes it.
     pub ws_ping: Duration,
-    /// magic-wormhole's mailbox server and transit relay are on (not `--no-wormhole`).
-    pub wormhole: bool,
-    /// `--wormhole-motd` and `--wormhole-error`: what `welcome` says.
-    pub wormhole_motd: Option<String>,
-    pub wormhole_error: Option<String>,
-    /// `--wormhole-state`, `--wormhole-expiry` and the mailbox limits.
-    pub wormhole_settings: crate::server::wormhole::Settings,
+    /// magic-wormhole: on or off, what clients are told, who may use it, its limits, its
+    /// state file (every `--wormhole-…` flag).
+    pub wormhole: crate::server::wormhole::Settings,
     pub greet_wait: Duration,
     pub drain: Duration,
     pub splice: bool,
@@ -104,9 +100,6 @@ pub struct Config {
     /// WebSockets here besides `--allow-origin` (a page whose name merely points here, by
     /// DNS rebinding, may not).
     pub public_names: Vec<String>,
-    /// `--wormhole-public`: with `--secret-file`, the wormhole mailbox and transit relay
-    /// stay open to clients without the secret.
-    pub wormhole_public: bool,
     /// `--metrics-allow`: who may read `/metrics` (loopback by default).
     pub metrics_allow: Vec<crate::server::access::Cidr>,
     /// `--cluster` and its companions: the Redis server through which nodes act as one
@@ -131,10 +124,7 @@ impl Default for Config {
             pipe_wait: Duration::from_secs(PIPE_WAIT_SECS),
             keepalive: Duration::from_secs(KEEPALIVE_SECS),
             ws_ping: Duration::from_secs(WS_PING_SECS),
-            wormhole: true,
-            wormhole_motd: None,
-            wormhole_error: None,
-            wormhole_settings: Default::default(),
+            wormhole: Default::default(),
             greet_wait: Duration::from_millis(GREET_WAIT_MS),
             drain: Duration::from_millis(DRAIN_MS),
             splice: true,
@@ -146,7 +136,6 @@ impl Default for Config {
             cors_origin: "*".into(),
             allow_origins: Vec::new(),
             public_names: Vec::new(),
-            wormhole_public: false,
             metrics_allow: vec![
                 "127.0.0.0/8".parse().expect("a valid range"),
                 "::1".parse().expect("a valid range"),
@@ -215,7 +204,7 @@ impl Hub {
             rooms: Rooms::new(config.room_size, config.max_rooms),
             pipes: Pipes::new(config.max_waiting_pipes),
             transits: crate::server::transits::Transits::new(config.max_waiting_pipes),
-            wormhole: crate::server::wormhole::Wormhole::new(config.wormhole_settings.clone()),
+            wormhole: crate::server::wormhole::Wormhole::new(config.wormhole.clone()),
             idle: Reaper::new(
                 config.idle_timeout,
                 config.secret.is_some().then_some(config.handshake_timeout),

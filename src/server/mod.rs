@@ -163,7 +163,7 @@ pub fn run(
     let descriptors = raise_fd_limit(config.max_conns);
     let listener = Arc::new(Async::new(listener)?);
     let (hub, all_done) = Hub::new(config, log)?;
-    if let Some(path) = &hub.config.wormhole_settings.state {
+    if let Some(path) = &hub.config.wormhole.state {
         let skipped = hub.wormhole.load(path).map_err(io::Error::other)?;
         if skipped > 0 {
             let message = format!(
@@ -417,7 +417,7 @@ async fn save_wormhole(hub: &Hub) {
             }
         }
     }
-    let Some(path) = hub.config.wormhole_settings.state.clone() else {
+    let Some(path) = hub.config.wormhole.state.clone() else {
         return;
     };
     let Some(write) = hub.wormhole.to_write() else {

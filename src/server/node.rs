@@ -149,7 +149,7 @@ async fn beat(hub: &Hub, cluster: &Cluster, advertise: &str) {
             cluster.missed();
             return;
         }
-        if hub.config.wormhole && elect(hub, cluster, advertise).await.is_err() {
+        if hub.config.wormhole.on && elect(hub, cluster, advertise).await.is_err() {
             return;
         }
         match reap(cluster).await {

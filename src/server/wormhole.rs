@@ -189,9 +189,17 @@ pub struct Closed {
     pub result: &'static str,
 }
 
-/// Limits and where the state lives.
+/// Everything `duet serve` is told about magic-wormhole: whether it is served, what its
+/// clients are told, who may use it, its limits and where its state lives.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// The mailbox server and transit relay are on (not `--no-wormhole`).
+    pub on: bool,
+    /// `--wormhole-motd` and `--wormhole-error`: what `welcome` says.
+    pub motd: Option<String>,
+    pub error: Option<String>,
+    /// `--wormhole-public`: with `--secret-file`, open to clients without the secret.
+    pub public: bool,
     pub state: Option<std::path::PathBuf>,
     pub expiry: Duration,
     pub max_mailboxes: usize,
@@ -205,6 +213,10 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
+            on: true,
+            motd: None,
+            error: None,
+            public: false,
             state: None,
             expiry: Duration::from_secs(EXPIRY_SECS),
             max_mailboxes: MAX_MAILBOXES,

@@ -71,8 +71,8 @@ pub async fn serve(
 ) -> Answered {
     let route = match head.path.as_str() {
         "/ws" => Route::Lines,
-        "/v1" if hub.config.wormhole => Route::Mailbox,
-        "/" if hub.config.wormhole => Route::Transit,
+        "/v1" if hub.config.wormhole.on => Route::Mailbox,
+        "/" if hub.config.wormhole.on => Route::Transit,
         path => match path.strip_prefix("/ws/pipe/") {
             Some(token) => Route::Pipe(token.to_string()),
             None => {
@@ -82,7 +82,7 @@ pub async fn serve(
         },
     };
     let wormhole = matches!(route, Route::Mailbox | Route::Transit);
-    if wormhole && hub.config.secret.is_some() && !hub.config.wormhole_public {
+    if wormhole && hub.config.secret.is_some() && !hub.config.wormhole.public {
         if let Err((status, why, extra)) = super::authorize(hub, peer, head).await {
             let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
             respond(hub, stream, status, &why, &extra).await;

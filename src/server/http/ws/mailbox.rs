@@ -185,10 +185,10 @@ impl Conn<'_> {
     fn welcome(&mut self) {
         let mut welcome = Map::new();
         let config = &self.hub.config;
-        if let Some(motd) = &config.wormhole_motd {
+        if let Some(motd) = &config.wormhole.motd {
             welcome.insert("motd".into(), json!(motd));
         }
-        if let Some(error) = &config.wormhole_error {
+        if let Some(error) = &config.wormhole.error {
             welcome.insert("error".into(), json!(error));
         }
         let ip = self.peer.ip().to_canonical();
