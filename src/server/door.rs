@@ -178,9 +178,7 @@ impl FirstLine {
         if let Some(request) = http::request_line(opening) {
             return Some(FirstLine::Http(request));
         }
-        if let (Some(cluster), Some(Ok(Some(Line::Text(text))))) =
-            (hub.cluster.as_deref(), &opening.first)
-        {
+        if let (Some(cluster), Some(text)) = (hub.cluster.as_deref(), opening.first_text()) {
             if link::is_link(text) {
                 return Some(FirstLine::Link(link::check(&cluster.key, text)));
             }
@@ -191,7 +189,7 @@ impl FirstLine {
         }
         let wormhole = hub.config.wormhole.on;
         let let_in = opening.authed || hub.config.wormhole.public;
-        if let (true, true, Some(Ok(Some(Line::Text(text))))) = (wormhole, let_in, &opening.first) {
+        if let (true, true, Some(text)) = (wormhole, let_in, opening.first_text()) {
             if let Some(shake) = transit::handshake(text) {
                 return Some(FirstLine::Transit(shake, text.clone()));
             }
@@ -304,7 +302,7 @@ async fn dispatch(
 
 /// The token, role and line, when the first line asks for a pipe: no greeting then.
 fn first_line_pipe(opening: &Opening) -> Option<(Arc<str>, Option<Role>, Vec<u8>)> {
-    let (true, Some(Ok(Some(Line::Text(text))))) = (opening.authed, &opening.first) else {
+    let (true, Some(text)) = (opening.authed, opening.first_text()) else {
         return None;
     };
     match proto::parse(text) {
@@ -315,10 +313,7 @@ fn first_line_pipe(opening: &Opening) -> Option<(Arc<str>, Option<Role>, Vec<u8>
 
 /// The secret of a first line `/auth SECRET`.
 fn auth_secret(first: &Option<io::Result<Option<Line>>>) -> Option<&str> {
-    let Some(Ok(Some(Line::Text(text)))) = first else {
-        return None;
-    };
-    match proto::parse(text) {
+    match proto::parse(lines::first_text(first)?) {
         Ok(Input::Command(Command::Auth(given))) => Some(given),
         _ => None,
     }

@@ -20,7 +20,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::line::Line;
 use crate::server::about;
 use crate::server::commands::{auth_refused, check_auth, AuthCheck};
 use crate::server::hub::{Hub, Refusal};
@@ -34,9 +33,7 @@ use head::Head;
 
 /// The request line, when the opening line is one (`METHOD TARGET HTTP/1.x`).
 pub fn request_line(opening: &Opening) -> Option<Vec<u8>> {
-    let Some(Ok(Some(Line::Text(text)))) = &opening.first else {
-        return None;
-    };
+    let text = opening.first_text()?;
     let mut words = text.split(|&b| b == b' ');
     let method = words.next()?;
     let _target = words.next().filter(|t| t.starts_with(b"/"))?;

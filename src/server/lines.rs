@@ -36,6 +36,22 @@ pub struct Opening {
     pub authed: bool,
 }
 
+impl Opening {
+    /// The first line's text, when a whole text line came within the window.
+    pub fn first_text(&self) -> Option<&Vec<u8>> {
+        first_text(&self.first)
+    }
+}
+
+/// The text of a line a window read, when a whole text line came (not nothing, not the end
+/// of the stream, not an error, not an over-long line).
+pub fn first_text(first: &Option<io::Result<Option<Line>>>) -> Option<&Vec<u8>> {
+    match first {
+        Some(Ok(Some(Line::Text(text)))) => Some(text),
+        _ => None,
+    }
+}
+
 /// How line mode ended.
 pub enum Ended {
     /// The connection is done: its closing record, to be logged once its socket and slot
