@@ -16,6 +16,15 @@ fn puppeteer() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/peers/puppeteer"))
 }
 
+/// One Chromium at a time: each is several busy processes, and on two cores beside the
+/// server and the other tests, browsers in parallel starved `duet voice`'s writer into
+/// dropping frames (its policy when it falls behind) in one run of five.
+fn one_browser_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed holding it poisons nothing the next one needs.
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A server for a browser test. The greeting waits up to 2 s for a first line: a browser
 /// sends its request at once after connecting, but on this 2-core machine, with Chromium
 /// and the other tests running, "at once" can pass the default 100 ms, and a greeted
@@ -68,6 +77,7 @@ async fn result(driver: &mut Proc) -> String {
 #[test]
 #[ignore = "needs chromium, nc, node (make test runs it)"]
 fn a_browser_and_nc_chat_in_one_room() {
+    let _turn = one_browser_at_a_time();
     smol::block_on(async {
         let mut duet = server(&[]);
         let mut browser = drive(&duet, "chat", &[]);
@@ -106,6 +116,7 @@ fn a_browser_and_nc_chat_in_one_room() {
 #[test]
 #[ignore = "needs chromium, curl, nc, node, sha256sum (make test runs it)"]
 fn files_between_the_browser_curl_and_nc() {
+    let _turn = one_browser_at_a_time();
     smol::block_on(async {
         let duet = server(&[]);
         let dir = Dir::new("browser-files");
@@ -203,6 +214,7 @@ fn correlation(a: &[f64], b: &[f64]) -> Option<f64> {
 #[test]
 #[ignore = "needs chromium, espeak-ng, node, sox (make test runs it)"]
 fn the_browser_talks_to_duet_voice() {
+    let _turn = one_browser_at_a_time();
     smol::block_on(async {
         let duet = server(&[]);
         let dir = Dir::new("browser-talk");
@@ -256,6 +268,7 @@ fn the_browser_talks_to_duet_voice() {
 #[test]
 #[ignore = "needs chromium, espeak-ng, node, sox (make test runs it)"]
 fn duet_voice_talks_to_the_browser() {
+    let _turn = one_browser_at_a_time();
     smol::block_on(async {
         let duet = server(&[]);
         let dir = Dir::new("browser-listen");
@@ -312,6 +325,7 @@ fn duet_voice_talks_to_the_browser() {
 #[test]
 #[ignore = "needs chromium, nc, node (make test runs it)"]
 fn the_page_over_https_chats_on_wss() {
+    let _turn = one_browser_at_a_time();
     smol::block_on(async {
         let duet = Duet::start(&["--tls-self-signed"]);
         let url = format!("https://127.0.0.1:{}", duet.port);
@@ -334,6 +348,7 @@ fn the_page_over_https_chats_on_wss() {
 #[test]
 #[ignore = "needs chromium, node (make test runs it)"]
 fn pages_of_other_origins_are_refused() {
+    let _turn = one_browser_at_a_time();
     smol::block_on(async {
         let duet = server(&[]);
         let mut browser = drive(&duet, "foreign-origin", &[]);
@@ -351,6 +366,7 @@ fn pages_of_other_origins_are_refused() {
 #[test]
 #[ignore = "needs chromium, curl, node (make test runs it)"]
 fn a_senders_html_or_svg_runs_nothing() {
+    let _turn = one_browser_at_a_time();
     smol::block_on(async {
         let duet = server(&[]);
         let dir = Dir::new("hostile-pipes");
@@ -399,6 +415,7 @@ fn a_senders_html_or_svg_runs_nothing() {
 #[test]
 #[ignore = "needs chromium, node (make test runs it)"]
 fn the_chat_reconnects_after_a_drop() {
+    let _turn = one_browser_at_a_time();
     smol::block_on(async {
         let mut duet = server(&["--idle-timeout", "2"]);
         let mut browser = drive(&duet, "reconnect", &[]);
