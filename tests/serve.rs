@@ -132,6 +132,14 @@ fn a_gibibyte_without_newline_keeps_memory_flat() {
         let mut duet = Duet::start(&[]);
         let mut c = duet.greeted().await;
         let me = c.local_addr();
+        // One over-long line first, so that what any such line costs once (the reader's
+        // buffer at its limit, the error, the log record, a thread's malloc arena) is
+        // already in the baseline: what is measured is what the flood adds.
+        let mut warm = vec![b'y'; 256 << 10];
+        warm.extend_from_slice(b"\nwarm\n");
+        c.writer.write_all(&warm).await.unwrap();
+        c.expect("* error: line too long (max 65536 bytes)").await;
+        duet.wait_for(" -> ", |l| l.contains(" -> warm")).await;
         let (_, peak_before) = duet.rss_kib();
         let mut writer = c.writer.clone();
         let sender = smol::spawn(async move {
@@ -144,17 +152,19 @@ fn a_gibibyte_without_newline_keeps_memory_flat() {
         // The error comes as soon as the limit is passed, while the flood goes on.
         c.expect("* error: line too long (max 65536 bytes)").await;
         within(Duration::from_secs(120), "the flood", sender).await;
-        let got = duet.wait_for(" -> ", |l| l.contains(" -> ")).await;
+        let got = duet.wait_for(" -> ", |l| l.contains(" -> still")).await;
         assert_eq!(got, format!("{me} -> still here"));
         let (_, peak_after) = duet.rss_kib();
         let growth = peak_after.saturating_sub(peak_before);
+        // A MiB of slack for the allocator and the kernel's lazily touched pages (one CI
+        // run measured 280 KiB without the warm-up line); keeping any part of the line in
+        // proportion to its length would cost up to a gibibyte.
         assert!(
-            growth < 4 * 64,
+            growth < 1024,
             "peak RSS grew by {growth} KiB while reading 1 GiB without a newline"
         );
-        assert!(duet.seen.contains(&format!(
-            "client '{me}' error: line too long (max 65536 bytes)"
-        )));
+        let said = format!("client '{me}' error: line too long (max 65536 bytes)");
+        assert_eq!(duet.seen.iter().filter(|l| **l == said).count(), 2);
     });
 }
 
