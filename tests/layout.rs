@@ -142,3 +142,112 @@ fn a_cycle_is_found() {
     assert_eq!(cycle.unwrap().join(" → "), "a → b → a");
     assert!(!graph.contains_key("c"));
 }
+
+/// Functions longer than this many lines are named by `functions_stay_short`.
+const MAX_FUNCTION_LINES: usize = 60;
+/// Files longer than this many lines (tests included) are named by `files_stay_small`.
+const MAX_FILE_LINES: usize = 600;
+
+/// Every function (free, method, or nested) with its first line and length.
+struct Functions<'a> {
+    file: &'a str,
+    found: Vec<(String, usize)>,
+}
+
+impl<'a> Functions<'a> {
+    fn note(&mut self, name: &syn::Ident, block: &syn::Block, start: proc_macro2::Span) {
+        let first = start.start().line;
+        let last = block.brace_token.span.close().end().line;
+        self.found
+            .push((format!("{}:{first} {name}", self.file), last + 1 - first));
+    }
+}
+
+impl<'a, 'ast> syn::visit::Visit<'ast> for Functions<'a> {
+    fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
+        self.note(&f.sig.ident, &f.block, f.sig.fn_token.span);
+        syn::visit::visit_item_fn(self, f);
+    }
+    fn visit_impl_item_fn(&mut self, f: &'ast syn::ImplItemFn) {
+        self.note(&f.sig.ident, &f.block, f.sig.fn_token.span);
+        syn::visit::visit_impl_item_fn(self, f);
+    }
+    fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
+        // Tests are measured by what they check, not by their length.
+        let is_tests = m.attrs.iter().any(|a| {
+            a.path().is_ident("cfg") && a.parse_args::<syn::Ident>().is_ok_and(|i| i == "test")
+        });
+        if !is_tests {
+            syn::visit::visit_item_mod(self, m);
+        }
+    }
+}
+
+/// Every function of src/ with its length in lines, longest first.
+fn function_lengths() -> Vec<(String, usize)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut all = Vec::new();
+    for file in rust_files(&src) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let tree = syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let name = file.strip_prefix(&src).unwrap().display().to_string();
+        let mut visitor = Functions {
+            file: &name,
+            found: Vec::new(),
+        };
+        syn::visit::Visit::visit_file(&mut visitor, &tree);
+        all.extend(visitor.found);
+    }
+    all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    all
+}
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn functions_stay_short() {
+    let lengths = function_lengths();
+    assert!(lengths.len() > 100, "the functions were found");
+    let long: Vec<String> = lengths
+        .iter()
+        .filter(|(_, lines)| *lines > MAX_FUNCTION_LINES)
+        .map(|(at, lines)| format!("{lines:4} {at}"))
+        .collect();
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FUNCTION_LINES} lines:\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn files_stay_small() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let big: Vec<String> = rust_files(&src)
+        .iter()
+        .map(|f| (f, std::fs::read_to_string(f).unwrap().lines().count()))
+        .filter(|(_, lines)| *lines > MAX_FILE_LINES)
+        .map(|(f, lines)| format!("{lines:5} {}", f.strip_prefix(&src).unwrap().display()))
+        .collect();
+    assert!(
+        big.is_empty(),
+        "files over {MAX_FILE_LINES} lines:\n{}",
+        big.join("\n")
+    );
+}

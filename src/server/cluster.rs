@@ -31,6 +31,7 @@ use event_listener::Event;
 use redis::aio::MultiplexedConnection;
 
 use crate::lock::lock;
+use crate::server::printer::ClusterStats;
 use crate::server::rooms::{Room, Session};
 use scripts::{
     alive_key, inbox, member, pipe_key, room_key, rooms_of_key, Scripts, LOAD, NODES, WAITING,
@@ -167,9 +168,11 @@ impl Cluster {
     }
 
     /// Nodes in the cluster and connections on all of them, at the last heartbeat.
-    pub fn figures(&self) -> (u64, u64) {
-        let nodes = self.nodes.load(Ordering::Relaxed);
-        (nodes, self.conns.load(Ordering::Relaxed))
+    pub fn figures(&self) -> ClusterStats {
+        ClusterStats {
+            nodes: self.nodes.load(Ordering::Relaxed),
+            connections: self.conns.load(Ordering::Relaxed),
+        }
     }
 
     /// Runs `call` on the shared connection; any failure marks Redis unavailable.

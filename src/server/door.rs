@@ -400,9 +400,9 @@ mod tls {
 
     /// A TLS client: handshake, then its plaintext is served like any connection.
     async fn secure(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Ticket, tls: &Tls) {
-        let failed = |reason: String| Record::Dropped {
+        let failed = |reason: String| Record::Closed {
             peer,
-            reason,
+            reason: reason.into(),
             mood: Mood::Errored,
         };
         let secured = match tls.accept(stream, hub.config.handshake_timeout).await {

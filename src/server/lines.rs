@@ -155,7 +155,11 @@ pub async fn serve(
 /// The one record that says how a line-mode connection ended.
 fn closing_record(conn: &Conn, exit: Exit, fate: Fate) -> Record {
     let (peer, config) = (conn.session.peer, &conn.hub.config);
-    let dropped = |reason: String, mood| Record::Dropped { peer, reason, mood };
+    let dropped = |reason: String, mood| Record::Closed {
+        peer,
+        reason: reason.into(),
+        mood,
+    };
     match (exit, fate) {
         (_, Fate::TooSlow) => dropped(
             format!(
@@ -164,7 +168,11 @@ fn closing_record(conn: &Conn, exit: Exit, fate: Fate) -> Record {
             ),
             Mood::TooSlow,
         ),
-        (Exit::Eof | Exit::Quit, _) => Record::Left { peer },
+        (Exit::Eof | Exit::Quit, _) => Record::Closed {
+            peer,
+            reason: "left".into(),
+            mood: Mood::Happy,
+        },
         (Exit::Error(e), _) => dropped(e.to_string(), Mood::Errored),
         (Exit::Shutdown, _) => dropped("server shutting down".into(), Mood::Shutdown),
         (Exit::Idle, _) if !conn.session.is_authed() => dropped(

@@ -332,7 +332,8 @@ fn register(stream: TcpStream, peer: SocketAddr, hub: &Hub) -> Option<Socket> {
             let reason = format!("cannot register the socket: {e}");
             hub.log.try_send(Record::Connected { peer });
             let mood = Mood::Errored;
-            hub.log.try_send(Record::Dropped { peer, reason, mood });
+            let reason = reason.into();
+            hub.log.try_send(Record::Closed { peer, reason, mood });
             None
         }
     }
@@ -362,6 +363,7 @@ async fn housekeeping(hub: &Hub) {
                 refused: hub.stats.refused.load(Ordering::Relaxed),
                 auth_failed: hub.stats.auth_failed.load(Ordering::Relaxed),
                 auth_lockouts: hub.stats.auth_lockouts.load(Ordering::Relaxed),
+                lines: 0,
                 cluster: hub.cluster.as_ref().map(|c| c.figures()),
             };
             hub.log.send(Record::Stats(record)).await;

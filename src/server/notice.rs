@@ -45,9 +45,9 @@ pub async fn refuse(log: &Log, stream: &Socket, peer: SocketAddr, error: String)
 /// The closing record of a client refused outside line mode.
 pub async fn log_refusal(log: &Log, peer: SocketAddr, error: String) {
     let mood = Mood::Refused;
-    log.send(Record::Dropped {
+    log.send(Record::Closed {
         peer,
-        reason: error,
+        reason: error.into(),
         mood,
     })
     .await;

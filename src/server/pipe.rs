@@ -18,7 +18,7 @@ use crate::server::cluster::{self, link, Claim, Cluster, Contact, Unavailable};
 use crate::server::hub::{Hub, Refusal};
 use crate::server::notice::{log_refusal, refuse, tell};
 use crate::server::pipes::{About, Arrival, End, Linked, PipeEvent};
-use crate::server::printer::{Mood, Record};
+use crate::server::printer::{Mood, PipeRecord, Record};
 use crate::server::relay::{self, Ending, Shape, Side, Sink};
 use crate::socket::Socket;
 
@@ -134,7 +134,8 @@ pub async fn serve_link(hub: &Arc<Hub>, token: Arc<str>, end: End) {
     let (peer, mood) = (end.peer, Mood::Refused);
     drop(end);
     let reason = format!("link from another node refused: {error}");
-    hub.log.send(Record::Dropped { peer, reason, mood }).await;
+    let reason = reason.into();
+    hub.log.send(Record::Closed { peer, reason, mood }).await;
 }
 
 /// How long a link waits for the end it was sent to, when that end has claimed its token
@@ -403,7 +404,7 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
         .piped_from_second
         .fetch_add(b_to_a, Ordering::Relaxed);
     hub.stats.pipes_closed.fetch_add(1, Ordering::Relaxed);
-    let record = Record::PipeClosed {
+    let record = Record::PipeClosed(Box::new(PipeRecord {
         token,
         a: peers.0,
         b: peers.1,
@@ -412,7 +413,7 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
         secs: started.elapsed().as_secs_f64(),
         reason,
         mood,
-    };
+    }));
     hub.log.send(record).await;
 }
 

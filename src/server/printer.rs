@@ -19,7 +19,6 @@
 
 use std::future::Future;
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -30,9 +29,11 @@ use event_listener::{listener, Event};
 use futures_lite::future;
 use smol::Timer;
 
-use crate::proto::push_escaped;
-
 mod json;
+mod record;
+mod text;
+
+pub use record::{Addr, ClusterStats, HttpRecord, Mood, PipeRecord, Record, Stats, TransitRecord};
 
 /// How many records may wait for the printer before producers are slowed down.
 pub const LOG_QUEUE_RECORDS: usize = 4096;
@@ -59,168 +60,6 @@ const WRITE_CHUNK_BYTES: usize = 64 * 1024;
 /// that arrive meanwhile queue up without waking it, so a busy chat costs one wake-up per
 /// pause instead of one per line; log lines are at most this much later.
 const PRINTER_PAUSE: Duration = Duration::from_millis(1);
-
-/// One thing worth a line in the server's log.
-#[derive(Debug)]
-pub enum Record {
-    /// The server is listening (the port the kernel chose when asked for port 0).
-    Listening { port: u16 },
-    /// A client was accepted.
-    Connected { peer: SocketAddr },
-    /// A client completed a TLS handshake (`how`: protocol version and cipher suite).
-    Secured { peer: SocketAddr, how: String },
-    /// A client sent a line (without its line ending; raw bytes, escaped when printed).
-    Line { peer: SocketAddr, text: Vec<u8> },
-    /// A client closed its side of the connection.
-    Left { peer: SocketAddr },
-    /// A client's connection ended for a reason other than a clean close.
-    Dropped {
-        peer: SocketAddr,
-        reason: String,
-        mood: Mood,
-    },
-    /// A client was sent an error line (`* error: ERROR`) and stays connected.
-    ClientError { peer: SocketAddr, error: String },
-    /// A client was refused at once (access rule, server full, …) and closed.
-    Refused { peer: SocketAddr, error: String },
-    /// `accept(2)` failed; the server goes on.
-    AcceptError { error: io::Error, retry: Duration },
-    /// Something happened in a room: `room NAME: EVENT`.
-    Room { room: Arc<str>, event: String },
-    /// Two connections were paired into a pipe.
-    PipeOpen {
-        token: Arc<str>,
-        a: SocketAddr,
-        b: SocketAddr,
-    },
-    /// A pipe ended: bytes each way, how long it was open and why it ended.
-    PipeClosed {
-        token: Arc<str>,
-        a: SocketAddr,
-        b: SocketAddr,
-        a_to_b: u64,
-        b_to_a: u64,
-        secs: f64,
-        reason: String,
-        mood: Mood,
-    },
-    /// A connection waiting on a pipe ended without a peer.
-    PipeAbandoned {
-        token: Arc<str>,
-        peer: SocketAddr,
-        reason: &'static str,
-        mood: Mood,
-    },
-    /// An HTTP request was answered: one record per request, pipe ends included (whose
-    /// bytes are never logged, only counted).
-    Http(Box<HttpRecord>),
-    /// A transit end (magic-wormhole's relay) is done: its usage, in the reference relay's
-    /// terms.
-    Transit(Box<TransitRecord>),
-    /// A server-wide message, e.g. that it is shutting down.
-    Server { message: String },
-    /// A magic-wormhole mailbox is gone (both sides closed it, or it expired), with the
-    /// reference server's word for how it went (`happy`, `lonely`, `scary`, `pruney`, …).
-    Mailbox {
-        mailbox: String,
-        result: &'static str,
-    },
-    /// The `--stats-interval` summary. The printer adds the lines it logged since the last.
-    Stats(Stats),
-}
-
-/// What [`Record::Http`] says (boxed: it is larger than the records of every line).
-#[derive(Debug)]
-pub struct HttpRecord {
-    pub peer: SocketAddr,
-    pub method: String,
-    /// The path, as sent (a pipe token is not a secret; a query is not logged).
-    pub path: String,
-    pub status: u16,
-    /// Body bytes sent or received.
-    pub bytes: u64,
-    pub secs: f64,
-    /// Why it ended, in words.
-    pub note: String,
-    pub mood: Mood,
-}
-
-/// What [`Record::Transit`] says: for a pair that was relayed, one record for both ends;
-/// for an end that was not, one for it.
-#[derive(Debug)]
-pub struct TransitRecord {
-    /// The first 8 characters of the token (enough to tell transfers apart in a log).
-    pub token: String,
-    pub peer: SocketAddr,
-    /// The end it was paired with.
-    pub partner: Option<SocketAddr>,
-    /// Bytes relayed, both ways.
-    pub bytes: u64,
-    pub secs: f64,
-    pub reason: String,
-    pub mood: Mood,
-}
-
-/// How a connection ended, in one word (in the spirit of magic-wormhole's transit relay).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mood {
-    /// It ended the way the client meant it to: EOF, `/quit`, a pipe finished both ways.
-    Happy,
-    /// A pipe waited for a peer that never came.
-    Lonely,
-    /// The client went away while waiting for its pipe's peer.
-    Jilted,
-    /// It said nothing for `--idle-timeout`, or did not `/auth` in `--handshake-timeout`.
-    TimedOut,
-    /// A network error or a reset.
-    Errored,
-    /// A limit or an access rule turned it away.
-    Refused,
-    /// It did not read what was sent to it fast enough.
-    TooSlow,
-    /// A pipe went over `--pipe-max-bytes` or `--pipe-max-time`.
-    OverQuota,
-    /// The server stopped.
-    Shutdown,
-    /// A transit end dropped because another connection of its side was paired.
-    Redundant,
-    /// A transit end that sent bytes before it was told `ok`.
-    Impatient,
-}
-
-impl Mood {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mood::Happy => "happy",
-            Mood::Lonely => "lonely",
-            Mood::Jilted => "jilted",
-            Mood::TimedOut => "timed_out",
-            Mood::Errored => "errored",
-            Mood::Refused => "refused",
-            Mood::TooSlow => "too_slow",
-            Mood::OverQuota => "over_quota",
-            Mood::Shutdown => "shutdown",
-            Mood::Redundant => "redundant",
-            Mood::Impatient => "impatient",
-        }
-    }
-}
-
-/// A snapshot of the server's counters, for `--stats-interval`.
-#[derive(Clone, Debug, Default)]
-pub struct Stats {
-    pub conns: usize,
-    pub rooms: usize,
-    pub pipes_waiting: usize,
-    pub pipes_open: usize,
-    pub pipes_closed: u64,
-    pub piped_bytes: u64,
-    pub refused: u64,
-    pub auth_failed: u64,
-    pub auth_lockouts: u64,
-    /// With `--cluster`: nodes, and connections on all of them, at the last heartbeat.
-    pub cluster: Option<(u64, u64)>,
-}
 
 /// The log's format (`--log-format`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -516,29 +355,26 @@ fn print_all(
     // hot path pays nothing.
     let mut lines = 0u64;
     let mut batch = 0u64;
-    let mut put = |buf: &mut Vec<u8>, record: &Record, batch: &mut u64| {
-        let cost = queued_cost(record);
+    let mut put = |buf: &mut Vec<u8>, mut record: Record, batch: &mut u64| {
+        let cost = queued_cost(&record);
         if cost > 0 {
             health.queued_bytes.fetch_sub(cost, Ordering::AcqRel);
         }
-        match record {
+        match &mut record {
             Record::Line { .. } => {
                 lines += 1;
                 *batch += 1;
             }
-            Record::Stats(_) => {
-                let logged = std::mem::take(&mut lines);
-                return write_record(buf, record, format, logged, health.node.get());
-            }
+            Record::Stats(stats) => stats.lines = std::mem::take(&mut lines),
             _ => {}
         }
-        write_record(buf, record, format, 0, health.node.get())
+        write_record(buf, &record, format, health.node.get())
     };
     while let Ok(first) = queue.recv_blocking() {
-        put(&mut buf, &first, &mut batch);
+        put(&mut buf, first, &mut batch);
         // Take whatever else is already queued, so a busy server writes in large chunks.
         while let Ok(record) = queue.try_recv() {
-            put(&mut buf, &record, &mut batch);
+            put(&mut buf, record, &mut batch);
             if buf.len() >= WRITE_CHUNK_BYTES {
                 write_out(&mut out, &buf, &mut broken);
                 buf.clear();
@@ -585,191 +421,19 @@ fn report_broken(e: &io::Error, broken: &mut bool) {
     }
 }
 
-fn write_record(
-    buf: &mut Vec<u8>,
-    record: &Record,
-    format: LogFormat,
-    lines: u64,
-    node: Option<&Arc<str>>,
-) {
+fn write_record(buf: &mut Vec<u8>, record: &Record, format: LogFormat, node: Option<&Arc<str>>) {
     match format {
-        LogFormat::Text => format_record(buf, record, lines),
+        LogFormat::Text => text::format_record(buf, record),
         LogFormat::Json => {
             let now = std::time::SystemTime::now();
-            json::format_record(buf, record, lines, now, node.map(|n| &**n))
+            json::format_record(buf, record, now, node.map(|n| &**n))
         }
-    }
-}
-
-/// Formats one record as one log line (with its newline) onto `buf`. `lines` is the number
-/// of lines logged since the last stats record (used by [`Record::Stats`] only).
-pub fn format_record(buf: &mut Vec<u8>, record: &Record, lines: u64) {
-    match record {
-        Record::Line { peer, text } => {
-            // The hot path: no `format!`, no intermediate String.
-            push_addr(buf, peer);
-            buf.extend_from_slice(b" -> ");
-            push_escaped(buf, text);
-            buf.push(b'\n');
-        }
-        Record::Listening { port } => {
-            line(buf, format_args!("waiting for clients on port {port}..."))
-        }
-        Record::Connected { peer } => line(buf, format_args!("client connected: {}", Addr(peer))),
-        Record::Secured { peer, how } => {
-            line(buf, format_args!("client '{}' secured: {how}", Addr(peer)))
-        }
-        Record::Left { peer } => line(
-            buf,
-            format_args!("client '{}' left the session.", Addr(peer)),
-        ),
-        Record::Dropped { peer, reason, .. } => line(
-            buf,
-            format_args!("client '{}' dropped: {reason}", Addr(peer)),
-        ),
-        Record::ClientError { peer, error } | Record::Refused { peer, error } => {
-            line(buf, format_args!("client '{}' error: {error}", Addr(peer)))
-        }
-        Record::AcceptError { error, retry } => line(
-            buf,
-            format_args!(
-                "accept error: {error} (retrying in {} ms)",
-                retry.as_millis()
-            ),
-        ),
-        Record::Room { room, event } => {
-            buf.extend_from_slice(b"room ");
-            push_escaped(buf, room.as_bytes());
-            line(buf, format_args!(": {event}"))
-        }
-        Record::PipeOpen { token, a, b } => line(
-            buf,
-            format_args!("pipe {token}: {} <-> {} open", Addr(a), Addr(b)),
-        ),
-        Record::PipeClosed {
-            token,
-            a,
-            b,
-            a_to_b,
-            b_to_a,
-            secs,
-            reason,
-            ..
-        } => {
-            let (a, b) = (Addr(a), Addr(b));
-            line(
-                buf,
-                format_args!(
-                    "pipe {token}: closed: {a} -> {b} {a_to_b} bytes, {b} -> {a} {b_to_a} bytes, \
-                     {secs:.3} s, {reason}"
-                ),
-            )
-        }
-        Record::PipeAbandoned {
-            token,
-            peer,
-            reason,
-            ..
-        } => line(buf, format_args!("pipe {token}: {} {reason}", Addr(peer))),
-        Record::Http(h) => line(
-            buf,
-            format_args!(
-                "client '{}' http {} {}: {}, {} bytes in {:.3} s ({})",
-                Addr(&h.peer),
-                h.method,
-                h.path,
-                h.status,
-                h.bytes,
-                h.secs,
-                h.note
-            ),
-        ),
-        Record::Transit(t) => {
-            let with = match t.partner {
-                Some(partner) => format!(" <-> {}", Addr(&partner)),
-                None => String::new(),
-            };
-            line(
-                buf,
-                format_args!(
-                    "transit {}: {}{with} {}, {} bytes in {:.3} s ({})",
-                    if t.token.is_empty() { "-" } else { &t.token },
-                    Addr(&t.peer),
-                    t.mood.as_str(),
-                    t.bytes,
-                    t.secs,
-                    t.reason
-                ),
-            )
-        }
-        Record::Server { message } => line(buf, format_args!("{message}")),
-        Record::Mailbox { mailbox, result } => {
-            line(buf, format_args!("wormhole mailbox {mailbox}: {result}"))
-        }
-        Record::Stats(s) => {
-            line(
-                buf,
-                format_args!(
-                    "stats: {} connections, {} rooms, {} pipes waiting, {} pipes open, \
-                     {} lines, {} refused, {} pipes closed carrying {} bytes, {} failed /auth, \
-                     {} lock-outs",
-                    s.conns,
-                    s.rooms,
-                    s.pipes_waiting,
-                    s.pipes_open,
-                    lines,
-                    s.refused,
-                    s.pipes_closed,
-                    s.piped_bytes,
-                    s.auth_failed,
-                    s.auth_lockouts
-                ),
-            );
-            if let Some((nodes, conns)) = s.cluster {
-                buf.pop();
-                line(
-                    buf,
-                    format_args!("; cluster: {nodes} nodes, {conns} connections"),
-                );
-            }
-        }
-    }
-}
-
-fn line(buf: &mut Vec<u8>, args: std::fmt::Arguments<'_>) {
-    // Writing into a Vec cannot fail.
-    buf.write_fmt(args).ok();
-    buf.push(b'\n');
-}
-
-fn push_addr(buf: &mut Vec<u8>, peer: &SocketAddr) {
-    crate::proto::push_addr(buf, peer);
-}
-
-/// Displays an address the way the log shows it: IPv4-mapped IPv6 addresses as plain IPv4.
-#[derive(Debug)]
-pub struct Addr<'a>(pub &'a SocketAddr);
-
-impl std::fmt::Display for Addr<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ip = self.0.ip().to_canonical();
-        SocketAddr::new(ip, self.0.port()).fmt(f)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fmt(record: Record) -> String {
-        let mut buf = Vec::new();
-        format_record(&mut buf, &record, 0);
-        String::from_utf8(buf).unwrap()
-    }
-
-    fn peer() -> SocketAddr {
-        "127.0.0.1:5555".parse().unwrap()
-    }
 
     /// An output that takes nothing until the test lets it.
     struct Gate(std::sync::mpsc::Receiver<()>);
@@ -791,7 +455,7 @@ mod tests {
     fn the_log_queue_is_bounded_in_bytes() {
         let (open, gate) = std::sync::mpsc::channel();
         let (log, printer) = Printer::spawn(Box::new(Gate(gate)), LogFormat::Text).unwrap();
-        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let peer: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
         let line = || Record::Line {
             peer,
             text: vec![b'x'; 64 * 1024],
@@ -808,78 +472,5 @@ mod tests {
         drop(open);
         log.close();
         printer.join(Duration::from_secs(5));
-    }
-
-    #[test]
-    fn seed_formats_are_kept() {
-        assert_eq!(
-            fmt(Record::Listening { port: 4004 }),
-            "waiting for clients on port 4004...\n"
-        );
-        assert_eq!(
-            fmt(Record::Connected { peer: peer() }),
-            "client connected: 127.0.0.1:5555\n"
-        );
-        assert_eq!(
-            fmt(Record::Line {
-                peer: peer(),
-                text: b"hello".to_vec()
-            }),
-            "127.0.0.1:5555 -> hello\n"
-        );
-        assert_eq!(
-            fmt(Record::Left { peer: peer() }),
-            "client '127.0.0.1:5555' left the session.\n"
-        );
-    }
-
-    #[test]
-    fn mapped_ipv6_is_logged_as_ipv4() {
-        let mapped: SocketAddr = "[::ffff:10.1.2.3]:99".parse().unwrap();
-        assert_eq!(
-            fmt(Record::Connected { peer: mapped }),
-            "client connected: 10.1.2.3:99\n"
-        );
-        let v6: SocketAddr = "[::1]:99".parse().unwrap();
-        assert_eq!(
-            fmt(Record::Connected { peer: v6 }),
-            "client connected: [::1]:99\n"
-        );
-    }
-
-    #[test]
-    fn control_characters_are_escaped() {
-        let text = b"red \x1b[31mX\x1b[0m bell\x07 del\x7f tab\tok".to_vec();
-        assert_eq!(
-            fmt(Record::Line { peer: peer(), text }),
-            "127.0.0.1:5555 -> red \\x1b[31mX\\x1b[0m bell\\x07 del\\x7f tab\\x09ok\n"
-        );
-    }
-
-    #[test]
-    fn c1_controls_and_invalid_utf8() {
-        // U+009B is a one-character CSI on some terminals.
-        let text = "a\u{9b}31mb".as_bytes().to_vec();
-        assert_eq!(
-            fmt(Record::Line { peer: peer(), text }),
-            "127.0.0.1:5555 -> a\\u{9b}31mb\n"
-        );
-        let text = b"caf\xc3\xa9 \xff\xfe end".to_vec();
-        assert_eq!(
-            fmt(Record::Line { peer: peer(), text }),
-            "127.0.0.1:5555 -> caf\u{e9} \u{fffd}\u{fffd} end\n"
-        );
-    }
-
-    #[test]
-    fn room_names_are_escaped_too() {
-        let room: Arc<str> = Arc::from("a\x1bb");
-        assert_eq!(
-            fmt(Record::Room {
-                room,
-                event: "x joined".into()
-            }),
-            "room a\\x1bb: x joined\n"
-        );
     }
 }

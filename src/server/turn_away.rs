@@ -22,7 +22,7 @@ use smol::{Executor, Timer};
 use crate::proto;
 use crate::server::hub::{Hub, Refusal};
 use crate::server::notice::tell;
-use crate::server::printer::Record;
+use crate::server::printer::{Mood, Record};
 use crate::socket::{Socket, Stream};
 
 /// Refused clients whose first bytes may be awaited at once (see the module's docs).
@@ -64,7 +64,8 @@ pub fn refuse(
     // Not awaited: the accept loop never waits for the log.
     hub.log.try_send(Record::Refused {
         peer,
-        error: error.clone(),
+        reason: error.clone(),
+        mood: Mood::Refused,
     });
     let answering = doorstep.answering.fetch_add(1, Ordering::Relaxed);
     let place = Place(doorstep.clone());

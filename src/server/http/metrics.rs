@@ -17,6 +17,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::server::hub::{Hub, Refusal, TRANSIT_MOODS};
+use crate::server::printer::ClusterStats;
 
 /// The content type of what [`render`] returns.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -189,7 +190,10 @@ fn encode_cluster(
     cluster: &crate::server::cluster::Cluster,
     encoder: &mut DescriptorEncoder,
 ) -> Result<(), fmt::Error> {
-    let (nodes, conns) = cluster.figures();
+    let ClusterStats {
+        nodes,
+        connections: conns,
+    } = cluster.figures();
     let gauges = [
         (
             "duet_cluster_up",
