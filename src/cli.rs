@@ -242,7 +242,7 @@ pub struct Serve {
     pub bind: IpAddr,
 
     /// longest line accepted, in bytes, not counting the newline or CRLF (default 65536)
-    #[argh(option, default = "crate::line::MAX_LINE_BYTES")]
+    #[argh(option, default = "crate::server::lines::reader::MAX_LINE_BYTES")]
     pub max_line: usize,
 
     /// most clients connected at once; more are told the server is full (default 10000)
@@ -441,33 +441,33 @@ pub struct Serve {
     pub wormhole_error: Option<String>,
 
     /// seconds an unused wormhole mailbox is kept (default 7200)
-    #[argh(option, default = "crate::server::wormhole::EXPIRY_SECS")]
+    #[argh(option, default = "crate::server::wormhole::state::EXPIRY_SECS")]
     pub wormhole_expiry: u64,
 
     /// most wormhole mailboxes open at once (default 10000)
-    #[argh(option, default = "crate::server::wormhole::MAX_MAILBOXES")]
+    #[argh(option, default = "crate::server::wormhole::state::MAX_MAILBOXES")]
     pub wormhole_max_mailboxes: usize,
 
     /// most messages one wormhole mailbox keeps (default 100)
-    #[argh(option, default = "crate::server::wormhole::MAX_MESSAGES")]
+    #[argh(option, default = "crate::server::wormhole::state::MAX_MESSAGES")]
     pub wormhole_max_messages: usize,
 
     /// most wormhole mailboxes one address (IPv6: one /64) may hold at once, made or
     /// opened by it (default 100)
-    #[argh(option, default = "crate::server::wormhole::MAX_PER_ADDRESS")]
+    #[argh(option, default = "crate::server::wormhole::state::MAX_PER_ADDRESS")]
     pub wormhole_per_address: usize,
 
     /// most bytes of messages one wormhole mailbox keeps (default 262144)
-    #[argh(option, default = "crate::server::wormhole::MAILBOX_BYTES")]
+    #[argh(option, default = "crate::server::wormhole::state::MAILBOX_BYTES")]
     pub wormhole_mailbox_bytes: usize,
 
     /// most bytes of messages one address may keep in wormhole mailboxes (default 4194304)
-    #[argh(option, default = "crate::server::wormhole::ADDRESS_BYTES")]
+    #[argh(option, default = "crate::server::wormhole::state::ADDRESS_BYTES")]
     pub wormhole_address_bytes: usize,
 
     /// most bytes of messages all wormhole mailboxes keep together: the mailbox store's
     /// memory budget (default 67108864)
-    #[argh(option, default = "crate::server::wormhole::MAX_BYTES")]
+    #[argh(option, default = "crate::server::wormhole::state::MAX_BYTES")]
     pub wormhole_max_bytes: usize,
 }
 
@@ -665,7 +665,7 @@ impl Serve {
                 true => defaults.metrics_allow.clone(),
                 false => self.metrics_allow.clone(),
             },
-            wormhole: crate::server::wormhole::Settings {
+            wormhole: crate::server::wormhole::state::Settings {
                 on: !self.no_wormhole,
                 motd: self.wormhole_motd.clone(),
                 error: self.wormhole_error.clone(),

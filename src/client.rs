@@ -23,6 +23,7 @@ pub mod recv;
 pub mod send;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod transfer;
 pub mod voice;
 
 /// The relay used when neither `--relay` nor `$DUET_RELAY` says otherwise.

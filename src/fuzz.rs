@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 
 use futures_lite::AsyncRead;
 
-use crate::line::{Line, LineReader};
 use crate::proto::{self, Command, Input};
+use crate::server::lines::reader::{Line, LineReader};
 
 /// The command parser: never panics, and what it accepts is well-formed.
 pub fn parse(data: &[u8]) {

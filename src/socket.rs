@@ -28,10 +28,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+pub(crate) mod edge;
+
 use futures_lite::{AsyncRead, AsyncWrite};
 use smol::Async;
 
-use crate::edge::{self, Edge};
+use edge::Edge;
 
 /// Time between keepalive probes once a connection has been quiet for `--keepalive`.
 pub const KEEPALIVE_PROBE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -294,7 +296,7 @@ impl AsyncWrite for Socket {
 }
 
 /// A socket's reading half for line mode: reads as [`Socket`] does, but waits for bytes
-/// through the edge-triggered set of [`crate::edge`] instead of async-io's one-shot
+/// through the edge-triggered set of [`crate::socket::edge`] instead of async-io's one-shot
 /// registration, and after a read that left the socket empty it waits instead of trying
 /// another read first.
 ///

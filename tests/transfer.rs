@@ -8,8 +8,8 @@ use std::process::{Child, Output};
 use std::thread;
 
 use common::*;
+use duet::client::transfer::{kind, Channel, Code, Entry, FileHasher, Role};
 use duet::client::{self, PipeStream, Relay};
-use duet::transfer::{kind, Channel, Code, Entry, FileHasher, Role};
 use sha2::{Digest, Sha256};
 
 fn run(duet: &Duet, args: &[&str]) -> Child {

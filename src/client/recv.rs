@@ -19,10 +19,10 @@ use std::sync::mpsc;
 use std::thread;
 
 use crate::client::progress::{size, Progress};
-use crate::client::{self, shown_path, PipeStream, Relay};
-use crate::transfer::{
+use crate::client::transfer::{
     self, kind, shown, Channel, Code, Entry, FileHasher, Frame, Role, MAX_ENTRIES, MAX_PATH_BYTES,
 };
+use crate::client::{self, shown_path, PipeStream, Relay};
 
 /// Most bytes the sender's list of entries may take in all (names and sizes), checked as
 /// each entry arrives, so a hostile sender cannot make the receiver hold more than this.

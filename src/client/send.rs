@@ -17,9 +17,9 @@ use std::sync::mpsc;
 use std::thread;
 
 use crate::client::progress::{size, Progress};
+use crate::client::transfer::{self, kind, Channel, Code, Entry, FileHasher, Frame, FRAME_BYTES};
 use crate::client::{self, shown_path, PipeStream, Relay, Role};
 use crate::proto;
-use crate::transfer::{self, kind, Channel, Code, Entry, FileHasher, Frame, FRAME_BYTES};
 
 /// How many other numbers to try when the number of a fresh code is in use (another sender
 /// waits with it, or two others use it): 4-digit ones first, then wider (`Code::renumbered`).

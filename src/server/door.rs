@@ -18,20 +18,20 @@ use std::time::Instant;
 use futures_lite::future;
 use smol::Timer;
 
-use crate::line::{Line, LineReader};
 use crate::proto::{self, Command, Input, Role};
 use crate::server::cluster::{link, Contact};
-use crate::server::commands::{auth_refused, check_auth, redacted_auth, AuthCheck};
-use crate::server::handover;
 use crate::server::http;
 use crate::server::hub::Hub;
+use crate::server::lines::commands::{auth_refused, check_auth, redacted_auth, AuthCheck};
+use crate::server::lines::reader::{Line, LineReader};
 use crate::server::lines::{self, Ended, Opening};
 use crate::server::notice::refuse;
 use crate::server::pipe;
 use crate::server::pipes::End;
 use crate::server::printer::Record;
 use crate::server::slots::Ticket;
-use crate::server::transit;
+use crate::server::wormhole::handover;
+use crate::server::wormhole::transit;
 use crate::socket::{LineSocket, Socket};
 
 /// How a connection came to the door.
@@ -511,7 +511,7 @@ mod tests {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
             let (stream, _) = listener.accept().unwrap();
-            let edge = crate::edge::Edge::new().expect("an epoll set");
+            let edge = crate::socket::edge::Edge::new().expect("an epoll set");
             let socket = LineSocket::new(Socket::new(Stream::tcp(stream)).unwrap(), &edge);
             let mut lines = LineReader::new(socket, 1024);
             let until = Instant::now() + std::time::Duration::from_millis(50);

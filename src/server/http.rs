@@ -9,6 +9,7 @@
 //! `/pipe TOKEN`, so `curl` pairs with `nc`, `duet pipe` or another `curl`. Every response
 //! closes the connection (`Connection: close`): a pipe end is one request anyway.
 
+pub(crate) mod answer;
 mod body;
 mod head;
 mod metrics;
@@ -21,14 +22,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::server::about;
-use crate::server::commands::{auth_refused, check_auth, AuthCheck};
 use crate::server::hub::{Hub, Refusal};
+use crate::server::lines::commands::{auth_refused, check_auth, AuthCheck};
 use crate::server::lines::Opening;
 use crate::server::notice::{tell, tell_within};
-use crate::server::printer::{HttpRecord, Mood, Record};
+use crate::server::printer::{HttpRecord, Record};
 use crate::server::slots::Ticket;
 use crate::socket::Socket;
 
+use answer::Answered;
 use head::Head;
 
 /// The request line, when the opening line is one (`METHOD TARGET HTTP/1.x`).
@@ -41,29 +43,6 @@ pub fn request_line(opening: &Opening) -> Option<Vec<u8>> {
     let known = matches!(method, b"GET" | b"HEAD" | b"PUT" | b"POST" | b"OPTIONS");
     let http = matches!(version, b"HTTP/1.1" | b"HTTP/1.0");
     (known && http && words.next().is_none()).then(|| text.clone())
-}
-
-/// What one request came to, for its log record.
-pub struct Answered {
-    pub status: u16,
-    pub bytes: u64,
-    pub note: String,
-    pub mood: Mood,
-}
-
-impl Answered {
-    fn plain(status: u16, note: &str) -> Answered {
-        let mood = match status {
-            200..=299 => Mood::Happy,
-            _ => Mood::Refused,
-        };
-        Answered {
-            status,
-            bytes: 0,
-            note: note.to_string(),
-            mood,
-        }
-    }
 }
 
 /// Serves one HTTP request (`first` is its request line, `early` what the door read past

@@ -14,9 +14,8 @@ use std::time::Duration;
 use async_channel::Receiver;
 use event_listener::{listener, Event};
 
-use crate::edge::Edge;
-use crate::line::MAX_LINE_BYTES;
 use crate::server::access::Access;
+use crate::server::lines::reader::MAX_LINE_BYTES;
 use crate::server::lockout::{Lockout, AUTH_FAILURES, AUTH_LOCKOUT_SECS};
 use crate::server::outbox::OUTBOX_BYTES;
 use crate::server::pipes::{Pipes, MAX_WAITING_PIPES, PIPE_WAIT_SECS};
@@ -25,6 +24,7 @@ use crate::server::reaper::Reaper;
 use crate::server::rooms::{Rooms, MAX_ROOMS, ROOM_SIZE, SLOW_GRACE_MS};
 use crate::server::slots::Slots;
 use crate::server::throttle::{Throttle, RATE_PER_MINUTE};
+use crate::socket::edge::Edge;
 
 /// Default for `--max-conns`.
 pub const MAX_CONNS: usize = 10_000;
@@ -66,7 +66,7 @@ pub struct Config {
     pub ws_ping: Duration,
     /// magic-wormhole: on or off, what clients are told, who may use it, its limits, its
     /// state file (every `--wormhole-…` flag).
-    pub wormhole: crate::server::wormhole::Settings,
+    pub wormhole: crate::server::wormhole::state::Settings,
     pub greet_wait: Duration,
     pub drain: Duration,
     pub splice: bool,
@@ -162,9 +162,9 @@ pub struct Hub {
     pub rooms: Rooms,
     pub pipes: Pipes,
     /// magic-wormhole's nameplates and mailboxes.
-    pub wormhole: crate::server::wormhole::Wormhole,
+    pub wormhole: crate::server::wormhole::state::Wormhole,
     /// magic-wormhole transit ends waiting for their partner.
-    pub transits: crate::server::transits::Transits,
+    pub transits: crate::server::wormhole::transits::Transits,
     pub idle: Reaper,
     pub throttle: Throttle,
     /// Failed `/auth` per address (`--auth-failures`).
@@ -203,8 +203,8 @@ impl Hub {
             slots: Arc::new(slots),
             rooms: Rooms::new(config.room_size, config.max_rooms),
             pipes: Pipes::new(config.max_waiting_pipes),
-            transits: crate::server::transits::Transits::new(config.max_waiting_pipes),
-            wormhole: crate::server::wormhole::Wormhole::new(config.wormhole.clone()),
+            transits: crate::server::wormhole::transits::Transits::new(config.max_waiting_pipes),
+            wormhole: crate::server::wormhole::state::Wormhole::new(config.wormhole.clone()),
             idle: Reaper::new(
                 config.idle_timeout,
                 config.secret.is_some().then_some(config.handshake_timeout),

@@ -6,6 +6,9 @@
 //! client's own outbox to its socket). `/pipe TOKEN` ends line mode: once the writer has
 //! drained, the socket leaves line mode for good and goes to the pipe handler.
 
+pub(crate) mod commands;
+pub(crate) mod reader;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,10 +16,10 @@ use std::time::Duration;
 
 use futures_lite::future;
 
-use crate::line::{Line, LineReader};
 use crate::proto::{self, Command, Input, Role};
-use crate::server::commands::{redacted_auth, Conn, Exit};
 use crate::server::hub::Hub;
+use crate::server::lines::commands::{redacted_auth, Conn, Exit};
+use crate::server::lines::reader::{Line, LineReader};
 use crate::server::outbox::Fate;
 use crate::server::pipe;
 use crate::server::pipes::End;

@@ -9,21 +9,21 @@
 //! every `slots::Ticket` has been dropped.
 //!
 //! The layout below: the front door (`door.rs`) takes each accepted connection to exactly
-//! one protocol handler (TLS, whose plaintext comes back through the door; line mode in
-//! `lines.rs` with one function per command in `commands.rs`; pipe mode in `pipe.rs`). The
-//! hub (`hub.rs`) is what they share; the registries (`rooms.rs`, `pipes.rs`) do no I/O;
-//! lower modules never import higher ones.
+//! one protocol handler, a file or folder each: TLS (whose plaintext comes back through the
+//! door), line mode (`lines.rs`, one function per command in `lines/commands.rs`), pipe
+//! mode (`pipe.rs`), HTTP and its WebSockets (`http/`), magic-wormhole (`wormhole/`), the
+//! cluster's links (`cluster/`). The hub (`hub.rs`) is what they share; the registries
+//! (`rooms.rs`, `pipes.rs`) do no I/O; lower modules never import higher ones
+//! (`tests/layout.rs` checks it).
 
 mod about;
 pub(crate) mod access;
 pub(crate) mod clock;
 pub(crate) mod cluster;
-mod commands;
 mod door;
-mod handover;
 mod http;
 pub(crate) mod hub;
-mod lines;
+pub(crate) mod lines;
 pub(crate) mod lockout;
 mod node;
 mod notice;
@@ -38,9 +38,8 @@ pub(crate) mod slots;
 pub(crate) mod throttle;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
-mod transit;
-pub(crate) mod transits;
 mod turn_away;
+pub(crate) mod websocket;
 pub(crate) mod workers;
 pub(crate) mod wormhole;
 
@@ -426,7 +425,7 @@ async fn save_wormhole(hub: &Hub) {
         return;
     };
     let shown = path.display().to_string();
-    if let Err(e) = smol::unblock(move || wormhole::write(&path, &write)).await {
+    if let Err(e) = smol::unblock(move || wormhole::state::write(&path, &write)).await {
         hub.wormhole.mark_changed();
         let message = format!("cannot write the wormhole state to {shown}: {e}");
         hub.log.send(Record::Server { message }).await;

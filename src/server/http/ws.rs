@@ -13,36 +13,28 @@
 //! are let in. A refusal after the upgrade is a close frame with a reason a person can read.
 
 mod lines;
-mod mailbox;
 mod pipe_end;
-mod transit_end;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
-use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use async_tungstenite::tungstenite::{Error as WsError, Message};
-use async_tungstenite::{WebSocketSender, WebSocketStream};
-use futures_lite::future;
-use smol::Timer;
+use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use async_tungstenite::WebSocketStream;
 
 use super::head::Head;
-use super::{respond, Answered};
+use super::respond;
+use crate::server::http::answer::Answered;
 use crate::server::hub::{Hub, Refusal};
-use crate::server::notice::{tell, NOTICE_WRITE_TIMEOUT};
+use crate::server::notice::tell;
 use crate::server::printer::Mood;
 use crate::server::slots::Ticket;
+use crate::server::websocket::{close, Ws};
+use crate::server::wormhole::{mailbox, transit_ws};
 use crate::socket::Socket;
 
 /// The largest message a pipe's WebSocket takes (`/ws` takes `--max-line`).
 pub const PIPE_MESSAGE_BYTES: usize = 1 << 20;
-
-/// A server's side of a WebSocket over one of duet's sockets.
-pub type Ws = WebSocketStream<Socket>;
 
 /// Whether the request asks for a WebSocket.
 pub fn is_upgrade(head: &Head) -> bool {
@@ -107,7 +99,7 @@ pub async fn serve(
     let limit = match route {
         Route::Lines => hub.config.max_line_bytes,
         Route::Pipe(_) | Route::Transit => PIPE_MESSAGE_BYTES,
-        Route::Mailbox => crate::server::wormhole::MAX_MESSAGE_BYTES,
+        Route::Mailbox => crate::server::wormhole::state::MAX_MESSAGE_BYTES,
     };
     let ws = upgrade(hub, stream, key, early, limit).await;
     // Wormhole web apps use mailbox servers and relays of other origins by design.
@@ -121,7 +113,7 @@ pub async fn serve(
     match route {
         Route::Lines => lines::serve(hub, ws, peer, ticket).await,
         Route::Pipe(token) => pipe_end::serve(hub, ws, peer, head, token, ticket).await,
-        Route::Transit => transit_end::serve(hub, ws, peer, ticket).await,
+        Route::Transit => transit_ws::serve(hub, ws, peer, ticket).await,
         Route::Mailbox => {
             let answered = mailbox::serve(hub, ws, peer).await;
             drop(ticket);
@@ -185,88 +177,5 @@ fn origin_allowed(hub: &Hub, head: &Head) -> Result<(), String> {
         false => Err(format!(
             "pages from {origin} may not use this server (see --allow-origin)"
         )),
-    }
-}
-
-/// The close code and reason for a peer that broke the protocol (RFC 6455 §7.4.1: 1002
-/// for a bad frame, an unmasked one among them; 1007 for text that is not UTF-8; 1009 for
-/// a message over the limit), or `None` when the error is the connection's own (gone,
-/// reset), which gets no close frame.
-pub fn violation(error: &WsError) -> Option<(u16, String)> {
-    match error {
-        WsError::Protocol(e) => Some((1002, format!("protocol error: {e}"))),
-        WsError::Utf8(_) => Some((1007, "a text message that is not UTF-8".into())),
-        WsError::Capacity(e) => Some((1009, format!("message too big: {e}"))),
-        _ => None,
-    }
-}
-
-/// Sends a close frame (the reason cut to the 123 bytes a close frame holds), giving up
-/// after a while on a peer that does not read.
-pub async fn close(tx: &mut WebSocketSender<Socket>, code: u16, reason: &str) {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let frame = CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason[..end].to_string().into(),
-    };
-    future::or(
-        async {
-            tx.send(Message::Close(Some(frame))).await.ok();
-        },
-        async {
-            Timer::after(NOTICE_WRITE_TIMEOUT).await;
-        },
-    )
-    .await;
-}
-
-/// When the peer was last heard from (any message, pongs included), and how often a quiet
-/// one is pinged (`--ws-ping`; browsers answer pings by themselves): one that has sent
-/// nothing, not even a pong, for two of those is closed as gone.
-pub struct Heard {
-    since: Instant,
-    last_ms: AtomicU64,
-    pub every: Duration,
-}
-
-impl Heard {
-    fn new(every: Duration) -> Heard {
-        Heard {
-            since: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            every,
-        }
-    }
-
-    /// Whether the peer has been silent for two pings.
-    fn gone(&self) -> bool {
-        self.silent_for() > self.every * 2
-    }
-
-    /// The peer spoke just now.
-    fn now(&self) {
-        let ms = self.since.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// How long since the peer last spoke.
-    fn silent_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        self.since.elapsed().saturating_sub(last)
-    }
-}
-
-impl Answered {
-    /// How a WebSocket ended, for its log record.
-    fn ws(note: String, mood: Mood) -> Answered {
-        Answered {
-            status: 101,
-            bytes: 0,
-            note,
-            mood,
-        }
     }
 }

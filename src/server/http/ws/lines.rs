@@ -15,13 +15,13 @@ use async_tungstenite::{WebSocketReceiver, WebSocketSender};
 use futures_lite::{future, AsyncWriteExt, StreamExt};
 use smol::Timer;
 
-use super::{close, violation, Heard, Ws};
-use crate::line::{Line, LineReader};
-use crate::server::http::Answered;
+use crate::server::http::answer::Answered;
 use crate::server::hub::Hub;
+use crate::server::lines::reader::{Line, LineReader};
 use crate::server::lines::{self, Opening, CLOSE_LINGER};
 use crate::server::printer::Mood;
 use crate::server::slots::Ticket;
+use crate::server::websocket::{close, violation, Heard, Ws};
 use crate::socket::{LineSocket, Socket, Stream};
 
 /// Why the bridge closes the WebSocket: a close code and reason, when not a plain goodbye.

@@ -20,16 +20,16 @@ use futures_lite::io::BufReader;
 use futures_lite::{future, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, StreamExt};
 use smol::Timer;
 
-use super::{close, violation, Heard, Ws};
 use crate::proto::{self, Role};
-use crate::server::commands::{auth_refused, check_auth, AuthCheck};
+use crate::server::http::answer::Answered;
 use crate::server::http::head::Head;
-use crate::server::http::Answered;
 use crate::server::hub::{Hub, Refusal};
+use crate::server::lines::commands::{auth_refused, check_auth, AuthCheck};
 use crate::server::pipe;
 use crate::server::pipes::{About, End, Learns};
 use crate::server::printer::Mood;
 use crate::server::slots::Ticket;
+use crate::server::websocket::{close, violation, Heard, Ws};
 use crate::socket::{Socket, Stream};
 
 /// Bytes per binary message the server sends.

@@ -12,13 +12,13 @@ use async_tungstenite::{WebSocketReceiver, WebSocketSender};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt, StreamExt};
 use smol::Timer;
 
-use super::{close, violation, Ws};
-use crate::server::http::Answered;
+use crate::server::http::answer::Answered;
 use crate::server::hub::Hub;
 use crate::server::lines::CLOSE_LINGER;
 use crate::server::printer::Mood;
 use crate::server::slots::Ticket;
-use crate::server::transit::{self, Handshake};
+use crate::server::websocket::{close, violation, Ws};
+use crate::server::wormhole::transit::{self, Handshake};
 use crate::socket::{Socket, Stream};
 
 /// Bytes per binary message the server sends.

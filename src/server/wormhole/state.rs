@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lock::lock;
 
-mod journal;
+pub(crate) mod journal;
 
 pub use journal::write;
 

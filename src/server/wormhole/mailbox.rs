@@ -5,7 +5,7 @@
 //! acknowledged (`ack` with its `id`), then answered as the reference server
 //! (magic-wormhole-mailbox-server) answers it: `welcome` on connect, then `bind`, `list`,
 //! `allocate`, `claim`, `release`, `open`, `add`, `close`, `ping`, with `error` (and the
-//! command as `orig`) for what is refused. The state lives in [`crate::server::wormhole`];
+//! command as `orig`) for what is refused. The state lives in [`crate::server::wormhole::state`];
 //! this is one connection's side of it: one function per command.
 
 use std::net::SocketAddr;
@@ -16,11 +16,11 @@ use futures_lite::{future, StreamExt};
 use serde_json::{json, Map, Value};
 use smol::Timer;
 
-use super::{close, violation, Heard, Ws};
-use crate::server::http::Answered;
+use crate::server::http::answer::Answered;
 use crate::server::hub::Hub;
 use crate::server::printer::{Mood, Record};
-use crate::server::wormhole::{self, Listener, Message, LISTENER_QUEUE};
+use crate::server::websocket::{close, violation, Heard, Ws};
+use crate::server::wormhole::state::{self, Listener, Message, LISTENER_QUEUE};
 
 /// A command refused: the `error` text.
 struct CommandError(String);
@@ -126,7 +126,7 @@ async fn flush(
     out: &mut Vec<Value>,
 ) -> bool {
     for mut reply in out.drain(..) {
-        reply["server_tx"] = json!(wormhole::now());
+        reply["server_tx"] = json!(state::now());
         if tx.send(WsMessage::text(reply.to_string())).await.is_err() {
             return false;
         }
@@ -380,7 +380,7 @@ impl Conn<'_> {
             side: side.to_string(),
             phase,
             body,
-            server_rx: wormhole::now(),
+            server_rx: state::now(),
             id: msg.get("id").cloned().unwrap_or(Value::Null),
         };
         self.hub.wormhole.add(app, &mailbox, message, self.who())?;
@@ -421,7 +421,7 @@ impl Conn<'_> {
     }
 
     /// The address this connection's limits count against (IPv6: its /64).
-    fn who(&self) -> wormhole::Who {
+    fn who(&self) -> state::Who {
         crate::server::throttle::key(self.peer.ip())
     }
 
@@ -458,11 +458,11 @@ impl Conn<'_> {
 
 /// An id a client names (appid, side, mailbox) must be short: each is kept in the tables.
 fn short(value: &str, what: &str) -> Result<(), CommandError> {
-    match value.len() <= wormhole::MAX_ID_BYTES {
+    match value.len() <= state::MAX_ID_BYTES {
         true => Ok(()),
         false => Err(CommandError(format!(
             "{what} too long (max {} bytes)",
-            wormhole::MAX_ID_BYTES
+            state::MAX_ID_BYTES
         ))),
     }
 }

@@ -24,7 +24,7 @@ use crate::server::pipe;
 use crate::server::printer::{Mood, Record, TransitRecord};
 use crate::server::relay::{self, Side};
 use crate::server::slots::Ticket;
-use crate::server::transits::{Arrival, TransitEnd};
+use crate::server::wormhole::transits::{Arrival, TransitEnd};
 use crate::socket::Socket;
 
 /// Longest token and side the handshake may carry (the reference takes exactly 64 and 16
