@@ -65,19 +65,19 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
         hub.log.send(Record::Connected { peer }).await;
     }
     let greet_until = match how {
-        Arrived::TlsHttp => Instant::now() + hub.config.handshake_timeout,
-        _ => Instant::now() + hub.config.greet_wait,
+        Arrived::TlsHttp => Instant::now() + hub.config.limits.handshake_timeout,
+        _ => Instant::now() + hub.config.limits.greet_wait,
     };
     // Boxed: it would otherwise sit in every connection's task for good, and a box this
     // small is reused at once by the next connection's. The line reader is made inside it
     // and moved out, so that it is not kept twice in the task (here and in line mode).
-    let (lines, opening) = match hub.config.greet_wait.is_zero() && how != Arrived::TlsHttp {
+    let (lines, opening) = match hub.config.limits.greet_wait.is_zero() && how != Arrived::TlsHttp {
         true => {
             let lines = LineReader::new(
                 LineSocket::new(stream.clone(), &hub.edge),
-                hub.config.max_line_bytes,
+                hub.config.limits.max_line_bytes,
             );
-            let authed = hub.config.secret.is_none();
+            let authed = hub.config.auth.secret.is_none();
             (
                 lines,
                 Opening {
@@ -134,11 +134,11 @@ async fn greeting_window(
 ) -> Option<(LineReader<LineSocket>, Opening)> {
     let mut lines = LineReader::new(
         LineSocket::new(stream.clone(), &hub.edge),
-        hub.config.max_line_bytes,
+        hub.config.limits.max_line_bytes,
     );
     let mut opening = Opening {
         first: early_line(&mut lines, until).await,
-        authed: hub.config.secret.is_none(),
+        authed: hub.config.auth.secret.is_none(),
     };
     let check = match opening.authed {
         true => None,
@@ -251,7 +251,7 @@ async fn handed_over(
     lines: &mut LineReader<LineSocket>,
 ) -> Option<(SocketAddr, FirstLine)> {
     let from = from?;
-    let until = Instant::now() + hub.config.handshake_timeout;
+    let until = Instant::now() + hub.config.limits.handshake_timeout;
     let opening = Opening {
         first: early_line(lines, until).await,
         authed: true,
@@ -362,8 +362,8 @@ mod tls {
         // due is a plain one. With --tls-only there is no greeting to send: wait for the
         // handshake.
         let until = match tls.only {
-            true => Instant::now() + hub.config.handshake_timeout,
-            false => Instant::now() + hub.config.greet_wait,
+            true => Instant::now() + hub.config.limits.handshake_timeout,
+            false => Instant::now() + hub.config.limits.greet_wait,
         };
         match (starts_handshake(&stream, until).await, tls.only) {
             (true, _) => secure(stream, peer, hub, ticket, &tls).await,
@@ -405,7 +405,10 @@ mod tls {
             reason: reason.into(),
             mood: Mood::Errored,
         };
-        let secured = match tls.accept(stream, hub.config.handshake_timeout).await {
+        let secured = match tls
+            .accept(stream, hub.config.limits.handshake_timeout)
+            .await
+        {
             Ok(secured) => {
                 hub.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
                 secured
@@ -432,7 +435,7 @@ mod tls {
         let how = tls_setup::describe(&secured);
         hub.log.send(Record::Secured { peer, how }).await;
         let tcp = secured.get_ref().0.clone();
-        tcp.get_ref().set_keepalive(hub.config.keepalive);
+        tcp.get_ref().set_keepalive(hub.config.limits.keepalive);
         let flag = ours.clone();
         // Set when the server side ended with a reset (a pipe that was cut, a refusal): the
         // bridge may be stuck writing to a slow client and would notice late, so after a

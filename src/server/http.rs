@@ -56,7 +56,7 @@ pub async fn serve(
     ticket: Ticket,
 ) {
     let started = Instant::now();
-    let until = started + hub.config.handshake_timeout;
+    let until = started + hub.config.limits.handshake_timeout;
     // The request line, as the log shows every client's first line (a token is not a
     // secret; the query, which may carry a file name, is left out).
     let shown = match first.iter().position(|&b| b == b'?') {
@@ -176,6 +176,7 @@ async fn scrape(hub: &Arc<Hub>, stream: &Socket, peer: SocketAddr) -> Answered {
     let ip = peer.ip().to_canonical();
     if !hub
         .config
+        .auth
         .metrics_allow
         .iter()
         .any(|range| range.contains(ip))
@@ -218,7 +219,12 @@ async fn web_page(hub: &Hub, stream: &Socket, head: &Head) -> Answered {
     ];
     write_head(hub, stream, 200, &headers, Some(page::HTML.len() as u64)).await;
     if head.method != "HEAD" {
-        tell_within(stream, page::HTML.as_bytes(), hub.config.handshake_timeout).await;
+        tell_within(
+            stream,
+            page::HTML.as_bytes(),
+            hub.config.limits.handshake_timeout,
+        )
+        .await;
     }
     Answered::plain(200, "page")
 }
@@ -311,7 +317,7 @@ async fn write_head(
     headers: &[(&str, &str)],
     length: Option<u64>,
 ) {
-    let head = head_text(&hub.config.cors_origin, status, headers, length);
+    let head = head_text(&hub.config.web.cors_origin, status, headers, length);
     tell(stream, head.as_bytes()).await;
 }
 

@@ -8,151 +8,19 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread;
-use std::time::Duration;
 
 use async_channel::Receiver;
 use event_listener::{listener, Event};
 
-use crate::server::access::Access;
-use crate::server::lines::reader::MAX_LINE_BYTES;
-use crate::server::lockout::{Lockout, AUTH_FAILURES, AUTH_LOCKOUT_SECS};
-use crate::server::outbox::OUTBOX_BYTES;
-use crate::server::pipes::{Pipes, MAX_WAITING_PIPES, PIPE_WAIT_SECS};
+use crate::server::config::Config;
+use crate::server::lockout::Lockout;
+use crate::server::pipes::Pipes;
 use crate::server::printer::{Log, Mood};
 use crate::server::reaper::Reaper;
-use crate::server::rooms::{Rooms, MAX_ROOMS, ROOM_SIZE, SLOW_GRACE_MS};
+use crate::server::rooms::Rooms;
 use crate::server::slots::Slots;
-use crate::server::throttle::{Throttle, RATE_PER_MINUTE};
+use crate::server::throttle::Throttle;
 use crate::socket::edge::Edge;
-
-/// Default for `--max-conns`.
-pub const MAX_CONNS: usize = 10_000;
-/// Default for `--max-per-ip`: connections from one address at once.
-pub const MAX_PER_IP: usize = 64;
-/// Default for `--idle-timeout`: how long a line-mode client may go without completing a
-/// line, in seconds.
-pub const IDLE_TIMEOUT_SECS: u64 = 3600;
-/// Default for `--handshake-timeout`: seconds a client has to authenticate (`/auth`) when
-/// the server has a `--secret-file`.
-pub const HANDSHAKE_TIMEOUT_SECS: u64 = 30;
-/// Default for `--ws-ping`, in seconds.
-pub const WS_PING_SECS: u64 = 30;
-/// Default for `--greet-wait`: how long the greeting is held back so that a client whose first
-/// line is `/pipe TOKEN` can open a silent pipe, in milliseconds.
-pub const GREET_WAIT_MS: u64 = 100;
-/// Default for `--keepalive`: seconds a pipe end may be quiet before TCP keepalive probes
-/// check that its client is still there (then one every 10 s; gone after 3 unanswered).
-pub const KEEPALIVE_SECS: u64 = 60;
-/// Default for `--drain`: at shutdown, how long clients get to receive what is queued for
-/// them and pipes get to finish, in milliseconds.
-pub const DRAIN_MS: u64 = 500;
-
-/// Everything `duet serve` can be told.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub max_line_bytes: usize,
-    pub max_conns: usize,
-    pub max_per_ip: usize,
-    pub idle_timeout: Duration,
-    pub room_size: usize,
-    pub auto_pair: bool,
-    pub outbox_bytes: usize,
-    pub slow_grace: Duration,
-    pub pipe_wait: Duration,
-    /// `--keepalive`: quiet time before TCP keepalive probes on pipe ends; zero is off.
-    pub keepalive: Duration,
-    /// `--ws-ping`: pings on a quiet WebSocket; twice that without a word closes it.
-    pub ws_ping: Duration,
-    /// magic-wormhole: on or off, what clients are told, who may use it, its limits, its
-    /// state file (every `--wormhole-…` flag).
-    pub wormhole: crate::server::wormhole::state::Settings,
-    pub greet_wait: Duration,
-    pub drain: Duration,
-    pub splice: bool,
-    pub threads: usize,
-    /// `--allow` / `--deny`.
-    pub access: Access,
-    /// `--secret-file`: clients must `/auth` with this before anything else.
-    pub secret: Option<Arc<[u8]>>,
-    /// How long a client may take to authenticate (with `--secret-file`).
-    pub handshake_timeout: Duration,
-    /// `--auth-failures`: failed `/auth` per address before a lock-out; 0 is no limit.
-    pub auth_failures: u32,
-    /// `--auth-lockout`: the first lock-out (each next one doubles).
-    pub auth_lockout: Duration,
-    /// `--rate`: joins and pipes per address per minute; 0 is no limit.
-    pub rate: u32,
-    pub max_rooms: usize,
-    pub max_waiting_pipes: usize,
-    /// `--pipe-max-bytes`: bytes one pipe may carry in each direction; 0 is no limit.
-    pub pipe_max_bytes: u64,
-    /// `--pipe-max-time`: how long one pipe may stay open; zero is no limit.
-    pub pipe_max_time: Duration,
-    /// `--stats-interval`: how often to log a summary line; zero is never.
-    pub stats_interval: Duration,
-    /// `--cors-origin`: the origin HTTP responses allow (`*`: any page may use the pipes).
-    pub cors_origin: Arc<str>,
-    /// `--allow-origin`: other origins whose pages may open WebSockets (lower case).
-    pub allow_origins: Vec<String>,
-    /// The host names this server's pages are served under (`--public-url`, the names of
-    /// `--tls-cert`), lower case: when known, the only names whose pages may open
-    /// WebSockets here besides `--allow-origin` (a page whose name merely points here, by
-    /// DNS rebinding, may not).
-    pub public_names: Vec<String>,
-    /// `--metrics-allow`: who may read `/metrics` (loopback by default).
-    pub metrics_allow: Vec<crate::server::access::Cidr>,
-    /// `--cluster` and its companions: the Redis server through which nodes act as one
-    /// service.
-    pub cluster: Option<crate::server::cluster::Settings>,
-    /// `--tls-cert`/`--tls-key` or `--tls-self-signed`.
-    #[cfg(feature = "tls")]
-    pub tls: Option<crate::server::tls::Tls>,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            max_line_bytes: MAX_LINE_BYTES,
-            max_conns: MAX_CONNS,
-            max_per_ip: MAX_PER_IP,
-            idle_timeout: Duration::from_secs(IDLE_TIMEOUT_SECS),
-            room_size: ROOM_SIZE,
-            auto_pair: false,
-            outbox_bytes: OUTBOX_BYTES,
-            slow_grace: Duration::from_millis(SLOW_GRACE_MS),
-            pipe_wait: Duration::from_secs(PIPE_WAIT_SECS),
-            keepalive: Duration::from_secs(KEEPALIVE_SECS),
-            ws_ping: Duration::from_secs(WS_PING_SECS),
-            wormhole: Default::default(),
-            greet_wait: Duration::from_millis(GREET_WAIT_MS),
-            drain: Duration::from_millis(DRAIN_MS),
-            splice: true,
-            threads: thread::available_parallelism().map_or(1, |n| n.get()),
-            access: Access::default(),
-            secret: None,
-            handshake_timeout: Duration::from_secs(HANDSHAKE_TIMEOUT_SECS),
-            auth_failures: AUTH_FAILURES,
-            cors_origin: "*".into(),
-            allow_origins: Vec::new(),
-            public_names: Vec::new(),
-            metrics_allow: vec![
-                "127.0.0.0/8".parse().expect("a valid range"),
-                "::1".parse().expect("a valid range"),
-            ],
-            auth_lockout: Duration::from_secs(AUTH_LOCKOUT_SECS),
-            rate: RATE_PER_MINUTE,
-            max_rooms: MAX_ROOMS,
-            max_waiting_pipes: MAX_WAITING_PIPES,
-            pipe_max_bytes: 0,
-            pipe_max_time: Duration::ZERO,
-            stats_interval: Duration::ZERO,
-            cluster: None,
-            #[cfg(feature = "tls")]
-            tls: None,
-        }
-    }
-}
 
 /// What every connection shares.
 #[derive(Debug)]
@@ -165,7 +33,8 @@ pub struct Hub {
     pub wormhole: crate::server::wormhole::state::Wormhole,
     /// magic-wormhole transit ends waiting for their partner.
     pub transits: crate::server::wormhole::transits::Transits,
-    pub idle: Reaper,
+    /// Times out idle clients (one task for all of them).
+    pub reaper: Reaper,
     pub throttle: Throttle,
     /// Failed `/auth` per address (`--auth-failures`).
     pub auth: Lockout,
@@ -191,7 +60,7 @@ impl Hub {
     /// The hub, and the receiver that closes once the slots are closed and every
     /// connection is done (see [`Slots::new`]).
     pub(crate) fn new(config: Config, log: Log) -> io::Result<(Hub, Receiver<()>)> {
-        let (slots, all_done) = Slots::new(config.max_conns, config.max_per_ip);
+        let (slots, all_done) = Slots::new(config.limits.max_conns, config.limits.max_per_ip);
         let cluster = config.cluster.as_ref().map(|settings| {
             let cluster = crate::server::cluster::Cluster::new(settings);
             Arc::new(cluster.expect("--cluster's settings are checked when options are read"))
@@ -201,16 +70,22 @@ impl Hub {
         }
         let hub = Hub {
             slots: Arc::new(slots),
-            rooms: Rooms::new(config.room_size, config.max_rooms),
-            pipes: Pipes::new(config.max_waiting_pipes),
-            transits: crate::server::wormhole::transits::Transits::new(config.max_waiting_pipes),
-            wormhole: crate::server::wormhole::state::Wormhole::new(config.wormhole.clone()),
-            idle: Reaper::new(
-                config.idle_timeout,
-                config.secret.is_some().then_some(config.handshake_timeout),
+            rooms: Rooms::new(config.limits.room_size, config.limits.max_rooms),
+            pipes: Pipes::new(config.limits.max_waiting_pipes),
+            transits: crate::server::wormhole::transits::Transits::new(
+                config.limits.max_waiting_pipes,
             ),
-            throttle: Throttle::new(config.rate),
-            auth: Lockout::new(config.auth_failures, config.auth_lockout),
+            wormhole: crate::server::wormhole::state::Wormhole::new(config.wormhole.clone()),
+            reaper: Reaper::new(
+                config.limits.idle_timeout,
+                config
+                    .auth
+                    .secret
+                    .is_some()
+                    .then_some(config.limits.handshake_timeout),
+            ),
+            throttle: Throttle::new(config.limits.rate),
+            auth: Lockout::new(config.auth.failures, config.auth.lockout),
             stats: Totals::default(),
             cluster,
             edge: Edge::new()?,
@@ -248,7 +123,7 @@ impl Hub {
     pub(crate) fn stop(&self) {
         self.stopping.store(true, Ordering::Release);
         self.stop.notify(usize::MAX);
-        self.idle.stop_all();
+        self.reaper.stop_all();
         self.slots.close();
     }
 
@@ -272,7 +147,7 @@ impl Hub {
     /// Redis call; when Redis is unavailable, this node's count alone).
     pub async fn rate_limit_everywhere(&self, peer: SocketAddr) -> Result<(), RateLimited> {
         self.rate_limit(peer)?;
-        let (Some(cluster), rate @ 1..) = (&self.cluster, self.config.rate) else {
+        let (Some(cluster), rate @ 1..) = (&self.cluster, self.config.limits.rate) else {
             return Ok(());
         };
         let address = crate::server::throttle::key(peer.ip());

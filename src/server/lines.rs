@@ -109,7 +109,7 @@ pub async fn serve(
     let session = Session::new(
         hub.next_id(),
         *peer,
-        hub.config.outbox_bytes,
+        hub.config.limits.outbox_bytes,
         Some(stream.clone()),
     );
     let conn = Conn {
@@ -120,20 +120,20 @@ pub async fn serve(
     if !opening.authed {
         conn.session.require_auth();
     }
-    hub.idle.watch(&conn.session);
+    hub.reaper.watch(&conn.session);
     if hub.is_stopping() {
         // Too late for `Reaper::stop_all`, which ran before the watch: stop reading here.
         outbox.stop_reading();
     }
     outbox.push(proto::GREETING);
-    if opening.authed && hub.config.secret.is_some() {
+    if opening.authed && hub.config.auth.secret.is_some() {
         outbox.push(&proto::notice("authenticated"));
     }
     let (exit, ()) = future::zip(
         async {
             let exit = conn.read_lines(lines, opening).await;
             outbox.close(match exit {
-                Exit::Shutdown => hub.config.drain,
+                Exit::Shutdown => hub.config.limits.drain,
                 _ => CLOSE_LINGER,
             });
             exit
@@ -141,7 +141,7 @@ pub async fn serve(
         outbox.write_to(stream.clone()),
     )
     .await;
-    hub.idle.forget(conn.session.id);
+    hub.reaper.forget(conn.session.id);
     let fate = outbox.fate();
     conn.leave_room(match (&exit, fate) {
         (_, Fate::TooSlow) => "was too slow and was disconnected",
@@ -167,7 +167,7 @@ fn closing_record(conn: &Conn, exit: Exit, fate: Fate) -> Record {
         (_, Fate::TooSlow) => dropped(
             format!(
                 "too slow ({}-byte outbox not drained in time)",
-                config.outbox_bytes
+                config.limits.outbox_bytes
             ),
             Mood::TooSlow,
         ),
@@ -181,12 +181,12 @@ fn closing_record(conn: &Conn, exit: Exit, fate: Fate) -> Record {
         (Exit::Idle, _) if !conn.session.is_authed() => dropped(
             format!(
                 "authentication timed out ({} s)",
-                config.handshake_timeout.as_secs()
+                config.limits.handshake_timeout.as_secs()
             ),
             Mood::TimedOut,
         ),
         (Exit::Idle, _) => dropped(
-            format!("idle timeout ({} s)", config.idle_timeout.as_secs()),
+            format!("idle timeout ({} s)", config.limits.idle_timeout.as_secs()),
             Mood::TimedOut,
         ),
         (Exit::AuthFailed, _) => dropped("authentication failed".into(), Mood::Refused),
@@ -243,7 +243,7 @@ impl Conn {
     async fn not_a_line(&self, line: Line) -> Option<Exit> {
         let error = match line {
             Line::TooLong => {
-                let max = self.hub.config.max_line_bytes;
+                let max = self.hub.config.limits.max_line_bytes;
                 let error = format!("line too long (max {max} bytes)");
                 self.session.send(proto::error(&error));
                 error
@@ -295,7 +295,7 @@ impl Conn {
         };
         if room.has_high_reader(self.session.id) {
             // Boxed: rare, and it would otherwise enlarge every connection's task.
-            let grace = self.hub.config.slow_grace;
+            let grace = self.hub.config.limits.slow_grace;
             Box::pin(room.wait_for_readers(self.session.id, grace)).await;
         }
         let line = proto::message(|buf| self.session.push_nick(buf), message);

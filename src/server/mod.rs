@@ -20,6 +20,7 @@ mod about;
 pub(crate) mod access;
 pub(crate) mod clock;
 pub(crate) mod cluster;
+pub(crate) mod config;
 mod door;
 mod http;
 pub(crate) mod hub;
@@ -59,9 +60,9 @@ use crate::server::door::Arrived;
 use crate::server::printer::{Log, Mood, Record, Stats};
 use crate::socket::{Socket, Stream};
 
-pub use crate::server::hub::{
-    Config, DRAIN_MS, GREET_WAIT_MS, HANDSHAKE_TIMEOUT_SECS, IDLE_TIMEOUT_SECS, KEEPALIVE_SECS,
-    MAX_CONNS, MAX_PER_IP, WS_PING_SECS,
+pub use crate::server::config::{
+    Auth, Config, Limits, Web, DRAIN_MS, GREET_WAIT_MS, HANDSHAKE_TIMEOUT_SECS, IDLE_TIMEOUT_SECS,
+    KEEPALIVE_SECS, MAX_CONNS, MAX_PER_IP, WS_PING_SECS,
 };
 use crate::server::hub::{Hub, Refusal};
 
@@ -159,7 +160,7 @@ pub fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let (ip, port) = (listener.local_addr()?.ip(), listener.local_addr()?.port());
-    let descriptors = raise_fd_limit(config.max_conns);
+    let descriptors = raise_fd_limit(config.limits.max_conns);
     let listener = Arc::new(Async::new(listener)?);
     let (hub, all_done) = Hub::new(config, log)?;
     if let Some(path) = &hub.config.wormhole.state {
@@ -197,7 +198,7 @@ pub fn run(
             };
             let chores = {
                 let hub = hub.clone();
-                ex.spawn(async move { future::or(hub.idle.run(), housekeeping(&hub)).await })
+                ex.spawn(async move { future::or(hub.reaper.run(), housekeeping(&hub)).await })
             };
             let clustering = hub.cluster.clone().map(|cluster| {
                 let address = match &hub.config.cluster {
@@ -259,7 +260,7 @@ async fn shut_down(hub: &Hub, all_done: async_channel::Receiver<()>) {
     hub.log.send(Record::Server { message }).await;
     // No new slots; `all_done` closes with the last ticket.
     hub.stop();
-    let deadline = hub.config.drain + SHUTDOWN_GRACE;
+    let deadline = hub.config.limits.drain + SHUTDOWN_GRACE;
     let finished = async {
         all_done.recv().await.ok();
     };
@@ -280,7 +281,7 @@ async fn accept_all(ex: Arc<Executor<'static>>, listener: Arc<Async<TcpListener>
                 backoff = ACCEPT_BACKOFF_MIN;
                 hub.stats.accepted.fetch_add(1, Ordering::Relaxed);
                 let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-                if !hub.config.access.permits(peer.ip()) {
+                if !hub.config.auth.access.permits(peer.ip()) {
                     let error = "access denied".into();
                     turn_away::refuse(&ex, &doorstep, stream, peer, &hub, Refusal::Access, error);
                     continue;

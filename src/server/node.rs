@@ -116,7 +116,7 @@ async fn accept_pair(hub: &Hub, message: &[u8]) {
         .cluster
         .as_deref()
         .expect("pairs arrive only with --cluster");
-    let session = hub.idle.session(id).filter(|s| hub.rooms.stop_waiting(s));
+    let session = hub.reaper.session(id).filter(|s| hub.rooms.stop_waiting(s));
     let joined = session.and_then(|s| Some((hub.rooms.join(&s, name, |_| {}).ok()?, s)));
     match joined {
         Some((room, session)) => {

@@ -36,7 +36,9 @@ pub async fn first_line(hub: &Arc<Hub>, token: Arc<str>, line: Vec<u8>, end: End
 /// Serves a pipe end: here, or with `--cluster` on the node where its peer waits.
 pub async fn serve(hub: &Arc<Hub>, token: Arc<str>, end: End) {
     // TLS ends have theirs on the TCP socket (see the door's TLS handler).
-    end.stream.get_ref().set_keepalive(hub.config.keepalive);
+    end.stream
+        .get_ref()
+        .set_keepalive(hub.config.limits.keepalive);
     let cluster = match hub.cluster.as_deref() {
         Some(cluster) if !hub.pipes.is_known(&token) => cluster,
         _ => {
@@ -44,7 +46,7 @@ pub async fn serve(hub: &Arc<Hub>, token: Arc<str>, end: End) {
             return;
         }
     };
-    let expiry = hub.config.pipe_wait + cluster::HEARTBEAT_TTL;
+    let expiry = hub.config.limits.pipe_wait + cluster::HEARTBEAT_TTL;
     match cluster.claim_pipe(&token, expiry).await {
         // Boxed: linking (a TLS handshake among it) is large, and every connection that may
         // become a pipe end would carry its size.
@@ -249,7 +251,7 @@ async fn wait(hub: &Hub, handoff: &async_channel::Receiver<End>, mine: &End) -> 
                 }
             },
             async {
-                Timer::after(hub.config.pipe_wait).await;
+                Timer::after(hub.config.limits.pipe_wait).await;
                 Waited::Expired
             },
         ),
@@ -287,7 +289,7 @@ async fn wait_until_gone(stream: &Socket, sent_nothing: bool) -> Waited {
 async fn abandon(hub: &Hub, token: Arc<str>, mine: End, waited: Waited) {
     let (reason, mood, error) = match waited {
         Waited::Expired => {
-            let secs = hub.config.pipe_wait.as_secs();
+            let secs = hub.config.limits.pipe_wait.as_secs();
             let error = format!("pipe {token} expired (no peer within {secs} s)");
             ("expired waiting for a peer", Mood::Lonely, Some(error))
         }
@@ -456,7 +458,7 @@ pub type Ends<'a> = (Side<'a>, Side<'a>);
 /// ends alike.
 pub async fn run(hub: &Hub, ends: Ends<'_>, counts: &relay::Counts) -> (String, Mood) {
     let (a, b) = ends;
-    let limit = match hub.config.pipe_max_bytes {
+    let limit = match hub.config.limits.pipe_max_bytes {
         0 => u64::MAX,
         n => n,
     };
@@ -467,7 +469,7 @@ pub async fn run(hub: &Hub, ends: Ends<'_>, counts: &relay::Counts) -> (String, 
     // Boxed: the relay's future is large, and every connection that may become a pipe end
     // (a WebSocket, an HTTP request) would carry its size.
     let mut relay = Box::pin(relay::run(a, b, options, counts));
-    let max_time = hub.config.pipe_max_time;
+    let max_time = hub.config.limits.pipe_max_time;
     let cut = async {
         future::or(
             async {
@@ -496,7 +498,7 @@ pub async fn run(hub: &Hub, ends: Ends<'_>, counts: &relay::Counts) -> (String, 
             let secs = max_time.as_secs();
             (format!("time limit reached ({secs} s)"), Mood::OverQuota)
         }
-        Err(None) => drain(relay.as_mut(), hub.config.drain).await,
+        Err(None) => drain(relay.as_mut(), hub.config.limits.drain).await,
     }
 }
 

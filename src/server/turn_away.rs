@@ -69,7 +69,7 @@ pub fn refuse(
     });
     let answering = doorstep.answering.fetch_add(1, Ordering::Relaxed);
     let place = Place(doorstep.clone());
-    if answering >= MAX_TURNING_AWAY || hub.config.greet_wait.is_zero() {
+    if answering >= MAX_TURNING_AWAY || hub.config.limits.greet_wait.is_zero() {
         return at_once(stream, &error);
     }
     let Ok(socket) = Socket::new(Stream::tcp(stream)) else {
@@ -102,7 +102,7 @@ async fn answer(hub: &Hub, socket: &Socket, why: Refusal, error: &str) {
             peek.unwrap_or(0)
         },
         async {
-            Timer::after(hub.config.greet_wait).await;
+            Timer::after(hub.config.limits.greet_wait).await;
             0
         },
     )

@@ -81,7 +81,7 @@ pub async fn serve(
         _ => (Vec::new(), Source::Nothing),
     };
     if decoder.is_some() {
-        client.get_ref().set_keepalive(hub.config.keepalive);
+        client.get_ref().set_keepalive(hub.config.limits.keepalive);
     }
     let (events_in, events) = async_channel::bounded(2);
     let mut end = End::new(stream, peer, body_early, true, Some(role), ticket);
@@ -115,7 +115,7 @@ async fn check(hub: &Hub, peer: SocketAddr, head: &Head, role: Role) -> Result<F
         };
         return Err((400, why, Vec::new()));
     }
-    if hub.config.secret.is_some() {
+    if hub.config.auth.secret.is_some() {
         authorize(hub, peer, head).await?;
     }
     if let Err(limited) = hub.rate_limit_everywhere(peer).await {
@@ -123,7 +123,7 @@ async fn check(hub: &Hub, peer: SocketAddr, head: &Head, role: Role) -> Result<F
         return Err((429, limited.to_string(), retry));
     }
     let framing = framing(head)?;
-    if let (Framing::Length(len), quota) = (framing, hub.config.pipe_max_bytes) {
+    if let (Framing::Length(len), quota) = (framing, hub.config.limits.pipe_max_bytes) {
         if quota > 0 && len > quota {
             let why = format!("the body is over the pipe's byte quota ({quota} bytes each way)");
             return Err((413, why, Vec::new()));
@@ -208,7 +208,7 @@ fn opening(hub: &Hub, head: &Head, role: Role, framing: Framing) -> OnOpen {
             (bytes, Sink::Discard)
         });
     }
-    let cors_origin = hub.config.cors_origin.clone();
+    let cors_origin = hub.config.web.cors_origin.clone();
     Box::new(move |about: Option<&About>| {
         let about = about.cloned().unwrap_or_default();
         let head = receiver_head(&cors_origin, &about);

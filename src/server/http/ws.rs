@@ -74,7 +74,7 @@ pub async fn serve(
         },
     };
     let wormhole = matches!(route, Route::Mailbox | Route::Transit);
-    if wormhole && hub.config.secret.is_some() && !hub.config.wormhole.public {
+    if wormhole && hub.config.auth.secret.is_some() && !hub.config.wormhole.public {
         if let Err((status, why, extra)) = super::authorize(hub, peer, head).await {
             let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
             respond(hub, stream, status, &why, &extra).await;
@@ -97,7 +97,7 @@ pub async fn serve(
         return Answered::plain(426, why);
     }
     let limit = match route {
-        Route::Lines => hub.config.max_line_bytes,
+        Route::Lines => hub.config.limits.max_line_bytes,
         Route::Pipe(_) | Route::Transit => PIPE_MESSAGE_BYTES,
         Route::Mailbox => crate::server::wormhole::state::MAX_MESSAGE_BYTES,
     };
@@ -131,7 +131,7 @@ async fn upgrade(hub: &Hub, stream: &Socket, key: &str, early: Vec<u8>, limit: u
          Sec-WebSocket-Accept: {accept}\r\n\r\n"
     );
     tell(stream, switching.as_bytes()).await;
-    stream.get_ref().set_keepalive(hub.config.keepalive);
+    stream.get_ref().set_keepalive(hub.config.limits.keepalive);
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0)
@@ -159,6 +159,7 @@ fn origin_allowed(hub: &Hub, head: &Head) -> Result<(), String> {
     let origin = origin.trim_end_matches('/').to_ascii_lowercase();
     let allowed = hub
         .config
+        .web
         .allow_origins
         .iter()
         .any(|o| o == "*" || *o == origin);
@@ -168,8 +169,8 @@ fn origin_allowed(hub: &Hub, head: &Head) -> Result<(), String> {
     });
     let name =
         crate::server::access::authority_host(origin.split_once("://").map_or("", |(_, a)| a));
-    let known = hub.config.public_names.is_empty()
-        || hub.config.public_names.iter().any(|n| n == name)
+    let known = hub.config.web.public_names.is_empty()
+        || hub.config.web.public_names.iter().any(|n| n == name)
         || name == "localhost"
         || name.parse::<std::net::IpAddr>().is_ok();
     match allowed || (own && known) {

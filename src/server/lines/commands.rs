@@ -79,7 +79,7 @@ impl Conn {
 
     /// `/auth` once authenticated (or on a server without a secret).
     fn auth_again(&self) {
-        let note = match self.hub.config.secret {
+        let note = match self.hub.config.auth.secret {
             Some(_) => "already authenticated",
             None => "this server needs no /auth",
         };
@@ -276,7 +276,7 @@ impl Conn {
             if partner.node != *cluster.node {
                 return self.pair_across(cluster, &name, &partner).await;
             }
-            let here = self.hub.idle.session(partner.session);
+            let here = self.hub.reaper.session(partner.session);
             let Some(other) = here.filter(|s| self.hub.rooms.stop_waiting(s)) else {
                 continue;
             };
@@ -420,7 +420,7 @@ pub fn check_auth(hub: &Hub, peer: SocketAddr, given: &str) -> AuthCheck {
     if let Err(locked) = hub.auth.attempt(peer.ip()) {
         return AuthCheck::Locked(locked);
     }
-    let secret = hub.config.secret.as_deref().unwrap_or_default();
+    let secret = hub.config.auth.secret.as_deref().unwrap_or_default();
     match secret_matches(given.as_bytes(), secret) {
         true => {
             hub.auth.succeeded(peer.ip());
@@ -442,7 +442,7 @@ pub async fn auth_refused(hub: &Hub, peer: SocketAddr, check: AuthCheck) -> Stri
     match check {
         AuthCheck::Locked(Locked::Started(lockout)) => {
             hub.stats.auth_lockouts.fetch_add(1, Ordering::Relaxed);
-            let max = hub.config.auth_failures;
+            let max = hub.config.auth.failures;
             let secs = lockout.as_secs();
             let error = format!("locked out for {secs} s after {max} failed /auth");
             hub.log.send(Record::ClientError { peer, error }).await;

@@ -71,7 +71,7 @@ pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr) -> Answered {
         out: Vec::new(),
     };
     conn.welcome();
-    let heard = Heard::new(hub.config.ws_ping);
+    let heard = Heard::new(hub.config.web.ws_ping);
     let mut ticks = Timer::interval(heard.every);
     let mut note = "closed".to_string();
     loop {

@@ -83,7 +83,7 @@ pub async fn serve(
     if let Err(limited) = hub.rate_limit(peer) {
         return usage(hub, peer, &limited.to_string(), Mood::Refused, started).await;
     }
-    stream.get_ref().set_keepalive(hub.config.keepalive);
+    stream.get_ref().set_keepalive(hub.config.limits.keepalive);
     let end = TransitEnd {
         stream,
         peer,
@@ -139,7 +139,7 @@ async fn wait(
         }
     };
     let expiry = async {
-        Timer::after(hub.config.pipe_wait).await;
+        Timer::after(hub.config.limits.pipe_wait).await;
         Waited::Lonely
     };
     let shutdown = async {

@@ -28,7 +28,7 @@ const CHUNK_BYTES: usize = 64 * 1024;
 pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr, ticket: Ticket) -> Answered {
     let (mut tx, mut rx) = ws.split();
     let first = future::or(async { rx.next().await }, async {
-        Timer::after(hub.config.handshake_timeout).await;
+        Timer::after(hub.config.limits.handshake_timeout).await;
         None
     })
     .await;

@@ -36,25 +36,31 @@ pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr, ticket: Ticket) -> 
         close(&mut tx, 1011, "server out of resources; try again later").await;
         return Answered::ws("no socket pair".into(), Mood::Errored);
     };
-    let heard = Heard::new(hub.config.ws_ping);
+    let heard = Heard::new(hub.config.web.ws_ping);
     let closing = Closing::default();
     let (over, line_mode_over) = async_channel::bounded::<()>(1);
     let line_mode = async {
         let reader = LineReader::new(
             LineSocket::new(theirs.clone(), &hub.edge),
-            hub.config.max_line_bytes,
+            hub.config.limits.max_line_bytes,
         );
         let opening = Opening {
             first: None,
-            authed: hub.config.secret.is_none(),
+            authed: hub.config.auth.secret.is_none(),
         };
         lines::serve_to_end(hub, theirs, peer, reader, opening, ticket).await;
         drop(over);
     };
     // Server lines may be longer than a client's (a nick and a room in front).
-    let longest = hub.config.max_line_bytes * 2 + 1024;
+    let longest = hub.config.limits.max_line_bytes * 2 + 1024;
     let bridge = future::zip(
-        inbound(&mut rx, &ours, &heard, &closing, hub.config.max_line_bytes),
+        inbound(
+            &mut rx,
+            &ours,
+            &heard,
+            &closing,
+            hub.config.limits.max_line_bytes,
+        ),
         outbound(&mut tx, &ours, &heard, &closing, longest),
     );
     let bridged = future::or(

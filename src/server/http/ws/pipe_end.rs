@@ -81,7 +81,7 @@ pub async fn serve(
         let about = About::said(content_type.as_deref(), name.as_deref(), declared);
         end.about = Some(Arc::new(about));
     }
-    let ping_every = hub.config.ws_ping;
+    let ping_every = hub.config.web.ws_ping;
     let bridged = bridge(&mut tx, &mut rx, &outer, &learns, ping_every, declared);
     let (answered, ()) = future::zip(bridged, pipe::serve(hub, token.into(), end)).await;
     answered
@@ -105,9 +105,9 @@ async fn check(
     proto::parse(format!("/pipe {token} {}", role.as_str()).as_bytes())?;
     let declared = match head.query_param("length") {
         None => None,
-        Some(length) => Some(declared_length(&length, hub.config.pipe_max_bytes)?),
+        Some(length) => Some(declared_length(&length, hub.config.limits.pipe_max_bytes)?),
     };
-    if hub.config.secret.is_some() {
+    if hub.config.auth.secret.is_some() {
         authorize(hub, peer, rx).await?;
     }
     hub.rate_limit_everywhere(peer)
@@ -140,7 +140,7 @@ async fn authorize(
 ) -> Result<(), String> {
     let required = "authentication required (send /auth SECRET first)".to_string();
     let first = future::or(async { rx.next().await }, async {
-        Timer::after(hub.config.handshake_timeout).await;
+        Timer::after(hub.config.limits.handshake_timeout).await;
         None
     })
     .await;
