@@ -220,6 +220,17 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// Counts a pipe that closed after carrying these bytes from its first and second end.
+    pub fn pipe_closed(&self, from_first: u64, from_second: u64) {
+        let piped = from_first + from_second;
+        self.piped_bytes.fetch_add(piped, Ordering::Relaxed);
+        self.piped_from_first
+            .fetch_add(from_first, Ordering::Relaxed);
+        self.piped_from_second
+            .fetch_add(from_second, Ordering::Relaxed);
+        self.pipes_closed.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts a client refused or cut off, and why.
     pub fn refused(&self, why: Refusal) {
         self.refused.fetch_add(1, Ordering::Relaxed);

@@ -163,16 +163,7 @@ pub fn run(
     let descriptors = raise_fd_limit(config.limits.max_conns);
     let listener = Arc::new(Async::new(listener)?);
     let (hub, all_done) = Hub::new(config, log)?;
-    if let Some(path) = &hub.config.wormhole.state {
-        let skipped = hub.wormhole.load(path).map_err(io::Error::other)?;
-        if skipped > 0 {
-            let message = format!(
-                "{}: skipped {skipped} unreadable change lines (a write cut by a crash)",
-                path.display()
-            );
-            hub.log.try_send(Record::Server { message });
-        }
-    }
+    load_wormhole(&hub)?;
     let hub = Arc::new(hub);
     let ex = Arc::new(Executor::new());
     thread::scope(|scope| {
@@ -201,21 +192,7 @@ pub fn run(
                 ex.spawn(async move { future::or(hub.reaper.run(), housekeeping(&hub)).await })
             };
             let clustering = hub.cluster.clone().map(|cluster| {
-                let address = match &hub.config.cluster {
-                    Some(cluster::Settings {
-                        advertise: Some(address),
-                        ..
-                    }) => address.clone(),
-                    _ => SocketAddr::new(ip, port).to_string(),
-                };
-                // With TLS, other nodes link to this one over TLS, its certificate pinned.
-                #[cfg(feature = "tls")]
-                let advertise = match &hub.config.tls {
-                    Some(tls) => format!("{address} {}", tls.fingerprint),
-                    None => address,
-                };
-                #[cfg(not(feature = "tls"))]
-                let advertise = address;
+                let advertise = advertised(&hub, SocketAddr::new(ip, port));
                 ex.spawn(node::run(hub.clone(), cluster, advertise))
             });
             ex.spawn(shutdown).await;
@@ -234,6 +211,39 @@ pub fn run(
         }));
         Ok(())
     })
+}
+
+/// With `--wormhole-state`: the mailboxes of the last run, before any client comes.
+fn load_wormhole(hub: &Hub) -> io::Result<()> {
+    let Some(path) = &hub.config.wormhole.state else {
+        return Ok(());
+    };
+    let skipped = hub.wormhole.load(path).map_err(io::Error::other)?;
+    if skipped > 0 {
+        let message = format!(
+            "{}: skipped {skipped} unreadable change lines (a write cut by a crash)",
+            path.display()
+        );
+        hub.log.try_send(Record::Server { message });
+    }
+    Ok(())
+}
+
+/// Where other cluster nodes reach this one: `--advertise`, or the address it listens on;
+/// with TLS, followed by its certificate's fingerprint, which they pin.
+fn advertised(hub: &Hub, listening: SocketAddr) -> String {
+    let address = match &hub.config.cluster {
+        Some(cluster::Settings {
+            advertise: Some(address),
+            ..
+        }) => address.clone(),
+        _ => listening.to_string(),
+    };
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &hub.config.tls {
+        return format!("{address} {}", tls.fingerprint);
+    }
+    address
 }
 
 /// The first log lines: the port, the descriptor budget, and TLS if it is on.

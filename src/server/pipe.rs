@@ -6,7 +6,6 @@
 //! the pipe ends. Anything but both sides' own end reaches both clients as a reset, so no
 //! client can take a cut stream for a complete one (PROTOCOL.md, "How a pipe ends").
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -349,63 +348,16 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
             b: b.peer,
         })
         .await;
-    let mut sinks = [Sink::Stream; 2];
-    for ((end, other), sink) in [(&a, &b), (&b, &a)].into_iter().zip(&mut sinks) {
-        if let Some(learns) = &end.learns {
-            *crate::lock::lock(learns) = other.about.clone();
-        }
-        // Until the pipe ends well, closing a TCP end resets it, even when it is the
-        // kernel that closes it because duet died (a crash, kill -9, the OOM killer): a
-        // FIN then would pass for the end of the transfer, to a client or, over a link,
-        // to another node.
-        end.stream.get_ref().arm_reset();
-        // Small writes (voice frames, keystrokes) go out at once.
-        end.stream.get_ref().set_nodelay();
-        *sink = open(end, other).await;
-    }
+    let a_sink = prepare(&a, &b).await;
+    let b_sink = prepare(&b, &a).await;
     let counts = relay::Counts::default();
-    let [a_sink, b_sink] = sinks;
     let ends = (side(&a, a_sink), side(&b, b_sink));
     let (reason, mood) = run(hub, ends, &counts).await;
     let (a_to_b, b_to_a) = (counts.a_to_b.into_inner(), counts.b_to_a.into_inner());
-    if mood == Mood::Happy {
-        for end in [&a, &b] {
-            // Both ways ended well: an orderly close, so that each side reads all of it.
-            end.stream.get_ref().clear_reset();
-        }
-    } else {
-        // Anything but both sides' own EOF (shutdown, time or byte quota, a reset, a failed
-        // write) reaches both clients as a reset, never a FIN: a receiver must not take a
-        // cut stream for a complete one. Over TLS the bridge turns this into a TCP reset
-        // with no close_notify (see the door's TLS handler).
-        for end in [&a, &b] {
-            end.stream.reset_on_close();
-        }
-    }
-    // Their HTTP tasks answer now (a sender's `200`), on a socket set to close as above.
-    for (end, sent, received) in [(&a, a_to_b, b_to_a), (&b, b_to_a, a_to_b)] {
-        if let Some(http) = &end.http {
-            let reason = reason.clone();
-            http.tell(PipeEvent::Ended {
-                mood,
-                reason,
-                sent,
-                received,
-            });
-        }
-    }
+    finish(&a, &b, mood, &reason, (a_to_b, b_to_a));
     // The sockets and slots go before the record, so that whoever reads it sees them free.
     drop((a, b));
-    hub.stats
-        .piped_bytes
-        .fetch_add(a_to_b + b_to_a, Ordering::Relaxed);
-    hub.stats
-        .piped_from_first
-        .fetch_add(a_to_b, Ordering::Relaxed);
-    hub.stats
-        .piped_from_second
-        .fetch_add(b_to_a, Ordering::Relaxed);
-    hub.stats.pipes_closed.fetch_add(1, Ordering::Relaxed);
+    hub.stats.pipe_closed(a_to_b, b_to_a);
     let record = Record::PipeClosed(Box::new(PipeRecord {
         token,
         a: peers.0,
@@ -417,6 +369,51 @@ async fn relay_pair(hub: &Hub, token: &Arc<str>, a: End, b: End) {
         mood,
     }));
     hub.log.send(record).await;
+}
+
+/// Readies one end for relaying to it from `other`, and tells it its pipe is open.
+async fn prepare(end: &End, other: &End) -> Sink {
+    if let Some(learns) = &end.learns {
+        *crate::lock::lock(learns) = other.about.clone();
+    }
+    // Until the pipe ends well, closing a TCP end resets it, even when it is the kernel
+    // that closes it because duet died (a crash, kill -9, the OOM killer): a FIN then
+    // would pass for the end of the transfer, to a client or, over a link, to another node.
+    end.stream.get_ref().arm_reset();
+    // Small writes (voice frames, keystrokes) go out at once.
+    end.stream.get_ref().set_nodelay();
+    open(end, other).await
+}
+
+/// How both ends close once the relay is done (`bytes`: a to b, b to a), and what their
+/// HTTP tasks are told.
+fn finish(a: &End, b: &End, mood: Mood, reason: &str, (a_to_b, b_to_a): (u64, u64)) {
+    if mood == Mood::Happy {
+        for end in [a, b] {
+            // Both ways ended well: an orderly close, so that each side reads all of it.
+            end.stream.get_ref().clear_reset();
+        }
+    } else {
+        // Anything but both sides' own EOF (shutdown, time or byte quota, a reset, a failed
+        // write) reaches both clients as a reset, never a FIN: a receiver must not take a
+        // cut stream for a complete one. Over TLS the bridge turns this into a TCP reset
+        // with no close_notify (see the door's TLS handler).
+        for end in [a, b] {
+            end.stream.reset_on_close();
+        }
+    }
+    // Their HTTP tasks answer now (a sender's `200`), on a socket set to close as above.
+    for (end, sent, received) in [(a, a_to_b, b_to_a), (b, b_to_a, a_to_b)] {
+        if let Some(http) = &end.http {
+            let reason = reason.to_string();
+            http.tell(PipeEvent::Ended {
+                mood,
+                reason,
+                sent,
+                received,
+            });
+        }
+    }
 }
 
 /// Tells an end its pipe is open (`* pipe open`, or an HTTP end's opening) and returns how

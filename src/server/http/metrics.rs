@@ -29,84 +29,94 @@ struct Figures(Arc<Hub>);
 impl Collector for Figures {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let hub = &self.0;
-        let stats = &hub.stats;
-        let counter = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let counters = [
-            (
-                "duet_connections_accepted",
-                "connections accepted",
-                counter(&stats.accepted),
-            ),
-            (
-                "duet_accept_errors",
-                "failed accepts (each retried after a pause)",
-                counter(&stats.accept_errors),
-            ),
-            (
-                "duet_tls_handshakes",
-                "TLS handshakes completed",
-                counter(&stats.tls_handshakes),
-            ),
-            (
-                "duet_tls_failures",
-                "TLS handshakes that failed",
-                counter(&stats.tls_failures),
-            ),
-            (
-                "duet_pipes_closed",
-                "pipes that have closed",
-                counter(&stats.pipes_closed),
-            ),
-            (
-                "duet_auth_failed",
-                "failed /auth (and Bearer) attempts",
-                counter(&stats.auth_failed),
-            ),
-            (
-                "duet_auth_lockouts",
-                "addresses locked out after failed /auth",
-                counter(&stats.auth_lockouts),
-            ),
-            (
-                "duet_http_requests",
-                "HTTP requests answered",
-                counter(&stats.http_requests),
-            ),
-            (
-                "duet_lines_logged",
-                "client lines logged (IP:PORT -> MSG)",
-                hub.log.lines_logged(),
-            ),
-            (
-                "duet_log_dropped",
-                "log records dropped because stdout did not keep up",
-                hub.log.dropped(),
-            ),
-        ];
-        for (name, help, value) in counters {
+        for (name, help, value) in counters(hub) {
             let metric = ConstCounter::new(value);
             metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
         }
-        let refused = Refusal::ALL.map(|why| (why.label(), stats.refused_for(why)));
-        let help = "clients refused or cut off by a limit or access rule, by reason";
-        labeled(&mut encoder, "duet_refused", help, "reason", &refused)?;
-        let piped = [
-            ("first", counter(&stats.piped_from_first)),
-            ("second", counter(&stats.piped_from_second)),
-        ];
-        let help =
-            "bytes carried by pipes that have closed, from the end that came first or second";
-        labeled(&mut encoder, "duet_piped_bytes", help, "from", &piped)?;
-        let transits = TRANSIT_MOODS.map(|mood| (mood.as_str(), stats.transits_with(mood)));
-        let help =
-            "magic-wormhole transit ends done, by the reference relay's mood (errored: any other)";
-        labeled(&mut encoder, "duet_transit", help, "mood", &transits)?;
-        let bytes = ConstCounter::new(counter(&stats.transit_bytes));
-        let help = "bytes relayed between transit ends, both ways";
-        let kind = MetricType::Counter;
-        bytes.encode(encoder.encode_descriptor("duet_transit_bytes", help, None, kind)?)?;
+        labeled_counters(hub, &mut encoder)?;
         gauges(hub, &mut encoder)
     }
+}
+
+/// The counters that are one figure each: (name, help, value).
+fn counters(hub: &Hub) -> [(&'static str, &'static str, u64); 10] {
+    let stats = &hub.stats;
+    let counter = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    [
+        (
+            "duet_connections_accepted",
+            "connections accepted",
+            counter(&stats.accepted),
+        ),
+        (
+            "duet_accept_errors",
+            "failed accepts (each retried after a pause)",
+            counter(&stats.accept_errors),
+        ),
+        (
+            "duet_tls_handshakes",
+            "TLS handshakes completed",
+            counter(&stats.tls_handshakes),
+        ),
+        (
+            "duet_tls_failures",
+            "TLS handshakes that failed",
+            counter(&stats.tls_failures),
+        ),
+        (
+            "duet_pipes_closed",
+            "pipes that have closed",
+            counter(&stats.pipes_closed),
+        ),
+        (
+            "duet_auth_failed",
+            "failed /auth (and Bearer) attempts",
+            counter(&stats.auth_failed),
+        ),
+        (
+            "duet_auth_lockouts",
+            "addresses locked out after failed /auth",
+            counter(&stats.auth_lockouts),
+        ),
+        (
+            "duet_http_requests",
+            "HTTP requests answered",
+            counter(&stats.http_requests),
+        ),
+        (
+            "duet_lines_logged",
+            "client lines logged (IP:PORT -> MSG)",
+            hub.log.lines_logged(),
+        ),
+        (
+            "duet_log_dropped",
+            "log records dropped because stdout did not keep up",
+            hub.log.dropped(),
+        ),
+    ]
+}
+
+/// The counters with a label: refusals by reason, piped bytes by end, transits by mood.
+fn labeled_counters(hub: &Hub, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    let stats = &hub.stats;
+    let counter = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let refused = Refusal::ALL.map(|why| (why.label(), stats.refused_for(why)));
+    let help = "clients refused or cut off by a limit or access rule, by reason";
+    labeled(encoder, "duet_refused", help, "reason", &refused)?;
+    let piped = [
+        ("first", counter(&stats.piped_from_first)),
+        ("second", counter(&stats.piped_from_second)),
+    ];
+    let help = "bytes carried by pipes that have closed, from the end that came first or second";
+    labeled(encoder, "duet_piped_bytes", help, "from", &piped)?;
+    let transits = TRANSIT_MOODS.map(|mood| (mood.as_str(), stats.transits_with(mood)));
+    let help =
+        "magic-wormhole transit ends done, by the reference relay's mood (errored: any other)";
+    labeled(encoder, "duet_transit", help, "mood", &transits)?;
+    let bytes = ConstCounter::new(counter(&stats.transit_bytes));
+    let help = "bytes relayed between transit ends, both ways";
+    let kind = MetricType::Counter;
+    bytes.encode(encoder.encode_descriptor("duet_transit_bytes", help, None, kind)?)
 }
 
 /// A counter with one label, one sample per value.

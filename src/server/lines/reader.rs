@@ -74,34 +74,9 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 
     /// The next line, or `None` at end of stream.
     pub async fn next(&mut self) -> io::Result<Option<Line>> {
-        if let Source::Unread(slot) = &mut self.source {
-            let Some(inner) = slot.as_mut() else {
-                return Err(io::Error::other("line reader lost its stream"));
-            };
-            // Into a buffer on the stack of the poll, which no connection's task keeps
-            // between polls; what arrived is copied out at its size. Cancel-safe too:
-            // nothing happens between this read completing and its bytes being stored.
-            let (max, fresh) = (self.max, self.line.is_empty() && !self.skipping);
-            let first = future::poll_fn(|cx| {
-                let mut stack = [0u8; FIRST_READ_BYTES];
-                Pin::new(&mut *inner).poll_read(cx, &mut stack).map_ok(|n| {
-                    match fresh.then(|| one_line(&stack[..n], max)) {
-                        Some(Some(line)) => First::Line(line.to_vec()),
-                        _ => First::Bytes(stack[..n].to_vec()),
-                    }
-                })
-            })
-            .await?;
-            let first = match first {
-                // The usual chat line: one whole line came in one read. It is returned
-                // as it is, and no read buffer is set up for it.
-                First::Line(line) => return Ok(Some(Line::Text(line))),
-                First::Bytes(bytes) if bytes.is_empty() => return Ok(None),
-                First::Bytes(bytes) => bytes,
-            };
-            if let Some(inner) = slot.take() {
-                let stream = Cursor::new(first).chain(inner);
-                self.source = Source::Buffered(BufReader::with_capacity(READ_BUFFER_BYTES, stream));
+        if let Source::Unread(_) = self.source {
+            if let Some(done) = self.first_read().await? {
+                return Ok(done);
             }
         }
         let Source::Buffered(reader) = &mut self.source else {
@@ -119,49 +94,52 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 let dropped = std::mem::take(&mut self.line);
                 return Ok(Some(Line::Unterminated(dropped.len())));
             }
-            match buf.iter().position(|&b| b == b'\n') {
-                Some(end) => {
-                    // A `\r` before the newline is part of the line ending, not the line.
-                    let cr = match end {
-                        0 => self.line.last() == Some(&b'\r'),
-                        _ => buf[end - 1] == b'\r',
-                    };
-                    let fits = self.line.len() + end - usize::from(cr) <= self.max;
-                    let skipping = std::mem::replace(&mut self.skipping, false);
-                    if !skipping && fits {
-                        self.line.extend_from_slice(&buf[..end]);
-                    }
-                    reader.consume(end + 1);
-                    if skipping {
-                        continue;
-                    }
-                    if !fits {
-                        self.line.clear();
-                        self.release_if_empty();
-                        return Ok(Some(Line::TooLong));
-                    }
-                    let line = take_line(&mut self.line);
+            let (used, found) = take(&mut self.line, &mut self.skipping, self.max, buf);
+            reader.consume(used);
+            if let Some(line) = found {
+                if !self.skipping {
                     self.release_if_empty();
-                    return Ok(Some(Line::Text(line)));
                 }
-                None => {
-                    let n = buf.len();
-                    // One byte more than `max` may still be the `\r` of a CRLF.
-                    let len = self.line.len() + n;
-                    let over = len > self.max + 1 || (len == self.max + 1 && buf[n - 1] != b'\r');
-                    if !self.skipping && over {
-                        self.line = Vec::new();
-                        self.skipping = true;
-                        reader.consume(n);
-                        return Ok(Some(Line::TooLong));
-                    }
-                    if !self.skipping {
-                        self.line.extend_from_slice(buf);
-                    }
-                    reader.consume(n);
-                }
+                return Ok(Some(line));
             }
         }
+    }
+
+    /// The first read after a quiet spell: `Some` with what `next` returns when it brought
+    /// a whole line or the end of the stream, `None` once its bytes are in a read buffer.
+    async fn first_read(&mut self) -> io::Result<Option<Option<Line>>> {
+        let Source::Unread(slot) = &mut self.source else {
+            return Ok(None);
+        };
+        let Some(inner) = slot.as_mut() else {
+            return Err(io::Error::other("line reader lost its stream"));
+        };
+        // Into a buffer on the stack of the poll, which no connection's task keeps
+        // between polls; what arrived is copied out at its size. Cancel-safe too:
+        // nothing happens between this read completing and its bytes being stored.
+        let (max, fresh) = (self.max, self.line.is_empty() && !self.skipping);
+        let first = future::poll_fn(|cx| {
+            let mut stack = [0u8; FIRST_READ_BYTES];
+            Pin::new(&mut *inner).poll_read(cx, &mut stack).map_ok(|n| {
+                match fresh.then(|| one_line(&stack[..n], max)) {
+                    Some(Some(line)) => First::Line(line.to_vec()),
+                    _ => First::Bytes(stack[..n].to_vec()),
+                }
+            })
+        })
+        .await?;
+        let first = match first {
+            // The usual chat line: one whole line came in one read. It is returned
+            // as it is, and no read buffer is set up for it.
+            First::Line(line) => return Ok(Some(Some(Line::Text(line)))),
+            First::Bytes(bytes) if bytes.is_empty() => return Ok(Some(None)),
+            First::Bytes(bytes) => bytes,
+        };
+        if let Some(inner) = slot.take() {
+            let stream = Cursor::new(first).chain(inner);
+            self.source = Source::Buffered(BufReader::with_capacity(READ_BUFFER_BYTES, stream));
+        }
+        Ok(None)
     }
 
     /// Gives the read buffer back when a line has been returned and nothing read is left:
@@ -222,6 +200,41 @@ fn one_line(read: &[u8], max: usize) -> Option<&[u8]> {
     };
     let body = body.strip_suffix(b"\r").unwrap_or(body);
     (body.len() <= max && !body.contains(&b'\n')).then_some(body)
+}
+
+/// What the bytes in `buf` do to the `line` being read (at most `max` bytes; `skipping` the
+/// rest of one that was too long): how many of them were used, and the line they ended.
+fn take(line: &mut Vec<u8>, skipping: &mut bool, max: usize, buf: &[u8]) -> (usize, Option<Line>) {
+    let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+        let n = buf.len();
+        // One byte more than `max` may still be the `\r` of a CRLF.
+        let len = line.len() + n;
+        let over = len > max + 1 || (len == max + 1 && buf[n - 1] != b'\r');
+        if !*skipping && over {
+            *line = Vec::new();
+            *skipping = true;
+            return (n, Some(Line::TooLong));
+        }
+        if !*skipping {
+            line.extend_from_slice(buf);
+        }
+        return (n, None);
+    };
+    // A `\r` before the newline is part of the line ending, not the line.
+    let cr = match end {
+        0 => line.last() == Some(&b'\r'),
+        _ => buf[end - 1] == b'\r',
+    };
+    let fits = line.len() + end - usize::from(cr) <= max;
+    if std::mem::replace(skipping, false) {
+        return (end + 1, None);
+    }
+    if !fits {
+        line.clear();
+        return (end + 1, Some(Line::TooLong));
+    }
+    line.extend_from_slice(&buf[..end]);
+    (end + 1, Some(Line::Text(take_line(line))))
 }
 
 /// Takes the finished line out of `line`, without a trailing `\r`.
