@@ -72,20 +72,7 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
     // small is reused at once by the next connection's. The line reader is made inside it
     // and moved out, so that it is not kept twice in the task (here and in line mode).
     let (lines, opening) = match hub.config.limits.greet_wait.is_zero() && how != Arrived::TlsHttp {
-        true => {
-            let lines = LineReader::new(
-                LineSocket::new(stream.clone(), &hub.edge),
-                hub.config.limits.max_line_bytes,
-            );
-            let authed = hub.config.auth.secret.is_none();
-            (
-                lines,
-                Opening {
-                    first: None,
-                    authed,
-                },
-            )
-        }
+        true => straight_in(&hub, &stream),
         false => {
             let window = greeting_window(&hub, peer, &stream, greet_until);
             let Some(opened) = Box::pin(window).await else {
@@ -119,6 +106,17 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
     // "server full") sees them free.
     drop((lines, stream, ticket));
     hub.log.send(record).await
+}
+
+/// With `--greet-wait 0`: line mode at once, its reader on the socket, nothing read yet.
+fn straight_in(hub: &Hub, stream: &Socket) -> (LineReader<LineSocket>, Opening) {
+    let lines = LineReader::new(
+        LineSocket::new(stream.clone(), &hub.edge),
+        hub.config.limits.max_line_bytes,
+    );
+    let authed = hub.config.auth.secret.is_none();
+    let first = None;
+    (lines, Opening { first, authed })
 }
 
 /// Holds the greeting back until `until` for the first line: a client whose first line is
@@ -405,20 +403,16 @@ mod tls {
             reason: reason.into(),
             mood: Mood::Errored,
         };
-        let secured = match tls
-            .accept(stream, hub.config.limits.handshake_timeout)
-            .await
-        {
+        let limit = hub.config.limits.handshake_timeout;
+        let secured = match tls.accept(stream, limit).await {
             Ok(secured) => {
                 hub.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
                 secured
             }
             Err(e) => {
                 hub.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
-                return hub
-                    .log
-                    .send(failed(format!("TLS handshake failed: {e}")))
-                    .await;
+                let record = failed(format!("TLS handshake failed: {e}"));
+                return hub.log.send(record).await;
             }
         };
         let (ours, theirs) = match tls_setup::socket_pair() {

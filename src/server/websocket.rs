@@ -34,7 +34,7 @@ pub fn violation(error: &WsError) -> Option<(u16, String)> {
 
 /// Sends a close frame (the reason cut to the 123 bytes a close frame holds), giving up
 /// after a while on a peer that does not read.
-pub async fn close(tx: &mut WebSocketSender<Socket>, code: u16, reason: &str) {
+pub async fn close(to_client: &mut WebSocketSender<Socket>, code: u16, reason: &str) {
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
         end -= 1;
@@ -45,7 +45,7 @@ pub async fn close(tx: &mut WebSocketSender<Socket>, code: u16, reason: &str) {
     };
     future::or(
         async {
-            tx.send(Message::Close(Some(frame))).await.ok();
+            to_client.send(Message::Close(Some(frame))).await.ok();
         },
         async {
             Timer::after(NOTICE_WRITE_TIMEOUT).await;

@@ -47,15 +47,7 @@ pub async fn serve(
     };
     let framing = match check(hub, peer, head, role).await {
         Ok(framing) => framing,
-        Err((status, why, extra)) => {
-            // 401 and 429 were counted where they were decided.
-            if matches!(status, 400 | 413) {
-                hub.stats.refused(Refusal::Http);
-            }
-            let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
-            respond(hub, client, status, &why, &extra).await;
-            return Answered::plain(status, &why);
-        }
+        Err(rejected) => return refused(hub, client, rejected).await,
     };
     let token: Arc<str> = head.path[1..].into();
     // A chunked body is decoded here into a socket pair; the pair's other end is the end.
@@ -72,14 +64,7 @@ pub async fn serve(
         }
         _ => (client.clone(), None),
     };
-    let (body_early, source) = match (role, framing) {
-        (Role::Send, Framing::Length(len)) => {
-            let body = &early[..early.len().min(usize::try_from(len).unwrap_or(usize::MAX))];
-            (body.to_vec(), Source::Exactly(len))
-        }
-        (Role::Send, Framing::Chunked) => (Vec::new(), Source::Stream),
-        _ => (Vec::new(), Source::Nothing),
-    };
+    let (body_early, source) = body_start(role, framing, &early);
     if decoder.is_some() {
         client.get_ref().set_keepalive(hub.config.limits.keepalive);
     }
@@ -101,6 +86,30 @@ pub async fn serve(
     let followed = follow(hub, client, role, &events, decoding);
     let (answered, ()) = future::zip(followed, pipe::serve(hub, token, end)).await;
     answered
+}
+
+/// Answers a request refused before it joined the pipes.
+async fn refused(hub: &Hub, client: &Socket, (status, why, extra): Rejected) -> Answered {
+    // 401 and 429 were counted where they were decided.
+    if matches!(status, 400 | 413) {
+        hub.stats.refused(Refusal::Http);
+    }
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    respond(hub, client, status, &why, &extra).await;
+    Answered::plain(status, &why)
+}
+
+/// What of the body came with the head (`early`), and how the rest is read: a sender's
+/// body by its length or to the end of its chunks; a receiver sends none.
+fn body_start(role: Role, framing: Framing, early: &[u8]) -> (Vec<u8>, Source) {
+    match (role, framing) {
+        (Role::Send, Framing::Length(len)) => {
+            let body = &early[..early.len().min(usize::try_from(len).unwrap_or(usize::MAX))];
+            (body.to_vec(), Source::Exactly(len))
+        }
+        (Role::Send, Framing::Chunked) => (Vec::new(), Source::Stream),
+        _ => (Vec::new(), Source::Nothing),
+    }
 }
 
 /// Everything that can be refused before the end joins the pipes; for a sender, how its
@@ -273,6 +282,17 @@ async fn follow(
         },
         ended => ended,
     };
+    answer(hub, client, role, ended).await
+}
+
+/// The answer once the relay is over: a sender's `200` with the count, a receiver's
+/// count; a cut transfer is reset.
+async fn answer(
+    hub: &Hub,
+    client: &Socket,
+    role: Role,
+    ended: Result<PipeEvent, async_channel::RecvError>,
+) -> Answered {
     match ended {
         Ok(PipeEvent::Ended {
             mood: Mood::Happy,

@@ -61,41 +61,10 @@ pub async fn serve(
     early: Vec<u8>,
     ticket: Ticket,
 ) -> Answered {
-    let route = match head.path.as_str() {
-        "/ws" => Route::Lines,
-        "/v1" if hub.config.wormhole.on => Route::Mailbox,
-        "/" if hub.config.wormhole.on => Route::Transit,
-        path => match path.strip_prefix("/ws/pipe/") {
-            Some(token) => Route::Pipe(token.to_string()),
-            None => {
-                let why = "WebSockets open /ws, /ws/pipe/TOKEN, or / and /v1 (magic-wormhole)";
-                return refuse(hub, stream, 404, why).await;
-            }
-        },
+    let (route, key) = match admit(hub, stream, peer, head).await {
+        Ok(admitted) => admitted,
+        Err(answered) => return answered,
     };
-    let wormhole = matches!(route, Route::Mailbox | Route::Transit);
-    if wormhole && hub.config.auth.secret.is_some() && !hub.config.wormhole.public {
-        if let Err((status, why, extra)) = super::authorize(hub, peer, head).await {
-            let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
-            respond(hub, stream, status, &why, &extra).await;
-            return Answered::plain(status, &why);
-        }
-    }
-    let Some(key) = head.header("sec-websocket-key") else {
-        return refuse(
-            hub,
-            stream,
-            400,
-            "a WebSocket upgrade needs Sec-WebSocket-Key",
-        )
-        .await;
-    };
-    if head.header("sec-websocket-version") != Some("13") {
-        let why = "only WebSocket version 13 is spoken here";
-        respond(hub, stream, 426, why, &[("Sec-WebSocket-Version", "13")]).await;
-        hub.stats.refused(Refusal::Http);
-        return Answered::plain(426, why);
-    }
     let limit = match route {
         Route::Lines => hub.config.limits.max_line_bytes,
         Route::Pipe(_) | Route::Transit => PIPE_MESSAGE_BYTES,
@@ -106,8 +75,8 @@ pub async fn serve(
     let checked = !matches!(route, Route::Mailbox | Route::Transit);
     if let (true, Err(why)) = (checked, origin_allowed(hub, head)) {
         hub.stats.refused(Refusal::Origin);
-        let (mut tx, _rx) = ws.split();
-        close(&mut tx, 1008, &why).await;
+        let (mut to_client, _from_client) = ws.split();
+        close(&mut to_client, 1008, &why).await;
         return Answered::ws(why, Mood::Refused);
     }
     match route {
@@ -120,6 +89,47 @@ pub async fn serve(
             answered
         }
     }
+}
+
+/// Where the request goes and its `Sec-WebSocket-Key`, or the answer that refused it: an
+/// unknown path, a wormhole route without the secret, a malformed upgrade.
+async fn admit<'h>(
+    hub: &Hub,
+    stream: &Socket,
+    peer: SocketAddr,
+    head: &'h Head,
+) -> Result<(Route, &'h str), Answered> {
+    let route = match head.path.as_str() {
+        "/ws" => Route::Lines,
+        "/v1" if hub.config.wormhole.on => Route::Mailbox,
+        "/" if hub.config.wormhole.on => Route::Transit,
+        path => match path.strip_prefix("/ws/pipe/") {
+            Some(token) => Route::Pipe(token.to_string()),
+            None => {
+                let why = "WebSockets open /ws, /ws/pipe/TOKEN, or / and /v1 (magic-wormhole)";
+                return Err(refuse(hub, stream, 404, why).await);
+            }
+        },
+    };
+    let wormhole = matches!(route, Route::Mailbox | Route::Transit);
+    if wormhole && hub.config.auth.secret.is_some() && !hub.config.wormhole.public {
+        if let Err((status, why, extra)) = super::authorize(hub, peer, head).await {
+            let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            respond(hub, stream, status, &why, &extra).await;
+            return Err(Answered::plain(status, &why));
+        }
+    }
+    let Some(key) = head.header("sec-websocket-key") else {
+        let why = "a WebSocket upgrade needs Sec-WebSocket-Key";
+        return Err(refuse(hub, stream, 400, why).await);
+    };
+    if head.header("sec-websocket-version") != Some("13") {
+        let why = "only WebSocket version 13 is spoken here";
+        respond(hub, stream, 426, why, &[("Sec-WebSocket-Version", "13")]).await;
+        hub.stats.refused(Refusal::Http);
+        return Err(Answered::plain(426, why));
+    }
+    Ok((route, key))
 }
 
 /// Answers `101 Switching Protocols` and makes the WebSocket, whose messages may be at most

@@ -95,19 +95,8 @@ impl Conn {
                 return;
             }
         }
-        let size = self.hub.rooms.size();
-        // With --cluster, the place is taken in Redis first (the cap is cluster-wide), and
-        // a client that cannot have it stays where it was.
-        let elsewhere = match &self.hub.cluster {
-            Some(cluster) => match cluster.join(name, &self.session, size).await {
-                Ok(Some(found)) => Some(found),
-                Ok(None) => return self.room_full(name),
-                Err(Unavailable) => {
-                    self.session.send(proto::error(cluster::UNAVAILABLE));
-                    return;
-                }
-            },
-            None => None,
+        let Ok(elsewhere) = self.place_in_cluster(name).await else {
+            return;
         };
         self.leave_room("left").await;
         let note = format!("{} joined", self.session.nick());
@@ -150,6 +139,29 @@ impl Conn {
                     JoinError::Full => self.room_full(name),
                     JoinError::TooManyRooms => self.too_many_rooms(),
                 }
+            }
+        }
+    }
+
+    /// With --cluster, the place is taken in Redis first (the cap is cluster-wide): the
+    /// nicks of the room's members and whether it lives on another node. A client that
+    /// cannot have it is told why (`Err`) and stays where it was.
+    async fn place_in_cluster(&self, name: &str) -> Result<Option<(Vec<String>, bool)>, ()> {
+        let Some(cluster) = &self.hub.cluster else {
+            return Ok(None);
+        };
+        match cluster
+            .join(name, &self.session, self.hub.rooms.size())
+            .await
+        {
+            Ok(Some(found)) => Ok(Some(found)),
+            Ok(None) => {
+                self.room_full(name);
+                Err(())
+            }
+            Err(Unavailable) => {
+                self.session.send(proto::error(cluster::UNAVAILABLE));
+                Err(())
             }
         }
     }

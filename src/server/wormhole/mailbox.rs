@@ -53,33 +53,18 @@ struct Conn<'a> {
 
 /// Serves a mailbox connection until it closes.
 pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr) -> Answered {
-    let (mut tx, mut rx) = ws.split();
-    let mut conn = Conn {
-        hub,
-        peer,
-        app: None,
-        side: None,
-        did_allocate: false,
-        nameplate: None,
-        did_claim: false,
-        did_release: false,
-        mailbox: None,
-        listening: false,
-        did_close: false,
-        id: hub.next_id(),
-        heard: None,
-        out: Vec::new(),
-    };
+    let (mut to_client, mut from_client) = ws.split();
+    let mut conn = Conn::new(hub, peer);
     conn.welcome();
     let heard = Heard::new(hub.config.web.ws_ping);
     let mut ticks = Timer::interval(heard.every);
     let mut note = "closed".to_string();
     loop {
-        if !flush(&mut tx, &mut conn.out).await {
+        if !flush(&mut to_client, &mut conn.out).await {
             note = "the client went away".into();
             break;
         }
-        let event = next_event(&mut rx, conn.heard.as_ref(), &mut ticks).await;
+        let event = next_event(&mut from_client, conn.heard.as_ref(), &mut ticks).await;
         match event {
             Event::Command(text) => {
                 heard.now();
@@ -94,12 +79,15 @@ pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr) -> Answered {
                 break;
             }
             Event::Tick if heard.gone() => {
-                close(&mut tx, 1001, "no answer to pings").await;
+                close(&mut to_client, 1001, "no answer to pings").await;
                 note = "no answer to pings".into();
                 break;
             }
             Event::Tick => {
-                tx.send(WsMessage::Ping(Vec::new().into())).await.ok();
+                to_client
+                    .send(WsMessage::Ping(Vec::new().into()))
+                    .await
+                    .ok();
             }
             Event::Binary => {
                 heard.now();
@@ -109,7 +97,7 @@ pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr) -> Answered {
             Event::Other => heard.now(),
             Event::End => break,
             Event::Broke((code, why)) => {
-                close(&mut tx, code, &why).await;
+                close(&mut to_client, code, &why).await;
                 note = why;
                 break;
             }
@@ -122,12 +110,16 @@ pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr) -> Answered {
 /// Sends the replies waiting in `out`, each stamped with `server_tx`; false when the
 /// client is gone.
 async fn flush(
-    tx: &mut async_tungstenite::WebSocketSender<crate::socket::Socket>,
+    to_client: &mut async_tungstenite::WebSocketSender<crate::socket::Socket>,
     out: &mut Vec<Value>,
 ) -> bool {
     for mut reply in out.drain(..) {
         reply["server_tx"] = json!(state::now());
-        if tx.send(WsMessage::text(reply.to_string())).await.is_err() {
+        if to_client
+            .send(WsMessage::text(reply.to_string()))
+            .await
+            .is_err()
+        {
             return false;
         }
     }
@@ -149,12 +141,12 @@ enum Event {
 }
 
 async fn next_event(
-    rx: &mut async_tungstenite::WebSocketReceiver<crate::socket::Socket>,
+    from_client: &mut async_tungstenite::WebSocketReceiver<crate::socket::Socket>,
     heard: Option<&async_channel::Receiver<Arc<Message>>>,
     ticks: &mut Timer,
 ) -> Event {
     let from_client = async {
-        match rx.next().await {
+        match from_client.next().await {
             Some(Ok(WsMessage::Text(text))) => Event::Command(text.to_string()),
             Some(Ok(WsMessage::Binary(_))) => Event::Binary,
             Some(Err(e)) => match violation(&e) {
@@ -181,7 +173,26 @@ async fn next_event(
     future::or(from_client, future::or(from_mailbox, tick)).await
 }
 
-impl Conn<'_> {
+impl<'a> Conn<'a> {
+    fn new(hub: &'a Arc<Hub>, peer: SocketAddr) -> Conn<'a> {
+        Conn {
+            hub,
+            peer,
+            app: None,
+            side: None,
+            did_allocate: false,
+            nameplate: None,
+            did_claim: false,
+            did_release: false,
+            mailbox: None,
+            listening: false,
+            did_close: false,
+            id: hub.next_id(),
+            heard: None,
+            out: Vec::new(),
+        }
+    }
+
     fn welcome(&mut self) {
         let mut welcome = Map::new();
         let config = &self.hub.config;
@@ -353,15 +364,15 @@ impl Conn<'_> {
         }
         let mailbox = text(msg, "mailbox").ok_or("open requires 'mailbox'")?;
         short(&mailbox, "mailbox")?;
-        let (tx, rx) = async_channel::bounded(LISTENER_QUEUE);
-        let listener: Listener = (self.id, tx);
+        let (heard_in, heard_out) = async_channel::bounded(LISTENER_QUEUE);
+        let listener: Listener = (self.id, heard_in);
         let old = self
             .hub
             .wormhole
             .open(app, &mailbox, side, self.who(), listener)?;
         self.mailbox = Some(mailbox);
         self.listening = true;
-        self.heard = Some(rx);
+        self.heard = Some(heard_out);
         for message in old {
             self.deliver(&message);
         }

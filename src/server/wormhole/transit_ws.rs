@@ -26,15 +26,15 @@ const CHUNK_BYTES: usize = 64 * 1024;
 
 /// Serves a WebSocket transit end until it closes.
 pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr, ticket: Ticket) -> Answered {
-    let (mut tx, mut rx) = ws.split();
-    let first = future::or(async { rx.next().await }, async {
+    let (mut to_client, mut from_client) = ws.split();
+    let first = future::or(async { from_client.next().await }, async {
         Timer::after(hub.config.limits.handshake_timeout).await;
         None
     })
     .await;
     let Some(Ok(Message::Binary(first))) = first else {
         let why = "send the transit handshake first, as a binary message";
-        close(&mut tx, 1008, why).await;
+        close(&mut to_client, 1008, why).await;
         return Answered::ws(why.into(), Mood::Refused);
     };
     let line = first.strip_suffix(b"\n").unwrap_or(&first).to_vec();
@@ -42,13 +42,18 @@ pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr, ticket: Ticket) -> 
     let Ok((inner, outer)) =
         Stream::pair().and_then(|(a, b)| Ok((Socket::new(a)?, Socket::new(b)?)))
     else {
-        close(&mut tx, 1011, "server out of resources; try again later").await;
+        close(
+            &mut to_client,
+            1011,
+            "server out of resources; try again later",
+        )
+        .await;
         return Answered::ws("no socket pair".into(), Mood::Errored);
     };
     let relay = async {
         transit::serve(hub, inner, peer, line, Vec::new(), shake, ticket).await;
     };
-    let (bytes, ()) = future::zip(bridge(&mut tx, &mut rx, &outer), relay).await;
+    let (bytes, ()) = future::zip(bridge(&mut to_client, &mut from_client, &outer), relay).await;
     Answered {
         status: 101,
         bytes,
@@ -60,20 +65,20 @@ pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr, ticket: Ticket) -> 
 /// Both directions until the relay's side ends; then the close frame (1000, or 1011 when
 /// the transit was cut). Returns the bytes the client sent.
 async fn bridge(
-    tx: &mut WebSocketSender<Socket>,
-    rx: &mut WebSocketReceiver<Socket>,
+    to_client: &mut WebSocketSender<Socket>,
+    from_client: &mut WebSocketReceiver<Socket>,
     outer: &Socket,
 ) -> u64 {
     let (done, over) = async_channel::bounded::<()>(1);
     let broken = OnceLock::new();
-    let inbound = future::or(inbound(rx, outer, &broken), async {
+    let inbound = future::or(inbound(from_client, outer, &broken), async {
         // The relay's side is over: the client gets a moment to close too.
         over.recv().await.ok();
         Timer::after(CLOSE_LINGER).await;
         0
     });
     let outbound = async {
-        outbound(tx, outer, &broken).await;
+        outbound(to_client, outer, &broken).await;
         drop(done);
     };
     let (bytes, ()) = future::zip(inbound, outbound).await;
@@ -84,14 +89,14 @@ async fn bridge(
 /// A client that vanishes without one (a reset, a dropped connection, a broken frame) has
 /// been cut, and so is the relay's side: its partner must not take what came for the whole.
 async fn inbound(
-    rx: &mut WebSocketReceiver<Socket>,
+    from_client: &mut WebSocketReceiver<Socket>,
     outer: &Socket,
     broken: &OnceLock<(u16, String)>,
 ) -> u64 {
     let mut to = outer.clone();
     let mut bytes = 0;
     let ended = loop {
-        match rx.next().await {
+        match from_client.next().await {
             Some(Ok(Message::Binary(data))) => {
                 if to.write_all(&data).await.is_err() {
                     // The relay's side is gone: nothing to end.
@@ -122,7 +127,7 @@ async fn inbound(
 
 /// Relay → client: `ok` and then the partner's bytes, as binary messages.
 async fn outbound(
-    tx: &mut WebSocketSender<Socket>,
+    to_client: &mut WebSocketSender<Socket>,
     outer: &Socket,
     broken: &OnceLock<(u16, String)>,
 ) {
@@ -130,17 +135,21 @@ async fn outbound(
     let mut buf = vec![0u8; CHUNK_BYTES];
     loop {
         match from.read(&mut buf).await {
-            Ok(0) => return close(tx, 1000, "transit closed").await,
+            Ok(0) => return close(to_client, 1000, "transit closed").await,
             Ok(n) => {
-                if tx.send(Message::binary(buf[..n].to_vec())).await.is_err() {
+                if to_client
+                    .send(Message::binary(buf[..n].to_vec()))
+                    .await
+                    .is_err()
+                {
                     outer.reset_on_close();
                     outer.shutdown(Shutdown::Both);
                     return;
                 }
             }
             Err(_) => match broken.get() {
-                Some((code, why)) => return close(tx, *code, why).await,
-                None => return close(tx, 1011, "the transit was cut").await,
+                Some((code, why)) => return close(to_client, *code, why).await,
+                None => return close(to_client, 1011, "the transit was cut").await,
             },
         }
     }

@@ -29,11 +29,16 @@ type Closing = Mutex<Option<(u16, String)>>;
 
 /// Serves `/ws` until line mode ends and the WebSocket is closed.
 pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr, ticket: Ticket) -> Answered {
-    let (mut tx, mut rx) = ws.split();
+    let (mut to_client, mut from_client) = ws.split();
     let Ok((ours, theirs)) =
         Stream::pair().and_then(|(a, b)| Ok((Socket::new(a)?, Socket::new(b)?)))
     else {
-        close(&mut tx, 1011, "server out of resources; try again later").await;
+        close(
+            &mut to_client,
+            1011,
+            "server out of resources; try again later",
+        )
+        .await;
         return Answered::ws("no socket pair".into(), Mood::Errored);
     };
     let heard = Heard::new(hub.config.web.ws_ping);
@@ -55,13 +60,13 @@ pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr, ticket: Ticket) -> 
     let longest = hub.config.limits.max_line_bytes * 2 + 1024;
     let bridge = future::zip(
         inbound(
-            &mut rx,
+            &mut from_client,
             &ours,
             &heard,
             &closing,
             hub.config.limits.max_line_bytes,
         ),
-        outbound(&mut tx, &ours, &heard, &closing, longest),
+        outbound(&mut to_client, &ours, &heard, &closing, longest),
     );
     let bridged = future::or(
         async {
@@ -84,7 +89,7 @@ pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr, ticket: Ticket) -> 
 /// Browser → line mode: each text message is a line. The end of the WebSocket is the end of
 /// the client's stream.
 async fn inbound(
-    rx: &mut WebSocketReceiver<Socket>,
+    from_client: &mut WebSocketReceiver<Socket>,
     ours: &Socket,
     heard: &Heard,
     closing: &Closing,
@@ -92,7 +97,7 @@ async fn inbound(
 ) {
     let mut to = ours.clone();
     let mut line = Vec::new();
-    while let Some(message) = rx.next().await {
+    while let Some(message) = from_client.next().await {
         heard.now();
         let refusal = match message {
             Ok(Message::Text(text)) => {
@@ -125,7 +130,7 @@ async fn inbound(
 /// Line mode → browser: each line a text message, pings while quiet, and a close frame at
 /// the end.
 async fn outbound(
-    tx: &mut WebSocketSender<Socket>,
+    to_client: &mut WebSocketSender<Socket>,
     ours: &Socket,
     heard: &Heard,
     closing: &Closing,
@@ -146,10 +151,10 @@ async fn outbound(
                 ours.shutdown(Shutdown::Both);
                 break;
             }
-            None => tx.send(Message::Ping(Vec::new().into())).await,
+            None => to_client.send(Message::Ping(Vec::new().into())).await,
             Some(Ok(Some(Line::Text(text)))) => {
                 let text = String::from_utf8_lossy(&text).into_owned();
-                tx.send(Message::text(text)).await
+                to_client.send(Message::text(text)).await
             }
             Some(Ok(Some(_))) => Ok(()),
             Some(Ok(None) | Err(_)) => break,
@@ -163,5 +168,5 @@ async fn outbound(
     let (code, why) = crate::lock::lock(closing)
         .clone()
         .unwrap_or((1000, "bye".into()));
-    close(tx, code, &why).await;
+    close(to_client, code, &why).await;
 }

@@ -58,18 +58,23 @@ pub async fn serve(
     token: String,
     ticket: Ticket,
 ) -> Answered {
-    let (mut tx, mut rx) = ws.split();
-    let (role, declared) = match check(hub, peer, head, &token, &mut rx).await {
+    let (mut to_client, mut from_client) = ws.split();
+    let (role, declared) = match check(hub, peer, head, &token, &mut from_client).await {
         Ok(checked) => checked,
         Err(why) => {
-            close(&mut tx, 1008, &why).await;
+            close(&mut to_client, 1008, &why).await;
             return Answered::ws(why, Mood::Refused);
         }
     };
     let Ok((inner, outer)) =
         Stream::pair().and_then(|(a, b)| Ok((Socket::new(a)?, Socket::new(b)?)))
     else {
-        close(&mut tx, 1011, "server out of resources; try again later").await;
+        close(
+            &mut to_client,
+            1011,
+            "server out of resources; try again later",
+        )
+        .await;
         return Answered::ws("no socket pair".into(), Mood::Errored);
     };
     let mut end = End::new(inner, peer, Vec::new(), false, Some(role), ticket);
@@ -82,7 +87,14 @@ pub async fn serve(
         end.about = Some(Arc::new(about));
     }
     let ping_every = hub.config.web.ws_ping;
-    let bridged = bridge(&mut tx, &mut rx, &outer, &learns, ping_every, declared);
+    let bridged = bridge(
+        &mut to_client,
+        &mut from_client,
+        &outer,
+        &learns,
+        ping_every,
+        declared,
+    );
     let (answered, ()) = future::zip(bridged, pipe::serve(hub, token.into(), end)).await;
     answered
 }
@@ -94,7 +106,7 @@ async fn check(
     peer: SocketAddr,
     head: &Head,
     token: &str,
-    rx: &mut WebSocketReceiver<Socket>,
+    from_client: &mut WebSocketReceiver<Socket>,
 ) -> Result<(Role, Option<u64>), String> {
     let role = match head.query_param("role").as_deref() {
         None | Some("any") => Role::Any,
@@ -108,7 +120,7 @@ async fn check(
         Some(length) => Some(declared_length(&length, hub.config.limits.pipe_max_bytes)?),
     };
     if hub.config.auth.secret.is_some() {
-        authorize(hub, peer, rx).await?;
+        authorize(hub, peer, from_client).await?;
     }
     hub.rate_limit_everywhere(peer)
         .await
@@ -136,10 +148,10 @@ fn declared_length(text: &str, quota: u64) -> Result<u64, String> {
 async fn authorize(
     hub: &Hub,
     peer: SocketAddr,
-    rx: &mut WebSocketReceiver<Socket>,
+    from_client: &mut WebSocketReceiver<Socket>,
 ) -> Result<(), String> {
     let required = "authentication required (send /auth SECRET first)".to_string();
-    let first = future::or(async { rx.next().await }, async {
+    let first = future::or(async { from_client.next().await }, async {
         Timer::after(hub.config.limits.handshake_timeout).await;
         None
     })
@@ -160,8 +172,8 @@ async fn authorize(
 
 /// Both directions at once; when both are over, the close frame that says how.
 async fn bridge(
-    tx: &mut WebSocketSender<Socket>,
-    rx: &mut WebSocketReceiver<Socket>,
+    to_client: &mut WebSocketSender<Socket>,
+    from_client: &mut WebSocketReceiver<Socket>,
     outer: &Socket,
     learns: &Learns,
     ping_every: std::time::Duration,
@@ -172,11 +184,14 @@ async fn bridge(
     let (cut, cut_out) = async_channel::bounded::<()>(1);
     let (inbound, outbound) = future::zip(
         async {
-            let way = future::or(inbound(rx, outer, &heard, declared, &broken), async {
-                // The pipe ended badly: the page will hear it in the close frame.
-                cut_out.recv().await.ok();
-                (Way::Closed, 0)
-            })
+            let way = future::or(
+                inbound(from_client, outer, &heard, declared, &broken),
+                async {
+                    // The pipe ended badly: the page will hear it in the close frame.
+                    cut_out.recv().await.ok();
+                    (Way::Closed, 0)
+                },
+            )
             .await;
             if matches!(way.0, Way::Cancelled | Way::Broken) {
                 // The other end must see a cut, and this bridge stop reading for a page
@@ -187,7 +202,7 @@ async fn bridge(
             way
         },
         async {
-            let (way, bytes) = outbound(tx, outer, &heard, learns, &broken).await;
+            let (way, bytes) = outbound(to_client, outer, &heard, learns, &broken).await;
             if way == Way::Cancelled {
                 outer.reset_on_close();
                 outer.shutdown(Shutdown::Both);
@@ -199,25 +214,34 @@ async fn bridge(
         },
     )
     .await;
-    let bytes = inbound.1 + outbound.1;
-    let (note, mood) = match (inbound.0, outbound.0) {
+    let (note, mood) = closing(to_client, (inbound.0, outbound.0), &broken).await;
+    Answered {
+        status: 101,
+        bytes: inbound.1 + outbound.1,
+        note,
+        mood,
+    }
+}
+
+/// The close frame that says how the two ways went (`broken`: why the page's stream was
+/// refused), and how that reads in the log.
+async fn closing(
+    to_client: &mut WebSocketSender<Socket>,
+    ways: (Way, Way),
+    broken: &OnceLock<(u16, String)>,
+) -> (String, Mood) {
+    match ways {
         (Way::Broken, _) => {
             let (code, why) = broken.get().expect("a broken stream says why");
-            close(tx, *code, why).await;
+            close(to_client, *code, why).await;
             (why.clone(), Mood::Errored)
         }
         (Way::Ended, Way::Ended) => {
-            close(tx, 1000, "pipe closed").await;
+            close(to_client, 1000, "pipe closed").await;
             ("pipe closed".to_string(), Mood::Happy)
         }
         (Way::Cancelled, _) => ("cancelled by the page".to_string(), Mood::Errored),
         _ => ("pipe refused or cut".to_string(), Mood::Errored),
-    };
-    Answered {
-        status: 101,
-        bytes,
-        note,
-        mood,
     }
 }
 
@@ -225,7 +249,7 @@ async fn bridge(
 /// `?length=` (`declared`), a byte past it or an end before it breaks the stream (`broken`
 /// says how): the receiver was promised that length.
 async fn inbound(
-    rx: &mut WebSocketReceiver<Socket>,
+    from_client: &mut WebSocketReceiver<Socket>,
     outer: &Socket,
     heard: &Heard,
     declared: Option<u64>,
@@ -233,7 +257,7 @@ async fn inbound(
 ) -> (Way, u64) {
     let mut to = outer.clone();
     let mut bytes = 0;
-    while let Some(message) = rx.next().await {
+    while let Some(message) = from_client.next().await {
         heard.now();
         match message {
             Ok(Message::Binary(data)) if data.is_empty() => {
@@ -276,7 +300,7 @@ async fn inbound(
 /// then the bytes as binary messages and an empty one at their end (a cut closes with
 /// 1011); pings while quiet. A stream the page broke is closed by the bridge.
 async fn outbound(
-    tx: &mut WebSocketSender<Socket>,
+    to_client: &mut WebSocketSender<Socket>,
     outer: &Socket,
     heard: &Heard,
     learns: &Learns,
@@ -284,16 +308,16 @@ async fn outbound(
 ) -> (Way, u64) {
     let mut notices = BufReader::new(outer.clone());
     let mut ticks = Timer::interval(heard.every);
-    if let Err(why) = notices_until_open(tx, &mut notices, &mut ticks, heard).await {
+    if let Err(why) = notices_until_open(to_client, &mut notices, &mut ticks, heard).await {
         if broken.get().is_none() {
-            close(tx, 1008, &why).await;
+            close(to_client, 1008, &why).await;
         }
         return (Way::Closed, 0);
     }
     let about = crate::lock::lock(learns).take();
     if let Some(about) = about {
         let text = about_line(&about);
-        if tx.send(Message::text(text)).await.is_err() {
+        if to_client.send(Message::text(text)).await.is_err() {
             return (Way::Cancelled, 0);
         }
     }
@@ -307,12 +331,12 @@ async fn outbound(
         .await;
         let sent = match read {
             None if heard.gone() => {
-                close(tx, 1001, "no answer to pings").await;
+                close(to_client, 1001, "no answer to pings").await;
                 return (Way::Closed, bytes);
             }
-            None => tx.send(Message::Ping(Vec::new().into())).await,
+            None => to_client.send(Message::Ping(Vec::new().into())).await,
             Some(Ok(0)) => {
-                let sent = tx.send(Message::binary(Vec::new())).await;
+                let sent = to_client.send(Message::binary(Vec::new())).await;
                 return match sent {
                     Ok(()) => (Way::Ended, bytes),
                     Err(_) => (Way::Cancelled, bytes),
@@ -320,11 +344,16 @@ async fn outbound(
             }
             Some(Ok(n)) => {
                 bytes += n as u64;
-                tx.send(Message::binary(buf[..n].to_vec())).await
+                to_client.send(Message::binary(buf[..n].to_vec())).await
             }
             Some(Err(_)) => {
                 if broken.get().is_none() {
-                    close(tx, 1011, "the pipe was cut: the stream did not end cleanly").await;
+                    close(
+                        to_client,
+                        1011,
+                        "the pipe was cut: the stream did not end cleanly",
+                    )
+                    .await;
                 }
                 return (Way::Closed, bytes);
             }
@@ -338,7 +367,7 @@ async fn outbound(
 /// Passes the pipe's notices on as text until `* pipe open`; `Err` with the reason when
 /// the pipe is refused (`* error: …`) or the server stops.
 async fn notices_until_open(
-    tx: &mut WebSocketSender<Socket>,
+    to_client: &mut WebSocketSender<Socket>,
     notices: &mut BufReader<Socket>,
     ticks: &mut Timer,
     heard: &Heard,
@@ -354,7 +383,7 @@ async fn notices_until_open(
         match read {
             None if heard.gone() => return Err("no answer to pings".into()),
             None => {
-                tx.send(Message::Ping(Vec::new().into())).await.ok();
+                to_client.send(Message::Ping(Vec::new().into())).await.ok();
                 continue;
             }
             Some(Ok(0) | Err(_)) => return Err("the pipe closed before it opened".into()),
@@ -367,7 +396,7 @@ async fn notices_until_open(
         if notice == "* server shutting down" {
             return Err("server shutting down".into());
         }
-        tx.send(Message::text(notice.to_string())).await.ok();
+        to_client.send(Message::text(notice.to_string())).await.ok();
         if notice == "* pipe open" {
             return Ok(());
         }
