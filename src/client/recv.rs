@@ -86,20 +86,7 @@ fn receive_all(channel: &mut Channel<PipeStream>, options: &Options) -> io::Resu
     let files: Vec<&Planned> = plan.iter().filter(|p| !p.entry.dir).collect();
     let total: u64 = files.iter().map(|p| p.entry.size).sum();
     if !options.quiet {
-        eprintln!(
-            "receiving {} file{} ({}) into {}:",
-            files.len(),
-            if files.len() == 1 { "" } else { "s" },
-            size(total),
-            shown_path(&options.dir)
-        );
-        for p in plan.iter().take(10) {
-            let slash = if p.entry.dir { "/" } else { "" };
-            eprintln!("  {}{slash}  {}", shown(&p.entry.path), size(p.entry.size));
-        }
-        if plan.len() > 10 {
-            eprintln!("  … and {} more", plan.len() - 10);
-        }
+        show_plan(&plan, files.len(), total, &options.dir);
     }
     if !options.yes && io::stdin().is_terminal() && !confirm()? {
         channel.send(kind::REJECT, b"the receiver declined")?;
@@ -108,13 +95,7 @@ fn receive_all(channel: &mut Channel<PipeStream>, options: &Options) -> io::Resu
     }
 
     // Offer back what partial files already hold.
-    let mut offers = Vec::with_capacity(files.len() * 40);
-    for p in &files {
-        let (have, prefix) = partial_state(&part_path(&p.target), p.entry.size)?;
-        offers.extend_from_slice(&have.to_be_bytes());
-        offers.extend_from_slice(&prefix);
-    }
-    channel.send(kind::ACCEPT, &offers)?;
+    channel.send(kind::ACCEPT, &offers(&files)?)?;
     channel.flush()?;
 
     for p in plan.iter().filter(|p| p.entry.dir) {
@@ -145,6 +126,32 @@ fn receive_all(channel: &mut Channel<PipeStream>, options: &Options) -> io::Resu
         shown_path(&options.dir)
     ));
     Ok(())
+}
+
+/// What is about to be received, on stderr: the count, the size, the first ten entries.
+fn show_plan(plan: &[Planned], files: usize, total: u64, dir: &Path) {
+    let s = if files == 1 { "" } else { "s" };
+    let (total, dir) = (size(total), shown_path(dir));
+    eprintln!("receiving {files} file{s} ({total}) into {dir}:");
+    for p in plan.iter().take(10) {
+        let slash = if p.entry.dir { "/" } else { "" };
+        eprintln!("  {}{slash}  {}", shown(&p.entry.path), size(p.entry.size));
+    }
+    if plan.len() > 10 {
+        eprintln!("  … and {} more", plan.len() - 10);
+    }
+}
+
+/// For each file, the bytes a partial file from an earlier try already holds and the
+/// digest of its prefix: the sender resumes from there.
+fn offers(files: &[&Planned]) -> io::Result<Vec<u8>> {
+    let mut offers = Vec::with_capacity(files.len() * 40);
+    for p in files {
+        let (have, prefix) = partial_state(&part_path(&p.target), p.entry.size)?;
+        offers.extend_from_slice(&have.to_be_bytes());
+        offers.extend_from_slice(&prefix);
+    }
+    Ok(offers)
 }
 
 fn receive_list(channel: &mut Channel<PipeStream>) -> io::Result<Vec<Entry>> {
@@ -294,24 +301,9 @@ fn receive_file(
         (&name, &part, left),
         progress,
     )?;
-    let announced = match channel.receive_ref()? {
-        (kind::HASH, body) if body.len() == 32 => <[u8; 32]>::try_from(body).unwrap_or_default(),
-        (kind::DATA, _) => {
-            fs::remove_file(&part).ok();
-            return Err(lie(&format!("more bytes for {name} than it announced")));
-        }
-        _ => {
-            fs::remove_file(&part).ok();
-            return Err(lie(&format!("no digest for {name}")));
-        }
-    };
-    if digest != announced {
+    if let Err(e) = check_digest(channel, &name, digest) {
         fs::remove_file(&part).ok();
-        return Err(io::Error::other(format!(
-            "{name}: BLAKE3 {} does not match the {} the sender announced; the file was not kept",
-            transfer::hex(&digest),
-            transfer::hex(&announced)
-        )));
+        return Err(e);
     }
     fs::set_permissions(&part, fs::Permissions::from_mode(p.entry.mode & 0o777))?;
     if !options.force && fs::symlink_metadata(&p.target).is_ok() {
@@ -322,6 +314,23 @@ fn receive_file(
         )));
     }
     fs::rename(&part, &p.target)
+}
+
+/// The sender's digest of file `name`, which must be the one its bytes had here.
+fn check_digest(channel: &mut Channel<PipeStream>, name: &str, digest: [u8; 32]) -> io::Result<()> {
+    let announced = match channel.receive_ref()? {
+        (kind::HASH, body) if body.len() == 32 => <[u8; 32]>::try_from(body).unwrap_or_default(),
+        (kind::DATA, _) => return Err(lie(&format!("more bytes for {name} than it announced"))),
+        _ => return Err(lie(&format!("no digest for {name}"))),
+    };
+    if digest != announced {
+        return Err(io::Error::other(format!(
+            "{name}: BLAKE3 {} does not match the {} the sender announced; the file was not kept",
+            transfer::hex(&digest),
+            transfer::hex(&announced)
+        )));
+    }
+    Ok(())
 }
 
 /// Receives exactly `left` bytes of file `name`'s data and has the writing thread write and

@@ -4,17 +4,21 @@
 //! (`duet-send-4821`), so the relay sees only that; the whole code is the password of a
 //! SPAKE2 exchange, from which both ends derive keys that nobody else can (an attacker gets
 //! one guess per attempt, and the relay learns nothing it can guess offline). Every frame
-//! after that is sealed with ChaCha20-Poly1305, so the relay can neither read nor change
+//! after that is sealed with AES-256-GCM, so the relay can neither read nor change
 //! the data. `docs/PROTOCOL.md` describes the frames; this file is their only definition.
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use sha2::Sha256;
 use spake2::{Ed25519Group, Identity, Password, Spake2};
+
+mod entry;
+
+pub use entry::{safe_path, shown, Entry};
 
 /// Most plaintext bytes in one frame (file data is sent in frames of this size).
 pub const FRAME_BYTES: usize = 1 << 20;
@@ -420,110 +424,6 @@ fn nonce(n: u64) -> Nonce {
     Nonce::assume_unique_for_key(bytes)
 }
 
-/// One thing to create on the receiving side. A file's SHA-256 follows its data (`HASH`),
-/// so the sender reads each file once.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub dir: bool,
-    /// Permission bits (0o777 at most are used).
-    pub mode: u32,
-    pub size: u64,
-    /// Relative, `/`-separated.
-    pub path: String,
-}
-
-impl Entry {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(13 + self.path.len());
-        out.push(if self.dir { b'd' } else { b'f' });
-        out.extend_from_slice(&self.mode.to_be_bytes());
-        out.extend_from_slice(&self.size.to_be_bytes());
-        out.extend_from_slice(self.path.as_bytes());
-        out
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Entry, String> {
-        if bytes.len() < 13 {
-            return Err("short entry".into());
-        }
-        let dir = match bytes[0] {
-            b'd' => true,
-            b'f' => false,
-            _ => return Err("unknown entry kind".into()),
-        };
-        let path = std::str::from_utf8(&bytes[13..])
-            .map_err(|_| "a name that is not UTF-8".to_string())?
-            .to_string();
-        Ok(Entry {
-            dir,
-            mode: u32::from_be_bytes(bytes[1..5].try_into().unwrap_or_default()),
-            size: u64::from_be_bytes(bytes[5..13].try_into().unwrap_or_default()),
-            path,
-        })
-    }
-}
-
-/// Checks a name from the sender and turns it into a relative path, or says why it is
-/// refused: no absolute paths, no `.` or `..`, no empty parts, no control characters or
-/// backslashes, no device names, at most 4096 bytes and 255 per part, 64 parts deep.
-pub fn safe_path(name: &str) -> Result<PathBuf, String> {
-    let refuse = |why: &str| Err(format!("refused the name {:?}: {why}", shown(name)));
-    if name.is_empty() || name.len() > MAX_PATH_BYTES {
-        return refuse("empty or too long");
-    }
-    if name.starts_with('/') {
-        return refuse("absolute path");
-    }
-    if name.chars().any(|c| c.is_control() || c == '\\') {
-        return refuse("control character or backslash");
-    }
-    let parts: Vec<&str> = name.split('/').collect();
-    if parts.len() > 64 {
-        return refuse("more than 64 levels deep");
-    }
-    let mut path = PathBuf::new();
-    for part in parts {
-        if part.is_empty() || part == "." || part == ".." {
-            return refuse("empty, . or .. part");
-        }
-        if part.len() > 255 {
-            return refuse("a part longer than 255 bytes");
-        }
-        if is_device_name(part) {
-            return refuse("a device name");
-        }
-        path.push(part);
-    }
-    // Belt and braces: what we built must be plain relative parts only.
-    if !path.components().all(|c| matches!(c, Component::Normal(_))) {
-        return refuse("not a plain relative path");
-    }
-    Ok(path)
-}
-
-/// CON, PRN, AUX, NUL, COM1-9, LPT1-9, with or without an extension, any case.
-fn is_device_name(part: &str) -> bool {
-    let stem = part.split('.').next().unwrap_or(part).to_ascii_uppercase();
-    matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
-        || (stem.len() == 4
-            && (stem.starts_with("COM") || stem.starts_with("LPT"))
-            && stem.as_bytes()[3].is_ascii_digit()
-            && stem.as_bytes()[3] != b'0')
-}
-
-/// A name as it may be shown: at most 80 characters, control characters escaped.
-pub fn shown(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .take(80)
-        .flat_map(char::escape_default)
-        .collect();
-    if name.chars().count() > 80 {
-        out.push('…');
-    }
-    out
-}
-
 /// The digest of a file (and of the start of one, to resume): BLAKE3, 32 bytes.
 pub type FileHasher = blake3::Hasher;
 
@@ -552,141 +452,4 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::net::UnixStream;
-
-    #[test]
-    fn codes_parse_and_print() {
-        let code: Code = "4821-apple-River-stone".parse().unwrap();
-        assert_eq!(code.to_string(), "4821-apple-river-stone");
-        assert_eq!(code.token(), "duet-send-4821");
-        for bad in [
-            "",
-            "apple-river",
-            "12",
-            "12-apple",
-            "0-a-b",
-            "12-a-",
-            "12-a-b c",
-        ] {
-            assert!(bad.parse::<Code>().is_err(), "{bad:?}");
-        }
-        let fresh = Code::generate().unwrap();
-        assert_eq!(fresh.to_string().parse::<Code>().unwrap(), fresh);
-        assert_eq!(WORDS.len(), 256);
-    }
-
-    #[test]
-    fn numbers_widen_after_four_digit_tries() {
-        let code: Code = "4821-apple-river-stone".parse().unwrap();
-        for attempt in 1..=12 {
-            let next = code.renumbered(attempt).unwrap();
-            let digits = next.number().to_string().len() as u32;
-            assert_eq!(digits, 4 + attempt / FOUR_DIGIT_TRIES, "attempt {attempt}");
-            assert_eq!(next.words, code.words);
-        }
-    }
-
-    #[test]
-    fn names_are_sanitised() {
-        for good in [
-            "a",
-            "dir/file.txt",
-            "with space/ünïcödé ✓",
-            ".hidden",
-            "a..b",
-        ] {
-            assert!(safe_path(good).is_ok(), "{good:?}");
-        }
-        for bad in [
-            "",
-            "/etc/passwd",
-            "../x",
-            "a/../../x",
-            "a//b",
-            "./a",
-            "a/.",
-            "a\\b",
-            "a\nb",
-            "CON",
-            "con.txt",
-            "dir/LPT1",
-            "com9.log",
-            "a\u{1b}[2J",
-        ] {
-            assert!(safe_path(bad).is_err(), "{bad:?}");
-        }
-        assert!(safe_path("COM0").is_ok() && safe_path("console").is_ok());
-        assert!(safe_path(&"a/".repeat(65)).is_err());
-    }
-
-    #[test]
-    fn entries_round_trip() {
-        let e = Entry {
-            dir: false,
-            mode: 0o640,
-            size: 12345,
-            path: "a b/ç.txt".into(),
-        };
-        assert_eq!(Entry::decode(&e.encode()).unwrap(), e);
-        assert!(Entry::decode(b"short").is_err());
-    }
-
-    fn pair(
-        a: &str,
-        b: &str,
-    ) -> (
-        io::Result<Channel<UnixStream>>,
-        io::Result<Channel<UnixStream>>,
-    ) {
-        let (x, y) = UnixStream::pair().unwrap();
-        let (a, b): (Code, Code) = (a.parse().unwrap(), b.parse().unwrap());
-        let other = std::thread::spawn(move || Channel::handshake(y, &b, Role::Receiver));
-        let mine = Channel::handshake(x, &a, Role::Sender);
-        (mine, other.join().unwrap())
-    }
-
-    #[test]
-    fn the_same_code_makes_a_channel() {
-        let (a, b) = pair("12-x-y", "12-x-y");
-        let (mut a, mut b) = (a.unwrap(), b.unwrap());
-        a.send(kind::DATA, b"hello").unwrap();
-        assert_eq!(b.receive().unwrap(), (kind::DATA, b"hello".to_vec()));
-    }
-
-    /// What a side of protocol 2 says when the other speaks another version.
-    fn handshake_with(peer_sends: &'static [u8]) -> String {
-        let (x, mut y) = UnixStream::pair().unwrap();
-        let peer = std::thread::spawn(move || {
-            y.write_all(peer_sends).unwrap();
-            // Keep the socket open until our side gave up.
-            let mut rest = Vec::new();
-            y.read_to_end(&mut rest).ok();
-        });
-        let code: Code = "12-x-y".parse().unwrap();
-        let e = Channel::handshake(x, &code, Role::Sender).unwrap_err();
-        peer.join().unwrap();
-        e.to_string()
-    }
-
-    #[test]
-    fn other_protocol_versions_are_named() {
-        // Protocol 1 began with the length of its SPAKE2 message, 33.
-        let mut v1 = vec![33u8];
-        v1.extend_from_slice(&[0u8; 33]);
-        let v1: &'static [u8] = Box::leak(v1.into_boxed_slice());
-        assert_eq!(handshake_with(v1), OLDER_PEER);
-        let e = handshake_with(b"duet-send/3\n\x21");
-        assert!(e.contains("protocol 3, this duet speaks 2"), "{e}");
-        let e = handshake_with(b"HTTP/1.1 400\r\n");
-        assert!(e.contains("not a duet send/recv"), "{e}");
-    }
-
-    #[test]
-    fn a_wrong_code_is_told_apart() {
-        let (a, b) = pair("12-x-y", "12-x-z");
-        assert_eq!(a.unwrap_err().to_string(), WRONG_CODE);
-        assert_eq!(b.unwrap_err().to_string(), WRONG_CODE);
-    }
-}
+mod tests;

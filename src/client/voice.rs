@@ -107,6 +107,26 @@ enum Out {
     Stop,
 }
 
+impl Jitter {
+    /// Too much waiting: skips ahead to the newest `max_frames` of audio; how many frames
+    /// were dropped.
+    fn skip_to_newest(&mut self, max_frames: u32) -> u64 {
+        let Some(&newest) = self.frames.keys().next_back() else {
+            return 0;
+        };
+        if newest.saturating_sub(self.next) < max_frames {
+            return 0;
+        }
+        let keep_from = newest + 1 - max_frames;
+        let old: Vec<u32> = self.frames.range(..keep_from).map(|(s, _)| *s).collect();
+        for s in &old {
+            self.frames.remove(s);
+        }
+        self.next = keep_from;
+        old.len() as u64
+    }
+}
+
 /// Received audio waiting to be played.
 #[derive(Default)]
 struct Jitter {
@@ -118,6 +138,7 @@ struct Jitter {
     ended: bool,
 }
 
+#[derive(Default)]
 struct Shared {
     jitter: Mutex<Jitter>,
     arrived: Condvar,
@@ -133,14 +154,7 @@ pub fn run(options: &Options) -> io::Result<()> {
     let (stream, leftover) = client::open_pipe(&options.relay, &options.token, client::Role::Any)?;
     // Small kernel buffers: they would only hold audio that is getting old.
     rustix::net::sockopt::set_socket_send_buffer_size(&stream, 16 * 1024).ok();
-    let shared = Arc::new(Shared {
-        jitter: Mutex::new(Jitter::default()),
-        arrived: Condvar::new(),
-        stats: Stats::default(),
-        ack_out: AtomicU32::new(0),
-        acked: AtomicU32::new(0),
-        peer_gone: AtomicBool::new(false),
-    });
+    let shared = Arc::new(Shared::default());
     let max_in_flight = (options.max_delay_ms / FRAME_MS).max(2);
 
     let mut capture = spawn(&options.capture, Stdio::null(), Stdio::piped())?;
@@ -165,10 +179,7 @@ pub fn run(options: &Options) -> io::Result<()> {
     };
     if options.stats {
         let shared = shared.clone();
-        thread::spawn(move || loop {
-            thread::sleep(Duration::from_secs(1));
-            eprintln!("{}", shared.stats.line());
-        });
+        thread::spawn(move || report_every_second(&shared));
     }
     let player = playback
         .stdin
@@ -197,6 +208,14 @@ pub fn run(options: &Options) -> io::Result<()> {
     }
     played?;
     written
+}
+
+/// `--stats`: the figures on stderr once a second, for as long as the call lasts.
+fn report_every_second(shared: &Shared) {
+    loop {
+        thread::sleep(Duration::from_secs(1));
+        eprintln!("{}", shared.stats.line());
+    }
 }
 
 fn spawn(command: &str, stdin: Stdio, stdout: Stdio) -> io::Result<Child> {
@@ -389,21 +408,8 @@ fn play(mut player: ChildStdin, shared: &Shared, options: &Options) -> io::Resul
             if jitter.ended && jitter.frames.is_empty() {
                 return Ok(());
             }
-            // Too much waiting: skip ahead to the newest `max-delay` of audio.
-            if let Some(&newest) = jitter.frames.keys().next_back() {
-                if newest.saturating_sub(jitter.next) + 1 > max_frames {
-                    let keep_from = newest + 1 - max_frames;
-                    let old: Vec<u32> = jitter.frames.range(..keep_from).map(|(s, _)| *s).collect();
-                    shared
-                        .stats
-                        .skipped
-                        .fetch_add(old.len() as u64, Ordering::Relaxed);
-                    for s in old {
-                        jitter.frames.remove(&s);
-                    }
-                    jitter.next = keep_from;
-                }
-            }
+            let skipped = jitter.skip_to_newest(max_frames);
+            (shared.stats.skipped).fetch_add(skipped, Ordering::Relaxed);
             let next = jitter.next;
             jitter.next += 1;
             let depth = jitter.frames.len() as u64 * u64::from(FRAME_MS);

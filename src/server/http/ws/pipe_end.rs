@@ -315,8 +315,7 @@ async fn outbound(
         return (Way::Closed, 0);
     }
     let about = crate::lock::lock(learns).take();
-    if let Some(about) = about {
-        let text = about_line(&about);
+    if let Some(text) = about.map(|about| about_line(&about)) {
         if to_client.send(Message::text(text)).await.is_err() {
             return (Way::Cancelled, 0);
         }
@@ -348,12 +347,8 @@ async fn outbound(
             }
             Some(Err(_)) => {
                 if broken.get().is_none() {
-                    close(
-                        to_client,
-                        1011,
-                        "the pipe was cut: the stream did not end cleanly",
-                    )
-                    .await;
+                    let why = "the pipe was cut: the stream did not end cleanly";
+                    close(to_client, 1011, why).await;
                 }
                 return (Way::Closed, bytes);
             }
