@@ -121,6 +121,12 @@ pub struct Serve {
     #[argh(option)]
     pub deny: Vec<Cidr>,
 
+    /// connections from this address range (ADDRESS or ADDRESS/BITS) are a proxy's and
+    /// must begin with a PROXY protocol header (v1 or v2), whose client address counts;
+    /// repeatable
+    #[argh(option)]
+    pub proxy_protocol: Vec<Cidr>,
+
     /// file holding a secret; clients must send /auth SECRET before anything else
     #[argh(option)]
     pub secret_file: Option<PathBuf>,
@@ -405,6 +411,7 @@ impl Serve {
                 None => None,
                 Some(path) => Some(read_secret(path)?),
             },
+            proxies: self.proxy_protocol.clone(),
             failures: self.auth_failures,
             lockout: Duration::from_secs(self.auth_lockout),
             metrics_allow: match self.metrics_allow.is_empty() {

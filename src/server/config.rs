@@ -98,6 +98,8 @@ pub struct Auth {
     pub access: Access,
     /// `--secret-file`: clients must `/auth` with this before anything else.
     pub secret: Option<Arc<[u8]>>,
+    /// `--proxy-protocol`: proxies whose connections begin with a PROXY protocol header.
+    pub proxies: Vec<Cidr>,
     /// `--auth-failures`: failed `/auth` per address before a lock-out; 0 is no limit.
     pub failures: u32,
     /// `--auth-lockout`: the first lock-out (each next one doubles).
@@ -169,6 +171,7 @@ impl Default for Auth {
         Auth {
             access: Access::default(),
             secret: None,
+            proxies: Vec::new(),
             failures: AUTH_FAILURES,
             lockout: Duration::from_secs(AUTH_LOCKOUT_SECS),
             metrics_allow: vec![

@@ -295,10 +295,12 @@ pub enum Refusal {
     TlsOnly,
     /// A WebSocket from a page of an origin that is not allowed (`--allow-origin`).
     Origin,
+    /// A bad or slow PROXY protocol header from a `--proxy-protocol` address.
+    ProxyHeader,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 11] = [
+    pub const ALL: [Refusal; 12] = [
         Refusal::Access,
         Refusal::Full,
         Refusal::PerAddress,
@@ -310,6 +312,7 @@ impl Refusal {
         Refusal::Http,
         Refusal::TlsOnly,
         Refusal::Origin,
+        Refusal::ProxyHeader,
     ];
 
     fn index(self) -> usize {
@@ -330,6 +333,7 @@ impl Refusal {
             Refusal::Http => "http",
             Refusal::TlsOnly => "tls_only",
             Refusal::Origin => "origin",
+            Refusal::ProxyHeader => "proxy_header",
         }
     }
 }

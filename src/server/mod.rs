@@ -32,6 +32,7 @@ pub(crate) mod outbox;
 mod pipe;
 pub(crate) mod pipes;
 pub mod printer;
+mod proxied;
 pub(crate) mod reaper;
 pub(crate) mod relay;
 pub(crate) mod rooms;
@@ -291,6 +292,16 @@ async fn accept_all(ex: Arc<Executor<'static>>, listener: Arc<Async<TcpListener>
                 backoff = ACCEPT_BACKOFF_MIN;
                 hub.stats.accepted.fetch_add(1, Ordering::Relaxed);
                 let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                if hub
+                    .config
+                    .auth
+                    .proxies
+                    .iter()
+                    .any(|p| p.contains(peer.ip()))
+                {
+                    accept_proxied(&ex, &doorstep, stream, peer, &hub);
+                    continue;
+                }
                 if !hub.config.auth.access.permits(peer.ip()) {
                     let error = "access denied".into();
                     turn_away::refuse(&ex, &doorstep, stream, peer, &hub, Refusal::Access, error);
@@ -328,6 +339,28 @@ async fn accept_all(ex: Arc<Executor<'static>>, listener: Arc<Async<TcpListener>
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
         }
+    }
+}
+
+/// A connection from a `--proxy-protocol` address: counted in `--max-conns` now, against
+/// its client's address once its header names it (`proxied.rs`).
+fn accept_proxied(
+    ex: &Executor<'static>,
+    doorstep: &Arc<turn_away::Doorstep>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    hub: &Arc<Hub>,
+) {
+    let ticket = match hub.slots.take_outgoing() {
+        Ok(ticket) => ticket,
+        Err(no) => {
+            let error = no.to_string();
+            return turn_away::refuse(ex, doorstep, stream, peer, hub, Refusal::Full, error);
+        }
+    };
+    if let Some(socket) = register(stream, peer, hub) {
+        ex.spawn(proxied::serve(socket, peer, hub.clone(), ticket))
+            .detach();
     }
 }
 

@@ -67,21 +67,10 @@ impl Slots {
 
     /// A slot for a client at `ip`, or why not.
     pub fn take(self: &Arc<Slots>, ip: IpAddr) -> Result<Ticket, NoSlot> {
-        let done = self.count_one()?;
-        let ticket = Ticket {
-            slots: self.clone(),
-            ip,
-            _done: done,
-        };
-        let mut per_ip = lock(&self.per_ip);
-        let count = per_ip.entry(ip).or_insert(0);
-        if *count >= self.max_per_ip {
-            drop(per_ip);
-            // Dropping the ticket gives back the global slot (and the zero entry).
-            drop(ticket);
-            return Err(NoSlot::TooManyFromAddress(self.max_per_ip));
-        }
-        *count += 1;
+        let mut ticket = self.take_outgoing()?;
+        // Refused, the ticket is dropped before it counts against `ip`: it gives back the
+        // global slot only, never one of the address's own.
+        self.place(&mut ticket, ip)?;
         Ok(ticket)
     }
 
@@ -95,6 +84,20 @@ impl Slots {
             ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             _done: done,
         })
+    }
+
+    /// Counts a ticket taken with [`Slots::take_outgoing`] (a connection whose client was
+    /// not known when it was accepted: one behind a `--proxy-protocol` proxy) against `ip`
+    /// from now on, if that address has room.
+    pub fn place(&self, ticket: &mut Ticket, ip: IpAddr) -> Result<(), NoSlot> {
+        let mut per_ip = lock(&self.per_ip);
+        let count = per_ip.entry(ip).or_insert(0);
+        if *count >= self.max_per_ip {
+            return Err(NoSlot::TooManyFromAddress(self.max_per_ip));
+        }
+        *count += 1;
+        ticket.ip = ip;
+        Ok(())
     }
 
     /// Counts one more connection, if there is room; the sender a ticket keeps.
@@ -163,5 +166,23 @@ mod tests {
         assert!(!all_done.is_closed());
         drop(two);
         assert!(all_done.is_closed());
+    }
+
+    #[test]
+    fn an_unplaced_ticket_is_placed_once_its_address_is_known() {
+        let (slots, _all_done) = Slots::new(3, 1);
+        let slots = Arc::new(slots);
+        let a = "192.0.2.1".parse().unwrap();
+        let mut proxied = slots.take_outgoing().unwrap();
+        let mut second = slots.take_outgoing().unwrap();
+        slots.place(&mut proxied, a).unwrap();
+        assert_eq!(slots.take(a).unwrap_err(), NoSlot::TooManyFromAddress(1));
+        assert_eq!(
+            slots.place(&mut second, a).unwrap_err(),
+            NoSlot::TooManyFromAddress(1)
+        );
+        drop(proxied);
+        slots.place(&mut second, a).unwrap();
+        assert_eq!(slots.count(), 1);
     }
 }

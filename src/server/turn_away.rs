@@ -94,7 +94,7 @@ fn at_once(stream: TcpStream, error: &str) {
 
 /// Waits for the client's first bytes (at most `--greet-wait`); answers an HTTP request
 /// with a status, anything else with the `* error:` line.
-async fn answer(hub: &Hub, socket: &Socket, why: Refusal, error: &str) {
+pub(crate) async fn answer(hub: &Hub, socket: &Socket, why: Refusal, error: &str) {
     let mut first = [0u8; 8];
     let peeked = future::or(
         async {
