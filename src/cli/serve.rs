@@ -127,6 +127,11 @@ pub struct Serve {
     #[argh(option)]
     pub proxy_protocol: Vec<Cidr>,
 
+    /// HTTP requests from this address range (ADDRESS or ADDRESS/BITS) are a reverse
+    /// proxy's: the last untrusted hop of X-Forwarded-For is the client; repeatable
+    #[argh(option)]
+    pub trusted_proxy: Vec<Cidr>,
+
     /// file holding a secret; clients must send /auth SECRET before anything else
     #[argh(option)]
     pub secret_file: Option<PathBuf>,
@@ -412,6 +417,7 @@ impl Serve {
                 Some(path) => Some(read_secret(path)?),
             },
             proxies: self.proxy_protocol.clone(),
+            trusted_proxies: self.trusted_proxy.clone(),
             failures: self.auth_failures,
             lockout: Duration::from_secs(self.auth_lockout),
             metrics_allow: match self.metrics_allow.is_empty() {

@@ -100,6 +100,8 @@ pub struct Auth {
     pub secret: Option<Arc<[u8]>>,
     /// `--proxy-protocol`: proxies whose connections begin with a PROXY protocol header.
     pub proxies: Vec<Cidr>,
+    /// `--trusted-proxy`: reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<Cidr>,
     /// `--auth-failures`: failed `/auth` per address before a lock-out; 0 is no limit.
     pub failures: u32,
     /// `--auth-lockout`: the first lock-out (each next one doubles).
@@ -172,6 +174,7 @@ impl Default for Auth {
             access: Access::default(),
             secret: None,
             proxies: Vec::new(),
+            trusted_proxies: Vec::new(),
             failures: AUTH_FAILURES,
             lockout: Duration::from_secs(AUTH_LOCKOUT_SECS),
             metrics_allow: vec![

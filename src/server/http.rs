@@ -11,6 +11,7 @@
 
 pub(crate) mod answer;
 mod body;
+mod forwarded;
 mod head;
 mod metrics;
 mod page;
@@ -27,7 +28,7 @@ use crate::server::lines::commands::{auth_refused, check_auth, AuthCheck};
 use crate::server::lines::Opening;
 use crate::server::notice::{tell, tell_within};
 use crate::server::printer::{HttpRecord, Record};
-use crate::server::slots::Ticket;
+use crate::server::slots::{NoSlot, Ticket};
 use crate::socket::Socket;
 
 use answer::Answered;
@@ -53,7 +54,7 @@ pub async fn serve(
     peer: SocketAddr,
     first: Vec<u8>,
     early: Vec<u8>,
-    ticket: Ticket,
+    mut ticket: Ticket,
 ) {
     let started = Instant::now();
     let until = started + hub.config.limits.handshake_timeout;
@@ -63,22 +64,29 @@ pub async fn serve(
         Some(at) => [&first[..at], b" ...".as_slice()].concat(),
         None => first.clone(),
     };
-    hub.log.send(Record::Line { peer, text: shown }).await;
-    let (answered, method, path) = match head::read(&stream, &first, early, until).await {
+    let (answered, method, path, peer) = match head::read(&stream, &first, early, until).await {
         Err(refusal) => {
+            hub.log.send(Record::Line { peer, text: shown }).await;
             hub.stats.refused(Refusal::Http);
             respond(hub, &stream, refusal.status, &refusal.why, &[]).await;
             let method =
                 String::from_utf8_lossy(first.split(|&b| b == b' ').next().unwrap_or_default());
-            (
-                Answered::plain(refusal.status, &refusal.why),
-                method.into_owned(),
-                "-".into(),
-            )
+            let answered = Answered::plain(refusal.status, &refusal.why);
+            (answered, method.into_owned(), "-".into(), peer)
         }
         Ok((head, body)) => {
-            let answered = route(hub, &stream, peer, &head, body, ticket).await;
-            (answered, head.method, head.path)
+            let client = forwarded::client(&hub.config.auth.trusted_proxies, peer, &head);
+            hub.log
+                .send(Record::Line {
+                    peer: client,
+                    text: shown,
+                })
+                .await;
+            let answered = match place(hub, &stream, (peer, client), &mut ticket).await {
+                Ok(()) => route(hub, &stream, client, &head, body, ticket).await,
+                Err(answered) => answered,
+            };
+            (answered, head.method, head.path, client)
         }
     };
     hub.stats
@@ -95,6 +103,36 @@ pub async fn serve(
         mood: answered.mood,
     };
     hub.log.send(Record::Http(Box::new(record))).await;
+}
+
+/// A request a `--trusted-proxy` forwarded for another client (`peers`: the proxy and
+/// the client): the access rules and `--max-per-ip` apply to that client, whose slot it
+/// now is.
+async fn place(
+    hub: &Hub,
+    stream: &Socket,
+    (proxy, client): (SocketAddr, SocketAddr),
+    ticket: &mut Ticket,
+) -> Result<(), Answered> {
+    if proxy == client {
+        return Ok(());
+    }
+    let refused = match hub.config.auth.access.permits(client.ip()) {
+        false => Some((Refusal::Access, 403, "access denied".to_string())),
+        true => match hub.slots.place(ticket, client.ip()) {
+            Ok(()) => None,
+            Err(no @ NoSlot::TooManyFromAddress(_)) => {
+                Some((Refusal::PerAddress, 503, no.to_string()))
+            }
+            Err(no) => Some((Refusal::Full, 503, no.to_string())),
+        },
+    };
+    let Some((why, status, error)) = refused else {
+        return Ok(());
+    };
+    hub.stats.refused(why);
+    respond(hub, stream, status, &error, &[]).await;
+    Err(Answered::plain(status, &error))
 }
 
 /// One function per route.

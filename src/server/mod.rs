@@ -302,12 +302,7 @@ async fn accept_all(ex: Arc<Executor<'static>>, listener: Arc<Async<TcpListener>
                     accept_proxied(&ex, &doorstep, stream, peer, &hub);
                     continue;
                 }
-                if !hub.config.auth.access.permits(peer.ip()) {
-                    let error = "access denied".into();
-                    turn_away::refuse(&ex, &doorstep, stream, peer, &hub, Refusal::Access, error);
-                    continue;
-                }
-                match hub.slots.take(peer.ip()) {
+                match ticket_for(&hub, peer) {
                     Ok(ticket) => {
                         let Some(stream) = register(stream, peer, &hub) else {
                             continue;
@@ -316,12 +311,7 @@ async fn accept_all(ex: Arc<Executor<'static>>, listener: Arc<Async<TcpListener>
                         let serving = door::serve(stream, peer, hub, ticket, Arrived::Tcp);
                         ex.spawn(serving).detach();
                     }
-                    Err(refusal) => {
-                        let why = match refusal {
-                            slots::NoSlot::TooManyFromAddress(_) => Refusal::PerAddress,
-                            slots::NoSlot::Full | slots::NoSlot::Stopping => Refusal::Full,
-                        };
-                        let error = refusal.to_string();
+                    Err((why, error)) => {
                         turn_away::refuse(&ex, &doorstep, stream, peer, &hub, why, error);
                     }
                 }
@@ -340,6 +330,24 @@ async fn accept_all(ex: Arc<Executor<'static>>, listener: Arc<Async<TcpListener>
             }
         }
     }
+}
+
+/// The slot of an accepted client, or why it has none: `--allow`/`--deny`, `--max-conns`,
+/// `--max-per-ip`. A `--trusted-proxy` is let in and counted in `--max-conns` only: the
+/// access rules and the per-address limit apply to the clients its requests name.
+fn ticket_for(hub: &Hub, peer: SocketAddr) -> Result<slots::Ticket, (Refusal, String)> {
+    let no_slot = |no: slots::NoSlot| match no {
+        slots::NoSlot::TooManyFromAddress(_) => (Refusal::PerAddress, no.to_string()),
+        slots::NoSlot::Full | slots::NoSlot::Stopping => (Refusal::Full, no.to_string()),
+    };
+    let auth = &hub.config.auth;
+    if auth.trusted_proxies.iter().any(|p| p.contains(peer.ip())) {
+        return hub.slots.take_outgoing().map_err(no_slot);
+    }
+    if !auth.access.permits(peer.ip()) {
+        return Err((Refusal::Access, "access denied".into()));
+    }
+    hub.slots.take(peer.ip()).map_err(no_slot)
 }
 
 /// A connection from a `--proxy-protocol` address: counted in `--max-conns` now, against

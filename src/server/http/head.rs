@@ -138,7 +138,7 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 }
 
 /// Parses a complete head with `httparse`.
-fn parse(head: &[u8]) -> Result<Head, BadHead> {
+pub(super) fn parse(head: &[u8]) -> Result<Head, BadHead> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(head) {
