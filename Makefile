@@ -8,7 +8,7 @@ STATIC  := target/$(TARGET)/release/duet
 # Test peers: command → Debian package.
 TOOLS   := nc:netcat-openbsd ncat:ncat socat:socat python3:python3 sha256sum:coreutils file:file \
            curl:curl haproxy:haproxy nginx:nginx \
-           openssl:openssl ss:iproute2 \
+           openssl:openssl ss:iproute2 systemd-analyze:systemd systemd-socket-activate:systemd \
            espeak-ng:espeak-ng sox:sox redis-server:redis-server \
            wormhole-william:wormhole-william
 

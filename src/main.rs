@@ -96,8 +96,11 @@ fn usage(e: String) -> io::Error {
 fn run_server(serve: Serve) -> io::Result<()> {
     let config = serve.config().map_err(usage)?;
     let addr = serve.addr();
-    let listener = server::bind(addr)
+    let (listener, passed) = server::listener(addr)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    if passed {
+        eprintln!("duet: serving the socket systemd passed ($LISTEN_FDS); -p and -b are not used");
+    }
     // Registered before serving so that a signal during start-up is not lost.
     let mut signals = Signals::new([Signal::Term, Signal::Int])?;
     let (log, printer) = Printer::spawn(Box::new(io::stdout()), serve.log_format)?;

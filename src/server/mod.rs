@@ -94,6 +94,15 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(TcpListener::from(socket))
 }
 
+/// The listening socket systemd passed (socket activation: `$LISTEN_FDS`, the first one),
+/// if it passed one; otherwise `addr`, bound here ([`bind`]).
+pub fn listener(addr: SocketAddr) -> io::Result<(TcpListener, bool)> {
+    if let Some(passed) = listenfd::ListenFd::from_env().take_tcp_listener(0)? {
+        return Ok((passed, true));
+    }
+    Ok((bind(addr)?, false))
+}
+
 /// Descriptors one connection may hold, for sizing: a TLS client holds its TCP socket and a
 /// socket pair (3); a plain pipe end its socket and half of the two kernel pipes of a
 /// spliced relay (3). HTTP pipe ends hold more (7: a socket pair and a kernel pipe of their
@@ -197,6 +206,7 @@ pub fn run(
                 ex.spawn(node::run(hub.clone(), cluster, advertise))
             });
             ex.spawn(shutdown).await;
+            sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]).ok();
             accepting.cancel().await;
             chores.cancel().await;
             drop(listener);
@@ -260,6 +270,8 @@ async fn announce(hub: &Hub, port: u16, descriptors: Vec<String>) {
         let message = format!("TLS {only}; certificate SHA-256 {fingerprint}");
         hub.log.send(Record::Server { message }).await;
     }
+    // Under systemd (`Type=notify`): started. Nothing happens without $NOTIFY_SOCKET.
+    sd_notify::notify(false, &[sd_notify::NotifyState::Ready]).ok();
 }
 
 /// Stops in order: every connection is told to finish and gets `--drain` (plus a grace) to
