@@ -31,7 +31,7 @@ SOAK_CLIENTS ?= 2000
 run:
 	$(CARGO) run --release --bin duet -- serve -p $(PORT)
 
-test: deps lint unit smoke fuzz-short
+test: deps lint release unit smoke fuzz-short
 
 # Installs the programs the tests talk to, only when they are missing.
 deps:
