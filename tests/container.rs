@@ -53,7 +53,7 @@ fn the_image_is_the_static_binary_serving_from_an_empty_root() {
     std::fs::create_dir_all(root.join("state")).unwrap();
     std::fs::copy(STATIC, root.join("duet")).unwrap();
     rustix::fs::chown(
-        &root.join("state"),
+        root.join("state"),
         Some(rustix::fs::Uid::from_raw(65534)),
         Some(rustix::fs::Gid::from_raw(65534)),
     )

@@ -290,3 +290,80 @@ fn resets_cross_the_tls_bridge_both_ways() {
         );
     });
 }
+
+/// A new self-signed pair for localhost in `dir/NAME.pem` and `dir/NAME.key` (EC P-256).
+fn new_pair(dir: &std::path::Path, name: &str) {
+    let d = dir.display();
+    sh(&format!(
+        "cd {d} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+         -days 2 -subj /CN=localhost -keyout {name}.key -out {name}.pem 2>/dev/null"
+    ));
+}
+
+/// The SHA-256 of the certificate a TLS client is shown at `port` now, as duet logs it.
+fn served_fingerprint(port: u16) -> String {
+    let out = sh(&format!(
+        "openssl s_client -connect 127.0.0.1:{port} </dev/null 2>/dev/null \
+         | openssl x509 -noout -fingerprint -sha256"
+    ));
+    let (_, hex) = out.trim().split_once('=').expect("a fingerprint");
+    hex.to_ascii_uppercase()
+}
+
+/// certbot's way: the files are replaced; duet shows the new pair to new handshakes on
+/// SIGHUP or by itself, keeps open connections, and keeps the old pair when a new one is bad.
+#[test]
+#[ignore = "needs openssl (make test runs it)"]
+fn certificate_files_are_read_again_and_a_bad_pair_is_refused() {
+    need("openssl");
+    smol::block_on(async {
+        let dir = temp_dir("reload");
+        for name in ["one", "two", "three"] {
+            new_pair(&dir, name);
+        }
+        let file = |name: &str| dir.join(name).display().to_string();
+        let install = |name: &str| {
+            std::fs::copy(file(&format!("{name}.key")), file("live.key")).unwrap();
+            std::fs::copy(file(&format!("{name}.pem")), file("live.pem")).unwrap();
+        };
+        install("one");
+        let mut duet = Duet::start(&[
+            "--tls-cert",
+            &file("live.pem"),
+            "--tls-key",
+            &file("live.key"),
+        ]);
+        let first = duet.wait_for_text("certificate SHA-256 ").await;
+        let one = first.rsplit(' ').next().unwrap().to_string();
+        assert_eq!(served_fingerprint(duet.port), one);
+        // A session that stays open across every change.
+        let addr = format!("127.0.0.1:{}", duet.port);
+        let mut open = Proc::start("openssl", &["s_client", "-quiet", "-connect", &addr]);
+        open.expect_containing("Hello, Client!").await;
+
+        // Replaced files are noticed without a signal.
+        install("two");
+        let read = duet.wait_for_text("TLS certificate read again").await;
+        let two = read.rsplit(' ').next().unwrap().to_string();
+        assert_ne!(two, one);
+        assert_eq!(served_fingerprint(duet.port), two);
+
+        // SIGHUP reads them again; a pair whose key is another certificate's is refused.
+        std::fs::copy(file("three.key"), file("live.key")).unwrap();
+        signal(duet.pid(), rustix::process::Signal::HUP);
+        duet.wait_for_text(
+            "TLS certificate not replaced, the one in use is kept: bad certificate or key",
+        )
+        .await;
+        assert_eq!(served_fingerprint(duet.port), two);
+        install("three");
+        signal(duet.pid(), rustix::process::Signal::HUP);
+        let read = duet.wait_for_text("TLS certificate read again").await;
+        let three = read.rsplit(' ').next().unwrap().to_string();
+        assert_eq!(served_fingerprint(duet.port), three);
+
+        open.say("still here");
+        duet.wait_for_text("-> still here").await;
+        std::fs::remove_dir_all(&dir).ok();
+    });
+}

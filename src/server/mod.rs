@@ -460,7 +460,57 @@ async fn housekeeping(hub: &Hub) {
             save_wormhole(hub).await;
         }
     };
-    future::or(future::or(stats, sweep), wormhole).await
+    let chores = future::or(future::or(stats, sweep), wormhole);
+    future::or(chores, hangups(hub)).await
+}
+
+/// SIGHUP reads `--tls-cert`/`--tls-key` again (and never stops the server, as its
+/// default action would); so does a change to either file, looked for every few seconds.
+async fn hangups(hub: &Hub) {
+    let Ok(mut signals) = async_signal::Signals::new([async_signal::Signal::Hup]) else {
+        return future::pending().await;
+    };
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &hub.config.tls {
+        return watch_certificate(hub, tls, &mut signals).await;
+    }
+    while futures_lite::StreamExt::next(&mut signals).await.is_some() {
+        let message = "SIGHUP: nothing to read again (no --tls-cert)".to_string();
+        hub.log.send(Record::Server { message }).await;
+    }
+}
+
+/// Reloads the certificate on each hangup and each change to its files, and says how.
+#[cfg(feature = "tls")]
+async fn watch_certificate(hub: &Hub, tls: &tls::Tls, signals: &mut async_signal::Signals) {
+    let mut ticks = Timer::interval(tls::reload::CHECK_EVERY);
+    loop {
+        let asked = future::or(
+            async {
+                match futures_lite::StreamExt::next(signals).await {
+                    Some(_) => true,
+                    None => future::pending().await,
+                }
+            },
+            async {
+                futures_lite::StreamExt::next(&mut ticks).await;
+                false
+            },
+        )
+        .await;
+        if !asked && !tls.current.changed() {
+            continue;
+        }
+        let message = match tls.current.reload() {
+            Ok(Some(leaf)) => {
+                let fingerprint = tls::fingerprint(&leaf);
+                format!("TLS certificate read again; certificate SHA-256 {fingerprint}")
+            }
+            Ok(None) => "SIGHUP: the certificate is self-signed; nothing to read again".into(),
+            Err(why) => format!("TLS certificate not replaced, the one in use is kept: {why}"),
+        };
+        hub.log.send(Record::Server { message }).await;
+    }
 }
 
 /// How often expired wormhole mailboxes are looked for.

@@ -25,12 +25,17 @@ use futures_lite::io::{split, ReadHalf, WriteHalf};
 use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use futures_rustls::server::TlsStream;
 use futures_rustls::TlsAcceptor;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use smol::Timer;
 
 use crate::socket::{Socket, Stream};
+
+pub(crate) mod reload;
+
+pub use reload::Current;
 
 /// The ALPN name of HTTP/1.1.
 pub const HTTP_1_1: &[u8] = b"http/1.1";
@@ -51,6 +56,8 @@ pub struct Tls {
     /// The DNS names the certificate is for (lower case): the names pages of this server
     /// are served under, for the WebSocket Origin check.
     pub names: Vec<String>,
+    /// The certificate handshakes get now (replaced on SIGHUP or when its files change).
+    pub current: Arc<Current>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -63,17 +70,12 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Tls {
-    /// From PEM files: a certificate chain (leaf first) and its private key.
+    /// From PEM files: a certificate chain (leaf first) and its private key, read again
+    /// when they change (see `tls/reload.rs`).
     pub fn from_files(cert: &Path, key: &Path, only: bool) -> Result<Tls, String> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-            .and_then(|certs| certs.collect())
-            .map_err(|e| format!("cannot read certificates from {}: {e}", cert.display()))?;
-        if certs.is_empty() {
-            return Err(format!("no certificate in {}", cert.display()));
-        }
-        let key = PrivateKeyDer::from_pem_file(key)
-            .map_err(|e| format!("cannot read a private key from {}: {e}", key.display()))?;
-        Tls::new(certs, key, only)
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let current = Current::from_files(cert, key, provider.clone())?;
+        Tls::new(current, provider, only)
     }
 
     /// A new self-signed certificate for `names` (host names or addresses).
@@ -81,26 +83,21 @@ impl Tls {
         let made = rcgen::generate_simple_self_signed(names)
             .map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
         let key = PrivatePkcs8KeyDer::from(made.signing_key.serialize_der());
-        Tls::new(vec![made.cert.der().clone()], key.into(), only)
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certified =
+            CertifiedKey::from_der(vec![made.cert.der().clone()], key.into(), &provider)
+                .map_err(|e| format!("bad certificate or key: {e}"))?;
+        Tls::new(Current::fixed(certified, provider.clone()), provider, only)
     }
 
-    fn new(
-        certs: Vec<CertificateDer<'static>>,
-        key: PrivateKeyDer<'static>,
-        only: bool,
-    ) -> Result<Tls, String> {
-        let fingerprint = fingerprint(&certs[0]);
-        let names = webpki::EndEntityCert::try_from(&certs[0])
-            .map(|cert| {
-                cert.valid_dns_names()
-                    .map(str::to_ascii_lowercase)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+    fn new(current: Current, provider: Arc<CryptoProvider>, only: bool) -> Result<Tls, String> {
+        let leaf = current.chain().swap_remove(0);
+        let fingerprint = fingerprint(&leaf);
+        let names = names(&leaf);
+        let current = Arc::new(current);
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+            .map(|b| b.with_no_client_auth().with_cert_resolver(current.clone()))
             .map_err(|e| format!("bad certificate or key: {e}"))?;
         // Browsers and curl offer ALPN; agreeing on HTTP/1.1 tells the door that a request
         // is coming, however long the client waits before sending it (browsers open
@@ -112,6 +109,7 @@ impl Tls {
             fingerprint,
             only,
             names,
+            current,
         })
     }
 
@@ -136,6 +134,17 @@ pub fn fingerprint(der: &[u8]) -> String {
     let hex = data_encoding::HEXUPPER.encode(digest.as_ref());
     let pairs: Vec<&str> = (0..hex.len()).step_by(2).map(|i| &hex[i..i + 2]).collect();
     pairs.join(":")
+}
+
+/// The DNS names a certificate is for, lower case.
+pub fn names(leaf: &CertificateDer<'_>) -> Vec<String> {
+    webpki::EndEntityCert::try_from(leaf)
+        .map(|cert| {
+            cert.valid_dns_names()
+                .map(str::to_ascii_lowercase)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Whether a client's first byte starts a TLS handshake record.
