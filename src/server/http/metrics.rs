@@ -34,6 +34,8 @@ impl Collector for Figures {
             metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
         }
         labeled_counters(hub, &mut encoder)?;
+        #[cfg(feature = "tls")]
+        certificate(hub, &mut encoder)?;
         gauges(hub, &mut encoder)
     }
 }
@@ -134,6 +136,34 @@ fn labeled(
     Ok(())
 }
 
+/// Descriptors open now (the entries of /proc/self/fd; 0 where there is no /proc).
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |entries| entries.count())
+}
+
+/// The soft limit on descriptors.
+fn max_fds() -> u64 {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    limit.current.unwrap_or(u64::MAX)
+}
+
+/// With TLS: when the certificate in use expires, for the alert in contrib/alerts.yml.
+#[cfg(feature = "tls")]
+fn certificate(hub: &Hub, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    let Some(expires) = hub
+        .config
+        .tls
+        .as_ref()
+        .and_then(|tls| tls.current.expires())
+    else {
+        return Ok(());
+    };
+    let metric = ConstGauge::new(expires as f64);
+    let name = "duet_tls_certificate_expiry_timestamp_seconds";
+    let help = "when the TLS certificate in use expires (Unix time)";
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
 /// What is open now, and when the server started.
 fn gauges(hub: &Hub, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
     let (waiting, open) = hub.pipes.count();
@@ -183,6 +213,21 @@ fn gauges(hub: &Hub, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> 
             "process_start_time_seconds",
             "when the server started (Unix time)",
             started,
+        ),
+        (
+            "duet_max_connections",
+            "connections the server takes at most (--max-conns)",
+            hub.config.limits.max_conns as f64,
+        ),
+        (
+            "process_open_fds",
+            "descriptors open now",
+            open_fds() as f64,
+        ),
+        (
+            "process_max_fds",
+            "descriptors the process may open (RLIMIT_NOFILE)",
+            max_fds() as f64,
         ),
     ];
     for (name, help, value) in gauges {

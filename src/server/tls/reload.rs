@@ -75,6 +75,13 @@ impl Current {
             .clone()
     }
 
+    /// When the certificate in use expires (Unix time), for `/metrics`.
+    pub fn expires(&self) -> Option<i64> {
+        let leaf = self.chain().into_iter().next()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&leaf).ok()?;
+        Some(cert.validity().not_after.timestamp())
+    }
+
     /// Whether the files changed since they were last read.
     pub fn changed(&self) -> bool {
         let Some((cert, key)) = &self.files else {
