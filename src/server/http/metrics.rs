@@ -36,6 +36,7 @@ impl Collector for Figures {
         labeled_counters(hub, &mut encoder)?;
         #[cfg(feature = "tls")]
         certificate(hub, &mut encoder)?;
+        process(hub, &mut encoder)?;
         gauges(hub, &mut encoder)
     }
 }
@@ -147,6 +148,36 @@ fn max_fds() -> u64 {
     limit.current.unwrap_or(u64::MAX)
 }
 
+/// The process: when it started, and its descriptors against their limit.
+fn process(hub: &Hub, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+    let started = hub
+        .started
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let gauges = [
+        (
+            "process_start_time_seconds",
+            "when the server started (Unix time)",
+            started,
+        ),
+        (
+            "process_open_fds",
+            "descriptors open now",
+            open_fds() as f64,
+        ),
+        (
+            "process_max_fds",
+            "descriptors the process may open (RLIMIT_NOFILE)",
+            max_fds() as f64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let metric = ConstGauge::new(value);
+        metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+    }
+    Ok(())
+}
+
 /// With TLS: when the certificate in use expires, for the alert in contrib/alerts.yml.
 #[cfg(feature = "tls")]
 fn certificate(hub: &Hub, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
@@ -167,10 +198,6 @@ fn certificate(hub: &Hub, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Er
 /// What is open now, and when the server started.
 fn gauges(hub: &Hub, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
     let (waiting, open) = hub.pipes.count();
-    let started = hub
-        .started
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
     let gauges = [
         (
             "duet_connections",
@@ -210,24 +237,9 @@ fn gauges(hub: &Hub, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> 
             hub.workers.running() as f64,
         ),
         (
-            "process_start_time_seconds",
-            "when the server started (Unix time)",
-            started,
-        ),
-        (
             "duet_max_connections",
             "connections the server takes at most (--max-conns)",
             hub.config.limits.max_conns as f64,
-        ),
-        (
-            "process_open_fds",
-            "descriptors open now",
-            open_fds() as f64,
-        ),
-        (
-            "process_max_fds",
-            "descriptors the process may open (RLIMIT_NOFILE)",
-            max_fds() as f64,
         ),
     ];
     for (name, help, value) in gauges {
