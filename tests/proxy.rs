@@ -12,13 +12,45 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-/// HAProxy in TCP mode on a free port of 127.0.0.1, passing every connection to `duet`
-/// with a PROXY v2 header; stopped when dropped.
-struct Haproxy {
+/// A proxy in front of duet on a free port of 127.0.0.1, its configuration in a directory
+/// of its own; stopped when dropped.
+struct Proxy {
     child: Child,
     port: u16,
     _dir: tempfile_dir::Dir,
 }
+
+impl Proxy {
+    /// Starts `cmd` and waits until it listens on `port`.
+    fn launch(cmd: &mut Command, port: u16, dir: tempfile_dir::Dir) -> Proxy {
+        let child = cmd.stdout(Stdio::null()).spawn().expect("start the proxy");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < TIMEOUT, "{cmd:?} did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Proxy {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// HAProxy in TCP mode, configured as docs/operations.md says, passing every connection
+/// to duet with a PROXY v2 header.
+struct Haproxy;
 
 mod tempfile_dir {
     /// A directory under the target dir, removed when dropped.
@@ -40,7 +72,7 @@ mod tempfile_dir {
 }
 
 impl Haproxy {
-    fn start(duet_port: u16, name: &str) -> Haproxy {
+    fn start(duet_port: u16, name: &str) -> Proxy {
         need("haproxy");
         let port = free_port();
         let dir = tempfile_dir::Dir::new(name);
@@ -49,33 +81,11 @@ impl Haproxy {
             .replace("127.0.0.1:4004", &format!("127.0.0.1:{duet_port}"));
         let path = dir.0.join("haproxy.cfg");
         std::fs::write(&path, config).unwrap();
-        let child = Command::new("haproxy")
-            .args(["-db", "-f"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start haproxy");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < TIMEOUT, "haproxy did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Haproxy {
-            child,
+        Proxy::launch(
+            Command::new("haproxy").args(["-db", "-f"]).arg(&path),
             port,
-            _dir: dir,
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
+            dir,
+        )
     }
 }
 
@@ -260,13 +270,8 @@ fn headers_nobody_should_believe() {
     });
 }
 
-/// nginx as an HTTP reverse proxy, configured as docs/operations.md recommends; stopped
-/// when dropped.
-struct Nginx {
-    child: Child,
-    port: u16,
-    _dir: tempfile_dir::Dir,
-}
+/// nginx as an HTTP reverse proxy, configured as docs/operations.md recommends.
+struct Nginx;
 
 /// The `n`th configuration docs/operations.md gives for a proxy (the code blocks after
 /// its `tests/proxy.rs reads the block below` marks): what the docs say is what is tested.
@@ -280,7 +285,7 @@ fn documented(n: usize) -> String {
 }
 
 impl Nginx {
-    fn start(duet_port: u16, name: &str) -> Nginx {
+    fn start(duet_port: u16, name: &str) -> Proxy {
         need("nginx");
         let port = free_port();
         let dir = tempfile_dir::Dir::new(name);
@@ -295,35 +300,12 @@ impl Nginx {
         );
         let path = dir.0.join("nginx.conf");
         std::fs::write(&path, config).unwrap();
-        let child = Command::new("nginx")
-            .args(["-g", "daemon off;", "-p"])
+        let mut cmd = Command::new("nginx");
+        cmd.args(["-g", "daemon off;", "-p"])
             .arg(&dir.0)
             .arg("-c")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < TIMEOUT, "nginx did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Nginx {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
+            .arg(&path);
+        Proxy::launch(&mut cmd, port, dir)
     }
 }
 
