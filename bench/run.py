@@ -1185,6 +1185,85 @@ def table():
                          f"| {fmt(v)} | {ratio} |")
     return "\n".join(lines)
 
+def ws_upgrade(port, path):
+    """A WebSocket opened on a plain socket (the upgrade only): the socket, left idle."""
+    c = socket.create_connection(("127.0.0.1", port))
+    c.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = c.recv(4096)
+        if not chunk:
+            raise RuntimeError("the WebSocket upgrade failed")
+        head += chunk
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"no upgrade: {head[:60]!r}")
+    return c
+
+
+def bench_node():
+    """A node holding many quiet connections of the kinds an internet relay sees: plain
+    line clients, TLS ones, WebSockets on /ws and magic-wormhole mailbox clients (with their
+    mailboxes open), NODE_CONNS of each (2,000 by default; this machine caps a process at
+    20,000 descriptors and a TLS client takes three). RSS per connection of each kind, and
+    what 100,000 of the mix (a quarter each) would take by that measure."""
+    import ssl
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    n = int(os.environ.get("NODE_CONNS", "2000"))
+    print(f"full node: {n} idle connections of each kind", flush=True)
+    kinds = ["plain", "TLS", "WebSocket /ws", "mailbox client"]
+    per = {k: [] for k in kinds}
+    model = []
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    for _ in range(RUNS):
+        s = duet("--tls-self-signed", "--greet-wait", "10000", "--max-conns", "20000")
+        base = s.status("VmRSS:")
+        held, loads, last = [], [], base
+
+        def measured(kind):
+            nonlocal last
+            time.sleep(1.0)
+            now = s.status("VmRSS:")
+            per[kind].append((now - last) * 1024 / n)
+            last = now
+
+        for _ in range(n):
+            c = socket.create_connection(("127.0.0.1", s.port))
+            c.sendall(b"hello\n")  # the greeting then comes at once
+            held.append(c)
+        for c in held[-n:]:
+            c.recv(200)
+        measured("plain")
+        for _ in range(n):
+            c = ctx.wrap_socket(socket.create_connection(("127.0.0.1", s.port)))
+            c.sendall(b"hello\n")
+            held.append(c)
+        for c in held[-n:]:
+            c.recv(200)
+        measured("TLS")
+        held.extend(ws_upgrade(s.port, "/ws") for _ in range(n))
+        measured("WebSocket /ws")
+        _, load = mailbox_load(s.port, n // 2)
+        loads.append(load)
+        measured("mailbox client")
+        model.append((base + (last - base) * 100_000 / (4 * n)) / 1024)
+        for load in loads:
+            load.stdin.close()
+            load.wait(timeout=120)
+        for c in held:
+            c.close()
+        s.stop()
+    for kind in kinds:
+        row(f"RSS per idle {kind} connection ({n} of each kind on one node)", "bytes",
+            {"duet": per[kind]}, better="lower")
+    row("100,000 idle connections, a quarter of each kind (model from the rows above)",
+        "MiB", {"duet": model}, better="lower",
+        note="goal: within 1 GiB; the server's RSS at start included")
+
 
 def main():
     if not LOAD.exists() or not DUET.exists():
@@ -1208,7 +1287,7 @@ def main():
              ("pingpong", bench_ping_pong), ("pipe", bench_pipe), ("send", bench_send),
              ("http", bench_http),
              ("wormhole", bench_wormhole), ("mailbox", bench_mailbox),
-             ("mailbox-memory", bench_mailbox_memory),
+             ("mailbox-memory", bench_mailbox_memory), ("node", bench_node),
              ("cluster", bench_cluster),
              ("flood", lambda: bench_flood(have_seed)), ("memory", bench_memory),
              ("binary", bench_binary)]
