@@ -1265,6 +1265,58 @@ def bench_node():
         note="goal: within 1 GiB; the server's RSS at start included")
 
 
+def tls_handshakes(port, secs):
+    """New TLS connections per second by `openssl s_time -new` (handshake, then close; one
+    client, TLS 1.3) against a server on 127.0.0.1:port."""
+    out = subprocess.run(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new",
+                          "-time", str(secs)], capture_output=True, text=True).stdout
+    import re
+    m = re.search(r"(\d+) connections in ([\d.]+) real seconds", out)
+    if not m:
+        raise RuntimeError(f"s_time: {out[-300:]!r}")
+    return int(m.group(1)), float(m.group(2))
+
+
+def bench_tls():
+    """TLS handshakes with an ACME-style ECDSA P-256 certificate: duet beside nginx
+    terminating TLS on the same certificate (one process, one worker), driven by the same
+    `openssl s_time` client: handshakes per second, and the server's CPU per handshake."""
+    if not shutil.which("nginx") or not shutil.which("openssl"):
+        return
+    print("TLS handshakes: duet vs nginx, ECDSA P-256, openssl s_time", flush=True)
+    work = ROOT / "target/bench-tls"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                    "/CN=localhost", "-keyout", str(work / "key.pem"), "-out",
+                    str(work / "cert.pem")], check=True, capture_output=True)
+    rate = {"duet": [], "nginx": []}
+    cpu = {"duet": [], "nginx": []}
+    for _ in range(RUNS):
+        port = free_port()
+        conf = work / "nginx.conf"
+        conf.write_text(
+            f"daemon off; master_process off; worker_processes 1; pid {work}/nginx.pid;\n"
+            f"error_log {work}/error.log; events {{ worker_connections 4096; }}\n"
+            f"http {{ access_log off; server {{ listen 127.0.0.1:{port} ssl;\n"
+            f"ssl_certificate {work}/cert.pem; ssl_certificate_key {work}/key.pem;\n"
+            f"location / {{ return 200 'hi'; }} }} }}\n")
+        nginx = Server(["nginx", "-p", str(work), "-c", str(conf)], port)
+        d = duet("--tls-cert", str(work / "cert.pem"), "--tls-key", str(work / "key.pem"))
+        for name, server in [("duet", d), ("nginx", nginx)]:
+            before = server.cpu_secs()
+            count, secs = tls_handshakes(server.port, 10)
+            rate[name].append(count / secs)
+            cpu[name].append((server.cpu_secs() - before) / count * 1e6)
+        d.stop()
+        nginx.stop()
+    row("TLS handshakes per second (one openssl s_time client)", "/s", rate,
+        note="new connections, TLS 1.3, ECDSA P-256; the client shares the 2 cores")
+    row("server CPU per TLS handshake", "µs", cpu, better="lower")
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     if not LOAD.exists() or not DUET.exists():
         sys.exit("build first: cargo build --release --features bench")
@@ -1288,6 +1340,7 @@ def main():
              ("http", bench_http),
              ("wormhole", bench_wormhole), ("mailbox", bench_mailbox),
              ("mailbox-memory", bench_mailbox_memory), ("node", bench_node),
+             ("tls", bench_tls),
              ("cluster", bench_cluster),
              ("flood", lambda: bench_flood(have_seed)), ("memory", bench_memory),
              ("binary", bench_binary)]
