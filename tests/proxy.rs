@@ -107,6 +107,23 @@ fn connect_from(source: [u8; 4], to: SocketAddr) -> Client {
     }
 }
 
+/// Opens `/ws` on `client` and says `text` in one masked text frame.
+async fn ws_say(client: &mut Client, text: &str) {
+    client
+        .send(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await;
+    client.expect("HTTP/1.1 101 Switching Protocols\r").await;
+    while client.line().await != "\r" {}
+    let key = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | text.len() as u8];
+    frame.extend_from_slice(&key);
+    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    client.writer.write_all(&frame).await.unwrap();
+}
+
 fn duet_behind_proxy(args: &[&str]) -> Duet {
     let mut all = vec!["--proxy-protocol", "127.0.0.1/32"];
     all.extend_from_slice(args);
@@ -193,19 +210,7 @@ fn http_pipes_and_websockets_behind_haproxy() {
         // A WebSocket's lines are logged under its client's address too.
         let mut ws = connect_from([127, 0, 0, 3], proxy.addr());
         let me = ws.local_addr();
-        ws.send(
-            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .await;
-        ws.expect("HTTP/1.1 101 Switching Protocols\r").await;
-        while ws.line().await != "\r" {}
-        // One masked text frame: "hi ws".
-        let key = [1u8, 2, 3, 4];
-        let mut frame = vec![0x81, 0x80 | 5];
-        frame.extend_from_slice(&key);
-        frame.extend(b"hi ws".iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        ws.writer.write_all(&frame).await.unwrap();
+        ws_say(&mut ws, "hi ws").await;
         duet.wait_for_text(&format!("{me} -> hi ws")).await;
     });
 }
@@ -378,18 +383,7 @@ fn clients_behind_nginx_are_themselves_and_stream() {
 
         // The page's chat: a WebSocket through nginx, logged under its client.
         let mut ws = connect_from([127, 0, 0, 3], nginx.addr());
-        ws.send(
-            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .await;
-        ws.expect("HTTP/1.1 101 Switching Protocols\r").await;
-        while ws.line().await != "\r" {}
-        let key = [1u8, 2, 3, 4];
-        let mut frame = vec![0x81, 0x80 | 8];
-        frame.extend_from_slice(&key);
-        frame.extend(b"hi nginx".iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        ws.writer.write_all(&frame).await.unwrap();
+        ws_say(&mut ws, "hi nginx").await;
         duet.wait_for_text("127.0.0.3:0 -> hi nginx").await;
     });
 }

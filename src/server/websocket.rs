@@ -13,8 +13,10 @@ use async_tungstenite::{WebSocketSender, WebSocketStream};
 use futures_lite::future;
 use smol::Timer;
 
+use crate::server::http::answer::Answered;
 use crate::server::notice::NOTICE_WRITE_TIMEOUT;
-use crate::socket::Socket;
+use crate::server::printer::Mood;
+use crate::socket::{Socket, Stream};
 
 /// A server's side of a WebSocket over one of duet's sockets.
 pub type Ws = WebSocketStream<Socket>;
@@ -87,5 +89,19 @@ impl Heard {
     pub fn silent_for(&self) -> Duration {
         let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
         self.since.elapsed().saturating_sub(last)
+    }
+}
+
+/// A socket pair, one end of which the handler serves like any client's socket; when the
+/// system has none to give, the page is told so (close 1011) and `Err` is how it went.
+pub async fn socket_pair(
+    to_client: &mut WebSocketSender<Socket>,
+) -> Result<(Socket, Socket), Answered> {
+    match Stream::pair().and_then(|(a, b)| Ok((Socket::new(a)?, Socket::new(b)?))) {
+        Ok(pair) => Ok(pair),
+        Err(_) => {
+            close(to_client, 1011, "server out of resources; try again later").await;
+            Err(Answered::ws("no socket pair".into(), Mood::Errored))
+        }
     }
 }

@@ -17,9 +17,9 @@ use crate::server::hub::Hub;
 use crate::server::lines::CLOSE_LINGER;
 use crate::server::printer::Mood;
 use crate::server::slots::Ticket;
-use crate::server::websocket::{close, violation, Ws};
+use crate::server::websocket::{close, socket_pair, violation, Ws};
 use crate::server::wormhole::transit::{self, Handshake};
-use crate::socket::{Socket, Stream};
+use crate::socket::Socket;
 
 /// Bytes per binary message the server sends.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -39,16 +39,9 @@ pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr, ticket: Ticket) -> 
     };
     let line = first.strip_suffix(b"\n").unwrap_or(&first).to_vec();
     let shake = transit::handshake(&line).unwrap_or(Handshake::Bad);
-    let Ok((inner, outer)) =
-        Stream::pair().and_then(|(a, b)| Ok((Socket::new(a)?, Socket::new(b)?)))
-    else {
-        close(
-            &mut to_client,
-            1011,
-            "server out of resources; try again later",
-        )
-        .await;
-        return Answered::ws("no socket pair".into(), Mood::Errored);
+    let (inner, outer) = match socket_pair(&mut to_client).await {
+        Ok(pair) => pair,
+        Err(answered) => return answered,
     };
     let relay = async {
         transit::serve(hub, inner, peer, line, Vec::new(), shake, ticket).await;

@@ -21,8 +21,8 @@ use crate::server::lines::reader::{Line, LineReader};
 use crate::server::lines::{self, Opening, CLOSE_LINGER};
 use crate::server::printer::Mood;
 use crate::server::slots::Ticket;
-use crate::server::websocket::{close, violation, Heard, Ws};
-use crate::socket::{LineSocket, Socket, Stream};
+use crate::server::websocket::{close, socket_pair, violation, Heard, Ws};
+use crate::socket::{LineSocket, Socket};
 
 /// Why the bridge closes the WebSocket: a close code and reason, when not a plain goodbye.
 type Closing = Mutex<Option<(u16, String)>>;
@@ -30,16 +30,9 @@ type Closing = Mutex<Option<(u16, String)>>;
 /// Serves `/ws` until line mode ends and the WebSocket is closed.
 pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr, ticket: Ticket) -> Answered {
     let (mut to_client, mut from_client) = ws.split();
-    let Ok((ours, theirs)) =
-        Stream::pair().and_then(|(a, b)| Ok((Socket::new(a)?, Socket::new(b)?)))
-    else {
-        close(
-            &mut to_client,
-            1011,
-            "server out of resources; try again later",
-        )
-        .await;
-        return Answered::ws("no socket pair".into(), Mood::Errored);
+    let (ours, theirs) = match socket_pair(&mut to_client).await {
+        Ok(pair) => pair,
+        Err(answered) => return answered,
     };
     let heard = Heard::new(hub.config.web.ws_ping);
     let closing = Closing::default();

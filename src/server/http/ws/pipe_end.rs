@@ -29,8 +29,8 @@ use crate::server::pipe;
 use crate::server::pipes::{About, End, Learns};
 use crate::server::printer::Mood;
 use crate::server::slots::Ticket;
-use crate::server::websocket::{close, violation, Heard, Ws};
-use crate::socket::{Socket, Stream};
+use crate::server::websocket::{close, socket_pair, violation, Heard, Ws};
+use crate::socket::Socket;
 
 /// Bytes per binary message the server sends.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -66,16 +66,9 @@ pub async fn serve(
             return Answered::ws(why, Mood::Refused);
         }
     };
-    let Ok((inner, outer)) =
-        Stream::pair().and_then(|(a, b)| Ok((Socket::new(a)?, Socket::new(b)?)))
-    else {
-        close(
-            &mut to_client,
-            1011,
-            "server out of resources; try again later",
-        )
-        .await;
-        return Answered::ws("no socket pair".into(), Mood::Errored);
+    let (inner, outer) = match socket_pair(&mut to_client).await {
+        Ok(pair) => pair,
+        Err(answered) => return answered,
     };
     let mut end = End::new(inner, peer, Vec::new(), false, Some(role), ticket);
     let learns: Learns = Arc::new(Mutex::new(None));
