@@ -21,18 +21,27 @@ struct Proxy {
 }
 
 impl Proxy {
-    /// Starts `cmd` and waits until it listens on `port`.
-    fn launch(cmd: &mut Command, port: u16, dir: tempfile_dir::Dir) -> Proxy {
-        let child = cmd.stdout(Stdio::null()).spawn().expect("start the proxy");
+    /// Starts the command `make` gives for a free port (its configuration written into
+    /// `dir`) and waits until it listens there. A proxy that exits first (its port taken
+    /// meanwhile by a server of a test running beside it) is started again on another.
+    fn launch(dir: tempfile_dir::Dir, make: impl Fn(u16, &std::path::Path) -> Command) -> Proxy {
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < TIMEOUT, "{cmd:?} did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Proxy {
-            child,
-            port,
-            _dir: dir,
+        'attempt: loop {
+            let port = free_port();
+            let mut cmd = make(port, &dir.0);
+            let mut child = cmd.stdout(Stdio::null()).spawn().expect("start the proxy");
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(started.elapsed() < TIMEOUT, "{cmd:?} did not listen");
+                if child.try_wait().unwrap().is_some() {
+                    continue 'attempt;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            return Proxy {
+                child,
+                port,
+                _dir: dir,
+            };
         }
     }
 
@@ -74,18 +83,16 @@ mod tempfile_dir {
 impl Haproxy {
     fn start(duet_port: u16, name: &str) -> Proxy {
         need("haproxy");
-        let port = free_port();
-        let dir = tempfile_dir::Dir::new(name);
-        let config = format!("global\n  maxconn 1000\n{}\n", documented(0))
-            .replace("bind :443", &format!("bind 127.0.0.1:{port}"))
-            .replace("127.0.0.1:4004", &format!("127.0.0.1:{duet_port}"));
-        let path = dir.0.join("haproxy.cfg");
-        std::fs::write(&path, config).unwrap();
-        Proxy::launch(
-            Command::new("haproxy").args(["-db", "-f"]).arg(&path),
-            port,
-            dir,
-        )
+        Proxy::launch(tempfile_dir::Dir::new(name), |port, dir| {
+            let config = format!("global\n  maxconn 1000\n{}\n", documented(0))
+                .replace("bind :443", &format!("bind 127.0.0.1:{port}"))
+                .replace("127.0.0.1:4004", &format!("127.0.0.1:{duet_port}"));
+            let path = dir.join("haproxy.cfg");
+            std::fs::write(&path, config).unwrap();
+            let mut cmd = Command::new("haproxy");
+            cmd.args(["-db", "-f"]).arg(&path);
+            cmd
+        })
     }
 }
 
@@ -292,25 +299,26 @@ fn documented(n: usize) -> String {
 impl Nginx {
     fn start(duet_port: u16, name: &str) -> Proxy {
         need("nginx");
-        let port = free_port();
-        let dir = tempfile_dir::Dir::new(name);
-        let location = documented(1).replace("127.0.0.1:4004", &format!("127.0.0.1:{duet_port}"));
-        let config = format!(
-            "pid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{}}\n\
+        Proxy::launch(tempfile_dir::Dir::new(name), |port, dir| {
+            let location =
+                documented(1).replace("127.0.0.1:4004", &format!("127.0.0.1:{duet_port}"));
+            let config = format!(
+                "pid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{}}\n\
              http {{\n    access_log off;\n    client_body_temp_path {dir}/body;\n\
              proxy_temp_path {dir}/proxy;\n\
              map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}\n\
              server {{\n        listen 127.0.0.1:{port};\n{location}\n    }}\n}}\n",
-            dir = dir.0.display()
-        );
-        let path = dir.0.join("nginx.conf");
-        std::fs::write(&path, config).unwrap();
-        let mut cmd = Command::new("nginx");
-        cmd.args(["-g", "daemon off;", "-p"])
-            .arg(&dir.0)
-            .arg("-c")
-            .arg(&path);
-        Proxy::launch(&mut cmd, port, dir)
+                dir = dir.display()
+            );
+            let path = dir.join("nginx.conf");
+            std::fs::write(&path, config).unwrap();
+            let mut cmd = Command::new("nginx");
+            cmd.args(["-g", "daemon off;", "-p"])
+                .arg(dir)
+                .arg("-c")
+                .arg(&path);
+            cmd
+        })
     }
 }
 
