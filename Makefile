@@ -7,7 +7,7 @@ TARGET  ?= x86_64-unknown-linux-musl
 STATIC  := target/$(TARGET)/release/duet
 # Test peers: command → Debian package.
 TOOLS   := nc:netcat-openbsd ncat:ncat socat:socat python3:python3 sha256sum:coreutils file:file \
-           curl:curl haproxy:haproxy nginx:nginx promtool:prometheus \
+           curl:curl haproxy:haproxy nginx:nginx promtool:prometheus pebble:pebble \
            openssl:openssl ss:iproute2 systemd-analyze:systemd systemd-socket-activate:systemd \
            espeak-ng:espeak-ng sox:sox redis-server:redis-server \
            wormhole-william:wormhole-william

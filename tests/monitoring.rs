@@ -11,9 +11,26 @@ use common::*;
 
 const CONTRIB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib");
 
-/// The metric families of a live duet's `/metrics` (with TLS, so its certificate's too).
+/// The metric families of live duets' `/metrics`: one with TLS (its certificate's too),
+/// one with `--acme` (the ACME counters; its CA, a closed port, never answers).
 fn served_metrics() -> BTreeSet<String> {
-    let duet = Duet::start(&["--tls-self-signed"]);
+    let cache = std::env::temp_dir().join(format!("duet-monitoring-acme-{}", std::process::id()));
+    let acme = [
+        "--acme",
+        "relay.example.org",
+        "--acme-directory",
+        "https://127.0.0.1:9/dir",
+        "--acme-cache",
+        cache.to_str().unwrap(),
+    ];
+    let mut names = metrics_of(&Duet::start(&["--tls-self-signed"]));
+    names.extend(metrics_of(&Duet::start(&acme)));
+    std::fs::remove_dir_all(&cache).ok();
+    names
+}
+
+/// The metric families one duet serves.
+fn metrics_of(duet: &Duet) -> BTreeSet<String> {
     let text = smol::block_on(async {
         let mut client = duet.connect().await;
         client

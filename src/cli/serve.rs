@@ -197,6 +197,30 @@ pub struct Serve {
     #[argh(switch)]
     pub tls_only: bool,
 
+    /// serve TLS with certificates obtained and renewed by ACME (Let's Encrypt unless
+    /// --acme-directory) for this DNS name, proven on this port (TLS-ALPN-01; repeatable)
+    #[argh(option)]
+    pub acme: Vec<String>,
+
+    /// with --acme: a contact for the CA account, mailto:ADDRESS (repeatable)
+    #[argh(option)]
+    pub acme_contact: Vec<String>,
+
+    /// with --acme: where the account key and certificates are kept (default
+    /// $STATE_DIRECTORY/acme under systemd, else ./acme)
+    #[argh(option)]
+    pub acme_cache: Option<PathBuf>,
+
+    /// with --acme: the CA's ACME directory URL (default Let's Encrypt's,
+    /// https://acme-v02.api.letsencrypt.org/directory)
+    #[argh(option)]
+    pub acme_directory: Option<String>,
+
+    /// with --acme: trust only the certificates in this PEM file for the ACME directory's
+    /// own HTTPS (a test or private CA; default the system's roots)
+    #[argh(option)]
+    pub acme_directory_ca: Option<PathBuf>,
+
     /// join a cluster of duet nodes sharing rooms through this Redis server
     /// (redis://HOST:PORT/DB); see docs/cluster.md
     #[argh(option)]
@@ -322,6 +346,7 @@ impl Serve {
             || self.tls_key.is_some()
             || self.tls_self_signed
             || self.tls_only
+            || !self.acme.is_empty()
         {
             return Err("this duet was built without TLS (cargo feature tls)".into());
         }
@@ -455,7 +480,7 @@ impl Serve {
         }
     }
 
-    /// The host names of `--public-url` and of `--tls-cert`, lower case.
+    /// The host names of `--public-url`, `--acme` and `--tls-cert`, lower case.
     fn public_names(&self) -> Result<Vec<String>, String> {
         let mut names = Vec::new();
         for url in &self.public_url {
@@ -476,6 +501,7 @@ impl Serve {
                 }
             }
         }
+        names.extend(self.acme.iter().map(|name| name.to_ascii_lowercase()));
         #[cfg(feature = "tls")]
         if let (Some(_), Some(_)) = (&self.tls_cert, &self.tls_key) {
             names.extend(self.tls()?.into_iter().flat_map(|tls| tls.names));
@@ -486,6 +512,21 @@ impl Serve {
     #[cfg(feature = "tls")]
     fn tls(&self) -> Result<Option<crate::server::tls::Tls>, String> {
         use crate::server::tls::Tls;
+        if !self.acme.is_empty() {
+            if self.tls_cert.is_some() || self.tls_key.is_some() || self.tls_self_signed {
+                return Err("use either --acme or --tls-cert/--tls-key/--tls-self-signed".into());
+            }
+            return Tls::acme(self.acme_settings(), self.tls_only).map(Some);
+        }
+        if !self.acme_contact.is_empty()
+            || self.acme_cache.is_some()
+            || self.acme_directory.is_some()
+            || self.acme_directory_ca.is_some()
+        {
+            return Err(
+                "--acme-contact, --acme-cache and --acme-directory[-ca] need --acme NAME".into(),
+            );
+        }
         match (&self.tls_cert, &self.tls_key, self.tls_self_signed) {
             (Some(cert), Some(key), false) => Tls::from_files(cert, key, self.tls_only).map(Some),
             (None, None, true) => {
@@ -495,12 +536,37 @@ impl Serve {
                 }
                 Tls::self_signed(names, self.tls_only).map(Some)
             }
-            (None, None, false) if self.tls_only => {
-                Err("--tls-only needs --tls-cert and --tls-key, or --tls-self-signed".into())
-            }
+            (None, None, false) if self.tls_only => Err(
+                "--tls-only needs --acme, --tls-cert and --tls-key, or --tls-self-signed".into(),
+            ),
             (None, None, false) => Ok(None),
             (_, _, true) => Err("use either --tls-self-signed or --tls-cert/--tls-key".into()),
             _ => Err("--tls-cert and --tls-key go together".into()),
+        }
+    }
+}
+
+impl Serve {
+    /// `--acme…` as given, with the defaults filled in.
+    #[cfg(feature = "tls")]
+    fn acme_settings(&self) -> crate::server::tls::acme::Settings {
+        use crate::server::tls::acme;
+        let cache = self.acme_cache.clone().unwrap_or_else(|| {
+            // systemd's StateDirectory= (contrib/duet.service) says where state belongs.
+            std::env::var_os("STATE_DIRECTORY")
+                .map(PathBuf::from)
+                .unwrap_or_default()
+                .join("acme")
+        });
+        acme::Settings {
+            names: self.acme.clone(),
+            contact: self.acme_contact.clone(),
+            cache,
+            directory: self
+                .acme_directory
+                .clone()
+                .unwrap_or(acme::LETS_ENCRYPT.into()),
+            directory_ca: self.acme_directory_ca.clone(),
         }
     }
 }

@@ -396,13 +396,24 @@ mod tls {
         matches!(peeked, Some(Ok(1)) if tls_setup::starts_handshake(first[0]))
     }
 
+    /// What a TLS client agreed to speak: HTTP (ALPN http/1.1) or anything; None for an
+    /// ACME CA's check (ALPN acme-tls/1), which is over once the handshake is.
+    fn arrived(secured: &futures_rustls::server::TlsStream<Socket>) -> Option<Arrived> {
+        match secured.get_ref().1.alpn_protocol() {
+            Some(tls_setup::HTTP_1_1) => Some(Arrived::TlsHttp),
+            Some(tls_setup::ACME_TLS_1) => None,
+            _ => Some(Arrived::Tls),
+        }
+    }
+
     /// A TLS client: handshake, then its plaintext is served like any connection.
     async fn secure(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Ticket, tls: &Tls) {
-        let failed = |reason: String| Record::Closed {
+        let closed = |reason: String, mood| Record::Closed {
             peer,
             reason: reason.into(),
-            mood: Mood::Errored,
+            mood,
         };
+        let failed = |reason| closed(reason, Mood::Errored);
         let limit = hub.config.limits.handshake_timeout;
         let secured = match tls.accept(stream, limit).await {
             Ok(secured) => {
@@ -422,9 +433,10 @@ mod tls {
                 return hub.log.send(record).await;
             }
         };
-        let arrived = match secured.get_ref().1.alpn_protocol() {
-            Some(tls_setup::HTTP_1_1) => Arrived::TlsHttp,
-            _ => Arrived::Tls,
+        let Some(arrived) = arrived(&secured) else {
+            // An ACME CA's TLS-ALPN-01 check: the handshake was all of it.
+            let record = closed("ACME TLS-ALPN-01 check answered".into(), Mood::Happy);
+            return hub.log.send(record).await;
         };
         let how = tls_setup::describe(&secured);
         hub.log.send(Record::Secured { peer, how }).await;

@@ -22,6 +22,7 @@ pub(crate) mod clock;
 pub(crate) mod cluster;
 pub(crate) mod config;
 mod door;
+pub(crate) mod files;
 mod http;
 pub(crate) mod hub;
 pub(crate) mod lines;
@@ -251,8 +252,8 @@ fn advertised(hub: &Hub, listening: SocketAddr) -> String {
         _ => listening.to_string(),
     };
     #[cfg(feature = "tls")]
-    if let Some(tls) = &hub.config.tls {
-        return format!("{address} {}", tls.fingerprint);
+    if let Some(fingerprint) = hub.config.tls.as_ref().and_then(|tls| tls.fingerprint()) {
+        return format!("{address} {fingerprint}");
     }
     address
 }
@@ -266,8 +267,13 @@ async fn announce(hub: &Hub, port: u16, descriptors: Vec<String>) {
     #[cfg(feature = "tls")]
     if let Some(tls) = &hub.config.tls {
         let only = if tls.only { "only" } else { "and plain text" };
-        let fingerprint = &tls.fingerprint;
-        let message = format!("TLS {only}; certificate SHA-256 {fingerprint}");
+        let message = match tls.fingerprint() {
+            Some(fingerprint) => format!("TLS {only}; certificate SHA-256 {fingerprint}"),
+            None => format!(
+                "TLS {only}; certificate for {} to come from ACME (TLS handshakes fail until then)",
+                tls.names.join(", ")
+            ),
+        };
         hub.log.send(Record::Server { message }).await;
     }
     // Under systemd (`Type=notify`): started. Nothing happens without $NOTIFY_SOCKET.
@@ -461,7 +467,16 @@ async fn housekeeping(hub: &Hub) {
         }
     };
     let chores = future::or(future::or(stats, sweep), wormhole);
-    future::or(chores, hangups(hub)).await
+    future::or(chores, future::or(hangups(hub), certificates(hub))).await
+}
+
+/// With `--acme`: obtains and renews the certificate for as long as the server runs.
+async fn certificates(hub: &Hub) {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &hub.config.tls {
+        tls::acme::run(tls, &hub.log).await;
+    }
+    future::pending().await
 }
 
 /// SIGHUP reads `--tls-cert`/`--tls-key` again (and never stops the server, as its
@@ -505,6 +520,9 @@ async fn watch_certificate(hub: &Hub, tls: &tls::Tls, signals: &mut async_signal
             Ok(Some(leaf)) => {
                 let fingerprint = tls::fingerprint(&leaf);
                 format!("TLS certificate read again; certificate SHA-256 {fingerprint}")
+            }
+            Ok(None) if tls.acme.is_some() => {
+                "SIGHUP: certificates come from ACME; nothing to read again".into()
             }
             Ok(None) => "SIGHUP: the certificate is self-signed; nothing to read again".into(),
             Err(why) => format!("TLS certificate not replaced, the one in use is kept: {why}"),

@@ -33,12 +33,17 @@ use smol::Timer;
 
 use crate::socket::{Socket, Stream};
 
+pub(crate) mod acme;
 pub(crate) mod reload;
 
 pub use reload::Current;
 
 /// The ALPN name of HTTP/1.1.
 pub const HTTP_1_1: &[u8] = b"http/1.1";
+
+/// The ALPN name of an ACME CA checking that this server answers for a name (RFC 8737):
+/// the handshake is the whole check, the connection is closed after it.
+pub const ACME_TLS_1: &[u8] = b"acme-tls/1";
 
 /// Bytes moved per read in each direction of the bridge. A direction holds its buffer only
 /// while bytes flow: it is allocated when the socket becomes readable and given back when
@@ -49,22 +54,23 @@ const BRIDGE_BUFFER_BYTES: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct Tls {
     acceptor: TlsAcceptor,
-    /// SHA-256 of the certificate, for clients to pin (`--tls-fingerprint`).
-    pub fingerprint: String,
     /// `--tls-only`: refuse clients that do not start a handshake.
     pub only: bool,
     /// The DNS names the certificate is for (lower case): the names pages of this server
     /// are served under, for the WebSocket Origin check.
     pub names: Vec<String>,
-    /// The certificate handshakes get now (replaced on SIGHUP or when its files change).
+    /// The certificate handshakes get now (replaced on SIGHUP or when its files change,
+    /// or by ACME).
     pub current: Arc<Current>,
+    /// With `--acme`: the CA the certificates come from.
+    pub acme: Option<Arc<acme::Acme>>,
 }
 
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tls")
-            .field("fingerprint", &self.fingerprint)
             .field("only", &self.only)
+            .field("names", &self.names)
             .finish_non_exhaustive()
     }
 }
@@ -75,7 +81,8 @@ impl Tls {
     pub fn from_files(cert: &Path, key: &Path, only: bool) -> Result<Tls, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let current = Current::from_files(cert, key, provider.clone())?;
-        Tls::new(current, provider, only)
+        let names = current.chain().first().map(names).unwrap_or_default();
+        Tls::new(current, provider, only, names, None)
     }
 
     /// A new self-signed certificate for `names` (host names or addresses).
@@ -87,13 +94,37 @@ impl Tls {
         let certified =
             CertifiedKey::from_der(vec![made.cert.der().clone()], key.into(), &provider)
                 .map_err(|e| format!("bad certificate or key: {e}"))?;
-        Tls::new(Current::fixed(certified, provider.clone()), provider, only)
+        let current = Current::fixed(certified, provider.clone());
+        let names = current.chain().first().map(self::names).unwrap_or_default();
+        Tls::new(current, provider, only, names, None)
     }
 
-    fn new(current: Current, provider: Arc<CryptoProvider>, only: bool) -> Result<Tls, String> {
-        let leaf = current.chain().swap_remove(0);
-        let fingerprint = fingerprint(&leaf);
-        let names = names(&leaf);
+    /// Certificates from a CA (`--acme`): none until `acme::run` obtains or reads one.
+    pub fn acme(settings: acme::Settings, only: bool) -> Result<Tls, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let current = Current::awaited(provider.clone());
+        let names = settings
+            .names
+            .iter()
+            .map(|n| n.to_ascii_lowercase())
+            .collect();
+        let acme = Arc::new(acme::Acme::new(settings)?);
+        Tls::new(current, provider, only, names, Some(acme))
+    }
+
+    /// SHA-256 of the certificate in use, for clients to pin (`--tls-fingerprint`); None
+    /// while an ACME certificate is awaited.
+    pub fn fingerprint(&self) -> Option<String> {
+        self.current.chain().first().map(|leaf| fingerprint(leaf))
+    }
+
+    fn new(
+        current: Current,
+        provider: Arc<CryptoProvider>,
+        only: bool,
+        names: Vec<String>,
+        acme: Option<Arc<acme::Acme>>,
+    ) -> Result<Tls, String> {
         let current = Arc::new(current);
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -104,12 +135,15 @@ impl Tls {
         // connections ahead of need). Clients that offer none (openssl, ncat, duet's own)
         // negotiate none and are served as before.
         config.alpn_protocols = vec![HTTP_1_1.to_vec()];
+        if acme.is_some() {
+            config.alpn_protocols.push(ACME_TLS_1.to_vec());
+        }
         Ok(Tls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
-            fingerprint,
             only,
             names,
             current,
+            acme,
         })
     }
 
@@ -283,6 +317,6 @@ mod tests {
     #[test]
     fn a_self_signed_certificate_can_be_made() {
         let tls = Tls::self_signed(vec!["localhost".into()], false).unwrap();
-        assert_eq!(tls.fingerprint.len(), 95);
+        assert_eq!(tls.fingerprint().unwrap().len(), 95);
     }
 }

@@ -178,20 +178,41 @@ fn process(hub: &Hub, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error>
     Ok(())
 }
 
-/// With TLS: when the certificate in use expires, for the alert in contrib/alerts.yml.
+/// With TLS: when the certificate in use expires, for the alert in contrib/alerts.yml;
+/// with `--acme`, how getting certificates goes.
 #[cfg(feature = "tls")]
 fn certificate(hub: &Hub, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
-    let Some(expires) = hub
-        .config
-        .tls
-        .as_ref()
-        .and_then(|tls| tls.current.expires())
-    else {
+    let Some(tls) = hub.config.tls.as_ref() else {
         return Ok(());
     };
-    let metric = ConstGauge::new(expires as f64);
-    let name = "duet_tls_certificate_expiry_timestamp_seconds";
-    let help = "when the TLS certificate in use expires (Unix time)";
+    if let Some(expires) = tls.current.expires() {
+        let metric = ConstGauge::new(expires as f64);
+        let name = "duet_tls_certificate_expiry_timestamp_seconds";
+        let help = "when the TLS certificate in use expires (Unix time)";
+        metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+    }
+    let Some(acme) = tls.acme.as_ref() else {
+        return Ok(());
+    };
+    let counters = [
+        (
+            "duet_acme_certificates_obtained",
+            "certificates obtained from the ACME CA",
+            &acme.obtained,
+        ),
+        (
+            "duet_acme_failures",
+            "ACME orders (or saves to --acme-cache) that failed; the log has the CA's words",
+            &acme.failures,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let metric = ConstCounter::new(value.load(Ordering::Relaxed));
+        metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+    }
+    let metric = ConstGauge::new(acme.deployed_at.load(Ordering::Relaxed) as f64);
+    let name = "duet_acme_certificate_deployed_timestamp_seconds";
+    let help = "when the certificate in use was obtained or read back from --acme-cache (Unix time; 0: none yet)";
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 

@@ -7,9 +7,15 @@
 //! cannot be read, or whose key does not match its certificate, is refused and the one in
 //! use is kept (the log says why), so a renewal half-written by a deploy script costs
 //! nothing.
+//!
+//! With `--acme` (see `tls/acme.rs`) the certificate comes from a CA instead: there is none
+//! until the first is obtained (TLS handshakes fail until then; plain TCP and HTTP are
+//! served all along), each new one is put here the moment it is saved, and handshakes that
+//! ask for `acme-tls/1` (the CA checking that this server answers for the name) are
+//! answered with the challenge certificate rustls-acme made.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rustls::crypto::CryptoProvider;
@@ -26,7 +32,10 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// The certificate in use, and where it came from.
 #[derive(Debug)]
 pub struct Current {
-    key: RwLock<Arc<CertifiedKey>>,
+    /// None only with `--acme`, until the first certificate is obtained or read back.
+    key: RwLock<Option<Arc<CertifiedKey>>>,
+    /// With `--acme`: answers the CA's TLS-ALPN-01 handshakes.
+    challenges: OnceLock<Arc<rustls_acme::ResolvesServerCertAcme>>,
     /// The files, when it came from files; and their modification times when last read.
     files: Option<(PathBuf, PathBuf)>,
     read_at: Mutex<Option<(SystemTime, SystemTime)>>,
@@ -34,8 +43,11 @@ pub struct Current {
 }
 
 impl ResolvesServerCert for Current {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.key.read().unwrap_or_else(|p| p.into_inner()).clone())
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if rustls_acme::is_tls_alpn_challenge(&hello) {
+            return self.challenges.get()?.resolve(hello);
+        }
+        self.key.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -43,7 +55,8 @@ impl Current {
     /// A certificate that never changes (`--tls-self-signed`).
     pub fn fixed(key: CertifiedKey, provider: Arc<CryptoProvider>) -> Current {
         Current {
-            key: RwLock::new(Arc::new(key)),
+            key: RwLock::new(Some(Arc::new(key))),
+            challenges: OnceLock::new(),
             files: None,
             read_at: Mutex::new(None),
             provider,
@@ -59,20 +72,43 @@ impl Current {
         let read_at = stamps(cert, key);
         let loaded = load(cert, key, &provider)?;
         Ok(Current {
-            key: RwLock::new(Arc::new(loaded)),
+            key: RwLock::new(Some(Arc::new(loaded))),
+            challenges: OnceLock::new(),
             files: Some((cert.to_path_buf(), key.to_path_buf())),
             read_at: Mutex::new(read_at),
             provider,
         })
     }
 
-    /// The chain in use now.
+    /// None yet, for `--acme`: the certificate is to come from the CA.
+    pub fn awaited(provider: Arc<CryptoProvider>) -> Current {
+        Current {
+            key: RwLock::new(None),
+            challenges: OnceLock::new(),
+            files: None,
+            read_at: Mutex::new(None),
+            provider,
+        }
+    }
+
+    /// From now on, TLS-ALPN-01 handshakes are answered by `resolver` (set once).
+    pub fn answer_challenges(&self, resolver: Arc<rustls_acme::ResolvesServerCertAcme>) {
+        self.challenges.set(resolver).ok();
+    }
+
+    /// Puts a PEM bundle in use (a private key and the chain, leaf first: what rustls-acme
+    /// stores), if its key matches its certificate; returns the leaf.
+    pub fn install_pem(&self, pem: &[u8]) -> Result<CertificateDer<'static>, String> {
+        let loaded = from_pem(pem, &self.provider)?;
+        let leaf = loaded.cert[0].clone();
+        *self.key.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(loaded));
+        Ok(leaf)
+    }
+
+    /// The chain in use now (empty while an ACME certificate is awaited).
     pub fn chain(&self) -> Vec<CertificateDer<'static>> {
-        self.key
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .cert
-            .clone()
+        let key = self.key.read().unwrap_or_else(|p| p.into_inner());
+        key.as_ref().map(|k| k.cert.clone()).unwrap_or_default()
     }
 
     /// When the certificate in use expires (Unix time), for `/metrics`.
@@ -101,7 +137,7 @@ impl Current {
         *lock(&self.read_at) = stamps(cert, key);
         let loaded = load(cert, key, &self.provider)?;
         let leaf = loaded.cert[0].clone();
-        *self.key.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+        *self.key.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(loaded));
         Ok(Some(leaf))
     }
 }
@@ -116,6 +152,18 @@ pub fn load(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Certif
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("cannot read a private key from {}: {e}", key.display()))?;
+    CertifiedKey::from_der(certs, key, provider).map_err(|e| format!("bad certificate or key: {e}"))
+}
+
+/// A private key and the chain it signs for, from one PEM bundle.
+fn from_pem(pem: &[u8], provider: &CryptoProvider) -> Result<CertifiedKey, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("cannot read certificates: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("no private key: {e}"))?;
     CertifiedKey::from_der(certs, key, provider).map_err(|e| format!("bad certificate or key: {e}"))
 }
 

@@ -15,13 +15,14 @@
 use std::collections::HashMap;
 use std::io::{self, Write as _};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::{App, Message, Meta, Nameplate, State, Wormhole};
 use crate::lock::lock;
+use crate::server::files;
 
 /// Changes may grow to this before a new snapshot, however small the state.
 const MIN_COMPACT_BYTES: u64 = 1 << 20;
@@ -201,50 +202,6 @@ pub fn write(path: &Path, write: &Write) -> io::Result<()> {
             file.write_all(lines)?;
             file.sync_data()
         }
-        Write::Replace(snapshot) => replace(path, snapshot),
-    }
-}
-
-/// The temporary name of a new snapshot: the file's name with `.tmp` added.
-fn temporary(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_os_string();
-    name.push(".tmp");
-    PathBuf::from(name)
-}
-
-/// Writes `bytes` to `path` so that a crash leaves the old file or the new one, never a
-/// mix: a fresh temporary file beside it, fsync, rename over, fsync of the directory.
-fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = temporary(path);
-    // A leftover of a crash, or something planted: a link is removed, not followed.
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_temporary_name_is_never_the_file() {
-        for name in ["state", "state.json", "state.tmp", "dir/x.tmp", ".tmp"] {
-            let path = Path::new(name);
-            assert_ne!(temporary(path), path, "{name}");
-            assert!(temporary(path).to_string_lossy().ends_with(".tmp"));
-        }
+        Write::Replace(snapshot) => files::replace(path, snapshot),
     }
 }
