@@ -1205,22 +1205,35 @@ def ws_upgrade(port, path):
 def bench_node():
     """A node holding many quiet connections of the kinds an internet relay sees: plain
     line clients, TLS ones, WebSockets on /ws and magic-wormhole mailbox clients (with their
-    mailboxes open), NODE_CONNS of each (2,000 by default; this machine caps a process at
-    20,000 descriptors and a TLS client takes three). RSS per connection of each kind, and
-    what 100,000 of the mix (a quarter each) would take by that measure."""
+    mailboxes open), NODE_CONNS of each (3,000 by default: 12,000 connections on 18,000 of
+    the server's descriptors, as full as this machine's cap of 20,000 per process allows,
+    a TLS client taking three). RSS per connection of each kind, and what 100,000 of the
+    mix (a quarter each) would take by that measure; and, on the same server idle and then
+    full, a 1 GiB pipe's speed and a room's round trip (2,000 rounds)."""
     import ssl
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    n = int(os.environ.get("NODE_CONNS", "2000"))
+    n = int(os.environ.get("NODE_CONNS", "3000"))
     print(f"full node: {n} idle connections of each kind", flush=True)
     kinds = ["plain", "TLS", "WebSocket /ws", "mailbox client"]
     per = {k: [] for k in kinds}
     model = []
+    pipe = {"idle server": [], "full node": []}
+    rtt = {"idle server": [], "full node": []}
+
+    def beside(s, state, i):
+        r = load("pipe", "--send", f"127.0.0.1:{s.port}", "--token", f"n{state[0]}{i}",
+                 "--bytes", GIB)
+        pipe[state].append(float(r["gb_per_sec"]))
+        r = load("chat", "--addr", f"127.0.0.1:{s.port}", "--rounds", 2000)
+        rtt[state].append(float(r["p99_us"]))
+
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    for _ in range(RUNS):
+    for i in range(RUNS):
         s = duet("--tls-self-signed", "--greet-wait", "10000", "--max-conns", "20000")
+        beside(s, "idle server", i)
         base = s.status("VmRSS:")
         held, loads, last = [], [], base
 
@@ -1247,13 +1260,14 @@ def bench_node():
         measured("TLS")
         held.extend(ws_upgrade(s.port, "/ws") for _ in range(n))
         measured("WebSocket /ws")
-        _, load = mailbox_load(s.port, n // 2)
-        loads.append(load)
+        _, mailboxes = mailbox_load(s.port, n // 2)
+        loads.append(mailboxes)
         measured("mailbox client")
         model.append((base + (last - base) * 100_000 / (4 * n)) / 1024)
-        for load in loads:
-            load.stdin.close()
-            load.wait(timeout=120)
+        beside(s, "full node", i)
+        for mailboxes in loads:
+            mailboxes.stdin.close()
+            mailboxes.wait(timeout=120)
         for c in held:
             c.close()
         s.stop()
@@ -1263,6 +1277,10 @@ def bench_node():
     row("100,000 idle connections, a quarter of each kind (model from the rows above)",
         "MiB", {"duet": model}, better="lower",
         note="goal: within 1 GiB; the server's RSS at start included")
+    row(f"1 GiB pipe beside {4 * n} idle connections", "GB/s", pipe,
+        note="goal: the full node at 0.8x the idle server or better")
+    row(f"room round trip p99 beside {4 * n} idle connections", "µs", rtt, better="lower",
+        note="goal: under 5 ms")
 
 
 def tls_handshakes(port, secs):

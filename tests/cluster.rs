@@ -823,3 +823,46 @@ fn a_node_stopped_in_order_says_goodbye_at_once() {
         b.expect("* in room hall: ben").await;
     });
 }
+
+/// A certificate read again (as after a renewal) is the one other nodes pin for new links
+/// from the next heartbeat on: a node that advertised only its first would be cut off by
+/// every other node until it restarted.
+#[test]
+#[ignore = "needs redis-server and openssl (make test runs it)"]
+fn a_renewed_certificate_is_advertised_to_the_other_nodes() {
+    need("openssl");
+    let dir = std::env::temp_dir().join(format!("duet-cluster-renew-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display();
+    let make = |name: &str| {
+        sh(&format!(
+            "cd {d} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+             -nodes -days 2 -subj /CN=localhost -keyout {name}.key -out {name}.pem 2>/dev/null"
+        ))
+    };
+    make("first");
+    make("second");
+    let (cert, key) = (format!("{d}/cert.pem"), format!("{d}/key.pem"));
+    std::fs::copy(dir.join("first.pem"), &cert).unwrap();
+    std::fs::copy(dir.join("first.key"), &key).unwrap();
+    smol::block_on(async {
+        let redis = Redis::start();
+        let mut n1 = node(&redis, &["--tls-cert", &cert, "--tls-key", &key]).await;
+        let n2 = node(&redis, &["--tls-self-signed"]).await;
+        // The renewal: the key first, then the certificate (duet waits for a matching pair).
+        std::fs::copy(dir.join("second.key"), &key).unwrap();
+        std::fs::copy(dir.join("second.pem"), &cert).unwrap();
+        n1.wait_for_text("TLS certificate read again").await;
+        // Two heartbeats: the new fingerprint is in Redis.
+        Timer::after(Duration::from_millis(2500)).await;
+        // n2 links to n1 (the node of the waiting end) and must pin the new certificate.
+        let mut waiting = n1.silent("renewed").await;
+        n1.wait_for_text("-> /pipe renewed").await;
+        let mut joining = n2.silent("renewed").await;
+        n1.wait_for_text("secured: TLSv1_3").await;
+        joining.send("across the renewal\n").await;
+        joining.shutdown_write();
+        assert_eq!(waiting.read_to_end().await, b"across the renewal\n");
+    });
+    std::fs::remove_dir_all(&dir).ok();
+}

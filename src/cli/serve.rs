@@ -128,7 +128,8 @@ pub struct Serve {
     pub proxy_protocol: Vec<Cidr>,
 
     /// HTTP requests from this address range (ADDRESS or ADDRESS/BITS) are a reverse
-    /// proxy's: the last untrusted hop of X-Forwarded-For is the client; repeatable
+    /// proxy's: the last untrusted hop of Forwarded (or X-Forwarded-For) is the client;
+    /// repeatable
     #[argh(option)]
     pub trusted_proxy: Vec<Cidr>,
 

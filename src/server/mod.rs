@@ -203,8 +203,7 @@ pub fn run(
                 ex.spawn(async move { future::or(hub.reaper.run(), housekeeping(&hub)).await })
             };
             let clustering = hub.cluster.clone().map(|cluster| {
-                let advertise = advertised(&hub, SocketAddr::new(ip, port));
-                ex.spawn(node::run(hub.clone(), cluster, advertise))
+                ex.spawn(node::run(hub.clone(), cluster, SocketAddr::new(ip, port)))
             });
             ex.spawn(shutdown).await;
             sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]).ok();

@@ -4,6 +4,7 @@
 //! hub, because this is what reads the hub (rooms, sessions, the log); the hub only holds
 //! the [`Cluster`].
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -25,8 +26,10 @@ use crate::server::rooms::Session;
 
 /// Keeps this node in the cluster for the server's life: connects (with backoff), listens
 /// on its inbox, puts its state in Redis, heartbeats and reaps lost nodes; starts over
-/// whenever Redis fails.
-pub async fn run(hub: Arc<Hub>, cluster: Arc<Cluster>, advertise: String) {
+/// whenever Redis fails. Where other nodes reach it (`listening`, or `--advertise`, with
+/// the fingerprint of the certificate in use) is worked out at each heartbeat, so a
+/// certificate renewed by ACME or read again is the one they pin for new links.
+pub async fn run(hub: Arc<Hub>, cluster: Arc<Cluster>, listening: SocketAddr) {
     let mut wait = BACKOFF.0;
     let mut said_down = false;
     loop {
@@ -38,7 +41,7 @@ pub async fn run(hub: Arc<Hub>, cluster: Arc<Cluster>, advertise: String) {
                 let message = format!("cluster: node {} connected to Redis", cluster.node);
                 hub.log.send(Record::Server { message }).await;
                 said_down = false;
-                future::or(listen(&hub, pubsub), beat(&hub, &cluster, &advertise)).await;
+                future::or(listen(&hub, pubsub), beat(&hub, &cluster, listening)).await;
                 cluster.down();
             }
             Err(e) if !said_down => {
@@ -139,8 +142,9 @@ async fn accept_pair(hub: &Hub, message: &[u8]) {
 
 /// Every [`HEARTBEAT`]: the node's state put back if it is stale, the heartbeat, and lost
 /// nodes reaped. Returns when a call fails.
-async fn beat(hub: &Hub, cluster: &Cluster, advertise: &str) {
+async fn beat(hub: &Hub, cluster: &Cluster, listening: SocketAddr) {
     loop {
+        let advertise = &super::advertised(hub, listening);
         let ok = match cluster.dirty.swap(false, Ordering::AcqRel) {
             true => resync(hub, cluster, advertise).await,
             false => heartbeat(hub, cluster, advertise).await,
