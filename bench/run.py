@@ -23,7 +23,8 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DUET = ROOT / "target/release/duet"
+# DUET_BIN: another build of duet to measure (e.g. the static musl one users run).
+DUET = Path(os.environ.get("DUET_BIN", ROOT / "target/release/duet"))
 LOAD = ROOT / "target/release/duet-load"
 STATIC = ROOT / "target/x86_64-unknown-linux-musl/release/duet"
 SEED_SRC = ROOT.parent / "shared/seed"

@@ -345,7 +345,9 @@ mod tls {
     use crate::server::notice::NOTICE_WRITE_TIMEOUT;
     use crate::server::printer::Mood;
     use crate::server::tls::{self as tls_setup, Tls};
-    use std::sync::atomic::Ordering;
+    use event_listener::{listener, Event};
+    use futures_rustls::server::TlsStream;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     /// On a server with TLS: a TLS client gets a handshake first, a plain one is served as
     /// usual (or refused with `--tls-only`).
@@ -398,7 +400,7 @@ mod tls {
 
     /// What a TLS client agreed to speak: HTTP (ALPN http/1.1) or anything; None for an
     /// ACME CA's check (ALPN acme-tls/1), which is over once the handshake is.
-    fn arrived(secured: &futures_rustls::server::TlsStream<Socket>) -> Option<Arrived> {
+    fn arrived(secured: &TlsStream<Socket>) -> Option<Arrived> {
         match secured.get_ref().1.alpn_protocol() {
             Some(tls_setup::HTTP_1_1) => Some(Arrived::TlsHttp),
             Some(tls_setup::ACME_TLS_1) => None,
@@ -415,7 +417,10 @@ mod tls {
         };
         let failed = |reason| closed(reason, Mood::Errored);
         let limit = hub.config.limits.handshake_timeout;
-        let secured = match tls.accept(stream, limit).await {
+        // Boxed: the handshake's state (a whole rustls connection) would otherwise size
+        // this future, which every TLS client's task keeps for good, though the connection
+        // moves on into the bridge once the handshake is done.
+        let secured = match Box::pin(tls.accept(stream, limit)).await {
             Ok(secured) => {
                 hub.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
                 secured
@@ -442,26 +447,43 @@ mod tls {
         hub.log.send(Record::Secured { peer, how }).await;
         let tcp = secured.get_ref().0.clone();
         tcp.get_ref().set_keepalive(hub.config.limits.keepalive);
+        let serving = Box::pin(super::serve(theirs, peer, hub, ticket, arrived));
+        bridged(secured, tcp, ours, serving).await;
+    }
+
+    /// The TLS session's bytes moved to and from `ours` while `serving` serves the other
+    /// end of the pair, until both are done.
+    async fn bridged(
+        secured: TlsStream<Socket>,
+        tcp: Socket,
+        ours: Socket,
+        serving: impl std::future::Future<Output = ()>,
+    ) {
         let flag = ours.clone();
         // Set when the server side ended with a reset (a pipe that was cut, a refusal): the
         // bridge may be stuck writing to a slow client and would notice late, so after a
         // moment to pass on what was written before the reset (a refusal's error line) it is
-        // stopped, and the TCP socket closes with a reset and no close_notify.
-        let (cut, cut_out) = async_channel::bounded::<()>(1);
+        // stopped, and the TCP socket closes with a reset and no close_notify. (An event and
+        // a flag, not a channel: both sides run in this task, and a channel cost each idle
+        // TLS client most of a kilobyte.)
+        let (cut, was_cut) = (Event::new(), AtomicBool::new(false));
         future::zip(
             future::or(tls_setup::bridge(secured, tcp.clone(), ours), async {
-                match cut_out.recv().await {
-                    Ok(()) => {
-                        Timer::after(NOTICE_WRITE_TIMEOUT).await;
-                        tcp.reset_on_close()
+                loop {
+                    listener!(cut => cutting);
+                    if was_cut.load(Ordering::Acquire) {
+                        break;
                     }
-                    Err(_) => future::pending().await,
+                    cutting.await;
                 }
+                Timer::after(NOTICE_WRITE_TIMEOUT).await;
+                tcp.reset_on_close()
             }),
             async {
-                Box::pin(super::serve(theirs, peer, hub, ticket, arrived)).await;
+                serving.await;
                 if flag.get_ref().is_reset() {
-                    cut.try_send(()).ok();
+                    was_cut.store(true, Ordering::Release);
+                    cut.notify(1);
                 }
             },
         )
