@@ -366,7 +366,8 @@ mod tls {
             false => Instant::now() + hub.config.limits.greet_wait,
         };
         match (starts_handshake(&stream, until).await, tls.only) {
-            (true, _) => secure(stream, peer, hub, ticket, &tls).await,
+            // Boxed: a TLS client's state is kilobytes that a plain client must not carry.
+            (true, _) => Box::pin(secure(stream, peer, hub, ticket, &tls)).await,
             (false, true) => {
                 hub.stats.refused(crate::server::hub::Refusal::TlsOnly);
                 refuse(
@@ -423,7 +424,8 @@ mod tls {
         let secured = match Box::pin(tls.accept(stream, limit)).await {
             Ok(secured) => {
                 hub.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
-                secured
+                // On the heap once, not copied into each future it passes through.
+                Box::new(secured)
             }
             Err(e) => {
                 hub.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
@@ -454,7 +456,7 @@ mod tls {
     /// The TLS session's bytes moved to and from `ours` while `serving` serves the other
     /// end of the pair, until both are done.
     async fn bridged(
-        secured: TlsStream<Socket>,
+        secured: Box<TlsStream<Socket>>,
         tcp: Socket,
         ours: Socket,
         serving: impl std::future::Future<Output = ()>,
