@@ -70,7 +70,14 @@ pub async fn serve(
         Route::Pipe(_) | Route::Transit => PIPE_MESSAGE_BYTES,
         Route::Mailbox => crate::server::wormhole::state::MAX_MESSAGE_BYTES,
     };
-    let ws = upgrade(hub, stream, key, early, limit).await;
+    // The read buffer stays with the WebSocket for its life: chat lines and mailbox
+    // messages are small and mostly idle, so they get a small one (a larger message is
+    // read in more steps); pipes and transit move bulk and read more at a time.
+    let reads = match route {
+        Route::Lines | Route::Mailbox => SMALL_READ_BYTES,
+        Route::Pipe(_) | Route::Transit => BULK_READ_BYTES,
+    };
+    let ws = upgrade(hub, stream, key, early, (limit, reads)).await;
     // Wormhole web apps use mailbox servers and relays of other origins by design.
     let checked = !matches!(route, Route::Mailbox | Route::Transit);
     if let (true, Err(why)) = (checked, origin_allowed(hub, head)) {
@@ -132,9 +139,20 @@ async fn admit<'h>(
     Ok((route, key))
 }
 
+/// Bytes a chat or mailbox WebSocket reads at a time (its read buffer, kept while idle).
+const SMALL_READ_BYTES: usize = 1024;
+/// Bytes a pipe or transit WebSocket reads at a time.
+const BULK_READ_BYTES: usize = 4096;
+
 /// Answers `101 Switching Protocols` and makes the WebSocket, whose messages may be at most
-/// `limit` bytes.
-async fn upgrade(hub: &Hub, stream: &Socket, key: &str, early: Vec<u8>, limit: usize) -> Ws {
+/// `limit` bytes, reading `reads` bytes at a time.
+async fn upgrade(
+    hub: &Hub,
+    stream: &Socket,
+    key: &str,
+    early: Vec<u8>,
+    (limit, reads): (usize, usize),
+) -> Ws {
     let accept = derive_accept_key(key.as_bytes());
     let switching = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -143,7 +161,7 @@ async fn upgrade(hub: &Hub, stream: &Socket, key: &str, early: Vec<u8>, limit: u
     tell(stream, switching.as_bytes()).await;
     stream.get_ref().set_keepalive(hub.config.limits.keepalive);
     let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(reads)
         .write_buffer_size(0)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
