@@ -344,10 +344,10 @@ mod tls {
     use super::*;
     use crate::server::notice::NOTICE_WRITE_TIMEOUT;
     use crate::server::printer::Mood;
+    use crate::server::signal::Signal;
     use crate::server::tls::{self as tls_setup, Tls};
-    use event_listener::{listener, Event};
     use futures_rustls::server::TlsStream;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::Ordering;
 
     /// On a server with TLS: a TLS client gets a handshake first, a plain one is served as
     /// usual (or refused with `--tls-only`).
@@ -465,27 +465,18 @@ mod tls {
         // Set when the server side ended with a reset (a pipe that was cut, a refusal): the
         // bridge may be stuck writing to a slow client and would notice late, so after a
         // moment to pass on what was written before the reset (a refusal's error line) it is
-        // stopped, and the TCP socket closes with a reset and no close_notify. (An event and
-        // a flag, not a channel: both sides run in this task, and a channel cost each idle
-        // TLS client most of a kilobyte.)
-        let (cut, was_cut) = (Event::new(), AtomicBool::new(false));
+        // stopped, and the TCP socket closes with a reset and no close_notify.
+        let cut = Signal::default();
         future::zip(
             future::or(tls_setup::bridge(secured, tcp.clone(), ours), async {
-                loop {
-                    listener!(cut => cutting);
-                    if was_cut.load(Ordering::Acquire) {
-                        break;
-                    }
-                    cutting.await;
-                }
+                cut.raised().await;
                 Timer::after(NOTICE_WRITE_TIMEOUT).await;
                 tcp.reset_on_close()
             }),
             async {
                 serving.await;
                 if flag.get_ref().is_reset() {
-                    was_cut.store(true, Ordering::Release);
-                    cut.notify(1);
+                    cut.raise();
                 }
             },
         )

@@ -37,6 +37,7 @@ mod proxied;
 pub(crate) mod reaper;
 pub(crate) mod relay;
 pub(crate) mod rooms;
+pub(crate) mod signal;
 pub(crate) mod slots;
 pub(crate) mod throttle;
 #[cfg(feature = "tls")]

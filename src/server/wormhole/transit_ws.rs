@@ -16,6 +16,7 @@ use crate::server::http::answer::Answered;
 use crate::server::hub::Hub;
 use crate::server::lines::CLOSE_LINGER;
 use crate::server::printer::Mood;
+use crate::server::signal::Signal;
 use crate::server::slots::Ticket;
 use crate::server::websocket::{close, socket_pair, violation, Ws};
 use crate::server::wormhole::transit::{self, Handshake};
@@ -62,17 +63,17 @@ async fn bridge(
     from_client: &mut WebSocketReceiver<Socket>,
     outer: &Socket,
 ) -> u64 {
-    let (done, over) = async_channel::bounded::<()>(1);
+    let over = Signal::default();
     let broken = OnceLock::new();
     let inbound = future::or(inbound(from_client, outer, &broken), async {
         // The relay's side is over: the client gets a moment to close too.
-        over.recv().await.ok();
+        over.raised().await;
         Timer::after(CLOSE_LINGER).await;
         0
     });
     let outbound = async {
         outbound(to_client, outer, &broken).await;
-        drop(done);
+        over.raise();
     };
     let (bytes, ()) = future::zip(inbound, outbound).await;
     bytes

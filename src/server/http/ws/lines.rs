@@ -20,6 +20,7 @@ use crate::server::hub::Hub;
 use crate::server::lines::reader::{Line, LineReader};
 use crate::server::lines::{self, Opening, CLOSE_LINGER};
 use crate::server::printer::Mood;
+use crate::server::signal::Signal;
 use crate::server::slots::Ticket;
 use crate::server::websocket::{close, socket_pair, violation, Heard, Ws};
 use crate::socket::{LineSocket, Socket};
@@ -36,7 +37,7 @@ pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr, ticket: Ticket) -> 
     };
     let heard = Heard::new(hub.config.web.ws_ping);
     let closing = Closing::default();
-    let (over, line_mode_over) = async_channel::bounded::<()>(1);
+    let over = Signal::default();
     let line_mode = async {
         let reader = LineReader::new(
             LineSocket::new(theirs.clone(), &hub.edge),
@@ -47,7 +48,7 @@ pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr, ticket: Ticket) -> 
             authed: hub.config.auth.secret.is_none(),
         };
         lines::serve_to_end(hub, theirs, peer, reader, opening, ticket).await;
-        drop(over);
+        over.raise();
     };
     // Server lines may be longer than a client's (a nick and a room in front).
     let longest = hub.config.limits.max_line_bytes * 2 + 1024;
@@ -67,7 +68,7 @@ pub async fn serve(hub: &Arc<Hub>, ws: Ws, peer: SocketAddr, ticket: Ticket) -> 
         },
         async {
             // Line mode is over: what it said last gets a moment to reach the browser.
-            line_mode_over.recv().await.ok();
+            over.raised().await;
             Timer::after(CLOSE_LINGER).await;
         },
     );

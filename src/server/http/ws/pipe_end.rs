@@ -28,6 +28,7 @@ use crate::server::lines::commands::{auth_refused, check_auth, AuthCheck};
 use crate::server::pipe;
 use crate::server::pipes::{About, End, Learns};
 use crate::server::printer::Mood;
+use crate::server::signal::Signal;
 use crate::server::slots::Ticket;
 use crate::server::websocket::{close, socket_pair, violation, Heard, Ws};
 use crate::socket::Socket;
@@ -174,14 +175,14 @@ async fn bridge(
 ) -> Answered {
     let heard = Heard::new(ping_every);
     let broken = OnceLock::new();
-    let (cut, cut_out) = async_channel::bounded::<()>(1);
+    let cut = Signal::default();
     let (inbound, outbound) = future::zip(
         async {
             let way = future::or(
                 inbound(from_client, outer, &heard, declared, &broken),
                 async {
                     // The pipe ended badly: the page will hear it in the close frame.
-                    cut_out.recv().await.ok();
+                    cut.raised().await;
                     (Way::Closed, 0)
                 },
             )
@@ -201,7 +202,7 @@ async fn bridge(
                 outer.shutdown(Shutdown::Both);
             }
             if way != Way::Ended {
-                cut.try_send(()).ok();
+                cut.raise();
             }
             (way, bytes)
         },
