@@ -87,8 +87,19 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
         // future that every connection holds as small as line mode needs.
         return Box::pin(first_line(hub, stream, peer, lines, ticket, first)).await;
     }
-    let mut lines = lines;
-    let mut opening = opening;
+    // Boxed too: a connection served by another handler (TLS, a WebSocket, a mailbox
+    // client) must not carry line mode's state in its task for its whole life.
+    Box::pin(line_mode(hub, stream, peer, (lines, opening), ticket)).await
+}
+
+/// Line mode, until the client leaves or its line asks for a pipe.
+async fn line_mode(
+    hub: Arc<Hub>,
+    stream: Socket,
+    peer: SocketAddr,
+    (mut lines, mut opening): (LineReader<LineSocket>, Opening),
+    ticket: Ticket,
+) {
     let record = match lines::serve(&hub, &stream, &peer, &mut lines, &mut opening).await {
         Ended::Closed(record) => record,
         Ended::Pipe(token, role) => {
