@@ -587,13 +587,20 @@ def peers_for_send():
         print("building wormhole-rs (crates.io magic-wormhole-cli, once; several minutes)", flush=True)
         subprocess.run(["cargo", "install", "--locked", "-q", "magic-wormhole-cli", "--root",
                         str(PEERS)], check=False)
+    return reference_servers() and WORMHOLE_RS.exists()
+
+
+def reference_servers():
+    """The reference mailbox server and transit relay (PyPI), installed once under
+    target/peers. Returns True when they are there."""
+    PEERS.mkdir(parents=True, exist_ok=True)
     if not (WH_VENV / "bin/twist").exists():
         print("installing the reference wormhole servers (PyPI, once)", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(WH_VENV)], check=False)
         subprocess.run([str(WH_VENV / "bin/pip"), "install", "-q",
                         "magic-wormhole-mailbox-server", "magic-wormhole-transit-relay"],
                        check=False)
-    return WORMHOLE_RS.exists() and (WH_VENV / "bin/twist").exists()
+    return (WH_VENV / "bin/twist").exists()
 
 
 def first_byte(path_fn, proc, t0, limit=60.0):
@@ -964,7 +971,7 @@ def mailbox_load(port, pairs):
 def bench_mailbox():
     """1,000 pairs of wormhole clients meeting at once through duet's mailbox (/v1) and
     through the reference mailbox server: handshake p50/p99 and RSS per open mailbox."""
-    if not peers_for_send():
+    if not reference_servers():
         return
     pairs = 1000
     print(f"magic-wormhole mailbox: {pairs} pairs meeting at once, duet vs the reference",
