@@ -18,6 +18,12 @@ PUPPETEER_VERSION := 24
 # The Python magic-wormhole client for tests/wormhole.rs (PyPI).
 WORMHOLE_VENV     := target/peers/wormhole-venv
 
+# The page's WebAssembly (web/ and the protocol in transfer/): built by `make wasm` and kept
+# in git as web/pkg/, so `cargo build` needs nothing but cargo. web/pkg/SOURCES lists the
+# digest of every file it was built from; a test fails when one has changed since.
+WASM_BINDGEN_VERSION := 0.2.130
+WASM_INPUTS = $$(find transfer/src web/src -name '*.rs' ! -name tests.rs | LC_ALL=C sort) transfer/Cargo.toml web/Cargo.toml
+
 # Seconds per fuzz target: a short run in `make test`, a long one in `make fuzz`.
 FUZZ_SHORT ?= 15
 FUZZ_SECS  ?= 600
@@ -26,12 +32,12 @@ FUZZ_TARGETS := parse lines
 SOAK_SECS    ?= 180
 SOAK_CLIENTS ?= 2000
 
-.PHONY: run test deps unit smoke fuzz-short fuzz soak lint release bench clean screenshots interop
+.PHONY: run test deps unit smoke fuzz-short fuzz soak lint release bench clean screenshots interop wasm wasm-tools wasm-test
 
 run:
 	$(CARGO) run --release --bin duet -- serve -p $(PORT)
 
-test: deps lint release unit smoke fuzz-short
+test: deps lint release unit wasm-test smoke fuzz-short
 
 # Installs the programs the tests talk to, only when they are missing.
 deps:
@@ -67,7 +73,27 @@ deps:
 # gigabytes are #[ignore]d for a bare `cargo test` (the fast tier: nothing but cargo) and
 # run here. Release mode: the tests move gigabytes through the server.
 unit:
-	$(CARGO) test --release -- --include-ignored
+	$(CARGO) test --release --workspace -- --include-ignored
+
+# The wasm32 target and wasm-bindgen-cli at the version web/Cargo.toml pins.
+wasm-tools:
+	@rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $(WASM_BINDGEN_VERSION)" || { \
+	  echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (once; it builds the page's WebAssembly and runs its tests)"; \
+	  $(CARGO) install -q wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); }
+
+# Rebuilds web/pkg/ (commit it with the change that needed it).
+wasm: wasm-tools
+	$(CARGO) build -p duet-web --release --target wasm32-unknown-unknown
+	wasm-bindgen --target no-modules --no-typescript --remove-name-section --remove-producers-section \
+	  --out-dir web/pkg target/wasm32-unknown-unknown/release/duet_web.wasm
+	sha256sum $(WASM_INPUTS) > web/pkg/SOURCES
+	@ls -l web/pkg/duet_web_bg.wasm | awk '{print "web/pkg/duet_web_bg.wasm:", $$5, "bytes"}'
+
+# The protocol's own tests again, compiled to wasm32 and run in Node (the page's build).
+wasm-test: wasm-tools
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+	  $(CARGO) test -p duet-transfer --no-default-features --features rustcrypto --target wasm32-unknown-unknown
 
 # The real binary driven by real nc, the way a user would.
 smoke:
@@ -116,7 +142,7 @@ soak:
 
 lint:
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets --all-features -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 
 # A small static binary (musl, LTO, stripped): no glibc NSS libraries wanted at run time
 # (`--relay host:port` resolves names with musl's own resolver). The target and a musl C

@@ -52,6 +52,19 @@ pub struct Send {
     #[argh(switch, short = 'q')]
     pub quiet: bool,
 
+    /// where the relay's web page is for the receive link (default $DUET_PUBLIC_URL, else
+    /// the relay: https:// with --tls); the code goes in its #fragment
+    #[argh(option)]
+    pub public_url: Option<String>,
+
+    /// draw the receive link's QR code (default: when stdout is a terminal)
+    #[argh(switch)]
+    pub qr: bool,
+
+    /// never draw the QR code
+    #[argh(switch)]
+    pub no_qr: bool,
+
     /// relay address, HOST:PORT (default $DUET_RELAY, else 127.0.0.1:4004)
     #[argh(option)]
     pub relay: Option<String>,

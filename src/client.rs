@@ -17,6 +17,7 @@ pub use crate::proto::Role;
 use crate::socket::Stream;
 
 pub mod chat;
+pub mod link;
 pub mod pipe;
 pub mod progress;
 pub mod recv;

@@ -60,7 +60,15 @@ fn run(command: Command) -> io::Result<()> {
             if send.paths.is_empty() {
                 return Err(usage("nothing to send: name files or directories".into()));
             }
+            let qr = match (send.qr, send.no_qr) {
+                (true, true) => return Err(usage("--qr or --no-qr, not both".into())),
+                (true, false) => Some(true),
+                (false, true) => Some(false),
+                (false, false) => None,
+            };
+            let link = client::link::Link::new(&relay, send.public_url, qr).map_err(usage)?;
             client::send::run(&client::send::Options {
+                link,
                 relay,
                 paths: send.paths,
                 code: code.map_err(usage)?,

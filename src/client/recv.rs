@@ -8,9 +8,8 @@
 //! which continues after the part whose digest matches its own file. Only a partial file
 //! that is plainly ours (a regular file, one link, our owner) is reused; anything else under
 //! that name (a symbolic or hard link, a file of another user) is replaced, never written
-//! through. The list of entries is bounded as it arrives ([`MAX_LIST_BYTES`]).
+//! through. The list of entries is bounded as it arrives (`duet_transfer::MAX_LIST_BYTES`).
 
-use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -19,14 +18,9 @@ use std::sync::mpsc;
 use std::thread;
 
 use crate::client::progress::{size, Progress};
-use crate::client::transfer::{
-    self, kind, shown, Channel, Code, Entry, FileHasher, Frame, Role, MAX_ENTRIES, MAX_PATH_BYTES,
-};
+use crate::client::transfer::{self, kind, shown, Channel, Code, Entry, FileHasher, Frame, Role};
 use crate::client::{self, shown_path, PipeStream, Relay};
-
-/// Most bytes the sender's list of entries may take in all (names and sizes), checked as
-/// each entry arrives, so a hostile sender cannot make the receiver hold more than this.
-pub const MAX_LIST_BYTES: usize = 64 << 20;
+use duet_transfer::list::{self, ListCheck};
 
 #[derive(Debug)]
 pub struct Options {
@@ -41,7 +35,6 @@ pub struct Options {
 /// An entry from the sender and where it goes.
 struct Planned {
     entry: Entry,
-    rel: PathBuf,
     target: PathBuf,
 }
 
@@ -155,28 +148,11 @@ fn offers(files: &[&Planned]) -> io::Result<Vec<u8>> {
 }
 
 fn receive_list(channel: &mut Channel<PipeStream>) -> io::Result<Vec<Entry>> {
-    let mut entries = Vec::new();
-    let mut list_bytes = 0;
+    let mut list = ListCheck::default();
     loop {
         match channel.receive_ref()? {
-            (kind::ENTRY, body) => {
-                if entries.len() as u64 >= MAX_ENTRIES {
-                    return Err(lie("too many entries"));
-                }
-                // An entry is 13 bytes and its name.
-                if body.len() > 13 + MAX_PATH_BYTES {
-                    return Err(lie(&format!(
-                        "a name longer than {MAX_PATH_BYTES} bytes in its list"
-                    )));
-                }
-                list_bytes += body.len() + std::mem::size_of::<Entry>();
-                if list_bytes > MAX_LIST_BYTES {
-                    let mib = MAX_LIST_BYTES >> 20;
-                    return Err(lie(&format!("a list of entries over {mib} MiB")));
-                }
-                entries.push(Entry::decode(body).map_err(|e| lie(&e))?);
-            }
-            (kind::LIST_END, _) => return Ok(entries),
+            (kind::ENTRY, body) => list.push(body)?,
+            (kind::LIST_END, _) => return Ok(list.finish()),
             _ => return Err(lie("something other than its list")),
         }
     }
@@ -185,23 +161,11 @@ fn receive_list(channel: &mut Channel<PipeStream>) -> io::Result<Vec<Entry>> {
 /// Checks every entry and decides where it goes, or says why the transfer is refused.
 /// Nothing is written here.
 fn plan(dir: &Path, entries: Vec<Entry>, force: bool) -> Result<Vec<Planned>, String> {
-    let mut seen = HashSet::new();
-    let mut dirs = HashSet::new();
+    // The names as such (safe, unique, no file that is also a directory): the protocol's
+    // own rules; then what is already on this disk.
+    let paths = list::check_names(&entries).map_err(|e| e.to_string())?;
     let mut plan = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let rel = transfer::safe_path(&entry.path)?;
-        if !seen.insert(rel.clone()) {
-            return Err(format!("{:?} is listed twice", shown(&entry.path)));
-        }
-        // Every parent of an entry must be a directory of this transfer or already one.
-        let mut parent = rel.parent();
-        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
-            dirs.insert(p.to_path_buf());
-            parent = p.parent();
-        }
-        if entry.dir {
-            dirs.insert(rel.clone());
-        }
+    for (entry, rel) in entries.into_iter().zip(paths) {
         let target = dir.join(&rel);
         check_parents(dir, &rel)?;
         match fs::symlink_metadata(&target) {
@@ -222,14 +186,7 @@ fn plan(dir: &Path, entries: Vec<Entry>, force: bool) -> Result<Vec<Planned>, St
             }
             _ => {}
         }
-        plan.push(Planned { entry, rel, target });
-    }
-    // A file may not also be a directory that other entries live in.
-    if let Some(p) = plan.iter().find(|p| !p.entry.dir && dirs.contains(&p.rel)) {
-        return Err(format!(
-            "{:?} is both a file and a directory",
-            shown(&p.entry.path)
-        ));
+        plan.push(Planned { entry, target });
     }
     Ok(plan)
 }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
 
+use crate::client::link::Link;
 use crate::client::progress::{size, Progress};
 use crate::client::transfer::{self, kind, Channel, Code, Entry, FileHasher, Frame, FRAME_BYTES};
 use crate::client::{self, shown_path, PipeStream, Relay, Role};
@@ -32,6 +33,8 @@ pub struct Options {
     /// A code chosen by the user instead of a random one.
     pub code: Option<Code>,
     pub quiet: bool,
+    /// The receive link and QR code printed beside the code.
+    pub link: Link,
 }
 
 /// An entry and, for a file, where its bytes come from.
@@ -65,9 +68,10 @@ pub fn run(options: &Options) -> io::Result<()> {
                 _ => format!(" --relay {}", options.relay.addr),
             };
             eprintln!(
-                "sending {files} file{} ({}); on the other side run:\n\n    duet recv{relay} {code}\n",
+                "sending {files} file{} ({}); on the other side run:\n\n    duet recv{relay} {code}\n\n{}",
                 if files == 1 { "" } else { "s" },
-                size(total)
+                size(total),
+                options.link.shown(&code)
             );
         };
         // The code is printed only once the relay holds our end as the sender waiting with
@@ -109,9 +113,8 @@ fn send_all(
     for item in items {
         channel.send(kind::ENTRY, &item.entry.encode())?;
     }
-    let mut end = (items.len() as u64).to_be_bytes().to_vec();
-    end.extend_from_slice(&total.to_be_bytes());
-    channel.send(kind::LIST_END, &end)?;
+    let entries: Vec<Entry> = items.iter().map(|i| i.entry.clone()).collect();
+    channel.send(kind::LIST_END, &duet_transfer::list::list_end(&entries))?;
     channel.flush()?;
 
     let offers = match channel.receive()? {

@@ -153,6 +153,14 @@ async fn route(
         }
         ("GET" | "HEAD", "/") if wants_html(head) => web_page(hub, stream, head).await,
         ("GET" | "HEAD", "/") => usage(hub, stream, head).await,
+        ("GET" | "HEAD", "/duet.wasm") => asset(hub, stream, head, Asset::Wasm).await,
+        ("GET" | "HEAD", "/sw.js") => asset(hub, stream, head, Asset::Worker).await,
+        // The service worker answers these; one that reaches the server is no pipe.
+        ("GET", path) if path.starts_with("/.duet-download/") => {
+            let why = "downloads are served by the page's service worker";
+            respond(hub, stream, 404, why, &[]).await;
+            Answered::plain(404, why)
+        }
         ("HEAD", _) => pipe_head(hub, stream, head).await,
         // Browsers ask for it on their own: it must not become a pipe that waits.
         ("GET", "/favicon.ico") => {
@@ -255,16 +263,38 @@ async fn web_page(hub: &Hub, stream: &Socket, head: &Head) -> Answered {
         ("Referrer-Policy", "no-referrer"),
         ("Cache-Control", "no-cache"),
     ];
-    write_head(hub, stream, 200, &headers, Some(page::HTML.len() as u64)).await;
+    write_head(hub, stream, 200, &headers, Some(page.html.len() as u64)).await;
     if head.method != "HEAD" {
-        tell_within(
-            stream,
-            page::HTML.as_bytes(),
-            hub.config.limits.handshake_timeout,
-        )
-        .await;
+        let timeout = hub.config.limits.handshake_timeout;
+        tell_within(stream, page.html.as_bytes(), timeout).await;
     }
     Answered::plain(200, "page")
+}
+
+/// `/duet.wasm` and `/sw.js`: the page's WebAssembly and service worker, from the binary.
+async fn asset(hub: &Hub, stream: &Socket, head: &Head, what: Asset) -> Answered {
+    let (bytes, kind) = match what {
+        Asset::Wasm => (page::WASM, "application/wasm"),
+        Asset::Worker => (page::SERVICE_WORKER.as_bytes(), "text/javascript"),
+    };
+    let headers = [
+        ("Content-Type", kind),
+        ("Content-Security-Policy", "default-src 'none'"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Cache-Control", "no-cache"),
+    ];
+    write_head(hub, stream, 200, &headers, Some(bytes.len() as u64)).await;
+    if head.method != "HEAD" {
+        tell_within(stream, bytes, hub.config.limits.handshake_timeout).await;
+    }
+    Answered::plain(200, "asset")
+}
+
+/// What [`asset`] serves.
+#[derive(Clone, Copy)]
+enum Asset {
+    Wasm,
+    Worker,
 }
 
 /// `GET /`: how to use the server from `curl`.

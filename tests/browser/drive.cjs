@@ -287,7 +287,60 @@ async function screenshots() {
   return { problems: [] };
 }
 
-const scenarios = { chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
+// Downloads of this browser go to `dir`, and the test can wait for them to finish.
+async function downloadsTo(browser, dir) {
+  const cdp = await browser.target().createCDPSession();
+  await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: dir, eventsEnabled: true });
+  const states = new Map();
+  cdp.on('Browser.downloadProgress', (e) => states.set(e.guid, e.state));
+  return states;
+}
+
+// An end-to-end transfer the page receives: `/#r=CODE` starts it on its own. Every file is
+// a download streamed into DIR; the result says how the page ended and how downloads did.
+async function e2eReceive() {
+  const [code, dir, wantFiles] = args;
+  const browser = await launch();
+  const downloads = await downloadsTo(browser, dir);
+  const { page, problems } = await open(browser, '#r=' + code);
+  await waitText(page, '#e2e-status', 'waiting for the sender');
+  console.log('step idle ' + browser.process().pid);
+  await page.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 10 });
+  const transfer = await page.evaluate(() => window.duetTransfer);
+  if (transfer.done) {
+    const settled = () => downloads.size >= Number(wantFiles) && [...downloads.values()].every((s) => s !== 'inProgress');
+    for (let i = 0; i < 600 && !settled(); i++) await new Promise((r) => setTimeout(r, 100));
+  } else {
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  const result = {
+    transfer, downloads: [...downloads.values()], problems,
+    status: await textOf(page, '#e2e-status'), address: await page.evaluate(() => location.href),
+  };
+  await browser.close();
+  return result;
+}
+
+// An end-to-end transfer the page sends: FILES chosen in `#send-files`; prints `step code
+// CODE` once the page shows it, then waits for the end.
+async function e2eSend() {
+  const browser = await launch();
+  const { page, problems } = await open(browser, '#files');
+  await (await page.$('#send-files')).uploadFile(...args);
+  await page.click('#e2e-send');
+  await page.waitForFunction(() => document.querySelector('#code').textContent !== '');
+  const code = await textOf(page, '#code');
+  console.log('step code ' + code);
+  const link = await page.$eval('#code-link', (a) => a.href);
+  const qr = await page.$eval('#qr', (c) => c.width);
+  await page.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 10 });
+  const result = { transfer: await page.evaluate(() => window.duetTransfer), code, link, qr, problems,
+    status: await textOf(page, '#e2e-status') };
+  await browser.close();
+  return result;
+}
+
+const scenarios = { 'e2e-receive': e2eReceive, 'e2e-send': e2eSend, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
 const run = scenarios[scenario];
 if (!run) { console.error('no scenario ' + scenario); process.exit(2); }
 run().then((result) => {

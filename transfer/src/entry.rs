@@ -3,7 +3,7 @@
 
 use std::path::{Component, PathBuf};
 
-use super::MAX_PATH_BYTES;
+use crate::MAX_PATH_BYTES;
 
 /// One thing to create on the receiving side. A file's BLAKE3 digest follows its data
 /// (`HASH`), so the sender reads each file once.

@@ -1,0 +1,45 @@
+// duet's service worker: streams a file the page receives into a download, so neither the
+// page nor this worker ever holds the whole file. It answers only /.duet-download/ID, for
+// downloads the page announced over a MessageChannel; every other request goes to the
+// network untouched.
+'use strict';
+const announced = new Map();
+self.addEventListener('install', () => self.skipWaiting());
+self.addEventListener('activate', (e) => e.waitUntil(self.clients.claim()));
+self.addEventListener('message', (e) => {
+  const d = e.data || {};
+  const port = e.ports && e.ports[0];
+  if (typeof d.id !== 'string' || typeof d.name !== 'string' || !port) return;
+  announced.set(d.id, { name: d.name, size: d.size, port });
+  port.postMessage({ ready: true });
+});
+self.addEventListener('fetch', (e) => {
+  const url = new URL(e.request.url);
+  if (url.origin !== self.location.origin || !url.pathname.startsWith('/.duet-download/')) return;
+  const id = url.pathname.slice('/.duet-download/'.length);
+  const d = announced.get(id);
+  if (!d) { e.respondWith(new Response('no such download', { status: 404 })); return; }
+  announced.delete(id);
+  let wake = null;
+  const body = new ReadableStream({
+    start(c) {
+      d.port.onmessage = (m) => {
+        if (m.data.chunk) c.enqueue(new Uint8Array(m.data.chunk));
+        else if (m.data.end) c.close();
+        else if (m.data.error) c.error(new Error(m.data.error));
+        if (wake) { wake(); wake = null; }
+      };
+    },
+    // Pieces are asked for one at a time, up to 8 ahead of the download (a frame each, at
+    // most 1 MiB): the page writes the next only when it is asked for.
+    pull() { return new Promise((r) => { wake = r; d.port.postMessage({ pull: true }); }); },
+    cancel() { d.port.postMessage({ cancelled: true }); },
+  }, { highWaterMark: 8 });
+  const headers = {
+    'Content-Type': 'application/octet-stream',
+    'Content-Disposition': "attachment; filename*=UTF-8''" + encodeURIComponent(d.name),
+    'X-Content-Type-Options': 'nosniff',
+  };
+  if (Number.isSafeInteger(d.size)) headers['Content-Length'] = String(d.size);
+  e.respondWith(new Response(body, { headers }));
+});

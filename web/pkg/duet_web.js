@@ -1,0 +1,806 @@
+let wasm_bindgen = (function(exports) {
+    let script_src;
+    if (typeof document !== 'undefined' && document.currentScript !== null) {
+        script_src = new URL(document.currentScript.src, location.href).toString();
+    }
+
+    /**
+     * One end of a transfer.
+     */
+    class Transfer {
+        static __wrap(ptr) {
+            const obj = Object.create(Transfer.prototype);
+            obj.__wbg_ptr = ptr;
+            TransferFinalization.register(obj, obj.__wbg_ptr, obj);
+            return obj;
+        }
+        __destroy_into_raw() {
+            const ptr = this.__wbg_ptr;
+            this.__wbg_ptr = 0;
+            TransferFinalization.unregister(this);
+            return ptr;
+        }
+        free() {
+            const ptr = this.__destroy_into_raw();
+            wasm.__wbg_transfer_free(ptr, 0);
+        }
+        /**
+         * Receiver: accepts the whole list, holding nothing yet.
+         * @returns {Uint8Array}
+         */
+        accept_frame() {
+            const ret = wasm.transfer_accept_frame(this.__wbg_ptr);
+            if (ret[3]) {
+                throw takeFromExternrefTable0(ret[2]);
+            }
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        /**
+         * Adds a file (or, with `dir`, a directory) to send, before the transfer starts. Its
+         * name is checked as the receiver will check it.
+         * @param {string} path
+         * @param {number} size
+         * @param {boolean} dir
+         */
+        add(path, size, dir) {
+            const val2 = +size;
+            const val3 = +dir;
+            const ptr0 = passStringToWasm0(path, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.transfer_add(this.__wbg_ptr, ptr0, len0, val2, val3);
+            if (ret[1]) {
+                throw takeFromExternrefTable0(ret[0]);
+            }
+        }
+        /**
+         * @returns {string}
+         */
+        code() {
+            let deferred1_0;
+            let deferred1_1;
+            try {
+                const ret = wasm.transfer_code(this.__wbg_ptr);
+                deferred1_0 = ret[0];
+                deferred1_1 = ret[1];
+                return getStringFromWasm0(ret[0], ret[1]);
+            } finally {
+                wasm.__wbindgen_free(deferred1_0, deferred1_1, 1);
+            }
+        }
+        /**
+         * The first frame after the keys.
+         * @returns {Uint8Array}
+         */
+        confirm() {
+            const ret = wasm.transfer_confirm(this.__wbg_ptr);
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        /**
+         * Entries of the list (the receiver's once [`step::LIST`], the sender's as added).
+         * @returns {number}
+         */
+        count() {
+            const ret = wasm.transfer_count(this.__wbg_ptr);
+            return ret >>> 0;
+        }
+        /**
+         * Receiver: the file that [`step::START`] started (an index among the files).
+         * @returns {number}
+         */
+        current() {
+            const ret = wasm.transfer_current(this.__wbg_ptr);
+            return ret >>> 0;
+        }
+        /**
+         * Sender: the next slice of the current file as a `DATA` frame, hashed on the way.
+         * @param {Uint8Array | number[]} bytes
+         * @returns {Uint8Array}
+         */
+        data_frame(bytes) {
+            const ptr0 = passArray8ToWasm0(bytes, wasm.__wbindgen_malloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.transfer_data_frame(this.__wbg_ptr, ptr0, len0);
+            if (ret[3]) {
+                throw takeFromExternrefTable0(ret[2]);
+            }
+            var v2 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v2;
+        }
+        /**
+         * Sender: the end of the transfer.
+         * @returns {Uint8Array}
+         */
+        done_frame() {
+            const ret = wasm.transfer_done_frame(this.__wbg_ptr);
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        /**
+         * @param {number} i
+         * @returns {boolean}
+         */
+        entry_dir(i) {
+            const ret = wasm.transfer_entry_dir(this.__wbg_ptr, i);
+            return ret !== 0;
+        }
+        /**
+         * @param {number} i
+         * @returns {string}
+         */
+        entry_path(i) {
+            let deferred1_0;
+            let deferred1_1;
+            try {
+                const ret = wasm.transfer_entry_path(this.__wbg_ptr, i);
+                deferred1_0 = ret[0];
+                deferred1_1 = ret[1];
+                return getStringFromWasm0(ret[0], ret[1]);
+            } finally {
+                wasm.__wbindgen_free(deferred1_0, deferred1_1, 1);
+            }
+        }
+        /**
+         * @param {number} i
+         * @returns {number}
+         */
+        entry_size(i) {
+            const ret = wasm.transfer_entry_size(this.__wbg_ptr, i);
+            return ret;
+        }
+        /**
+         * Either side: stopping, and why.
+         * @param {string} why
+         * @returns {Uint8Array}
+         */
+        static fail_frame(why) {
+            const ptr0 = passStringToWasm0(why, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.transfer_fail_frame(ptr0, len0);
+            var v2 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v2;
+        }
+        /**
+         * The index in the list of file `n` (an index among the files).
+         * @param {number} n
+         * @returns {number}
+         */
+        file_entry(n) {
+            const ret = wasm.transfer_file_entry(this.__wbg_ptr, n);
+            return ret >>> 0;
+        }
+        /**
+         * Takes one opened frame (kind and body); returns a [`step`].
+         * @param {Uint8Array | number[]} opened
+         * @returns {number}
+         */
+        frame(opened) {
+            const ptr0 = passArray8ToWasm0(opened, wasm.__wbindgen_malloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.transfer_frame(this.__wbg_ptr, ptr0, len0);
+            if (ret[2]) {
+                throw takeFromExternrefTable0(ret[1]);
+            }
+            return ret[0] >>> 0;
+        }
+        /**
+         * A frame sealed elsewhere (ciphertext and tag), framed for the wire.
+         * @param {Uint8Array | number[]} sealed
+         * @returns {Uint8Array}
+         */
+        static framed(sealed) {
+            const ptr0 = passArray8ToWasm0(sealed, wasm.__wbindgen_malloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.transfer_framed(ptr0, len0);
+            var v2 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v2;
+        }
+        /**
+         * Sender: the digest that ends file `n`.
+         * @param {number} n
+         * @returns {Uint8Array}
+         */
+        hash_frame(n) {
+            const ret = wasm.transfer_hash_frame(this.__wbg_ptr, n);
+            if (ret[3]) {
+                throw takeFromExternrefTable0(ret[2]);
+            }
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        /**
+         * The bytes to send first.
+         * @returns {Uint8Array}
+         */
+        hello() {
+            const ret = wasm.transfer_hello(this.__wbg_ptr);
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        /**
+         * Sender: the list's frame `i`.
+         * @param {number} i
+         * @returns {Uint8Array}
+         */
+        list_frame(i) {
+            const ret = wasm.transfer_list_frame(this.__wbg_ptr, i);
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        /**
+         * Sender: how many frames the list takes (an `ENTRY` each, then `LIST_END`).
+         * @returns {number}
+         */
+        list_len() {
+            const ret = wasm.transfer_list_len(this.__wbg_ptr);
+            return ret >>> 0;
+        }
+        /**
+         * Receiver: everything is in place.
+         * @returns {Uint8Array}
+         */
+        static ok_frame() {
+            const ret = wasm.transfer_ok_frame();
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        /**
+         * Why a frame that did not open ends the transfer (a wrong code before the
+         * confirmation).
+         * @returns {string}
+         */
+        open_failed_text() {
+            let deferred1_0;
+            let deferred1_1;
+            try {
+                const ret = wasm.transfer_open_failed_text(this.__wbg_ptr);
+                deferred1_0 = ret[0];
+                deferred1_1 = ret[1];
+                return getStringFromWasm0(ret[0], ret[1]);
+            } finally {
+                wasm.__wbindgen_free(deferred1_0, deferred1_1, 1);
+            }
+        }
+        /**
+         * Opens a sealed frame here: its kind and body.
+         * @param {Uint8Array | number[]} sealed
+         * @returns {Uint8Array}
+         */
+        open_here(sealed) {
+            const ptr0 = passArray8ToWasm0(sealed, wasm.__wbindgen_malloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.transfer_open_here(this.__wbg_ptr, ptr0, len0);
+            if (ret[3]) {
+                throw takeFromExternrefTable0(ret[2]);
+            }
+            var v2 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v2;
+        }
+        /**
+         * The key that opens the other side's frames, for WebCrypto.
+         * @returns {Uint8Array}
+         */
+        open_key() {
+            const ret = wasm.transfer_open_key(this.__wbg_ptr);
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        /**
+         * The nonce for the next frame of the other side opened elsewhere (counted).
+         * @returns {Uint8Array}
+         */
+        open_nonce() {
+            const ret = wasm.transfer_open_nonce(this.__wbg_ptr);
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        /**
+         * Takes one message of the stream; then call [`Transfer::step`] until it gives
+         * [`step::NONE`].
+         * @param {Uint8Array | number[]} piece
+         */
+        push(piece) {
+            const ptr0 = passArray8ToWasm0(piece, wasm.__wbindgen_malloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.transfer_push(this.__wbg_ptr, ptr0, len0);
+            if (ret[1]) {
+                throw takeFromExternrefTable0(ret[0]);
+            }
+        }
+        /**
+         * The receiving end for `code` (as typed or from a link).
+         * @param {string} code
+         * @returns {Transfer}
+         */
+        static receiver(code) {
+            const ptr0 = passStringToWasm0(code, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.transfer_receiver(ptr0, len0);
+            if (ret[2]) {
+                throw takeFromExternrefTable0(ret[1]);
+            }
+            return Transfer.__wrap(ret[0]);
+        }
+        /**
+         * Receiver: refuses the list, saying why.
+         * @param {string} why
+         * @returns {Uint8Array}
+         */
+        static reject_frame(why) {
+            const ptr0 = passStringToWasm0(why, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.transfer_reject_frame(ptr0, len0);
+            var v2 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v2;
+        }
+        /**
+         * Seals `plain` (kind and body) here and frames it for the wire.
+         * @param {Uint8Array | number[]} plain
+         * @returns {Uint8Array}
+         */
+        seal_here(plain) {
+            const ptr0 = passArray8ToWasm0(plain, wasm.__wbindgen_malloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.transfer_seal_here(this.__wbg_ptr, ptr0, len0);
+            var v2 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v2;
+        }
+        /**
+         * The key that seals this side's frames, for WebCrypto.
+         * @returns {Uint8Array}
+         */
+        seal_key() {
+            const ret = wasm.transfer_seal_key(this.__wbg_ptr);
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        /**
+         * The nonce for the next frame this side seals elsewhere (counted).
+         * @returns {Uint8Array}
+         */
+        seal_nonce() {
+            const ret = wasm.transfer_seal_nonce(this.__wbg_ptr);
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        /**
+         * The sealed frame of [`step::SEALED`] (kind, body, tag), once.
+         * @returns {Uint8Array}
+         */
+        sealed() {
+            const ret = wasm.transfer_sealed(this.__wbg_ptr);
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        /**
+         * A sending end with a fresh code; entries are added with [`Transfer::add`].
+         * @returns {Transfer}
+         */
+        static sender() {
+            const ret = wasm.transfer_sender();
+            if (ret[2]) {
+                throw takeFromExternrefTable0(ret[1]);
+            }
+            return Transfer.__wrap(ret[0]);
+        }
+        /**
+         * Sender: the `START` of file `n` (an index among the files, from byte 0).
+         * @param {number} n
+         * @returns {Uint8Array}
+         */
+        start_frame(n) {
+            const ret = wasm.transfer_start_frame(this.__wbg_ptr, n);
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        /**
+         * The next step the stream holds.
+         * @returns {number}
+         */
+        step() {
+            const ret = wasm.transfer_step(this.__wbg_ptr);
+            if (ret[2]) {
+                throw takeFromExternrefTable0(ret[1]);
+            }
+            return ret[0] >>> 0;
+        }
+        /**
+         * The relay's pipe: only the code's number.
+         * @returns {string}
+         */
+        token() {
+            let deferred1_0;
+            let deferred1_1;
+            try {
+                const ret = wasm.transfer_token(this.__wbg_ptr);
+                deferred1_0 = ret[0];
+                deferred1_1 = ret[1];
+                return getStringFromWasm0(ret[0], ret[1]);
+            } finally {
+                wasm.__wbindgen_free(deferred1_0, deferred1_1, 1);
+            }
+        }
+    }
+    if (Symbol.dispose) Transfer.prototype[Symbol.dispose] = Transfer.prototype.free;
+    exports.Transfer = Transfer;
+
+    /**
+     * The QR code of `text` (medium error correction): its width, then its modules.
+     * @param {string} text
+     * @returns {string}
+     */
+    function qr_modules(text) {
+        let deferred3_0;
+        let deferred3_1;
+        try {
+            const ptr0 = passStringToWasm0(text, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.qr_modules(ptr0, len0);
+            var ptr2 = ret[0];
+            var len2 = ret[1];
+            if (ret[3]) {
+                ptr2 = 0; len2 = 0;
+                throw takeFromExternrefTable0(ret[2]);
+            }
+            deferred3_0 = ptr2;
+            deferred3_1 = len2;
+            return getStringFromWasm0(ptr2, len2);
+        } finally {
+            wasm.__wbindgen_free(deferred3_0, deferred3_1, 1);
+        }
+    }
+    exports.qr_modules = qr_modules;
+    function __wbg_get_imports() {
+        const import0 = {
+            __proto__: null,
+            __wbg_Error_208446807d0d1e30: function(arg0, arg1) {
+                const ret = Error(getStringFromWasm0(arg0, arg1));
+                return ret;
+            },
+            __wbg___wbindgen_is_function_741ff2bb612836f5: function(arg0) {
+                const ret = typeof(arg0) === 'function';
+                return ret;
+            },
+            __wbg___wbindgen_is_object_8b968c3ab8e96595: function(arg0) {
+                const val = arg0;
+                const ret = typeof(val) === 'object' && val !== null;
+                return ret;
+            },
+            __wbg___wbindgen_is_string_fc456fee5d3317de: function(arg0) {
+                const ret = typeof(arg0) === 'string';
+                return ret;
+            },
+            __wbg___wbindgen_is_undefined_be5b34249ff1fc15: function(arg0) {
+                const ret = arg0 === undefined;
+                return ret;
+            },
+            __wbg___wbindgen_throw_4c88d8bf264fd984: function(arg0, arg1) {
+                throw new Error(getStringFromWasm0(arg0, arg1));
+            },
+            __wbg_call_a410eb4b59ed5965: function() { return handleError(function (arg0, arg1, arg2) {
+                const ret = arg0.call(arg1, arg2);
+                return ret;
+            }, arguments); },
+            __wbg_crypto_23f565a907d30078: function(arg0) {
+                const ret = arg0.crypto;
+                return ret;
+            },
+            __wbg_getRandomValues_d2908e0b99612b91: function() { return handleError(function (arg0, arg1) {
+                arg0.getRandomValues(arg1);
+            }, arguments); },
+            __wbg_length_186163212ffe79c3: function(arg0) {
+                const ret = arg0.length;
+                return ret;
+            },
+            __wbg_msCrypto_d5f06fad6bf1409b: function(arg0) {
+                const ret = arg0.msCrypto;
+                return ret;
+            },
+            __wbg_new_with_length_01b143a7e5dd5a3e: function(arg0) {
+                const ret = new Uint8Array(arg0 >>> 0);
+                return ret;
+            },
+            __wbg_node_86166ff8ce1f2002: function(arg0) {
+                const ret = arg0.node;
+                return ret;
+            },
+            __wbg_process_91f425a63f58e399: function(arg0) {
+                const ret = arg0.process;
+                return ret;
+            },
+            __wbg_prototypesetcall_13162965d1fe7aa3: function(arg0, arg1, arg2) {
+                Uint8Array.prototype.set.call(getArrayU8FromWasm0(arg0, arg1), arg2);
+            },
+            __wbg_randomFillSync_34b023059e3363de: function() { return handleError(function (arg0, arg1) {
+                arg0.randomFillSync(arg1);
+            }, arguments); },
+            __wbg_require_9a7d8cc2e1d275c0: function() { return handleError(function () {
+                const ret = module.require;
+                return ret;
+            }, arguments); },
+            __wbg_static_accessor_GLOBAL_THIS_003ee833af9699fc: function() {
+                const ret = typeof globalThis === 'undefined' ? undefined : globalThis;
+                return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
+            },
+            __wbg_static_accessor_GLOBAL_e4293fb22cbe77da: function() {
+                const ret = typeof global === 'undefined' ? undefined : global;
+                return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
+            },
+            __wbg_static_accessor_SELF_53bb20457401453d: function() {
+                const ret = typeof self === 'undefined' ? undefined : self;
+                return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
+            },
+            __wbg_static_accessor_WINDOW_b5e0810bfecb7feb: function() {
+                const ret = typeof window === 'undefined' ? undefined : window;
+                return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
+            },
+            __wbg_subarray_58f388a9247ac0bb: function(arg0, arg1, arg2) {
+                const ret = arg0.subarray(arg1 >>> 0, arg2 >>> 0);
+                return ret;
+            },
+            __wbg_versions_6e128a981b0df859: function(arg0) {
+                const ret = arg0.versions;
+                return ret;
+            },
+            __wbindgen_generic_0000000000000001: function(arg0, arg1) {
+                // Cast intrinsic for `Ref(Slice(U8)) -> NamedExternref("Uint8Array")`.
+                const ret = getArrayU8FromWasm0(arg0, arg1);
+                return ret;
+            },
+            __wbindgen_generic_0000000000000002: function(arg0, arg1) {
+                // Cast intrinsic for `Ref(String) -> Externref`.
+                const ret = getStringFromWasm0(arg0, arg1);
+                return ret;
+            },
+            __wbindgen_init_externref_table: function() {
+                const table = wasm.__wbindgen_externrefs;
+                table.set(0, undefined);
+                table.set(1024, undefined);
+                table.set(1025, null);
+                table.set(1026, true);
+                table.set(1027, false);
+            },
+        };
+        return {
+            __proto__: null,
+            "./duet_web_bg.js": import0,
+        };
+    }
+
+    const TransferFinalization = (typeof FinalizationRegistry === 'undefined')
+        ? { register: () => {}, unregister: () => {} }
+        : new FinalizationRegistry(ptr => wasm.__wbg_transfer_free(ptr, 1));
+
+    function addToExternrefTable0(obj) {
+        const idx = wasm.__externref_table_alloc();
+        wasm.__wbindgen_externrefs.set(idx, obj);
+        return idx;
+    }
+
+    function getArrayU8FromWasm0(ptr, len) {
+        ptr = ptr >>> 0;
+        return getUint8ArrayMemory0().subarray(ptr / 1, ptr / 1 + len);
+    }
+
+    function getStringFromWasm0(ptr, len) {
+        ptr = ptr >>> 0;
+        return decodeText(getUint8ArrayMemory0().subarray(ptr, ptr + len));
+    }
+
+    let cachedUint8ArrayMemory0 = null;
+    function getUint8ArrayMemory0() {
+        if (cachedUint8ArrayMemory0 === null || cachedUint8ArrayMemory0.byteLength === 0) {
+            cachedUint8ArrayMemory0 = new Uint8Array(wasm.memory.buffer);
+        }
+        return cachedUint8ArrayMemory0;
+    }
+
+    function handleError(f, args) {
+        try {
+            return f.apply(this, args);
+        } catch (e) {
+            const idx = addToExternrefTable0(e);
+            wasm.__wbindgen_exn_store(idx);
+        }
+    }
+
+    function isLikeNone(x) {
+        return x === undefined || x === null;
+    }
+
+    function passArray8ToWasm0(arg, malloc) {
+        const ptr = malloc(arg.length * 1, 1) >>> 0;
+        getUint8ArrayMemory0().set(arg, ptr / 1);
+        WASM_VECTOR_LEN = arg.length;
+        return ptr;
+    }
+
+    function passStringToWasm0(arg, malloc, realloc) {
+        if (realloc === undefined) {
+            const buf = cachedTextEncoder.encode(arg);
+            const ptr = malloc(buf.length, 1) >>> 0;
+            getUint8ArrayMemory0().subarray(ptr, ptr + buf.length).set(buf);
+            WASM_VECTOR_LEN = buf.length;
+            return ptr;
+        }
+
+        let len = arg.length;
+        let ptr = malloc(len, 1) >>> 0;
+
+        const mem = getUint8ArrayMemory0();
+
+        let offset = 0;
+
+        for (; offset < len; offset++) {
+            const code = arg.charCodeAt(offset);
+            if (code > 0x7F) break;
+            mem[ptr + offset] = code;
+        }
+        if (offset !== len) {
+            if (offset !== 0) {
+                arg = arg.slice(offset);
+            }
+            ptr = realloc(ptr, len, len = offset + arg.length * 3, 1) >>> 0;
+            const view = getUint8ArrayMemory0().subarray(ptr + offset, ptr + len);
+            const ret = cachedTextEncoder.encodeInto(arg, view);
+
+            offset += ret.written;
+            ptr = realloc(ptr, len, offset, 1) >>> 0;
+        }
+
+        WASM_VECTOR_LEN = offset;
+        return ptr;
+    }
+
+    function takeFromExternrefTable0(idx) {
+        const value = wasm.__wbindgen_externrefs.get(idx);
+        wasm.__externref_table_dealloc(idx);
+        return value;
+    }
+
+    let cachedTextDecoder = new TextDecoder('utf-8', { ignoreBOM: true });
+    cachedTextDecoder.decode();
+    function decodeText(bytes) {
+        return cachedTextDecoder.decode(bytes);
+    }
+
+    const cachedTextEncoder = new TextEncoder();
+
+    if (!('encodeInto' in cachedTextEncoder)) {
+        cachedTextEncoder.encodeInto = function (arg, view) {
+            const buf = cachedTextEncoder.encode(arg);
+            view.set(buf);
+            return {
+                read: arg.length,
+                written: buf.length
+            };
+        };
+    }
+
+    let WASM_VECTOR_LEN = 0;
+
+    let wasmModule, wasmInstance, wasm;
+    function __wbg_finalize_init(instance, module) {
+        wasmInstance = instance;
+        wasm = instance.exports;
+        wasmModule = module;
+        cachedUint8ArrayMemory0 = null;
+        wasm.__wbindgen_start();
+        return wasm;
+    }
+
+    async function __wbg_load(module, imports) {
+        if (typeof Response === 'function' && module instanceof Response) {
+            if (!module.ok) {
+                throw new Error(`failed to fetch Wasm: ${module.status} ${module.statusText} fetching '${module.url}'`);
+            }
+
+            if (typeof WebAssembly.instantiateStreaming === 'function') {
+                try {
+                    return await WebAssembly.instantiateStreaming(module, imports);
+                } catch (e) {
+                    const validResponse = expectedResponseType(module.type);
+
+                    if (validResponse && module.headers.get('Content-Type') !== 'application/wasm') {
+                        console.warn("`WebAssembly.instantiateStreaming` failed because your server does not serve Wasm with `application/wasm` MIME type. Falling back to `WebAssembly.instantiate` which is slower. Original error:\n", e);
+
+                    } else { throw e; }
+                }
+            }
+
+            const bytes = await module.arrayBuffer();
+            return await WebAssembly.instantiate(bytes, imports);
+        } else {
+            const instance = await WebAssembly.instantiate(module, imports);
+
+            if (instance instanceof WebAssembly.Instance) {
+                return { instance, module };
+            } else {
+                return instance;
+            }
+        }
+
+        function expectedResponseType(type) {
+            switch (type) {
+                case 'basic': case 'cors': case 'default': return true;
+            }
+            return false;
+        }
+    }
+
+    function initSync(module) {
+        if (wasm !== undefined) return wasm;
+
+
+        if (module !== undefined) {
+            if (Object.getPrototypeOf(module) === Object.prototype) {
+                ({module} = module)
+            } else {
+                console.warn('using deprecated parameters for `initSync()`; pass a single object instead')
+            }
+        }
+
+        const imports = __wbg_get_imports();
+        if (!(module instanceof WebAssembly.Module)) {
+            module = new WebAssembly.Module(module);
+        }
+        const instance = new WebAssembly.Instance(module, imports);
+        return __wbg_finalize_init(instance, module);
+    }
+
+    let __wbg_init_promise;
+    async function __wbg_init(module_or_path) {
+        if (wasm !== undefined) return wasm;
+        if (__wbg_init_promise === undefined) {
+            __wbg_init_promise = __wbg_init_once(module_or_path);
+            __wbg_init_promise.catch(() => { __wbg_init_promise = undefined; });
+        }
+        return __wbg_init_promise;
+    }
+
+    async function __wbg_init_once(module_or_path) {
+
+        if (module_or_path !== undefined) {
+            if (Object.getPrototypeOf(module_or_path) === Object.prototype) {
+                ({module_or_path} = module_or_path)
+            } else {
+                console.warn('using deprecated parameters for the initialization function; pass a single object instead')
+            }
+        }
+
+        if (module_or_path === undefined && script_src !== undefined) {
+            module_or_path = script_src.replace(/\.js$/, "_bg.wasm");
+        }
+        const imports = __wbg_get_imports();
+
+        if (typeof module_or_path === 'string' || (typeof Request === 'function' && module_or_path instanceof Request) || (typeof URL === 'function' && module_or_path instanceof URL)) {
+            module_or_path = fetch(module_or_path);
+        }
+
+        const { instance, module } = await __wbg_load(await module_or_path, imports);
+
+        return __wbg_finalize_init(instance, module);
+    }
+
+    return Object.assign(__wbg_init, { initSync }, exports);
+})({ __proto__: null });
