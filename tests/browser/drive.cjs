@@ -340,7 +340,38 @@ async function e2eSend() {
   return result;
 }
 
-const scenarios = { 'e2e-receive': e2eReceive, 'e2e-send': e2eSend, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
+// Page to page: one page sends FILES, another opens its link and receives them into DIR.
+async function e2ePageToPage() {
+  const [dir, ...files] = args;
+  const browser = await launch();
+  const downloads = await downloadsTo(browser, dir);
+  const sender = await open(browser, '#files');
+  await (await sender.page.$('#send-files')).uploadFile(...files);
+  await sender.page.click('#e2e-send');
+  await sender.page.waitForFunction(() => document.querySelector('#code').textContent !== '');
+  const link = await sender.page.$eval('#code-link', (a) => a.href);
+  // The receiver in a browser context of its own, as on another device: its service
+  // worker (which claims every page of its origin in its context) is not the sender's.
+  const context = await browser.createBrowserContext();
+  const cdp = await browser.target().createCDPSession();
+  await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: dir, eventsEnabled: true, browserContextId: context.id });
+  cdp.on('Browser.downloadProgress', (e) => downloads.set(e.guid, e.state));
+  const receiver = await context.newPage();
+  const problems = sender.problems;
+  receiver.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  await receiver.goto(link);
+  const done = (p, who) => p.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 5 }).then(() => p.evaluate(() => window.duetTransfer),
+    (e) => { throw new Error(who + ': ' + e.message); });
+  const [sent, received] = await Promise.all([done(sender.page, 'sender'), done(receiver, 'receiver')]);
+  for (let i = 0; i < 300 && (downloads.size < files.length || [...downloads.values()].some((s) => s === 'inProgress')); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const result = { sent, received, downloads: [...downloads.values()], problems };
+  await browser.close();
+  return result;
+}
+
+const scenarios = { 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': e2eReceive, 'e2e-send': e2eSend, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
 const run = scenarios[scenario];
 if (!run) { console.error('no scenario ' + scenario); process.exit(2); }
 run().then((result) => {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader as StdBufReader};
 use std::net::SocketAddr;

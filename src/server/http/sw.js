@@ -5,7 +5,6 @@
 'use strict';
 const announced = new Map();
 self.addEventListener('install', () => self.skipWaiting());
-self.addEventListener('activate', (e) => e.waitUntil(self.clients.claim()));
 self.addEventListener('message', (e) => {
   const d = e.data || {};
   const port = e.ports && e.ports[0];
