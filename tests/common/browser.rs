@@ -68,4 +68,3 @@ pub async fn result(driver: &mut Proc) -> String {
     );
     json
 }
-

@@ -392,6 +392,23 @@ let wasm_bindgen = (function(exports) {
             return v1;
         }
         /**
+         * Where the sealed frame of [`step::SEALED`] lies in [`wasm_memory`], with
+         * [`Transfer::sealed_len`]: WebCrypto copies it from there, so the page makes no
+         * garbage of a MiB per frame. Valid until the next call into this module.
+         * @returns {number}
+         */
+        sealed_at() {
+            const ret = wasm.transfer_sealed_at(this.__wbg_ptr);
+            return ret >>> 0;
+        }
+        /**
+         * @returns {number}
+         */
+        sealed_len() {
+            const ret = wasm.transfer_sealed_len(this.__wbg_ptr);
+            return ret >>> 0;
+        }
+        /**
          * A sending end with a fresh code; entries are added with [`Transfer::add`].
          * @returns {Transfer}
          */
@@ -470,6 +487,16 @@ let wasm_bindgen = (function(exports) {
         }
     }
     exports.qr_modules = qr_modules;
+
+    /**
+     * This module's memory, for views of [`Transfer::sealed_at`].
+     * @returns {any}
+     */
+    function wasm_memory() {
+        const ret = wasm.wasm_memory();
+        return ret;
+    }
+    exports.wasm_memory = wasm_memory;
     function __wbg_get_imports() {
         const import0 = {
             __proto__: null,
@@ -492,6 +519,10 @@ let wasm_bindgen = (function(exports) {
             },
             __wbg___wbindgen_is_undefined_be5b34249ff1fc15: function(arg0) {
                 const ret = arg0 === undefined;
+                return ret;
+            },
+            __wbg___wbindgen_memory_17a1178bc3328ea3: function() {
+                const ret = wasm.memory;
                 return ret;
             },
             __wbg___wbindgen_throw_4c88d8bf264fd984: function(arg0, arg1) {

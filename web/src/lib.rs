@@ -62,6 +62,12 @@ pub struct Transfer {
     entries: Vec<Entry>,
 }
 
+/// This module's memory, for views of [`Transfer::sealed_at`].
+#[wasm_bindgen]
+pub fn wasm_memory() -> JsValue {
+    wasm_bindgen::memory()
+}
+
 fn js(e: Error) -> JsError {
     JsError::new(&e.to_string())
 }
@@ -162,6 +168,17 @@ impl Transfer {
     /// The sealed frame of [`step::SEALED`] (kind, body, tag), once.
     pub fn sealed(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.sealed)
+    }
+
+    /// Where the sealed frame of [`step::SEALED`] lies in [`wasm_memory`], with
+    /// [`Transfer::sealed_len`]: WebCrypto copies it from there, so the page makes no
+    /// garbage of a MiB per frame. Valid until the next call into this module.
+    pub fn sealed_at(&self) -> *const u8 {
+        self.sealed.as_ptr()
+    }
+
+    pub fn sealed_len(&self) -> usize {
+        self.sealed.len()
     }
 
     /// The key that seals this side's frames, for WebCrypto.

@@ -23,17 +23,17 @@ self.addEventListener('fetch', (e) => {
   const body = new ReadableStream({
     start(c) {
       d.port.onmessage = (m) => {
-        if (m.data.chunk) c.enqueue(new Uint8Array(m.data.chunk));
+        if (m.data.chunk) c.enqueue(new Uint8Array(m.data.chunk, m.data.at || 0, m.data.len));
         else if (m.data.end) c.close();
         else if (m.data.error) c.error(new Error(m.data.error));
         if (wake) { wake(); wake = null; }
       };
     },
-    // Pieces are asked for one at a time, up to 8 ahead of the download (a frame each, at
+    // Pieces are asked for one at a time, up to 4 ahead of the download (a frame each, at
     // most 1 MiB): the page writes the next only when it is asked for.
     pull() { return new Promise((r) => { wake = r; d.port.postMessage({ pull: true }); }); },
     cancel() { d.port.postMessage({ cancelled: true }); },
-  }, { highWaterMark: 8 });
+  }, { highWaterMark: 4 });
   const headers = {
     'Content-Type': 'application/octet-stream',
     'Content-Disposition': "attachment; filename*=UTF-8''" + encodeURIComponent(d.name),
