@@ -181,17 +181,7 @@ fn transfer(files: &[(&str, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
         other => panic!("{other:?}"),
     };
     assert_eq!(offers.len(), files.len());
-    let mut to_r = Vec::new();
-    for (n, (_, bytes)) in files.iter().enumerate() {
-        to_r.extend(s.seal(kind::START, &sender.start(n)));
-        for slice in bytes.chunks(FRAME_BYTES) {
-            sender.data(slice).unwrap();
-            to_r.extend(s.seal(kind::DATA, slice));
-        }
-        to_r.extend(s.seal(kind::HASH, &sender.digest(n).unwrap()));
-    }
-    to_r.extend(s.seal(kind::DONE, b""));
-    sender.done();
+    let to_r = send_files(&mut s, &mut sender, files);
     let mut kept = Vec::new();
     let mut current = Vec::new();
     for (k, body) in r.take(&to_r).unwrap() {
@@ -210,6 +200,22 @@ fn transfer(files: &[(&str, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
         }
     }
     kept
+}
+
+/// The sender's frames for every file and the end, sealed.
+fn send_files(s: &mut End, sender: &mut Sender, files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut to_r = Vec::new();
+    for (n, (_, bytes)) in files.iter().enumerate() {
+        to_r.extend(s.seal(kind::START, &sender.start(n)));
+        for slice in bytes.chunks(FRAME_BYTES) {
+            sender.data(slice).unwrap();
+            to_r.extend(s.seal(kind::DATA, slice));
+        }
+        to_r.extend(s.seal(kind::HASH, &sender.digest(n).unwrap()));
+    }
+    to_r.extend(s.seal(kind::DONE, b""));
+    sender.done();
+    to_r
 }
 
 #[test]
