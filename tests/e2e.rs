@@ -391,3 +391,54 @@ fn a_sender_that_dies_mid_file_leaves_no_complete_looking_download() {
         );
     });
 }
+
+/// On plain http:// under a name (no secure context, no WebCrypto) the page says why it
+/// cannot encrypt and offers no transfer, encrypted or not, in the encrypted panel.
+#[test]
+#[ignore = "needs chromium, node (make test runs it)"]
+fn without_a_secure_context_the_page_offers_no_transfer() {
+    let _turn = one_browser_at_a_time();
+    smol::block_on(async {
+        let duet = server(&[]);
+        let json = result(&mut drive(&duet, "insecure", &[])).await;
+        assert!(
+            json.contains("\"secure\":false") && json.contains("\"warned\":true"),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"disabled\":true") && json.contains("gives it no encryption"),
+            "{json}"
+        );
+    });
+}
+
+/// The page installs as an app (Chromium finds no installability error in its manifest),
+/// and a file shared to it (the manifest's share target, as Android's Share menu posts it)
+/// is sent with a code that `duet recv` takes.
+#[test]
+#[ignore = "needs chromium, node (make test runs it)"]
+fn the_page_installs_and_sends_what_is_shared_to_it() {
+    let _turn = one_browser_at_a_time();
+    smol::block_on(async {
+        let duet = server(&[]);
+        let dir = Dir::new("e2e-share");
+        let mut page = drive(&duet, "share", &[]);
+        let code = page
+            .expect_containing("step code ")
+            .await
+            .trim_start_matches("step code ")
+            .to_string();
+        let out = dir.path().join("out");
+        let mut recv = duet.client_command(&["recv", "--yes", "-o", out.to_str().unwrap(), &code]);
+        let (ok, err) = finish_child(&mut recv.spawn().unwrap(), TIMEOUT, "duet recv");
+        assert!(ok, "{err}");
+        let json = result(&mut page).await;
+        assert!(json.contains("\"installabilityErrors\":[]"), "{json}");
+        assert!(
+            json.contains("\"action\":\"/share\"") && json.contains("\"done\":true"),
+            "{json}"
+        );
+        let got = std::fs::read_to_string(out.join("shared.txt")).unwrap();
+        assert_eq!(got, "shared from another app\n");
+    });
+}

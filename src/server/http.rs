@@ -10,6 +10,7 @@
 //! closes the connection (`Connection: close`): a pipe end is one request anyway.
 
 pub(crate) mod answer;
+mod assets;
 mod body;
 mod forwarded;
 mod head;
@@ -32,6 +33,7 @@ use crate::server::slots::{NoSlot, Ticket};
 use crate::socket::Socket;
 
 use answer::Answered;
+use assets::Asset;
 use head::Head;
 
 /// The request line, when the opening line is one (`METHOD TARGET HTTP/1.x`).
@@ -153,14 +155,15 @@ async fn route(
         }
         ("GET" | "HEAD", "/") if wants_html(head) => web_page(hub, stream, head).await,
         ("GET" | "HEAD", "/") => usage(hub, stream, head).await,
-        ("GET" | "HEAD", "/duet.wasm") => asset(hub, stream, head, Asset::Wasm).await,
-        ("GET" | "HEAD", "/sw.js") => asset(hub, stream, head, Asset::Worker).await,
-        // The service worker answers these; one that reaches the server is no pipe.
-        ("GET", path) if path.starts_with("/.duet-download/") => {
-            let why = "downloads are served by the page's service worker";
-            respond(hub, stream, 404, why, &[]).await;
-            Answered::plain(404, why)
+        // The page's own files, and what its service worker answers: never pipes.
+        ("GET" | "HEAD", path) if Asset::of(path).is_some() => {
+            let what = Asset::of(path).expect("matched just now");
+            assets::serve(hub, stream, head, what).await
         }
+        ("GET", path) if path.starts_with("/.duet-download/") => {
+            assets::not_here(hub, stream).await
+        }
+        ("POST", "/share") => assets::share(hub, stream).await,
         ("HEAD", _) => pipe_head(hub, stream, head).await,
         // Browsers ask for it on their own: it must not become a pipe that waits.
         ("GET", "/favicon.ico") => {
@@ -271,32 +274,6 @@ async fn web_page(hub: &Hub, stream: &Socket, head: &Head) -> Answered {
     Answered::plain(200, "page")
 }
 
-/// `/duet.wasm` and `/sw.js`: the page's WebAssembly and service worker, from the binary.
-async fn asset(hub: &Hub, stream: &Socket, head: &Head, what: Asset) -> Answered {
-    let (bytes, kind) = match what {
-        Asset::Wasm => (page::WASM, "application/wasm"),
-        Asset::Worker => (page::SERVICE_WORKER.as_bytes(), "text/javascript"),
-    };
-    let headers = [
-        ("Content-Type", kind),
-        ("Content-Security-Policy", "default-src 'none'"),
-        ("X-Content-Type-Options", "nosniff"),
-        ("Cache-Control", "no-cache"),
-    ];
-    write_head(hub, stream, 200, &headers, Some(bytes.len() as u64)).await;
-    if head.method != "HEAD" {
-        tell_within(stream, bytes, hub.config.limits.handshake_timeout).await;
-    }
-    Answered::plain(200, "asset")
-}
-
-/// What [`asset`] serves.
-#[derive(Clone, Copy)]
-enum Asset {
-    Wasm,
-    Worker,
-}
-
 /// `GET /`: how to use the server from `curl`.
 async fn usage(hub: &Hub, stream: &Socket, head: &Head) -> Answered {
     let host = head
@@ -360,6 +337,7 @@ fn reason(status: u16) -> &'static str {
         100 => "Continue",
         200 => "OK",
         204 => "No Content",
+        303 => "See Other",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",

@@ -371,7 +371,55 @@ async function e2ePageToPage() {
   return result;
 }
 
-const scenarios = { 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': e2eReceive, 'e2e-send': e2eSend, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
+// The page on plain http:// under a name (not localhost): no secure context, so no
+// WebCrypto. It must say so and offer no transfer at all.
+async function insecure() {
+  const { port } = new URL(url);
+  const browser = await launch(['--host-resolver-rules=MAP duet.test 127.0.0.1']);
+  const page = await browser.newPage();
+  await page.goto('http://duet.test:' + port + '/#files', { waitUntil: 'load' });
+  const result = await page.evaluate(() => ({
+    secure: window.isSecureContext,
+    warned: !document.querySelector('#insecure').hidden,
+    text: document.querySelector('#insecure').textContent,
+    disabled: ['send-files', 'e2e-send', 'recv-code', 'e2e-recv'].every((id) => document.getElementById(id).disabled),
+  }));
+  result.problems = [];
+  await browser.close();
+  return result;
+}
+
+// Installable (Chromium's own check) and, as on Android's Share menu, a file shared to the
+// installed page: POSTed to the manifest's share target, which the service worker takes;
+// the page then sends it and prints `step code CODE`.
+async function share() {
+  const browser = await launch();
+  const { page, problems } = await open(browser, '#files');
+  await page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+  const cdp = await page.createCDPSession();
+  const { installabilityErrors } = await cdp.send('Page.getInstallabilityErrors');
+  const manifest = await page.evaluate(async () => (await fetch('/manifest.webmanifest')).json());
+  // A page loaded once the worker runs is controlled by it: its fetch reaches the worker.
+  const app = await browser.newPage();
+  app.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  await app.goto(url + '/#files', { waitUntil: 'load' });
+  const status = await app.evaluate(async () => {
+    const form = new FormData();
+    form.append('files', new File(['shared from another app\n'], 'shared.txt', { type: 'text/plain' }));
+    return (await fetch('/share', { method: 'POST', body: form })).status;
+  });
+  // Where the worker sends the app after a share (a new document, not a jump in this one).
+  await app.goto('about:blank');
+  await app.goto(url + '/#share', { waitUntil: 'load' });
+  await app.waitForFunction(() => document.querySelector('#code').textContent !== '');
+  console.log('step code ' + await textOf(app, '#code'));
+  await app.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 2 });
+  const result = { installabilityErrors, shareTarget: manifest.share_target, status, transfer: await app.evaluate(() => window.duetTransfer), problems };
+  await browser.close();
+  return result;
+}
+
+const scenarios = { share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': e2eReceive, 'e2e-send': e2eSend, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
 const run = scenarios[scenario];
 if (!run) { console.error('no scenario ' + scenario); process.exit(2); }
 run().then((result) => {

@@ -56,7 +56,8 @@ pub fn page() -> &'static Page {
         let csp = format!(
             "default-src 'none'; script-src {} 'wasm-unsafe-eval' blob:; style-src {}; \
              connect-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; \
-             worker-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'none'; \
+             worker-src 'self'; frame-src 'self'; manifest-src 'self'; base-uri 'none'; \
+             form-action 'none'; \
              frame-ancestors 'none'",
             hash(script),
             hash(style)

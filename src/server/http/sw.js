@@ -1,20 +1,31 @@
 // duet's service worker: streams a file the page receives into a download, so neither the
 // page nor this worker ever holds the whole file. It answers only /.duet-download/ID, for
-// downloads the page announced over a MessageChannel; every other request goes to the
-// network untouched.
+// downloads the page announced over a MessageChannel, and POST /share, the files another
+// app shares to the installed page; every other request goes to the network untouched.
 'use strict';
 const announced = new Map();
 self.addEventListener('install', () => self.skipWaiting());
+// The files of the last share (the manifest's share target), until the page takes them.
+let shared = null;
 self.addEventListener('message', (e) => {
   const d = e.data || {};
   const port = e.ports && e.ports[0];
+  if (d.take === 'shared' && port) { port.postMessage({ files: shared || [] }); shared = null; return; }
   if (typeof d.id !== 'string' || typeof d.name !== 'string' || !port) return;
   announced.set(d.id, { name: d.name, size: d.size, port });
   port.postMessage({ ready: true });
 });
 self.addEventListener('fetch', (e) => {
   const url = new URL(e.request.url);
-  if (url.origin !== self.location.origin || !url.pathname.startsWith('/.duet-download/')) return;
+  if (url.origin !== self.location.origin) return;
+  if (e.request.method === 'POST' && url.pathname === '/share') {
+    e.respondWith(e.request.formData().then((form) => {
+      shared = form.getAll('files').filter((f) => f instanceof File);
+      return Response.redirect('/#share', 303);
+    }));
+    return;
+  }
+  if (!url.pathname.startsWith('/.duet-download/')) return;
   const id = url.pathname.slice('/.duet-download/'.length);
   const d = announced.get(id);
   if (!d) { e.respondWith(new Response('no such download', { status: 404 })); return; }
