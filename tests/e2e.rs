@@ -442,3 +442,52 @@ fn the_page_installs_and_sends_what_is_shared_to_it() {
         assert_eq!(got, "shared from another app\n");
     });
 }
+
+/// In Chromium the page receives into a folder the person picks (File System Access),
+/// folders and all, each file made only once its digest matched; a file that exists there
+/// already makes it refuse the transfer, and `duet send` is told why.
+#[test]
+#[ignore = "needs chromium, node (make test runs it)"]
+fn the_page_receives_into_a_chosen_folder_with_its_folders() {
+    let _turn = one_browser_at_a_time();
+    smol::block_on(async {
+        let duet = server(&[]);
+        let dir = Dir::new("e2e-folder");
+        let album = dir.path().join("album");
+        std::fs::create_dir_all(album.join("inner")).unwrap();
+        std::fs::write(album.join("a.txt"), "in the folder\n").unwrap();
+        std::fs::write(album.join("inner/b.bin"), payload(3 << 20, 5)).unwrap();
+        let mut page = drive(&duet, "e2e-folder", &["4714-apple-river-stone"]);
+        page.expect_containing("step idle").await;
+        let mut send =
+            duet.client_command(&["send", "--code", "4714-apple-river-stone", "--no-qr"]);
+        let (ok, err) = finish_child(
+            &mut send.arg(&album).spawn().unwrap(),
+            TIMEOUT * 2,
+            "duet send",
+        );
+        assert!(ok, "{err}");
+        let json = result(&mut page).await;
+        for (name, path) in [
+            ("album/a.txt", "a.txt"),
+            ("album/inner/b.bin", "inner/b.bin"),
+        ] {
+            let want = format!("\"{name}\":\"{}\"", sha256(&album.join(path)));
+            assert!(json.contains(&want), "{want} in {json}");
+        }
+        assert!(json.contains("every file verified, into"), "{json}");
+
+        let mut page = drive(&duet, "e2e-folder", &["4715-apple-river-stone", "a.txt"]);
+        page.expect_containing("step idle").await;
+        let mut send =
+            duet.client_command(&["send", "--code", "4715-apple-river-stone", "--no-qr"]);
+        let file = album.join("a.txt");
+        let (ok, err) = finish_child(&mut send.arg(&file).spawn().unwrap(), TIMEOUT, "duet send");
+        assert!(
+            !ok && err.contains("a.txt exists in the chosen folder"),
+            "{err}"
+        );
+        let json = result(&mut page).await;
+        assert!(json.contains("exists in the chosen folder"), "{json}");
+    });
+}

@@ -419,7 +419,48 @@ async function share() {
   return result;
 }
 
-const scenarios = { share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': e2eReceive, 'e2e-send': e2eSend, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
+// Receiving into a folder (the File System Access API): the folder picker is answered with
+// the origin's private file system, a real directory handle Chromium writes through the
+// same API. Types CODE, presses Receive, then lists what the folder holds, with digests.
+async function e2eFolder() {
+  const [code, existing] = args;
+  const browser = await launch();
+  const page = await browser.newPage();
+  page.setDefaultTimeout(LIMIT);
+  const problems = [];
+  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  await page.evaluateOnNewDocument(() => { window.showDirectoryPicker = () => navigator.storage.getDirectory(); });
+  await page.goto(url + '/#files', { waitUntil: 'load' });
+  if (existing) {
+    await page.evaluate(async (name) => {
+      const root = await navigator.storage.getDirectory();
+      const w = await (await root.getFileHandle(name, { create: true })).createWritable();
+      await w.write('already here'); await w.close();
+    }, existing);
+  }
+  await page.type('#recv-code', code);
+  await page.click('#e2e-recv');
+  await waitText(page, '#e2e-status', 'waiting for the sender');
+  console.log('step idle');
+  await page.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 5 });
+  const files = await page.evaluate(async () => {
+    const out = {};
+    const hex = (b) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, '0')).join('');
+    const walk = async (dir, prefix) => {
+      for await (const [name, handle] of dir.entries()) {
+        if (handle.kind === 'directory') await walk(handle, prefix + name + '/');
+        else { const f = await handle.getFile(); out[prefix + name] = hex(await crypto.subtle.digest('SHA-256', await f.arrayBuffer())); }
+      }
+    };
+    await walk(await navigator.storage.getDirectory(), '');
+    return out;
+  });
+  const result = { transfer: await page.evaluate(() => window.duetTransfer), files, problems, status: await textOf(page, '#e2e-status') };
+  await browser.close();
+  return result;
+}
+
+const scenarios = { 'e2e-folder': e2eFolder, share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': e2eReceive, 'e2e-send': e2eSend, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
 const run = scenarios[scenario];
 if (!run) { console.error('no scenario ' + scenario); process.exit(2); }
 run().then((result) => {
