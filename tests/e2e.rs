@@ -491,3 +491,40 @@ fn the_page_receives_into_a_chosen_folder_with_its_folders() {
         assert!(json.contains("exists in the chosen folder"), "{json}");
     });
 }
+
+/// Into a folder, a transfer broken off (the sender killed) keeps the part received; the
+/// same code again resumes after it, as `duet recv` does, and the file is whole and
+/// verified, with no part file left.
+#[test]
+#[ignore = "needs chromium, node (make test runs it)"]
+fn the_page_resumes_into_a_folder_after_a_break() {
+    let _turn = one_browser_at_a_time();
+    smol::block_on(async {
+        let duet = server(&[]);
+        let dir = Dir::new("e2e-resume");
+        let big = dir.path().join("big.bin");
+        big_file(&big, 96);
+        let code = "4716-apple-river-stone";
+        let mut page = drive(&duet, "e2e-folder-resume", &[code]);
+        page.expect_containing("step idle").await;
+        let mut send = duet.client_command(&["send", "--code", code, "--no-qr"]);
+        let mut sender = send.arg(&big).spawn().unwrap();
+        page.expect_containing("step half").await;
+        sender.kill().unwrap();
+        sender.wait().unwrap();
+        let broken = page.expect_containing("step broken").await;
+        assert!(broken.contains("kept for the next try"), "{broken}");
+        page.expect_containing("step idle").await;
+        let mut send = duet.client_command(&["send", "--code", code, "--no-qr"]);
+        let (ok, err) = finish_child(
+            &mut send.arg(&big).spawn().unwrap(),
+            TIMEOUT * 2,
+            "duet send",
+        );
+        assert!(ok, "{err}");
+        let json = result(&mut page).await;
+        assert!(json.contains("kept from an earlier try"), "{json}");
+        let want = format!("{{\"big.bin\":\"{}\"}}", sha256(&big));
+        assert!(json.contains(&want), "{want} in {json}");
+    });
+}

@@ -460,7 +460,45 @@ async function e2eFolder() {
   return result;
 }
 
-const scenarios = { 'e2e-folder': e2eFolder, share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': e2eReceive, 'e2e-send': e2eSend, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
+// Receiving into a folder, broken off and tried again: `step half` once a fifth has
+// arrived (the test then kills the sender), `step broken`, then the same code again
+// (`step idle` twice); the result lists the folder as e2e-folder does.
+async function e2eFolderResume() {
+  const [code] = args;
+  const browser = await launch();
+  const page = await browser.newPage();
+  page.setDefaultTimeout(LIMIT);
+  const problems = [];
+  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  await page.evaluateOnNewDocument(() => { window.showDirectoryPicker = () => navigator.storage.getDirectory(); });
+  await page.goto(url + '/#files', { waitUntil: 'load' });
+  await page.type('#recv-code', code);
+  await page.click('#e2e-recv');
+  await waitText(page, '#e2e-status', 'waiting for the sender');
+  console.log('step idle');
+  await page.waitForFunction(() => document.querySelector('#e2e-progress').value > 0.2, { polling: 10 });
+  console.log('step half');
+  await page.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 5 });
+  console.log('step broken ' + JSON.stringify(await textOf(page, '#e2e-status')));
+  await page.evaluate(() => { window.duetTransfer = undefined; });
+  await page.click('#e2e-recv');
+  await waitText(page, '#e2e-status', 'waiting for the sender');
+  console.log('step idle');
+  await page.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 5 });
+  const files = await page.evaluate(async () => {
+    const out = {};
+    for await (const [name, handle] of (await navigator.storage.getDirectory()).entries()) {
+      const f = await handle.getFile();
+      out[name] = [...new Uint8Array(await crypto.subtle.digest('SHA-256', await f.arrayBuffer()))].map((x) => x.toString(16).padStart(2, '0')).join('');
+    }
+    return out;
+  });
+  const result = { transfer: await page.evaluate(() => window.duetTransfer), files, problems, status: await textOf(page, '#e2e-status') };
+  await browser.close();
+  return result;
+}
+
+const scenarios = { 'e2e-folder-resume': e2eFolderResume, 'e2e-folder': e2eFolder, share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': e2eReceive, 'e2e-send': e2eSend, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
 const run = scenarios[scenario];
 if (!run) { console.error('no scenario ' + scenario); process.exit(2); }
 run().then((result) => {

@@ -5,6 +5,48 @@ let wasm_bindgen = (function(exports) {
     }
 
     /**
+     * BLAKE3 for the page: the digest of the part of a file a folder already holds, offered
+     * back to the sender to resume after it.
+     */
+    class Digest {
+        __destroy_into_raw() {
+            const ptr = this.__wbg_ptr;
+            this.__wbg_ptr = 0;
+            DigestFinalization.unregister(this);
+            return ptr;
+        }
+        free() {
+            const ptr = this.__destroy_into_raw();
+            wasm.__wbg_digest_free(ptr, 0);
+        }
+        /**
+         * @returns {Uint8Array}
+         */
+        finish() {
+            const ret = wasm.digest_finish(this.__wbg_ptr);
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        constructor() {
+            const ret = wasm.digest_new();
+            this.__wbg_ptr = ret;
+            DigestFinalization.register(this, this.__wbg_ptr, this);
+            return this;
+        }
+        /**
+         * @param {Uint8Array | number[]} bytes
+         */
+        update(bytes) {
+            const ptr0 = passArray8ToWasm0(bytes, wasm.__wbindgen_malloc);
+            const len0 = WASM_VECTOR_LEN;
+            wasm.digest_update(this.__wbg_ptr, ptr0, len0);
+        }
+    }
+    if (Symbol.dispose) Digest.prototype[Symbol.dispose] = Digest.prototype.free;
+    exports.Digest = Digest;
+
+    /**
      * One end of a transfer.
      */
     class Transfer {
@@ -25,7 +67,7 @@ let wasm_bindgen = (function(exports) {
             wasm.__wbg_transfer_free(ptr, 0);
         }
         /**
-         * Receiver: accepts the whole list, holding nothing yet.
+         * Receiver: accepts the whole list, with what [`Transfer::offer`] said is held.
          * @returns {Uint8Array}
          */
         accept_frame() {
@@ -217,6 +259,16 @@ let wasm_bindgen = (function(exports) {
             return v1;
         }
         /**
+         * Receiver: the held part of a resumed file, read again after [`step::START`] before
+         * the next frame, so that its digest covers the whole file.
+         * @param {Uint8Array | number[]} bytes
+         */
+        held(bytes) {
+            const ptr0 = passArray8ToWasm0(bytes, wasm.__wbindgen_malloc);
+            const len0 = WASM_VECTOR_LEN;
+            wasm.transfer_held(this.__wbg_ptr, ptr0, len0);
+        }
+        /**
          * The bytes to send first.
          * @returns {Uint8Array}
          */
@@ -244,6 +296,32 @@ let wasm_bindgen = (function(exports) {
         list_len() {
             const ret = wasm.transfer_list_len(this.__wbg_ptr);
             return ret >>> 0;
+        }
+        /**
+         * Receiver: offers the first `have` bytes of file `n` (an index among the files), whose
+         * BLAKE3 is `digest`, already held: the sender resumes after them if its own file
+         * starts the same. Before [`Transfer::accept_frame`].
+         * @param {number} n
+         * @param {number} have
+         * @param {Uint8Array | number[]} digest
+         */
+        offer(n, have, digest) {
+            const val2 = +n;
+            const val3 = +have;
+            const ptr0 = passArray8ToWasm0(digest, wasm.__wbindgen_malloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.transfer_offer(this.__wbg_ptr, val2, val3, ptr0, len0);
+            if (ret[1]) {
+                throw takeFromExternrefTable0(ret[0]);
+            }
+        }
+        /**
+         * Receiver: where the file [`step::START`] started begins (after the held part).
+         * @returns {number}
+         */
+        offset() {
+            const ret = wasm.transfer_offset(this.__wbg_ptr);
+            return ret;
         }
         /**
          * Receiver: everything is in place.
@@ -618,6 +696,9 @@ let wasm_bindgen = (function(exports) {
         };
     }
 
+    const DigestFinalization = (typeof FinalizationRegistry === 'undefined')
+        ? { register: () => {}, unregister: () => {} }
+        : new FinalizationRegistry(ptr => wasm.__wbg_digest_free(ptr, 1));
     const TransferFinalization = (typeof FinalizationRegistry === 'undefined')
         ? { register: () => {}, unregister: () => {} }
         : new FinalizationRegistry(ptr => wasm.__wbg_transfer_free(ptr, 1));

@@ -32,10 +32,12 @@ impl Transfer {
                 receiver::Event::Nothing => Ok(step::NONE),
                 receiver::Event::List => {
                     self.entries = r.entries().to_vec();
+                    self.offers = vec![Offer::none(); r.files().count()];
                     Ok(step::LIST)
                 }
-                receiver::Event::Start { file, .. } => {
+                receiver::Event::Start { file, offset } => {
                     self.current = file;
+                    self.offset = offset;
                     Ok(step::START)
                 }
                 receiver::Event::Data => Ok(step::DATA),
@@ -100,14 +102,43 @@ impl Transfer {
         plain(kind::DONE, b"")
     }
 
-    /// Receiver: accepts the whole list, holding nothing yet.
+    /// Receiver: offers the first `have` bytes of file `n` (an index among the files), whose
+    /// BLAKE3 is `digest`, already held: the sender resumes after them if its own file
+    /// starts the same. Before [`Transfer::accept_frame`].
+    pub fn offer(&mut self, n: usize, have: f64, digest: &[u8]) -> Result<(), JsError> {
+        let prefix = <[u8; 32]>::try_from(digest).map_err(|_| JsError::new("a 32-byte digest"))?;
+        let slot = self
+            .offers
+            .get_mut(n)
+            .ok_or_else(|| JsError::new("no such file"))?;
+        *slot = Offer {
+            have: have as u64,
+            prefix,
+        };
+        Ok(())
+    }
+
+    /// Receiver: accepts the whole list, with what [`Transfer::offer`] said is held.
     pub fn accept_frame(&mut self) -> Result<Vec<u8>, JsError> {
         match &mut self.side {
-            Side::Recv(r) => {
-                let offers = vec![Offer::none(); r.files().count()];
-                Ok(plain(kind::ACCEPT, &r.accept(offers).map_err(js)?))
-            }
+            Side::Recv(r) => Ok(plain(
+                kind::ACCEPT,
+                &r.accept(self.offers.clone()).map_err(js)?,
+            )),
             Side::Send(_) => Err(JsError::new("a sender accepts nothing")),
+        }
+    }
+
+    /// Receiver: where the file [`step::START`] started begins (after the held part).
+    pub fn offset(&self) -> f64 {
+        self.offset as f64
+    }
+
+    /// Receiver: the held part of a resumed file, read again after [`step::START`] before
+    /// the next frame, so that its digest covers the whole file.
+    pub fn held(&mut self, bytes: &[u8]) {
+        if let Side::Recv(r) = &mut self.side {
+            r.held(bytes);
         }
     }
 

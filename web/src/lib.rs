@@ -10,10 +10,11 @@
 //! frame numbering stays in one place.
 
 use duet_transfer::frame::{Cipher, TAG_BYTES};
+use duet_transfer::list::Offer;
 use duet_transfer::receiver::Receiver;
 use duet_transfer::sender::Sender;
 use duet_transfer::wire::{self, Incoming, Wire};
-use duet_transfer::{kind, Code, Entry, Error, Keys, Role};
+use duet_transfer::{kind, Code, Entry, Error, FileHasher, Keys, Role};
 use wasm_bindgen::prelude::*;
 
 mod frames;
@@ -59,6 +60,10 @@ pub struct Transfer {
     side: Side,
     sealed: Vec<u8>,
     current: usize,
+    /// Receiver: where the current file starts (non-zero when it resumes).
+    offset: u64,
+    /// Receiver: what is held of each file already, offered back to the sender.
+    offers: Vec<Offer>,
     entries: Vec<Entry>,
 }
 
@@ -106,6 +111,8 @@ impl Transfer {
             side,
             sealed: Vec::new(),
             current: 0,
+            offset: 0,
+            offers: Vec::new(),
             entries: Vec::new(),
         }
     }
@@ -245,5 +252,32 @@ impl Transfer {
             Side::Send(s) => s.open_failed(),
             Side::Recv(r) => r.open_failed(),
         }
+    }
+}
+
+/// BLAKE3 for the page: the digest of the part of a file a folder already holds, offered
+/// back to the sender to resume after it.
+#[wasm_bindgen]
+pub struct Digest(FileHasher);
+
+#[wasm_bindgen]
+impl Digest {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Digest {
+        Digest(FileHasher::new())
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(&self) -> Vec<u8> {
+        self.0.finalize().as_bytes().to_vec()
+    }
+}
+
+impl Default for Digest {
+    fn default() -> Digest {
+        Digest::new()
     }
 }
