@@ -121,6 +121,9 @@ fn duet_send_to_the_page_by_link_lands_byte_exact_in_bounded_memory() {
         let (ok, err) = finish_child(&mut sender, TIMEOUT, "duet send");
         assert!(ok, "{err}");
         assert!(err.contains("all verified by the receiver"), "{err}");
+        // The link it printed, with the code in the fragment, and (--no-qr) no QR code.
+        let link = format!("http://127.0.0.1:{}/#r={code}", duet.port);
+        assert!(err.contains(&link) && !err.contains('▀'), "{err}");
         for name in ["notes.txt", "three.bin", "big.bin"] {
             assert_eq!(
                 sha256(&downloads.join(name)),
