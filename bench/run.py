@@ -775,6 +775,121 @@ def bench_send():
     shutil.rmtree(work, ignore_errors=True)
 
 
+def tree_cpu_secs(root):
+    """CPU seconds (user and system) of process `root` and all its descendants so far."""
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parent[int(entry)] = int(stat[stat.rfind(")") + 2:].split()[1])
+    tick = os.sysconf("SC_CLK_TCK")
+    todo, total = [root], 0.0
+    while todo:
+        pid = todo.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError):
+            pass
+        todo.extend(p for p, pp in parent.items() if pp == pid)
+    return total
+
+
+def drive(scenario, url, *args):
+    """tests/browser/drive.cjs SCENARIO URL ARGS…, its stdout a line at a time."""
+    env = {**os.environ, "DUET_PUPPETEER": str(PEERS / "puppeteer")}
+    return subprocess.Popen(["node", str(ROOT / "tests/browser/drive.cjs"), scenario, url,
+                             *map(str, args)], env=env, stdout=subprocess.PIPE, text=True)
+
+
+def line_starting(proc, prefix):
+    for line in proc.stdout:
+        if line.startswith(prefix):
+            return line[len(prefix):].strip()
+    raise RuntimeError(f"the browser driver ended before {prefix!r}")
+
+
+def to_page_once(s, src, work, code):
+    """duet send → the page (headless Chromium, /#r=CODE, streamed to a download): wall from
+    starting duet send, and the browser's CPU seconds meanwhile."""
+    env = {**os.environ, "DUET_RELAY": f"127.0.0.1:{s.port}"}
+    dl = work / "downloads"
+    shutil.rmtree(dl, ignore_errors=True)
+    dl.mkdir()
+    page = drive("e2e-receive", f"http://127.0.0.1:{s.port}", code, dl, 1)
+    pid = int(line_starting(page, "step idle "))
+    cpu0, t0 = tree_cpu_secs(pid), time.perf_counter()
+    send = subprocess.Popen([str(DUET), "send", "--code", code, "-q", str(src)], env=env,
+                            stderr=subprocess.DEVNULL)
+    cpu1 = cpu0
+    for line in page.stdout:
+        if line.startswith("result "):
+            break
+        cpu1 = tree_cpu_secs(pid)
+    cpu1 = max(cpu1, tree_cpu_secs(pid))
+    wall = time.perf_counter() - t0
+    if send.wait(timeout=300) or page.wait(timeout=60) or not line.startswith("result "):
+        raise RuntimeError("duet send -> page failed")
+    if (dl / src.name).stat().st_size != src.stat().st_size:
+        raise RuntimeError("the page saved the wrong size")
+    return wall, cpu1 - cpu0
+
+
+def from_page_once(s, src, work):
+    """The page (headless Chromium) → duet recv: wall from starting duet recv."""
+    env = {**os.environ, "DUET_RELAY": f"127.0.0.1:{s.port}"}
+    out = work / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    page = drive("e2e-send", f"http://127.0.0.1:{s.port}", src)
+    pid = int(line_starting(page, "step pid "))
+    code = line_starting(page, "step code ")
+    cpu0, t0 = tree_cpu_secs(pid), time.perf_counter()
+    recv = subprocess.Popen([str(DUET), "recv", code, "-o", str(out), "-y", "-q"], env=env,
+                            stderr=subprocess.DEVNULL)
+    while recv.poll() is None:
+        cpu1 = tree_cpu_secs(pid)
+        time.sleep(0.2)
+    wall = time.perf_counter() - t0
+    if recv.returncode or (out / src.name).stat().st_size != src.stat().st_size:
+        raise RuntimeError("page -> duet recv failed")
+    page.wait(timeout=60)
+    return wall, cpu1 - cpu0
+
+
+def bench_browser():
+    """1 GiB between duet's page in headless Chromium and the CLI, both ways, beside the CLI
+    on both ends, through the same server."""
+    print("browser transfers: duet send -> page, page -> duet recv, CLI -> CLI (1 GiB)", flush=True)
+    if not shutil.which("chromium") or not (PEERS / "puppeteer/node_modules/puppeteer-core").exists():
+        print("  skipped: needs chromium and puppeteer-core (make deps)")
+        return
+    work = ROOT / "target/bench-browser"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "cli").mkdir(parents=True)
+    big = work / "one.gib"
+    random_file(big, GIB)
+    wall = {"duet send -> page": [], "page -> duet recv": [], "duet send -> duet recv": []}
+    cpu = {"duet send -> page": [], "page -> duet recv": []}
+    for i in range(RUNS):
+        s = duet("--greet-wait", "2000")
+        w, c = to_page_once(s, big, work, f"{6300 + i}-to-the-page")
+        wall["duet send -> page"].append(w)
+        cpu["duet send -> page"].append(c)
+        w, c = from_page_once(s, big, work)
+        wall["page -> duet recv"].append(w)
+        cpu["page -> duet recv"].append(c)
+        wall["duet send -> duet recv"].append(send_once(s, big, work / "cli", f"{6400 + i}-cli")[0])
+        s.stop()
+    row("1 GiB to and from the page in headless Chromium", "s", wall, better="lower",
+        note="goal: the page at most 2x the CLI's wall time")
+    row("1 GiB through the page: the browser's CPU", "s", cpu, better="lower")
+    shutil.rmtree(work, ignore_errors=True)
+
+
 PIPING = PEERS / "piping"
 
 
@@ -1363,6 +1478,7 @@ def main():
              ("churn", lambda: bench_churn(have_seed)), ("chat", bench_chat),
              ("rooms", bench_rooms),
              ("pingpong", bench_ping_pong), ("pipe", bench_pipe), ("send", bench_send),
+             ("browser", bench_browser),
              ("http", bench_http),
              ("wormhole", bench_wormhole), ("mailbox", bench_mailbox),
              ("mailbox-memory", bench_mailbox_memory), ("node", bench_node),

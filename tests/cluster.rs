@@ -830,6 +830,7 @@ fn a_node_stopped_in_order_says_goodbye_at_once() {
 #[test]
 #[ignore = "needs redis-server and openssl (make test runs it)"]
 fn a_renewed_certificate_is_advertised_to_the_other_nodes() {
+    need("redis-cli");
     need("openssl");
     let dir = std::env::temp_dir().join(format!("duet-cluster-renew-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -849,12 +850,19 @@ fn a_renewed_certificate_is_advertised_to_the_other_nodes() {
         let redis = Redis::start();
         let mut n1 = node(&redis, &["--tls-cert", &cert, "--tls-key", &key]).await;
         let n2 = node(&redis, &["--tls-self-signed"]).await;
+        let first = within(
+            TIMEOUT,
+            "n1's first advertisement",
+            advertised(&redis, n1.port, None),
+        )
+        .await;
         // The renewal: the key first, then the certificate (duet waits for a matching pair).
         std::fs::copy(dir.join("second.key"), &key).unwrap();
         std::fs::copy(dir.join("second.pem"), &cert).unwrap();
         n1.wait_for_text("TLS certificate read again").await;
-        // Two heartbeats: the new fingerprint is in Redis.
-        Timer::after(Duration::from_millis(2500)).await;
+        // A heartbeat has put the new fingerprint in Redis (however loaded the machine).
+        let renewed = advertised(&redis, n1.port, Some(&first));
+        within(TIMEOUT, "n1's renewed advertisement", renewed).await;
         // n2 links to n1 (the node of the waiting end) and must pin the new certificate.
         let mut waiting = n1.silent("renewed").await;
         n1.wait_for_text("-> /pipe renewed").await;
@@ -865,4 +873,28 @@ fn a_renewed_certificate_is_advertised_to_the_other_nodes() {
         assert_eq!(waiting.read_to_end().await, b"across the renewal\n");
     });
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// What the node listening on `port` advertises in Redis (address and fingerprint), once
+/// it is there and is not `other_than`.
+async fn advertised(redis: &Redis, port: u16, other_than: Option<&str>) -> String {
+    let cli = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string(), "--raw"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mine = format!("127.0.0.1:{port} ");
+    loop {
+        let keys = cli(&["KEYS", "duet:alive:*"]);
+        for key in keys.lines().filter(|k| !k.is_empty()) {
+            let value = cli(&["GET", key]).trim().to_string();
+            if value.starts_with(&mine) && Some(value.as_str()) != other_than {
+                return value;
+            }
+        }
+        Timer::after(Duration::from_millis(50)).await;
+    }
 }

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::browser::*;
 use common::*;
+use duet::client::transfer::{kind, Channel, Code, Entry, Role};
+use duet::client::{self, PipeStream, Relay};
 
 /// Writes `mib` MiB of the deterministic test stream to `path`.
 fn big_file(path: &Path, mib: usize) {
@@ -529,5 +531,84 @@ fn the_page_resumes_into_a_folder_after_a_break() {
         assert!(json.contains("kept from an earlier try"), "{json}");
         let want = format!("{{\"big.bin\":\"{}\"}}", sha256(&big));
         assert!(json.contains(&want), "{want} in {json}");
+    });
+}
+
+/// A hostile sender (the protocol spoken by hand): its list, then what the receiver
+/// answered (`FAIL` or `REJECT` with the reason, or the answer's kind).
+fn hostile_sender(duet: &Duet, code: &str, entries: Vec<Entry>) -> std::thread::JoinHandle<String> {
+    let relay = Relay::plain(duet.addr().to_string());
+    let code: Code = code.parse().unwrap();
+    std::thread::spawn(move || {
+        let (stream, leftover) =
+            client::open_pipe(&relay, &code.token(), client::Role::Send).unwrap();
+        let pipe = PipeStream::new(stream, leftover).unwrap();
+        let mut channel = Channel::handshake(pipe, &code, Role::Sender).unwrap();
+        for e in &entries {
+            channel.send(kind::ENTRY, &e.encode()).unwrap();
+        }
+        channel.send(kind::LIST_END, &[0; 16]).unwrap();
+        match channel.receive() {
+            Ok((kind::FAIL | kind::REJECT, why)) => String::from_utf8_lossy(&why).into_owned(),
+            Ok((other, _)) => format!("answered {}", other as char),
+            Err(e) => format!("error {e}"),
+        }
+    })
+}
+
+/// Senders offering `../x`, an absolute path, a device name, a name through `..` and
+/// 10,000 entries with one bad name last: the page refuses each, as `duet recv` does, says
+/// why, and saves nothing.
+#[test]
+#[ignore = "needs chromium, node (make test runs it)"]
+fn the_page_refuses_hostile_lists_as_duet_recv_does() {
+    let _turn = one_browser_at_a_time();
+    smol::block_on(async {
+        let duet = server(&[]);
+        let dir = Dir::new("e2e-hostile");
+        let file = |path: &str| Entry {
+            dir: false,
+            mode: 0o644,
+            size: 4,
+            path: path.into(),
+        };
+        let mut many: Vec<Entry> = (0..9_999).map(|i| file(&format!("f{i}"))).collect();
+        many.push(file("../last"));
+        let cases: Vec<(&str, Vec<Entry>, &str)> = vec![
+            (
+                "4721-apple-river-stone",
+                vec![file("../x")],
+                "refused the name",
+            ),
+            (
+                "4722-apple-river-stone",
+                vec![file("/etc/passwd")],
+                "absolute path",
+            ),
+            ("4723-apple-river-stone", vec![file("CON")], "device name"),
+            (
+                "4724-apple-river-stone",
+                vec![file("a/../../x")],
+                "refused the name",
+            ),
+            ("4725-apple-river-stone", many, "refused the name"),
+        ];
+        let mut args = vec![dir.s().to_string()];
+        args.extend(cases.iter().map(|c| c.0.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut page = drive(&duet, "e2e-hostile", &args);
+        for (code, entries, why) in cases {
+            page.expect_containing(&format!("step idle {code}")).await;
+            let told = hostile_sender(&duet, code, entries).join().unwrap();
+            assert!(told.contains(why), "{code}: the sender was told {told:?}");
+        }
+        let json = result(&mut page).await;
+        assert_eq!(json.matches("refused the name").count(), 5, "{json}");
+        assert!(
+            json.contains("absolute path") && json.contains("device name"),
+            "{json}"
+        );
+        assert!(json.contains("\"downloads\":[]"), "{json}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     });
 }

@@ -325,6 +325,7 @@ async function e2eReceive() {
 // CODE` once the page shows it, then waits for the end.
 async function e2eSend() {
   const browser = await launch();
+  console.log('step pid ' + browser.process().pid);
   const { page, problems } = await open(browser, '#files');
   await (await page.$('#send-files')).uploadFile(...args);
   await page.click('#e2e-send');
@@ -498,7 +499,28 @@ async function e2eFolderResume() {
   return result;
 }
 
-const scenarios = { 'e2e-folder-resume': e2eFolderResume, 'e2e-folder': e2eFolder, share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': e2eReceive, 'e2e-send': e2eSend, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
+// One page receives from several (hostile) senders in turn: for each CODE it opens
+// `/#r=CODE`, prints `step idle CODE`, and keeps what the page said and downloaded.
+async function e2eHostile() {
+  const [dir, ...codes] = args;
+  const browser = await launch();
+  const downloads = await downloadsTo(browser, dir);
+  const { page, problems } = await open(browser, '#files');
+  const said = {};
+  for (const code of codes) {
+    await page.goto('about:blank');
+    await page.goto(url + '/#r=' + code, { waitUntil: 'load' });
+    await waitText(page, '#e2e-status', 'waiting for the sender');
+    console.log('step idle ' + code);
+    await page.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 2 });
+    said[code] = await textOf(page, '#e2e-status');
+  }
+  const result = { said, downloads: [...downloads.values()], problems };
+  await browser.close();
+  return result;
+}
+
+const scenarios = { 'e2e-hostile': e2eHostile, 'e2e-folder-resume': e2eFolderResume, 'e2e-folder': e2eFolder, share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': e2eReceive, 'e2e-send': e2eSend, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
 const run = scenarios[scenario];
 if (!run) { console.error('no scenario ' + scenario); process.exit(2); }
 run().then((result) => {
