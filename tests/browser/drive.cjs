@@ -280,8 +280,16 @@ async function screenshots() {
   await page.click('#send-file');
   await waitText(page, '#send-status', 'sent ');
   receiver.end();
-  fs.unlinkSync(file);
   await page.screenshot({ path: path.join(out, 'files.png') });
+  // An encrypted transfer offered from a phone: the code, the link and its QR code.
+  await page.setViewport({ width: 390, height: 844, deviceScaleFactor: 2 });
+  await (await page.$('#send-files')).uploadFile(file);
+  await page.click('#e2e-send');
+  await page.waitForFunction(() => document.querySelector('#code').textContent !== '');
+  await page.evaluate(() => document.querySelector('#e2e').scrollIntoView());
+  await page.screenshot({ path: path.join(out, 'files-phone.png') });
+  await page.click('#e2e-cancel');
+  fs.unlinkSync(file);
   nc.end();
   await browser.close();
   return { problems: [] };
