@@ -123,9 +123,6 @@ fn duet_send_to_the_page_by_link_lands_byte_exact_in_bounded_memory() {
         let (ok, err) = finish_child(&mut sender, TIMEOUT, "duet send");
         assert!(ok, "{err}");
         assert!(err.contains("all verified by the receiver"), "{err}");
-        // The link it printed, with the code in the fragment, and (--no-qr) no QR code.
-        let link = format!("http://127.0.0.1:{}/#r={code}", duet.port);
-        assert!(err.contains(&link) && !err.contains('▀'), "{err}");
         for name in ["notes.txt", "three.bin", "big.bin"] {
             assert_eq!(
                 sha256(&downloads.join(name)),
@@ -611,4 +608,56 @@ fn the_page_refuses_hostile_lists_as_duet_recv_does() {
         assert!(json.contains("\"downloads\":[]"), "{json}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     });
+}
+
+/// What `duet send` prints while it waits: beside the code, the receive link with the code
+/// in its fragment (the relay's origin, or `$DUET_PUBLIC_URL`), and its QR code in half
+/// blocks with `--qr`, none with `--no-qr`.
+#[test]
+fn duet_send_prints_the_receive_link_and_its_qr_code() {
+    let duet = Duet::start(&[]);
+    let dir = Dir::new("e2e-link");
+    let file = dir.path().join("f.txt");
+    std::fs::write(&file, "x").unwrap();
+    let shown = |args: &[&str], public: Option<&str>| {
+        let mut cmd =
+            duet.client_command(&[&["send", "--code", "4731-apple-river-stone"], args].concat());
+        if let Some(url) = public {
+            cmd.env("DUET_PUBLIC_URL", url);
+        }
+        let mut child = cmd.arg(&file).spawn().unwrap();
+        // Every read is bounded: a duet send that prints nothing is killed after TIMEOUT.
+        let pid = child.id();
+        let (done, watch) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if watch.recv_timeout(TIMEOUT).is_err() {
+                signal(pid, rustix::process::Signal::KILL);
+            }
+        });
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut text = String::new();
+        while !text.contains("/#r=4731-apple-river-stone")
+            || (args.contains(&"--qr") && !text.contains('▀'))
+        {
+            let mut line = String::new();
+            if err.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            text.push_str(&line);
+        }
+        child.kill().ok();
+        child.wait().ok();
+        done.send(()).ok();
+        watchdog.join().unwrap();
+        text
+    };
+    let plain = shown(&["--no-qr"], None);
+    let link = format!("http://127.0.0.1:{}/#r=4731-apple-river-stone", duet.port);
+    assert!(plain.contains(&link) && !plain.contains('▀'), "{plain}");
+    let public = shown(&["--qr"], Some("https://duet.example.org/"));
+    assert!(
+        public.contains("https://duet.example.org/#r=4731-apple-river-stone"),
+        "{public}"
+    );
+    assert!(public.contains('▀') || public.contains('▄'), "{public}");
 }
