@@ -48,9 +48,16 @@ pub struct Code {
 }
 
 impl Code {
-    /// A fresh random code: a number from 1000 to 9999 and three words.
+    /// A fresh random code: a number from 1000 to 9999 and three words, never all three
+    /// from the PGP list in a wormhole code's places (so `duet recv` never has to ask which
+    /// kind of code it is; see [`crate::wormhole::Kind`]).
     pub fn generate() -> Result<Code, Error> {
-        Code::with_digits(4)
+        loop {
+            let code = Code::with_digits(4)?;
+            if !crate::wormhole::code::pgp_words(code.words.iter().map(String::as_str)) {
+                return Ok(code);
+            }
+        }
     }
 
     /// A random code whose number has `digits` digits (4 to 9).

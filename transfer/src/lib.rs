@@ -18,6 +18,7 @@ pub mod list;
 pub mod receiver;
 pub mod sender;
 pub mod wire;
+pub mod wormhole;
 
 pub use code::{Code, FOUR_DIGIT_TRIES};
 pub use entry::{safe_path, shown, Entry};

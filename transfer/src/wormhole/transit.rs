@@ -1,0 +1,178 @@
+//! Transit (transit.md): how the two sides of a file transfer find each other through a
+//! relay, prove they hold the transit key, and then exchange encrypted records.
+//!
+//! On each connection: `please relay TOKEN for side SIDE\n` to a relay, which answers
+//! `ok\n` once the other side came; then each side's handshake; the sender picks one
+//! connection and says `go\n` on it. Then records: a 4-byte big-endian length, a 24-byte
+//! nonce counting up from 0 in each direction, and the SecretBox ciphertext.
+
+use crypto_secretbox::aead::{AeadInPlace, KeyInit};
+use crypto_secretbox::{Nonce, Tag, XSalsa20Poly1305};
+
+use super::crypto::{derive, derive_key, NONCE_BYTES};
+use crate::{Error, Role};
+
+/// The largest record taken from the other side (the reference client sends 16 KiB and
+/// 256 KiB ones); longer is refused before anything is held.
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
+/// Bytes before a record's ciphertext: the length and the nonce.
+pub const HEADER_BYTES: usize = 4 + NONCE_BYTES;
+/// The Poly1305 tag, which NaCl puts before the ciphertext.
+pub const TAG_BYTES: usize = 16;
+/// The relay's answer once both sides are there.
+pub const RELAY_OK: &[u8] = b"ok\n";
+/// The sender's choice of this connection.
+pub const GO: &[u8] = b"go\n";
+
+/// The handshakes and record keys of one transfer's transit key.
+#[derive(Clone)]
+pub struct Transit {
+    key: [u8; 32],
+    role: Role,
+}
+
+impl std::fmt::Debug for Transit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transit").field("role", &self.role).finish()
+    }
+}
+
+impl Transit {
+    pub fn new(key: [u8; 32], role: Role) -> Transit {
+        Transit { key, role }
+    }
+
+    /// The line a relay pairs connections by: a token from the key, and this side.
+    pub fn relay_handshake(&self, side: &str) -> Vec<u8> {
+        let token = data_encoding::HEXLOWER.encode(&derive(&self.key, b"transit_relay_token", 32));
+        format!("please relay {token} for side {side}\n").into_bytes()
+    }
+
+    fn handshake(&self, role: Role) -> Vec<u8> {
+        let (name, purpose): (&str, &[u8]) = match role {
+            Role::Sender => ("sender", b"transit_sender"),
+            Role::Receiver => ("receiver", b"transit_receiver"),
+        };
+        let id = data_encoding::HEXLOWER.encode(&derive(&self.key, purpose, 32));
+        format!("transit {name} {id} ready\n\n").into_bytes()
+    }
+
+    /// What this side sends after the relay's `ok`.
+    pub fn my_handshake(&self) -> Vec<u8> {
+        self.handshake(self.role)
+    }
+
+    /// What this side expects from the other.
+    pub fn their_handshake(&self) -> Vec<u8> {
+        self.handshake(match self.role {
+            Role::Sender => Role::Receiver,
+            Role::Receiver => Role::Sender,
+        })
+    }
+
+    fn record_key(&self, role: Role) -> [u8; 32] {
+        derive_key(
+            &self.key,
+            match role {
+                Role::Sender => b"transit_record_sender_key",
+                Role::Receiver => b"transit_record_receiver_key",
+            },
+        )
+    }
+
+    /// Seals the records this side sends.
+    pub fn sealer(&self) -> Records {
+        Records::new(self.record_key(self.role))
+    }
+
+    /// Opens the records the other side sends.
+    pub fn opener(&self) -> Records {
+        Records::new(self.record_key(match self.role {
+            Role::Sender => Role::Receiver,
+            Role::Receiver => Role::Sender,
+        }))
+    }
+}
+
+/// One direction's records: the key and the next nonce.
+pub struct Records {
+    cipher: XSalsa20Poly1305,
+    nonce: u64,
+}
+
+impl std::fmt::Debug for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records")
+            .field("nonce", &self.nonce)
+            .finish()
+    }
+}
+
+fn nonce_of(n: u64) -> [u8; NONCE_BYTES] {
+    let mut nonce = [0u8; NONCE_BYTES];
+    nonce[NONCE_BYTES - 8..].copy_from_slice(&n.to_be_bytes());
+    nonce
+}
+
+impl Records {
+    fn new(key: [u8; 32]) -> Records {
+        Records {
+            cipher: XSalsa20Poly1305::new(&key.into()),
+            nonce: 0,
+        }
+    }
+
+    /// Seals a record in place. `record` holds [`HEADER_BYTES`] + [`TAG_BYTES`] bytes of
+    /// room and then the plaintext; afterwards it is the whole record, ready to send.
+    pub fn seal_in_place(&mut self, record: &mut [u8]) {
+        let nonce = nonce_of(self.nonce);
+        self.nonce += 1;
+        let (head, rest) = record.split_at_mut(HEADER_BYTES);
+        let (tag_room, body) = rest.split_at_mut(TAG_BYTES);
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), b"", body)
+            .expect("records are far below XSalsa20's limit");
+        tag_room.copy_from_slice(&tag);
+        let length = u32::try_from(NONCE_BYTES + TAG_BYTES + body.len())
+            .expect("records are far below 4 GiB");
+        head[..4].copy_from_slice(&length.to_be_bytes());
+        head[4..].copy_from_slice(&nonce);
+    }
+
+    /// A whole record of `plaintext`.
+    pub fn seal(&mut self, plaintext: &[u8]) -> Vec<u8> {
+        let mut record = vec![0u8; HEADER_BYTES + TAG_BYTES];
+        record.extend_from_slice(plaintext);
+        self.seal_in_place(&mut record);
+        record
+    }
+
+    /// The length a record's 4-byte prefix announces, checked against the bounds.
+    pub fn length(prefix: [u8; 4]) -> Result<usize, Error> {
+        let length = u32::from_be_bytes(prefix) as usize;
+        if length < NONCE_BYTES + TAG_BYTES || length > MAX_RECORD_BYTES {
+            return Err(Error::Lie(format!("a record of {length} bytes")));
+        }
+        Ok(length)
+    }
+
+    /// Opens a record's body (what follows its length) in place; the plaintext is
+    /// `&body[NONCE_BYTES + TAG_BYTES..]`. The nonce must be the next one.
+    pub fn open_in_place(&mut self, body: &mut [u8]) -> Result<(), Error> {
+        if body.len() < NONCE_BYTES + TAG_BYTES {
+            return Err(Error::Integrity);
+        }
+        let (nonce, rest) = body.split_at_mut(NONCE_BYTES);
+        if nonce[..] != nonce_of(self.nonce) {
+            return Err(Error::Lie("a record out of order".into()));
+        }
+        let (tag, data) = rest.split_at_mut(TAG_BYTES);
+        let tag = Tag::clone_from_slice(tag);
+        self.cipher
+            .decrypt_in_place_detached(Nonce::from_slice(nonce), b"", data, &tag)
+            .map_err(|_| Error::Integrity)?;
+        self.nonce += 1;
+        Ok(())
+    }
+}
