@@ -61,6 +61,20 @@ pub struct Send {
     #[argh(switch)]
     pub qr: bool,
 
+    /// send to a magic-wormhole client instead (`wormhole receive`, wormhole-rs,
+    /// wormhole-william, the apps): one file or directory, or --text
+    #[argh(switch)]
+    pub wormhole: bool,
+
+    /// send this text message over magic-wormhole (implies --wormhole)
+    #[argh(option)]
+    pub text: Option<String>,
+
+    /// the magic-wormhole mailbox server (default $WORMHOLE_RELAY_URL, else the relay's own:
+    /// ws://RELAY/v1)
+    #[argh(option)]
+    pub wormhole_url: Option<String>,
+
     /// never draw the QR code
     #[argh(switch)]
     pub no_qr: bool,
@@ -88,9 +102,22 @@ pub struct Send {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "recv")]
 pub struct Recv {
-    /// the code `duet send` printed
+    /// the code `duet send` printed, or a magic-wormhole code (`7-crossover-clockwork`)
     #[argh(positional)]
     pub code: String,
+
+    /// take the code as a magic-wormhole code (whatever its words)
+    #[argh(switch)]
+    pub wormhole: bool,
+
+    /// take the code as duet's own, even if its words look like a wormhole code's
+    #[argh(switch)]
+    pub no_wormhole: bool,
+
+    /// the magic-wormhole mailbox server (default $WORMHOLE_RELAY_URL, else the relay's own:
+    /// ws://RELAY/v1)
+    #[argh(option)]
+    pub wormhole_url: Option<String>,
 
     /// directory to receive into (default: the current one)
     #[argh(option, short = 'o', default = "PathBuf::from(\".\")")]

@@ -26,6 +26,7 @@ pub mod send;
 pub mod tls;
 pub mod transfer;
 pub mod voice;
+pub mod wormhole;
 
 /// The relay used when neither `--relay` nor `$DUET_RELAY` says otherwise.
 pub const DEFAULT_RELAY: &str = "127.0.0.1:4004";

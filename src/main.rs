@@ -54,30 +54,80 @@ fn run(command: Command) -> io::Result<()> {
             max_delay_ms: voice.max_delay,
             stats: voice.stats,
         }),
-        Command::Send(send) => {
-            let relay = relay(send.relay, send.tls, send.tls_ca, send.tls_fingerprint)?;
-            let code = send.code.as_deref().map(str::parse).transpose();
-            if send.paths.is_empty() {
-                return Err(usage("nothing to send: name files or directories".into()));
-            }
-            let qr = match (send.qr, send.no_qr) {
-                (true, true) => return Err(usage("--qr or --no-qr, not both".into())),
-                (true, false) => Some(true),
-                (false, true) => Some(false),
-                (false, false) => None,
-            };
-            let link = client::link::Link::new(&relay, send.public_url, qr).map_err(usage)?;
-            client::send::run(&client::send::Options {
-                link,
-                relay,
-                paths: send.paths,
-                code: code.map_err(usage)?,
-                quiet: send.quiet,
-            })
+        Command::Send(send) => send_command(send),
+        Command::Recv(recv) => recv_command(recv),
+    }
+}
+
+/// `duet send`: duet's own transfer, or `--wormhole`/`--text` to a wormhole client.
+fn send_command(send: cli::Send) -> io::Result<()> {
+    let relay = relay(send.relay, send.tls, send.tls_ca, send.tls_fingerprint)?;
+    if send.wormhole || send.text.is_some() {
+        return wormhole_send(relay, send.paths, send.text, send.code, send.wormhole_url, send.quiet);
+    }
+    let code = send.code.as_deref().map(str::parse).transpose();
+    if send.paths.is_empty() {
+        return Err(usage("nothing to send: name files or directories".into()));
+    }
+    let qr = match (send.qr, send.no_qr) {
+        (true, true) => return Err(usage("--qr or --no-qr, not both".into())),
+        (true, false) => Some(true),
+        (false, true) => Some(false),
+        (false, false) => None,
+    };
+    let link = client::link::Link::new(&relay, send.public_url, qr).map_err(usage)?;
+    client::send::run(&client::send::Options {
+        link,
+        relay,
+        paths: send.paths,
+        code: code.map_err(usage)?,
+        quiet: send.quiet,
+    })
+}
+
+fn wormhole_send(
+    relay: client::Relay,
+    mut paths: Vec<std::path::PathBuf>,
+    text: Option<String>,
+    code: Option<String>,
+    url: Option<String>,
+    quiet: bool,
+) -> io::Result<()> {
+    use client::wormhole::send::{self, What};
+    let what = match (text, paths.len()) {
+        (Some(text), 0) => What::Text(text),
+        (None, 1) => What::Path(paths.remove(0)),
+        (Some(_), _) => return Err(usage("--text or files, not both".into())),
+        (None, _) => {
+            return Err(usage(
+                "a wormhole carries one file or directory (or --text): name one, or put them in a directory".into(),
+            ))
         }
-        Command::Recv(recv) => client::recv::run(&client::recv::Options {
-            relay: relay(recv.relay, recv.tls, recv.tls_ca, recv.tls_fingerprint)?,
-            code: recv.code.parse().map_err(usage)?,
+    };
+    let code = code.as_deref().map(duet_transfer::wormhole::WormholeCode::parse);
+    send::run(&send::Options {
+        common: client::wormhole::Common::new(relay, url, quiet),
+        what,
+        code: code.transpose().map_err(usage)?,
+    })
+}
+
+/// `duet recv CODE`: a duet code, or a wormhole code (by its form or `--wormhole`).
+fn recv_command(recv: cli::Recv) -> io::Result<()> {
+    use duet_transfer::wormhole::Kind;
+    let relay = relay(recv.relay, recv.tls, recv.tls_ca, recv.tls_fingerprint)?;
+    let kind = client::wormhole::which(&recv.code, recv.wormhole, recv.no_wormhole).map_err(usage)?;
+    match kind {
+        Kind::Wormhole(code) => client::wormhole::recv::run(&client::wormhole::recv::Options {
+            common: client::wormhole::Common::new(relay, recv.wormhole_url, recv.quiet),
+            code,
+            dir: recv.out,
+            force: recv.force,
+            yes: recv.yes,
+        }),
+        Kind::Duet(code) | Kind::Ambiguous(code, _) => client::recv::run(&client::recv::Options {
+            relay,
+            code,
             dir: recv.out,
             force: recv.force,
             yes: recv.yes,

@@ -485,7 +485,7 @@ fn dir_mode(mode: u32) -> u32 {
     (mode & 0o777) | 0o700
 }
 
-fn confirm() -> io::Result<bool> {
+pub(crate) fn confirm() -> io::Result<bool> {
     eprint!("accept? [y/N] ");
     io::stderr().flush()?;
     let mut answer = String::new();

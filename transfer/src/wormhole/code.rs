@@ -98,7 +98,8 @@ impl Kind {
     }
 }
 
-/// Words from the PGP list in their places: odd list first, then even, alternately.
+/// Words all from the PGP list (in either half: a word typed in the wrong place is still a
+/// wormhole code, which the key exchange then finds wrong, rather than a duet code).
 pub fn is_pgp(code: &WormholeCode) -> bool {
     pgp_words(code.code.split('-').skip(1))
 }
@@ -106,11 +107,7 @@ pub fn is_pgp(code: &WormholeCode) -> bool {
 /// [`is_pgp`] for the words alone (`Code::generate` never makes a code that is both).
 pub(crate) fn pgp_words<'a>(words: impl Iterator<Item = &'a str>) -> bool {
     let mut words = words.peekable();
-    words.peek().is_some()
-        && words.enumerate().all(|(i, w)| {
-            let list = if i % 2 == 0 { &ODD } else { &EVEN };
-            list.contains(&w)
-        })
+    words.peek().is_some() && words.all(|w| ODD.contains(&w) || EVEN.contains(&w))
 }
 
 /// The form `duet send` makes: four digits or more and three words of duet's list.
