@@ -35,7 +35,7 @@ pub enum Command {
 }
 
 /// Send files and directories to whoever runs `duet recv` with the code this prints:
-/// end-to-end encrypted, every file checked.
+/// end-to-end encrypted, every file checked (--wormhole: to any magic-wormhole client).
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "send")]
 pub struct Send {
@@ -98,7 +98,8 @@ pub struct Send {
     pub tls_fingerprint: Option<String>,
 }
 
-/// Receive what `duet send` sends, into the current directory or -o DIR.
+/// Receive what `duet send` sends (or any magic-wormhole sender), into the current directory
+/// or -o DIR.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "recv")]
 pub struct Recv {

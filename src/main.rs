@@ -63,7 +63,14 @@ fn run(command: Command) -> io::Result<()> {
 fn send_command(send: cli::Send) -> io::Result<()> {
     let relay = relay(send.relay, send.tls, send.tls_ca, send.tls_fingerprint)?;
     if send.wormhole || send.text.is_some() {
-        return wormhole_send(relay, send.paths, send.text, send.code, send.wormhole_url, send.quiet);
+        return wormhole_send(
+            relay,
+            send.paths,
+            send.text,
+            send.code,
+            send.wormhole_url,
+            send.quiet,
+        );
     }
     let code = send.code.as_deref().map(str::parse).transpose();
     if send.paths.is_empty() {
@@ -104,7 +111,9 @@ fn wormhole_send(
             ))
         }
     };
-    let code = code.as_deref().map(duet_transfer::wormhole::WormholeCode::parse);
+    let code = code
+        .as_deref()
+        .map(duet_transfer::wormhole::WormholeCode::parse);
     send::run(&send::Options {
         common: client::wormhole::Common::new(relay, url, quiet),
         what,
@@ -116,7 +125,8 @@ fn wormhole_send(
 fn recv_command(recv: cli::Recv) -> io::Result<()> {
     use duet_transfer::wormhole::Kind;
     let relay = relay(recv.relay, recv.tls, recv.tls_ca, recv.tls_fingerprint)?;
-    let kind = client::wormhole::which(&recv.code, recv.wormhole, recv.no_wormhole).map_err(usage)?;
+    let kind =
+        client::wormhole::which(&recv.code, recv.wormhole, recv.no_wormhole).map_err(usage)?;
     match kind {
         Kind::Wormhole(code) => client::wormhole::recv::run(&client::wormhole::recv::Options {
             common: client::wormhole::Common::new(relay, recv.wormhole_url, recv.quiet),

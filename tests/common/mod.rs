@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod wormhole;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader as StdBufReader};

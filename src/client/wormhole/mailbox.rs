@@ -50,15 +50,22 @@ impl Mailbox {
     /// checked with `tls` when it is the relay's own, with the system's roots otherwise)
     /// and binds this side to the file-transfer app id.
     pub fn connect(url: &str, relay: &Relay) -> io::Result<Mailbox> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("bad mailbox URL {url:?}: {e}")))?;
+        let uri: Uri = url.parse().map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad mailbox URL {url:?}: {e}"),
+            )
+        })?;
         let stream = open(&uri, relay)?;
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE_BYTES))
             .max_frame_size(Some(MAX_MESSAGE_BYTES));
-        let (ws, _) = tungstenite::client::client_with_config(url, stream, Some(config))
-            .map_err(|e| io::Error::other(format!("the mailbox server at {url} refused the WebSocket: {e}")))?;
+        let (ws, _) =
+            tungstenite::client::client_with_config(url, stream, Some(config)).map_err(|e| {
+                io::Error::other(format!(
+                    "the mailbox server at {url} refused the WebSocket: {e}"
+                ))
+            })?;
         let side = crypto::new_side()?;
         let mut mailbox = Mailbox {
             ws,
@@ -75,7 +82,11 @@ impl Mailbox {
         mailbox.welcome()?;
         let version = concat!("duet-", env!("CARGO_PKG_VERSION"));
         let side = mailbox.side.clone();
-        mailbox.send(&ToServer::Bind { appid: APPID, side: &side, client_version: ("rust", version) })?;
+        mailbox.send(&ToServer::Bind {
+            appid: APPID,
+            side: &side,
+            client_version: ("rust", version),
+        })?;
         Ok(mailbox)
     }
 
@@ -94,12 +105,17 @@ impl Mailbox {
                 ))),
                 None => Ok(()),
             },
-            other => Err(io::Error::other(format!("{} did not welcome us: {other:?}", self.url))),
+            other => Err(io::Error::other(format!(
+                "{} did not welcome us: {other:?}",
+                self.url
+            ))),
         }
     }
 
     fn send(&mut self, message: &ToServer) -> io::Result<()> {
-        self.ws.send(Message::text(message.json())).map_err(ws_error)
+        self.ws
+            .send(Message::text(message.json()))
+            .map_err(ws_error)
     }
 
     /// The next message the server sends, skipping pings and acks; `error` ends the session.
@@ -107,7 +123,9 @@ impl Mailbox {
         loop {
             let text = match self.ws.read().map_err(ws_error)? {
                 Message::Text(text) => text,
-                Message::Close(_) => return Err(io::Error::other("the mailbox server closed the connection")),
+                Message::Close(_) => {
+                    return Err(io::Error::other("the mailbox server closed the connection"))
+                }
                 _ => continue,
             };
             match FromServer::parse(&text)? {
@@ -189,7 +207,9 @@ impl Mailbox {
 
     fn release(&mut self) -> io::Result<()> {
         match self.nameplate.take() {
-            Some(nameplate) => self.send(&ToServer::Release { nameplate: &nameplate }),
+            Some(nameplate) => self.send(&ToServer::Release {
+                nameplate: &nameplate,
+            }),
             None => Ok(()),
         }
     }
@@ -228,7 +248,11 @@ impl Mailbox {
     pub fn close(&mut self, mood: &str) {
         self.release().ok();
         if let Some(mailbox) = self.mailbox.take() {
-            self.send(&ToServer::Close { mailbox: &mailbox, mood }).ok();
+            self.send(&ToServer::Close {
+                mailbox: &mailbox,
+                mood,
+            })
+            .ok();
             // The server answers `closed`; wait for it briefly so the mood is recorded.
             for _ in 0..8 {
                 match self.ws.read() {
@@ -245,7 +269,9 @@ impl Mailbox {
 
 /// The TCP (and TLS) connection to the mailbox URL's host.
 fn open(uri: &Uri, relay: &Relay) -> io::Result<Stream> {
-    let host = uri.host().ok_or_else(|| io::Error::other("a mailbox URL without a host"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| io::Error::other("a mailbox URL without a host"))?;
     let tls = match uri.scheme_str() {
         Some("ws") => false,
         Some("wss") => true,

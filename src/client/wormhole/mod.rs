@@ -34,7 +34,9 @@ impl Common {
     /// `--wormhole-url`, else `$WORMHOLE_RELAY_URL` (the wormhole clients' own variable),
     /// else the duet relay's mailbox: `ws://RELAY/v1` (`wss://` with TLS).
     pub fn new(relay: Relay, url: Option<String>, quiet: bool) -> Common {
-        let env = std::env::var("WORMHOLE_RELAY_URL").ok().filter(|u| !u.is_empty());
+        let env = std::env::var("WORMHOLE_RELAY_URL")
+            .ok()
+            .filter(|u| !u.is_empty());
         let url = url.or(env).unwrap_or_else(|| {
             #[cfg(feature = "tls")]
             let scheme = if relay.tls.is_some() { "wss" } else { "ws" };
@@ -51,9 +53,20 @@ impl Common {
             .relay
             .addr
             .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.trim_start_matches('[').trim_end_matches(']'), p.parse().ok()?)))
-            .ok_or_else(|| io::Error::other(format!("the relay {} has no port", self.relay.addr)))?;
-        Ok(Hint { host: host.to_string(), port, relay: true })
+            .and_then(|(h, p)| {
+                Some((
+                    h.trim_start_matches('[').trim_end_matches(']'),
+                    p.parse().ok()?,
+                ))
+            })
+            .ok_or_else(|| {
+                io::Error::other(format!("the relay {} has no port", self.relay.addr))
+            })?;
+        Ok(Hint {
+            host: host.to_string(),
+            port,
+            relay: true,
+        })
     }
 }
 
@@ -79,7 +92,10 @@ pub fn which(text: &str, wormhole: bool, no_wormhole: bool) -> Result<Kind, Stri
     eprint!("is {text} from duet send (d) or from a wormhole app (w)? [d/w] ");
     io::stderr().flush().ok();
     let mut answer = String::new();
-    io::stdin().lock().read_line(&mut answer).map_err(|e| e.to_string())?;
+    io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| e.to_string())?;
     match answer.trim().to_ascii_lowercase().as_str() {
         "d" | "duet" => Ok(Kind::Duet(duet)),
         "w" | "wormhole" => Ok(Kind::Wormhole(wormhole)),
@@ -115,9 +131,18 @@ mod tests {
 
     #[test]
     fn the_kind_of_a_code_is_forced_by_flags() {
-        assert!(matches!(which("7-crossover-clockwork", false, false), Ok(Kind::Wormhole(_))));
-        assert!(matches!(which("7-crossover-clockwork", false, true), Ok(Kind::Duet(_))));
-        assert!(matches!(which("77-wrong-code", true, false), Ok(Kind::Wormhole(_))));
+        assert!(matches!(
+            which("7-crossover-clockwork", false, false),
+            Ok(Kind::Wormhole(_))
+        ));
+        assert!(matches!(
+            which("7-crossover-clockwork", false, true),
+            Ok(Kind::Duet(_))
+        ));
+        assert!(matches!(
+            which("77-wrong-code", true, false),
+            Ok(Kind::Wormhole(_))
+        ));
         assert!(which("1-a-b", true, true).is_err());
         // Ambiguous and no terminal to ask on (tests run with stdin not a terminal).
         if !io::stdin().is_terminal() {

@@ -30,8 +30,12 @@ pub struct Options {
 }
 
 pub fn run(options: &Options) -> io::Result<()> {
-    fs::create_dir_all(&options.dir)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot use {}: {e}", shown_path(&options.dir))))?;
+    fs::create_dir_all(&options.dir).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot use {}: {e}", shown_path(&options.dir)),
+        )
+    })?;
     let mut mailbox = Mailbox::connect(&options.common.url, &options.common.relay)?;
     mailbox.claim(options.code.nameplate())?;
     if !options.common.quiet {
@@ -42,7 +46,9 @@ pub fn run(options: &Options) -> io::Result<()> {
     match &result {
         Ok(()) => mailbox.close(mood::HAPPY),
         Err(e) => {
-            mailbox.send_message(&offer::error_message(&e.to_string())).ok();
+            mailbox
+                .send_message(&offer::error_message(&e.to_string()))
+                .ok();
             mailbox.close(mood::ERRORY);
         }
     }
@@ -56,10 +62,18 @@ fn receive(mailbox: &mut Mailbox, options: &Options) -> io::Result<()> {
     loop {
         let message = Message::parse(&mailbox.receive_message()?)?;
         if let Some(error) = message.error {
-            return Err(io::Error::other(format!("the sender stopped: {}", shown(&error))));
+            return Err(io::Error::other(format!(
+                "the sender stopped: {}",
+                shown(&error)
+            )));
         }
         if let Some(theirs) = message.hints {
-            hints.extend(theirs.into_iter().filter(|h| !hints.contains(h)).collect::<Vec<_>>());
+            hints.extend(
+                theirs
+                    .into_iter()
+                    .filter(|h| !hints.contains(h))
+                    .collect::<Vec<_>>(),
+            );
             if !answered_transit {
                 mailbox.send_message(&offer::transit(&hints[..1]))?;
                 answered_transit = true;
@@ -70,9 +84,20 @@ fn receive(mailbox: &mut Mailbox, options: &Options) -> io::Result<()> {
                 println!("{}", printable(&text));
                 return mailbox.send_message(&offer::answer_message(&Answer::TextOk));
             }
-            Some(Offer::File { name, size }) => return receive_file(mailbox, options, &hints, &name, size),
-            Some(Offer::Directory { name, zipsize, numbytes, numfiles }) => {
-                let sizes = Sizes { zipsize, numbytes, numfiles };
+            Some(Offer::File { name, size }) => {
+                return receive_file(mailbox, options, &hints, &name, size)
+            }
+            Some(Offer::Directory {
+                name,
+                zipsize,
+                numbytes,
+                numfiles,
+            }) => {
+                let sizes = Sizes {
+                    zipsize,
+                    numbytes,
+                    numfiles,
+                };
                 return receive_directory(mailbox, options, &hints, &name, sizes);
             }
             None => {}
@@ -127,16 +152,26 @@ fn connect(mailbox: &Mailbox, hints: &[Hint]) -> io::Result<Connection> {
     transit::connect(hints, &transit, mailbox.side(), Role::Receiver)
 }
 
-fn receive_file(mailbox: &mut Mailbox, options: &Options, hints: &[Hint], name: &str, size: u64) -> io::Result<()> {
+fn receive_file(
+    mailbox: &mut Mailbox,
+    options: &Options,
+    hints: &[Hint],
+    name: &str,
+    size: u64,
+) -> io::Result<()> {
     let target = target(options, name)?;
-    accept(mailbox, options, &format!("{:?} ({})", shown(name), progress::size(size)), size)?;
+    accept(
+        mailbox,
+        options,
+        &format!("{:?} ({})", shown(name), progress::size(size)),
+        size,
+    )?;
     let part = hidden(&options.dir, name, "wormhole-part");
     let mut conn = connect(mailbox, hints)?;
-    let result = write_data(&mut conn, &part, size, options.common.quiet)
-        .and_then(|digest| {
-            fs::rename(&part, &target)?;
-            Ok(digest)
-        });
+    let result = write_data(&mut conn, &part, size, options.common.quiet).and_then(|digest| {
+        fs::rename(&part, &target)?;
+        Ok(digest)
+    });
     let digest = result.inspect_err(|_| {
         fs::remove_file(&part).ok();
     })?;
@@ -161,15 +196,24 @@ fn write_data(conn: &mut Connection, path: &Path, size: u64, quiet: bool) -> io:
         _ => {}
     }
     // 0o666 less the umask, as any new file the person makes.
-    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o666).open(path)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o666)
+        .open(path)?;
     let (mut received, mut hasher) = (0u64, Sha256::new());
     let mut shown_progress = Progress::new("receiving", size, quiet);
     while received < size {
         let record = conn.receive()?.ok_or_else(|| {
-            io::Error::other(format!("the sender hung up after {received} of {size} bytes"))
+            io::Error::other(format!(
+                "the sender hung up after {received} of {size} bytes"
+            ))
         })?;
         if record.len() as u64 > size - received {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "the sender sent more than it offered; stopped"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the sender sent more than it offered; stopped",
+            ));
         }
         file.write_all(record)?;
         hasher.update(record);
@@ -188,32 +232,56 @@ struct Sizes {
     numfiles: u64,
 }
 
-fn receive_directory(mailbox: &mut Mailbox, options: &Options, hints: &[Hint], name: &str, sizes: Sizes) -> io::Result<()> {
+fn receive_directory(
+    mailbox: &mut Mailbox,
+    options: &Options,
+    hints: &[Hint],
+    name: &str,
+    sizes: Sizes,
+) -> io::Result<()> {
     let target = target(options, name)?;
-    let what = format!("the directory {:?} ({} files, {})", shown(name), sizes.numfiles, progress::size(sizes.numbytes));
-    accept(mailbox, options, &what, sizes.zipsize.saturating_add(sizes.numbytes))?;
-    let (zip_path, staging) = (hidden(&options.dir, name, "wormhole-zip"), hidden(&options.dir, name, "wormhole-part"));
+    let what = format!(
+        "the directory {:?} ({} files, {})",
+        shown(name),
+        sizes.numfiles,
+        progress::size(sizes.numbytes)
+    );
+    accept(
+        mailbox,
+        options,
+        &what,
+        sizes.zipsize.saturating_add(sizes.numbytes),
+    )?;
+    let (zip_path, staging) = (
+        hidden(&options.dir, name, "wormhole-zip"),
+        hidden(&options.dir, name, "wormhole-part"),
+    );
     let mut conn = connect(mailbox, hints)?;
-    let unpacked = write_data(&mut conn, &zip_path, sizes.zipsize, options.common.quiet).and_then(|digest| {
-        if staging.exists() {
-            fs::remove_dir_all(&staging)?;
-        }
-        let files = zip::unpack(File::open(&zip_path)?, &staging, sizes.numbytes)?;
-        // Private while it was filled; an ordinary directory once it is whole.
-        fs::set_permissions(&staging, fs::Permissions::from_mode(0o755))?;
-        if target.exists() {
-            fs::remove_file(&target)?;
-        }
-        fs::rename(&staging, &target)?;
-        Ok((digest, files))
-    });
+    let unpacked =
+        write_data(&mut conn, &zip_path, sizes.zipsize, options.common.quiet).and_then(|digest| {
+            if staging.exists() {
+                fs::remove_dir_all(&staging)?;
+            }
+            let files = zip::unpack(File::open(&zip_path)?, &staging, sizes.numbytes)?;
+            // Private while it was filled; an ordinary directory once it is whole.
+            fs::set_permissions(&staging, fs::Permissions::from_mode(0o755))?;
+            if target.exists() {
+                fs::remove_file(&target)?;
+            }
+            fs::rename(&staging, &target)?;
+            Ok((digest, files))
+        });
     fs::remove_file(&zip_path).ok();
     let (digest, files) = unpacked.inspect_err(|_| {
         fs::remove_dir_all(&staging).ok();
     })?;
     conn.send(&offer::ack_record(&digest))?;
     if !options.common.quiet {
-        eprintln!("received {} ({files} files, {})", shown_path(&target), conn.description);
+        eprintln!(
+            "received {} ({files} files, {})",
+            shown_path(&target),
+            conn.description
+        );
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use duet_transfer::wormhole::offer::{self, Answer, Hint, Message, Offer};
 use duet_transfer::wormhole::transit::Transit;
@@ -68,7 +68,9 @@ fn send(options: &Options, prepared: &Prepared) -> io::Result<()> {
     match &result {
         Ok(()) => mailbox.close(mood::HAPPY),
         Err(e) => {
-            mailbox.send_message(&offer::error_message(&e.to_string())).ok();
+            mailbox
+                .send_message(&offer::error_message(&e.to_string()))
+                .ok();
             mailbox.close(mood::ERRORY);
         }
     }
@@ -88,30 +90,74 @@ fn announce(code: &WormholeCode, options: &Options) {
 /// The offer for `what`: a text, a file, or a directory packed into a temporary zip.
 fn prepare(what: &What, quiet: bool) -> io::Result<Prepared> {
     let path = match what {
-        What::Text(text) => return Ok(Prepared { offer: Offer::Text(text.clone()), data: None, temporary: None }),
+        What::Text(text) => {
+            return Ok(Prepared {
+                offer: Offer::Text(text.clone()),
+                data: None,
+                temporary: None,
+            })
+        }
         What::Path(path) => path,
     };
-    let meta = fs::metadata(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", shown_path(path))))?;
+    let meta = fs::metadata(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", shown_path(path))))?;
     let name = path
         .canonicalize()?
         .file_name()
         .and_then(|n| n.to_str())
         .map(str::to_string)
-        .ok_or_else(|| io::Error::other(format!("{}: names must be UTF-8 to be sent", shown_path(path))))?;
+        .ok_or_else(|| {
+            io::Error::other(format!(
+                "{}: names must be UTF-8 to be sent",
+                shown_path(path)
+            ))
+        })?;
     if meta.is_file() {
-        let offer = Offer::File { name, size: meta.len() };
-        return Ok(Prepared { offer, data: Some((File::open(path)?, meta.len())), temporary: None });
+        let offer = Offer::File {
+            name,
+            size: meta.len(),
+        };
+        return Ok(Prepared {
+            offer,
+            data: Some((File::open(path)?, meta.len())),
+            temporary: None,
+        });
     }
     if !meta.is_dir() {
-        return Err(io::Error::other(format!("{}: not a file or a directory", shown_path(path))));
+        return Err(io::Error::other(format!(
+            "{}: not a file or a directory",
+            shown_path(path)
+        )));
     }
-    let temporary = std::env::temp_dir().join(format!(".duet-wormhole-{}.zip", duet_transfer::wormhole::crypto::new_side()?));
-    let out = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&temporary)?;
+    directory(path, name, quiet)
+}
+
+/// A directory, packed into a temporary zip file (private, removed at the end).
+fn directory(path: &Path, name: String, quiet: bool) -> io::Result<Prepared> {
+    let temporary = std::env::temp_dir().join(format!(
+        ".duet-wormhole-{}.zip",
+        duet_transfer::wormhole::crypto::new_side()?
+    ));
+    let out = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)?;
     let packed = zip::pack(path, out, quiet).inspect_err(|_| {
         fs::remove_file(&temporary).ok();
     })?;
-    let offer = Offer::Directory { name, zipsize: packed.zipsize, numbytes: packed.numbytes, numfiles: packed.numfiles };
-    Ok(Prepared { offer, data: Some((packed.file, packed.zipsize)), temporary: Some(temporary) })
+    let offer = Offer::Directory {
+        name,
+        zipsize: packed.zipsize,
+        numbytes: packed.numbytes,
+        numfiles: packed.numfiles,
+    };
+    Ok(Prepared {
+        offer,
+        data: Some((packed.file, packed.zipsize)),
+        temporary: Some(temporary),
+    })
 }
 
 fn offer_text(mailbox: &mut Mailbox, text: &Offer) -> io::Result<()> {
@@ -129,7 +175,10 @@ fn answer(mailbox: &mut Mailbox) -> io::Result<(Vec<Hint>, Answer)> {
     loop {
         let message = Message::parse(&mailbox.receive_message()?)?;
         if let Some(error) = message.error {
-            return Err(io::Error::other(format!("the receiver refused: {}", shown(&error))));
+            return Err(io::Error::other(format!(
+                "the receiver refused: {}",
+                shown(&error)
+            )));
         }
         hints.extend(message.hints.unwrap_or_default());
         if let Some(answer) = message.answer {
@@ -138,7 +187,13 @@ fn answer(mailbox: &mut Mailbox) -> io::Result<(Vec<Hint>, Answer)> {
     }
 }
 
-fn offer_data(mailbox: &mut Mailbox, options: &Options, what: &Offer, file: &File, size: u64) -> io::Result<()> {
+fn offer_data(
+    mailbox: &mut Mailbox,
+    options: &Options,
+    what: &Offer,
+    file: &File,
+    size: u64,
+) -> io::Result<()> {
     let relay = options.common.relay_hint()?;
     mailbox.send_message(&offer::transit(std::slice::from_ref(&relay)))?;
     mailbox.send_message(&offer::offer_message(what))?;
@@ -162,13 +217,23 @@ fn offer_data(mailbox: &mut Mailbox, options: &Options, what: &Offer, file: &Fil
 }
 
 /// Sends exactly `size` bytes of `file` in records; their SHA-256.
-fn send_data(conn: &mut Connection, mut file: &File, size: u64, quiet: bool) -> io::Result<[u8; 32]> {
-    let (mut sent, mut hasher, mut shown_progress) = (0u64, Sha256::new(), Progress::new("sending", size, quiet));
+fn send_data(
+    conn: &mut Connection,
+    mut file: &File,
+    size: u64,
+    quiet: bool,
+) -> io::Result<[u8; 32]> {
+    let (mut sent, mut hasher, mut shown_progress) =
+        (0u64, Sha256::new(), Progress::new("sending", size, quiet));
     while sent < size {
         let len = (size - sent).min(RECORD_BYTES as u64) as usize;
         let room = conn.room(len);
-        file.read_exact(room)
-            .map_err(|e| io::Error::new(e.kind(), format!("reading what is sent: {e} (did it shrink?)")))?;
+        file.read_exact(room).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("reading what is sent: {e} (did it shrink?)"),
+            )
+        })?;
         hasher.update(&*room);
         conn.send_filled()?;
         sent += len as u64;
@@ -177,4 +242,3 @@ fn send_data(conn: &mut Connection, mut file: &File, size: u64, quiet: bool) -> 
     shown_progress.finish(&format!("{} sent", progress::size(sent)));
     Ok(hasher.finalize().into())
 }
-

@@ -36,14 +36,27 @@ pub struct Connection {
 
 /// Connects through all `hints` at once; the first to finish the handshake wins. The
 /// sender says `go` on it (and `nevermind` on any later one); the receiver waits for `go`.
-pub fn connect(hints: &[Hint], transit: &Transit, side: &str, role: Role) -> io::Result<Connection> {
+pub fn connect(
+    hints: &[Hint],
+    transit: &Transit,
+    side: &str,
+    role: Role,
+) -> io::Result<Connection> {
     if hints.is_empty() {
-        return Err(io::Error::other("no way to reach the other side: it gave no transit hint we can use"));
+        return Err(io::Error::other(
+            "no way to reach the other side: it gave no transit hint we can use",
+        ));
     }
     let (won, first) = mpsc::channel();
     let chosen = Arc::new(AtomicBool::new(false));
     for hint in hints {
-        let (hint, transit, side, won, chosen) = (hint.clone(), transit.clone(), side.to_string(), won.clone(), chosen.clone());
+        let (hint, transit, side, won, chosen) = (
+            hint.clone(),
+            transit.clone(),
+            side.to_string(),
+            won.clone(),
+            chosen.clone(),
+        );
         thread::spawn(move || {
             let result = attempt(&hint, &transit, &side, role, &chosen);
             won.send(result.map(|s| (s, describe(&hint)))).ok();
@@ -66,7 +79,10 @@ pub fn connect(hints: &[Hint], transit: &Transit, side: &str, role: Role) -> io:
             Err(e) => last = e,
         }
     }
-    Err(io::Error::new(last.kind(), format!("could not reach the other side through any hint: {last}")))
+    Err(io::Error::new(
+        last.kind(),
+        format!("could not reach the other side through any hint: {last}"),
+    ))
 }
 
 fn describe(hint: &Hint) -> String {
@@ -77,7 +93,13 @@ fn describe(hint: &Hint) -> String {
 }
 
 /// One hint: connect, ask the relay (for a relay hint), exchange handshakes, decide.
-fn attempt(hint: &Hint, transit: &Transit, side: &str, role: Role, chosen: &AtomicBool) -> io::Result<TcpStream> {
+fn attempt(
+    hint: &Hint,
+    transit: &Transit,
+    side: &str,
+    role: Role,
+    chosen: &AtomicBool,
+) -> io::Result<TcpStream> {
     let mut stream = tcp(&hint.host, hint.port)?;
     stream.set_read_timeout(Some(TRANSIT_TIMEOUT))?;
     if hint.relay {
@@ -85,7 +107,11 @@ fn attempt(hint: &Hint, transit: &Transit, side: &str, role: Role, chosen: &Atom
         expect(&mut stream, RELAY_OK, "the relay's ok")?;
     }
     stream.write_all(&transit.my_handshake())?;
-    expect(&mut stream, &transit.their_handshake(), "the other side's transit handshake")?;
+    expect(
+        &mut stream,
+        &transit.their_handshake(),
+        "the other side's transit handshake",
+    )?;
     match role {
         Role::Receiver => expect(&mut stream, GO, "go")?,
         Role::Sender if chosen.swap(true, Ordering::SeqCst) => {

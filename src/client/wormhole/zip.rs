@@ -26,20 +26,37 @@ pub fn unpack(zip: File, staging: &Path, limit: u64) -> io::Result<u64> {
         let name = raw.strip_suffix('/').unwrap_or(&raw);
         let rel = safe_path(name).map_err(|why| refused(&why))?;
         if entry.is_symlink() || !(is_dir || entry.is_file()) {
-            return Err(refused(&format!("{:?} is a link or a special file", shown(name))));
+            return Err(refused(&format!(
+                "{:?} is a link or a special file",
+                shown(name)
+            )));
         }
         let target = staging.join(&rel);
         if is_dir {
-            fs::DirBuilder::new().recursive(true).mode(0o755).create(&target)?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&target)?;
             continue;
         }
         if let Some(parent) = target.parent() {
-            fs::DirBuilder::new().recursive(true).mode(0o755).create(parent)?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)?;
         }
         let mode = entry.unix_mode().unwrap_or(0o644) & 0o777 | 0o600;
-        let mut out = OpenOptions::new().write(true).create_new(true).mode(mode).open(&target).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot create {:?} from the zip: {e}", shown(name)))
-        })?;
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&target)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot create {:?} from the zip: {e}", shown(name)),
+                )
+            })?;
         let room = limit - written;
         let copied = io::copy(&mut (&mut entry).take(room + 1), &mut out)?;
         if copied > room {
@@ -54,11 +71,17 @@ pub fn unpack(zip: File, staging: &Path, limit: u64) -> io::Result<u64> {
 }
 
 fn bad_zip(e: zip::result::ZipError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("the directory's zip file is broken: {e}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the directory's zip file is broken: {e}"),
+    )
 }
 
 fn refused(why: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("refused the directory: {why}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("refused the directory: {why}"),
+    )
 }
 
 /// What [`pack`] made: the zip file and what is in it.
@@ -81,12 +104,19 @@ pub fn pack(dir: &Path, out: File, quiet: bool) -> io::Result<Packed> {
         let mut children: Vec<_> = fs::read_dir(&path)?.collect::<io::Result<_>>()?;
         children.sort_by_key(|c| std::cmp::Reverse(c.file_name()));
         if children.is_empty() && !prefix.is_empty() {
-            zip.add_directory(prefix.trim_end_matches('/'), SimpleFileOptions::default()).map_err(io::Error::other)?;
+            zip.add_directory(prefix.trim_end_matches('/'), SimpleFileOptions::default())
+                .map_err(io::Error::other)?;
         }
         for child in children {
             let meta = fs::symlink_metadata(child.path())?;
             let name = child.file_name().into_string().map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidInput, format!("{}: names must be UTF-8 to be sent", crate::client::shown_path(&child.path())))
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{}: names must be UTF-8 to be sent",
+                        crate::client::shown_path(&child.path())
+                    ),
+                )
             })?;
             let name = format!("{prefix}{name}");
             if meta.is_dir() {
@@ -95,17 +125,30 @@ pub fn pack(dir: &Path, out: File, quiet: bool) -> io::Result<Packed> {
                 numbytes += add_file(&mut zip, &child.path(), &name, &meta)?;
                 numfiles += 1;
             } else if !quiet {
-                eprintln!("skipping {} (a link or not a file)", crate::client::shown_path(&child.path()));
+                eprintln!(
+                    "skipping {} (a link or not a file)",
+                    crate::client::shown_path(&child.path())
+                );
             }
         }
     }
     let mut file = zip.finish().map_err(io::Error::other)?;
     let zipsize = file.stream_position()?;
     file.rewind()?;
-    Ok(Packed { file, zipsize, numbytes, numfiles })
+    Ok(Packed {
+        file,
+        zipsize,
+        numbytes,
+        numfiles,
+    })
 }
 
-fn add_file(zip: &mut ZipWriter<File>, path: &Path, name: &str, meta: &fs::Metadata) -> io::Result<u64> {
+fn add_file(
+    zip: &mut ZipWriter<File>,
+    path: &Path,
+    name: &str,
+    meta: &fs::Metadata,
+) -> io::Result<u64> {
     use std::os::unix::fs::PermissionsExt;
     let options = SimpleFileOptions::default()
         .compression_method(CompressionMethod::Stored)

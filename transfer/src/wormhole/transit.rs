@@ -151,7 +151,7 @@ impl Records {
     /// The length a record's 4-byte prefix announces, checked against the bounds.
     pub fn length(prefix: [u8; 4]) -> Result<usize, Error> {
         let length = u32::from_be_bytes(prefix) as usize;
-        if length < NONCE_BYTES + TAG_BYTES || length > MAX_RECORD_BYTES {
+        if !(NONCE_BYTES + TAG_BYTES..=MAX_RECORD_BYTES).contains(&length) {
             return Err(Error::Lie(format!("a record of {length} bytes")));
         }
         Ok(length)
