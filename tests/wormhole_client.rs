@@ -303,9 +303,9 @@ fn hostile_sender(
     let code = WormholeCode::parse(code).unwrap();
     thread::spawn(move || {
         let relay = Relay::plain(format!("127.0.0.1:{port}"));
-        let mut mailbox = Mailbox::connect(&format!("ws://127.0.0.1:{port}/v1"), &relay)?;
-        mailbox.claim(code.nameplate())?;
-        mailbox.exchange_keys(&code)?;
+        let url = format!("ws://127.0.0.1:{port}/v1");
+        let mut mailbox = Mailbox::connect(&url, &relay, Some(code))?;
+        mailbox.verify()?;
         let hint = Hint {
             host: "127.0.0.1".into(),
             port,

@@ -36,12 +36,12 @@ pub fn run(options: &Options) -> io::Result<()> {
             format!("cannot use {}: {e}", shown_path(&options.dir)),
         )
     })?;
-    let mut mailbox = Mailbox::connect(&options.common.url, &options.common.relay)?;
-    mailbox.claim(options.code.nameplate())?;
+    let code = Some(options.code.clone());
+    let mut mailbox = Mailbox::connect(&options.common.url, &options.common.relay, code)?;
     if !options.common.quiet {
         eprintln!("waiting for the wormhole sender…");
     }
-    mailbox.exchange_keys(&options.code)?;
+    mailbox.verify()?;
     let result = receive(&mut mailbox, options);
     match &result {
         Ok(()) => mailbox.close(mood::HAPPY),

@@ -53,14 +53,10 @@ pub fn run(options: &Options) -> io::Result<()> {
 }
 
 fn send(options: &Options, prepared: &Prepared) -> io::Result<()> {
-    let mut mailbox = Mailbox::connect(&options.common.url, &options.common.relay)?;
-    let code = match &options.code {
-        Some(code) => code.clone(),
-        None => WormholeCode::generate(&mailbox.allocate()?, 2)?,
-    };
-    mailbox.claim(code.nameplate())?;
-    announce(&code, options);
-    mailbox.exchange_keys(&code)?;
+    let (url, relay) = (&options.common.url, &options.common.relay);
+    let mut mailbox = Mailbox::connect(url, relay, options.code.clone())?;
+    announce(&mailbox.code()?, options);
+    mailbox.verify()?;
     let result = match &prepared.data {
         None => offer_text(&mut mailbox, &prepared.offer),
         Some((file, size)) => offer_data(&mut mailbox, options, &prepared.offer, file, *size),

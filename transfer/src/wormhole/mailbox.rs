@@ -77,6 +77,7 @@ pub enum FromServer {
     Error {
         error: String,
     },
+    Closed,
     #[serde(other)]
     Other,
 }

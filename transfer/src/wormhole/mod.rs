@@ -18,6 +18,7 @@ pub mod code;
 pub mod crypto;
 pub mod mailbox;
 pub mod offer;
+pub mod session;
 pub mod transit;
 pub mod words;
 

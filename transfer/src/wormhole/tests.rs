@@ -6,6 +6,7 @@ use super::code::{is_pgp, Kind, WormholeCode};
 use super::crypto::{self, Keys, Pake};
 use super::mailbox::{FromServer, Inbox, Incoming, ToServer, MAX_EARLY_PHASES};
 use super::offer::{self, Answer, Hint, Message, Offer};
+use super::session::{Event, Session};
 use super::transit::{Records, Transit, HEADER_BYTES, MAX_RECORD_BYTES};
 use crate::{Code, Error, Role};
 
@@ -191,6 +192,8 @@ fn mailbox_messages_are_the_specified_json() {
         FromServer::parse(r#"{"type":"ack","id":null}"#).unwrap(),
         FromServer::Other
     );
+    let closed = FromServer::parse(r#"{"type":"closed","server_tx":1.5}"#).unwrap();
+    assert_eq!(closed, FromServer::Closed);
     assert!(FromServer::parse("[]").is_err());
 }
 
@@ -259,4 +262,129 @@ fn hints_and_answers_round_trip() {
         Err(Error::Integrity)
     );
     assert!(offer::check_ack(br#"{"ack":"no"}"#, &digest).is_err());
+}
+
+/// A mailbox server in a few lines, for two sessions: one mailbox, every `add` echoed to
+/// every side that opened it, as the real one does.
+#[derive(Default)]
+struct FakeServer {
+    added: Vec<String>,
+    open: [bool; 2],
+}
+
+impl FakeServer {
+    /// What the server answers session `who`'s message `text`: (recipient, message) pairs.
+    fn answer(&mut self, who: usize, text: &str) -> Vec<(usize, String)> {
+        let message: serde_json::Value = serde_json::from_str(text).unwrap();
+        let reply = |json: serde_json::Value| vec![(who, json.to_string())];
+        match message["type"].as_str().unwrap() {
+            "allocate" => reply(serde_json::json!({"type": "allocated", "nameplate": "5"})),
+            "claim" => reply(serde_json::json!({"type": "claimed", "mailbox": "mb"})),
+            "open" => {
+                self.open[who] = true;
+                self.added.iter().map(|m| (who, m.clone())).collect()
+            }
+            "add" => {
+                let side = message["side"].as_str().unwrap_or_default();
+                let out = serde_json::json!({"type": "message", "side": side,
+                    "phase": message["phase"], "body": message["body"]})
+                .to_string();
+                self.added.push(out.clone());
+                (0..2)
+                    .filter(|&s| self.open[s])
+                    .map(|s| (s, out.clone()))
+                    .collect()
+            }
+            "close" => reply(serde_json::json!({"type": "closed"})),
+            _ => reply(serde_json::json!({"type": "ack"})),
+        }
+    }
+}
+
+/// Runs two sessions against the fake server until nothing moves; each side's events
+/// (or the first error).
+fn converse(
+    server: &mut FakeServer,
+    sessions: &mut [Session; 2],
+    start: [Vec<Event>; 2],
+) -> [Result<Vec<Event>, Error>; 2] {
+    let mut results: [Result<Vec<Event>, Error>; 2] = [Ok(Vec::new()), Ok(Vec::new())];
+    let mut queue: Vec<(usize, Event)> = Vec::new();
+    for (who, events) in start.into_iter().enumerate() {
+        queue.extend(events.into_iter().map(|e| (who, e)));
+    }
+    while !queue.is_empty() {
+        let (who, event) = queue.remove(0);
+        let Event::Send(text) = event else {
+            if let Ok(events) = &mut results[who] {
+                events.push(event);
+            }
+            continue;
+        };
+        // The side rides along so that the fake server can echo it.
+        let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        json["side"] = sessions[who].side().into();
+        for (to, message) in server.answer(who, &json.to_string()) {
+            match sessions[to].on_server(&message) {
+                Ok(events) => queue.extend(events.into_iter().map(|e| (to, e))),
+                Err(e) => results[to] = Err(e),
+            }
+        }
+    }
+    results
+}
+
+#[test]
+fn two_sessions_agree_on_a_key_through_a_mailbox() {
+    let (sender, start_sender) = Session::start(None, "test").unwrap();
+    let code = match &start_sender[..] {
+        [Event::Send(_), Event::Send(allocate)] => {
+            assert!(allocate.contains("allocate"));
+            None::<WormholeCode>
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(code.is_none());
+    // The sender learns its code from the allocation; run it alone until it has one.
+    let mut sessions = [sender, Session::start(None, "idle").unwrap().0];
+    let events = converse(
+        &mut FakeServer::default(),
+        &mut sessions,
+        [start_sender, Vec::new()],
+    );
+    let made = match events[0].as_ref().unwrap().iter().find_map(|e| match e {
+        Event::Code(code) => Some(code.clone()),
+        _ => None,
+    }) {
+        Some(code) => code,
+        None => panic!("no code: {events:?}"),
+    };
+    assert!(made.as_str().starts_with("5-"), "{made}");
+    for (typed, works) in [
+        (made.to_string(), true),
+        ("5-adroitness-absurd".into(), false),
+    ] {
+        let (sender, a) = Session::start(Some(made.clone()), "test").unwrap();
+        let (receiver, b) =
+            Session::start(Some(WormholeCode::parse(&typed).unwrap()), "test").unwrap();
+        let mut sessions = [sender, receiver];
+        let mut server = FakeServer::default();
+        let events = converse(&mut server, &mut sessions, [a, b]);
+        if !works {
+            assert_eq!(events[1], Err(Error::WrongCode));
+            assert_eq!(Session::mood_of(&Error::WrongCode), "scary");
+            continue;
+        }
+        for side in &events {
+            assert!(
+                side.as_ref().unwrap().contains(&Event::Verified),
+                "{events:?}"
+            );
+        }
+        let hello = Event::Send(sessions[0].send(b"hello").unwrap());
+        let events = converse(&mut server, &mut sessions, [vec![hello], Vec::new()]);
+        assert_eq!(events[1], Ok(vec![Event::Message(b"hello".to_vec())]));
+        assert_eq!(sessions[0].transit_key(), sessions[1].transit_key());
+        assert!(sessions[0].transit_key().is_some());
+    }
 }
