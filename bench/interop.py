@@ -2,7 +2,7 @@
 """`make interop`: magic-wormhole clients of different implementations through one
 `duet serve` and nothing else: the Python client, wormhole-rs and, as a receiver,
 wormhole-william (not part of `make test`: wormhole-rs takes minutes to build the first
-time). Each case sends a file with every byte through duet's transit relay and
+time), and duet itself as a wormhole client with wormhole-rs. Each case sends a file with every byte through duet's transit relay and
 checks it arrived byte for byte; it prints one line per case and fails if any failed."""
 
 import re
@@ -26,6 +26,12 @@ def python_args(port, *args):
 def rust_args(port, *args):
     return [str(run.WORMHOLE_RS), args[0], "--rendezvous-server", f"ws://127.0.0.1:{port}/v1",
             "--relay-server", f"tcp://127.0.0.1:{port}", "--force-relay", *args[1:]]
+
+
+def duet_args(port, *args):
+    """duet itself as a wormhole client of the same server (its transit relay is its
+    --relay)."""
+    return [str(run.DUET), args[0], "--relay", f"127.0.0.1:{port}", *args[1:]]
 
 
 def go_args(port, *args):
@@ -82,6 +88,11 @@ def main():
         # wormhole-william has no transit-relay flag; as a receiver it uses the sender's.
         case("wormhole-rs -> wormhole-william", rust_args(port, "send", "--no-qr", str(src)),
              go_args(port, "receive", "--hide-progress"), src, out, answer=b"y\n"),
+        # duet as the client (`duet send --wormhole`, `duet recv CODE`).
+        case("wormhole-rs -> duet recv", rust_args(port, "send", "--no-qr", str(src)),
+             duet_args(port, "recv", "-y", "-q"), src, out),
+        case("duet send -> wormhole-rs", duet_args(port, "send", "--wormhole", str(src)),
+             rust_args(port, "receive", "--noconfirm", "--out-dir", str(out)), src, out),
     ]
     server.stop()
     for line in results:

@@ -11,10 +11,10 @@ bench/results/latest.md.
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
-import resource
 import statistics
 import subprocess
 import sys
@@ -1092,6 +1092,85 @@ def bench_wormhole():
     shutil.rmtree(work, ignore_errors=True)
 
 
+def receive_timed(receive, cwd):
+    """Runs a receiver to its end: (wall seconds, its CPU seconds, user + system)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    done = subprocess.run(receive, cwd=cwd, capture_output=True, timeout=600)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode:
+        raise RuntimeError(f"{receive[0]} failed: {done.stderr.decode(errors='replace')[-300:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def wormhole_receive_once(port, sender, receiver, src, out):
+    """One 1 GiB wormhole transfer through duet (mailbox and transit relay): `sender` and
+    `receiver` build the command lines. The sender's CPU is not counted: it is waited for
+    only after the receiver's usage is read."""
+    for f in out.iterdir():
+        f.unlink()
+    send = subprocess.Popen(sender(port, str(src)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    code = None
+    for line in send.stdout:
+        m = re.search(r"code is:? (\d+-\S+)", line, re.I)
+        if m:
+            code = m.group(1)
+            break
+    if not code:
+        raise RuntimeError("the wormhole sender printed no code")
+    wall, cpu = receive_timed(receiver(port, code, out), out)
+    send.stdout.close()
+    send.wait(timeout=60)
+    if (out / src.name).stat().st_size != src.stat().st_size:
+        raise RuntimeError("the wormhole transfer lost bytes")
+    return wall, cpu
+
+
+def bench_wormhole_client():
+    """duet recv as a magic-wormhole receiver: 1 GiB from `wormhole send` (Python, and
+    wormhole-rs when `make bench` has built it), every byte through duet's transit relay,
+    received by duet recv and by the sender's own receiver: wall time and the receiver's
+    CPU-seconds. Goal: duet's receiver ≤ 0.8× the peer receiver in both."""
+    if not WORMHOLE_PY.exists():
+        return
+    print("magic-wormhole clients: 1 GiB wormhole send -> duet recv vs -> the same client's "
+          "receive", flush=True)
+    work = ROOT / "target/bench-wormhole-client"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "out").mkdir(parents=True)
+    src = work / "one.gib"
+    random_file(src, GIB)
+    py = lambda port, *a: [str(WORMHOLE_PY), "--relay-url", f"ws://127.0.0.1:{port}/v1",
+                            "--transit-helper", f"tcp:127.0.0.1:{port}", *a]
+    rs = lambda port, *a: [str(WORMHOLE_RS), a[0], "--rendezvous-server",
+                            f"ws://127.0.0.1:{port}/v1", "--relay-server",
+                            f"tcp://127.0.0.1:{port}", "--force-relay", *a[1:]]
+    duet_recv = lambda port, code, out: [str(DUET), "recv", "-y", "-q", "--relay",
+                                         f"127.0.0.1:{port}", code]
+    senders = [("Python client", lambda port, f: py(port, "send", "--no-listen", "--hide-progress", f),
+                lambda port, code, out: py(port, "receive", "--no-listen", "--hide-progress",
+                                           "--accept-file", code))]
+    if WORMHOLE_RS.exists():
+        senders.append(("wormhole-rs", lambda port, f: rs(port, "send", "--no-qr", f),
+                        lambda port, code, out: rs(port, "receive", "--noconfirm", "--out-dir",
+                                                   str(out), code)))
+    for name, sender, own in senders:
+        wall, cpu = {}, {}
+        for _ in range(RUNS):
+            s = duet()
+            for label, receiver in (("duet recv", duet_recv), (f"{name} receive", own)):
+                w, c = wormhole_receive_once(s.port, sender, receiver, src, work / "out")
+                wall.setdefault(label, []).append(w)
+                cpu.setdefault(label, []).append(c)
+            s.stop()
+        row(f"1 GiB from {name} (wall)", "s", {k: wall[k] for k in wall}, better="lower",
+            note="duet recv vs the sender's own receiver, through duet's transit relay")
+        row(f"1 GiB from {name} (receiver CPU)", "s", {k: cpu[k] for k in cpu}, better="lower")
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def mailbox_load(port, pairs):
     """duet-load mailbox against a server, holding the connections open: its result line
     and the process, to be released with .stdin.close()."""
@@ -1503,7 +1582,8 @@ def main():
              ("pingpong", bench_ping_pong), ("pipe", bench_pipe), ("send", bench_send),
              ("browser", bench_browser),
              ("http", bench_http),
-             ("wormhole", bench_wormhole), ("mailbox", bench_mailbox),
+             ("wormhole", bench_wormhole), ("wormhole-client", bench_wormhole_client),
+             ("mailbox", bench_mailbox),
              ("mailbox-memory", bench_mailbox_memory), ("node", bench_node),
              ("tls", bench_tls),
              ("cluster", bench_cluster),
