@@ -661,3 +661,54 @@ fn duet_send_prints_the_receive_link_and_its_qr_code() {
     );
     assert!(public.contains('▀') || public.contains('▄'), "{public}");
 }
+
+/// `wormhole send` (the Python client) to the page by `/#w=CODE`: a file streams into a
+/// download byte-exact through duet's mailbox and transit relay (the page's transit end a
+/// WebSocket, the sender's TCP, `--no-listen`: nothing direct); a text is shown as text.
+#[test]
+#[ignore = "needs chromium, puppeteer and magic-wormhole (make test runs it)"]
+fn a_wormhole_send_lands_in_the_page() {
+    let _turn = one_browser_at_a_time();
+    smol::block_on(async {
+        let duet = server(&[]);
+        let dir = Dir::new("e2e-wormhole");
+        let src = dir.path().join("photo.bin");
+        std::fs::write(&src, payload(20 << 20, 11)).unwrap();
+        let downloads = dir.sub("downloads");
+        let into = downloads.to_str().unwrap();
+        let code = "51-adroitness-aardvark";
+        let mut browser = drive(&duet, "wormhole-receive", &[code, into, "1"]);
+        browser.expect_containing("step idle ").await;
+        let args = [
+            "send",
+            "--no-listen",
+            "--hide-progress",
+            "--code",
+            code,
+            "photo.bin",
+        ];
+        let mut sending = common::wormhole::sender(duet.port, dir.path(), &args);
+        let line = within(TIMEOUT * 6, "the page to receive", result(&mut browser)).await;
+        assert!(line.contains("\"done\":true"), "{line}");
+        sending.expect_containing("Transfer complete").await;
+        assert_eq!(sha256(&downloads.join("photo.bin")), sha256(&src));
+
+        let code = "52-adroitness-aardvark";
+        let mut browser = drive(&duet, "wormhole-receive", &[code, into, "0"]);
+        browser.expect_containing("step idle ").await;
+        let text = "<img src=x onerror=alert(1)> hello from python";
+        let args = ["send", "--code", code, "--text", text];
+        let mut texting = common::wormhole::sender(duet.port, dir.path(), &args);
+        let line = within(
+            TIMEOUT * 3,
+            "the page to show the text",
+            result(&mut browser),
+        )
+        .await;
+        assert!(
+            line.contains("message: <img src=x onerror=alert(1)> hello"),
+            "{line}"
+        );
+        texting.expect_containing("text message sent").await;
+    });
+}

@@ -306,12 +306,12 @@ async function downloadsTo(browser, dir) {
 
 // An end-to-end transfer the page receives: `/#r=CODE` starts it on its own. Every file is
 // a download streamed into DIR; the result says how the page ended and how downloads did.
-async function e2eReceive() {
+async function e2eReceive(fragment = '#r=', waiting = 'waiting for the sender') {
   const [code, dir, wantFiles] = args;
   const browser = await launch();
   const downloads = await downloadsTo(browser, dir);
-  const { page, problems } = await open(browser, '#r=' + code);
-  await waitText(page, '#e2e-status', 'waiting for the sender');
+  const { page, problems } = await open(browser, fragment + code);
+  await waitText(page, '#e2e-status', waiting);
   console.log('step idle ' + browser.process().pid);
   await page.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 10 });
   const transfer = await page.evaluate(() => window.duetTransfer);
@@ -528,7 +528,7 @@ async function e2eHostile() {
   return result;
 }
 
-const scenarios = { 'e2e-hostile': e2eHostile, 'e2e-folder-resume': e2eFolderResume, 'e2e-folder': e2eFolder, share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': e2eReceive, 'e2e-send': e2eSend, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
+const scenarios = { 'e2e-hostile': e2eHostile, 'e2e-folder-resume': e2eFolderResume, 'e2e-folder': e2eFolder, share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': () => e2eReceive(), 'wormhole-receive': () => e2eReceive('#w=', 'waiting for the wormhole sender'), 'e2e-send': e2eSend, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
 const run = scenarios[scenario];
 if (!run) { console.error('no scenario ' + scenario); process.exit(2); }
 run().then((result) => {

@@ -540,6 +540,255 @@ let wasm_bindgen = (function(exports) {
     exports.Transfer = Transfer;
 
     /**
+     * One wormhole receiver.
+     */
+    class Wormhole {
+        static __wrap(ptr) {
+            const obj = Object.create(Wormhole.prototype);
+            obj.__wbg_ptr = ptr;
+            WormholeFinalization.register(obj, obj.__wbg_ptr, obj);
+            return obj;
+        }
+        __destroy_into_raw() {
+            const ptr = this.__wbg_ptr;
+            this.__wbg_ptr = 0;
+            WormholeFinalization.unregister(this);
+            return ptr;
+        }
+        free() {
+            const ptr = this.__destroy_into_raw();
+            wasm.__wbg_wormhole_free(ptr, 0);
+        }
+        /**
+         * Accepts the offer: the answer goes out, and for data the transit wire is made.
+         */
+        accept() {
+            const ret = wasm.wormhole_accept(this.__wbg_ptr);
+            if (ret[1]) {
+                throw takeFromExternrefTable0(ret[0]);
+            }
+        }
+        /**
+         * The last transit message, once all the data is here: the SHA-256 of it, sealed.
+         * @returns {Uint8Array}
+         */
+        ack() {
+            const ret = wasm.wormhole_ack(this.__wbg_ptr);
+            if (ret[3]) {
+                throw takeFromExternrefTable0(ret[2]);
+            }
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        /**
+         * Ends the session with `mood` (`happy`, `errory`…): the messages go out with
+         * [`Wormhole::outgoing`].
+         * @param {string} mood
+         */
+        close(mood) {
+            const ptr0 = passStringToWasm0(mood, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            const len0 = WASM_VECTOR_LEN;
+            wasm.wormhole_close(this.__wbg_ptr, ptr0, len0);
+        }
+        /**
+         * Whether the sender chose the transit connection (its `go` came).
+         * @returns {boolean}
+         */
+        flowing() {
+            const ret = wasm.wormhole_flowing(this.__wbg_ptr);
+            return ret !== 0;
+        }
+        /**
+         * Whether `text` is a wormhole code by its form (PGP words); a code that could also be
+         * duet's stays duet's in the page, as `duet recv` takes it without asking.
+         * @param {string} text
+         * @returns {boolean}
+         */
+        static is_code(text) {
+            const ptr0 = passStringToWasm0(text, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.wormhole_is_code(ptr0, len0);
+            return ret !== 0;
+        }
+        /**
+         * The next piece of data, in order, or nothing.
+         * @returns {Uint8Array | undefined}
+         */
+        next_data() {
+            const ret = wasm.wormhole_next_data(this.__wbg_ptr);
+            let v1;
+            if (ret[0] !== 0) {
+                v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+                wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            }
+            return v1;
+        }
+        /**
+         * `text`, `file` or `directory` (a zip file), or empty before the offer.
+         * @returns {string}
+         */
+        offer_kind() {
+            let deferred1_0;
+            let deferred1_1;
+            try {
+                const ret = wasm.wormhole_offer_kind(this.__wbg_ptr);
+                deferred1_0 = ret[0];
+                deferred1_1 = ret[1];
+                return getStringFromWasm0(ret[0], ret[1]);
+            } finally {
+                wasm.__wbindgen_free(deferred1_0, deferred1_1, 1);
+            }
+        }
+        /**
+         * The offered name (checked: one plain part); a directory's gets `.zip`.
+         * @returns {string}
+         */
+        offer_name() {
+            let deferred1_0;
+            let deferred1_1;
+            try {
+                const ret = wasm.wormhole_offer_name(this.__wbg_ptr);
+                deferred1_0 = ret[0];
+                deferred1_1 = ret[1];
+                return getStringFromWasm0(ret[0], ret[1]);
+            } finally {
+                wasm.__wbindgen_free(deferred1_0, deferred1_1, 1);
+            }
+        }
+        /**
+         * The bytes that will arrive (a directory's zip size).
+         * @returns {number}
+         */
+        offer_size() {
+            const ret = wasm.wormhole_offer_size(this.__wbg_ptr);
+            return ret;
+        }
+        /**
+         * A text offer's text (the page shows it as text, never as markup).
+         * @returns {string}
+         */
+        offer_text() {
+            let deferred1_0;
+            let deferred1_1;
+            try {
+                const ret = wasm.wormhole_offer_text(this.__wbg_ptr);
+                deferred1_0 = ret[0];
+                deferred1_1 = ret[1];
+                return getStringFromWasm0(ret[0], ret[1]);
+            } finally {
+                wasm.__wbindgen_free(deferred1_0, deferred1_1, 1);
+            }
+        }
+        /**
+         * The messages for the mailbox server, one per line, and forgets them.
+         * @returns {string}
+         */
+        outgoing() {
+            let deferred1_0;
+            let deferred1_1;
+            try {
+                const ret = wasm.wormhole_outgoing(this.__wbg_ptr);
+                deferred1_0 = ret[0];
+                deferred1_1 = ret[1];
+                return getStringFromWasm0(ret[0], ret[1]);
+            } finally {
+                wasm.__wbindgen_free(deferred1_0, deferred1_1, 1);
+            }
+        }
+        /**
+         * Data bytes received so far.
+         * @returns {number}
+         */
+        received() {
+            const ret = wasm.wormhole_received(this.__wbg_ptr);
+            return ret;
+        }
+        /**
+         * A receiver for `code`; `host` and `port` are the relay's (the page's origin), offered
+         * to the sender as the transit relay.
+         * @param {string} code
+         * @param {string} host
+         * @param {number} port
+         * @returns {Wormhole}
+         */
+        static receiver(code, host, port) {
+            const val3 = +port;
+            let ptr0, len0, ptr1, len1;
+            try {
+                ptr0 = passStringToWasm0(code, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+                len0 = WASM_VECTOR_LEN;
+                ptr1 = passStringToWasm0(host, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+                len1 = WASM_VECTOR_LEN;
+            } catch (e) {
+                if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
+                if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 1, 1); }
+                throw e;
+            }
+            const ret = wasm.wormhole_receiver(ptr0, len0, ptr1, len1, val3);
+            if (ret[2]) {
+                throw takeFromExternrefTable0(ret[1]);
+            }
+            return Wormhole.__wrap(ret[0]);
+        }
+        /**
+         * Refuses the offer (or gives up), saying why to the sender.
+         * @param {string} why
+         */
+        refuse(why) {
+            const ptr0 = passStringToWasm0(why, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            const len0 = WASM_VECTOR_LEN;
+            wasm.wormhole_refuse(this.__wbg_ptr, ptr0, len0);
+        }
+        /**
+         * The first message on the transit WebSocket: the relay's handshake.
+         * @returns {Uint8Array}
+         */
+        relay_handshake() {
+            const ret = wasm.wormhole_relay_handshake(this.__wbg_ptr);
+            if (ret[3]) {
+                throw takeFromExternrefTable0(ret[2]);
+            }
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        /**
+         * Takes one message from the mailbox server; see [`found`].
+         * @param {string} text
+         * @returns {number}
+         */
+        server(text) {
+            const ptr0 = passStringToWasm0(text, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.wormhole_server(this.__wbg_ptr, ptr0, len0);
+            if (ret[2]) {
+                throw takeFromExternrefTable0(ret[1]);
+            }
+            return ret[0] >>> 0;
+        }
+        /**
+         * Takes a transit message; what to send back (maybe nothing). The data it carried
+         * comes out of [`Wormhole::next_data`].
+         * @param {Uint8Array | number[]} piece
+         * @returns {Uint8Array}
+         */
+        transit(piece) {
+            const ptr0 = passArray8ToWasm0(piece, wasm.__wbindgen_malloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.wormhole_transit(this.__wbg_ptr, ptr0, len0);
+            if (ret[3]) {
+                throw takeFromExternrefTable0(ret[2]);
+            }
+            var v2 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v2;
+        }
+    }
+    if (Symbol.dispose) Wormhole.prototype[Symbol.dispose] = Wormhole.prototype.free;
+    exports.Wormhole = Wormhole;
+
+    /**
      * The QR code of `text` (medium error correction): its width, then its modules.
      * @param {string} text
      * @returns {string}
@@ -702,6 +951,9 @@ let wasm_bindgen = (function(exports) {
     const TransferFinalization = (typeof FinalizationRegistry === 'undefined')
         ? { register: () => {}, unregister: () => {} }
         : new FinalizationRegistry(ptr => wasm.__wbg_transfer_free(ptr, 1));
+    const WormholeFinalization = (typeof FinalizationRegistry === 'undefined')
+        ? { register: () => {}, unregister: () => {} }
+        : new FinalizationRegistry(ptr => wasm.__wbg_wormhole_free(ptr, 1));
 
     function addToExternrefTable0(obj) {
         const idx = wasm.__externref_table_alloc();

@@ -18,6 +18,8 @@ use duet_transfer::{kind, Code, Entry, Error, FileHasher, Keys, Role};
 use wasm_bindgen::prelude::*;
 
 mod frames;
+mod wormhole;
+pub use wormhole::Wormhole;
 mod qr;
 
 /// What [`Transfer::step`] and [`Transfer::frame`] found, as numbers for the page.

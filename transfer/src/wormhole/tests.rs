@@ -388,3 +388,38 @@ fn two_sessions_agree_on_a_key_through_a_mailbox() {
         assert!(sessions[0].transit_key().is_some());
     }
 }
+
+#[test]
+fn the_transit_wire_takes_pieces_of_any_size() {
+    use super::transit::{Wire, GO, RELAY_OK};
+    let key = [3u8; 32];
+    let sender = Transit::new(key, Role::Sender);
+    let mut stream = RELAY_OK.to_vec();
+    stream.extend_from_slice(&sender.my_handshake());
+    stream.extend_from_slice(GO);
+    let mut seal = sender.sealer();
+    let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    for chunk in data.chunks(16 << 10) {
+        stream.extend_from_slice(&seal.seal(chunk));
+    }
+    for piece_len in [1, 7, 1000, 65536] {
+        let mut wire = Wire::receiver(Transit::new(key, Role::Receiver), data.len() as u64);
+        let (mut got, mut replies) = (Vec::new(), Vec::new());
+        for piece in stream.chunks(piece_len) {
+            replies.extend(wire.push(piece, |d| got.extend_from_slice(d)).unwrap());
+        }
+        assert_eq!(replies, Transit::new(key, Role::Receiver).my_handshake());
+        assert!(wire.flowing());
+        assert_eq!(got, data, "pieces of {piece_len}");
+        assert_eq!(wire.received(), data.len() as u64);
+        let mut ack = wire.ack().unwrap();
+        sender.opener().open_in_place(&mut ack[4..]).unwrap();
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(&data);
+        assert!(offer::check_ack(&ack[HEADER_BYTES + 16..], &digest).is_ok());
+    }
+    // One byte more than offered, or a stranger's handshake: refused.
+    let mut short = Wire::receiver(Transit::new(key, Role::Receiver), data.len() as u64 - 1);
+    assert!(short.push(&stream, |_| {}).is_err());
+    let mut other = Wire::receiver(Transit::new([4u8; 32], Role::Receiver), 10);
+    assert!(other.push(&stream, |_| {}).is_err());
+}

@@ -9,6 +9,8 @@
 use crypto_secretbox::aead::{AeadInPlace, KeyInit};
 use crypto_secretbox::{Nonce, Tag, XSalsa20Poly1305};
 
+use sha2::{Digest, Sha256};
+
 use super::crypto::{derive, derive_key, NONCE_BYTES};
 use crate::{Error, Role};
 
@@ -173,6 +175,150 @@ impl Records {
             .decrypt_in_place_detached(Nonce::from_slice(nonce), b"", data, &tag)
             .map_err(|_| Error::Integrity)?;
         self.nonce += 1;
+        Ok(())
+    }
+}
+
+/// A transit connection's bytes as they arrive in pieces (WebSocket messages), for the
+/// receiving side: the relay's `ok`, the sender's handshake and `go`, then records, opened
+/// and checked against the size offered. Holds at most one record and one piece.
+#[derive(Debug)]
+pub struct Wire {
+    transit: Transit,
+    stage: Stage,
+    buffer: Vec<u8>,
+    start: usize,
+    opener: Records,
+    sealer: Records,
+    hasher: Sha256,
+    expected: u64,
+    received: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    RelayOk,
+    Handshake,
+    Go,
+    Records,
+}
+
+impl Wire {
+    /// A receiver's wire for `expected` bytes of data, through a relay.
+    pub fn receiver(transit: Transit, expected: u64) -> Wire {
+        let (opener, sealer) = (transit.opener(), transit.sealer());
+        Wire {
+            transit,
+            stage: Stage::RelayOk,
+            buffer: Vec::new(),
+            start: 0,
+            opener,
+            sealer,
+            hasher: Sha256::new(),
+            expected,
+            received: 0,
+        }
+    }
+
+    /// Data bytes opened so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// The receiver's last record, once every byte arrived: `ack` and the SHA-256 of the
+    /// data, sealed, ready to send.
+    pub fn ack(&mut self) -> Result<Vec<u8>, Error> {
+        if self.received != self.expected {
+            return Err(Error::Lie("an ack before the end".into()));
+        }
+        let digest = self.hasher.clone().finalize();
+        Ok(self.sealer.seal(&super::offer::ack_record(&digest)))
+    }
+
+    /// Whether the sender chose this connection (`go` came).
+    pub fn flowing(&self) -> bool {
+        self.stage == Stage::Records
+    }
+
+    /// Takes the next piece; returns what to send back (this side's handshake, once the
+    /// relay said `ok`), and hands each opened record's data to `data`.
+    pub fn push(&mut self, piece: &[u8], mut data: impl FnMut(&[u8])) -> Result<Vec<u8>, Error> {
+        if self.buffer.len() - self.start + piece.len() > MAX_RECORD_BYTES + 4 + (1 << 20) {
+            return Err(Error::Lie("more than a record at once".into()));
+        }
+        if self.start > 0 && self.start == self.buffer.len() {
+            self.buffer.clear();
+            self.start = 0;
+        }
+        self.buffer.extend_from_slice(piece);
+        let mut reply = Vec::new();
+        loop {
+            let held = &self.buffer[self.start..];
+            let want = match self.stage {
+                Stage::RelayOk => RELAY_OK.len(),
+                Stage::Handshake => self.transit.their_handshake().len(),
+                Stage::Go => GO.len(),
+                Stage::Records if held.len() < 4 => break,
+                Stage::Records => 4 + Records::length(held[..4].try_into().expect("4 bytes"))?,
+            };
+            if held.len() < want {
+                break;
+            }
+            self.step(want, &mut reply, &mut data)?;
+            self.start += want;
+        }
+        if self.start > self.buffer.len() / 2 {
+            self.buffer.drain(..self.start);
+            self.start = 0;
+        }
+        Ok(reply)
+    }
+
+    /// Acts on the `want` bytes at the front of the buffer.
+    fn step(
+        &mut self,
+        want: usize,
+        reply: &mut Vec<u8>,
+        data: &mut impl FnMut(&[u8]),
+    ) -> Result<(), Error> {
+        let range = self.start..self.start + want;
+        let expect = |got: &[u8], wanted: &[u8], what: &str| match got == wanted {
+            true => Ok(()),
+            false => Err(Error::Lie(format!(
+                "something else than {what} on the transit connection"
+            ))),
+        };
+        match self.stage {
+            Stage::RelayOk => {
+                expect(&self.buffer[range], RELAY_OK, "the relay's ok")?;
+                reply.extend_from_slice(&self.transit.my_handshake());
+                self.stage = Stage::Handshake;
+            }
+            Stage::Handshake => {
+                let theirs = self.transit.their_handshake();
+                expect(
+                    &self.buffer[range],
+                    &theirs,
+                    "the sender's handshake (another code?)",
+                )?;
+                self.stage = Stage::Go;
+            }
+            Stage::Go => {
+                expect(&self.buffer[range], GO, "go")?;
+                self.stage = Stage::Records;
+            }
+            Stage::Records => {
+                let body = &mut self.buffer[range.start + 4..range.end];
+                self.opener.open_in_place(body)?;
+                let plain = &body[NONCE_BYTES + TAG_BYTES..];
+                if plain.len() as u64 > self.expected - self.received {
+                    return Err(Error::Lie("more than it offered".into()));
+                }
+                self.received += plain.len() as u64;
+                self.hasher.update(plain);
+                data(plain);
+            }
+        }
         Ok(())
     }
 }

@@ -1,0 +1,233 @@
+//! A magic-wormhole receiver for the page (`/#w=CODE`): `duet_transfer::wormhole`'s mailbox
+//! session and transit wire behind a JavaScript interface. The page moves the mailbox's
+//! WebSocket messages and the transit WebSocket's bytes; everything the protocol decides
+//! (keys, phases, the offer and its name, records, the final ack) is decided here, by the
+//! code `duet recv` runs. The data is sealed with XSalsa20-Poly1305, which WebCrypto does
+//! not offer, so records are opened here.
+
+use duet_transfer::wormhole::offer::{self, Answer, Hint, Message, Offer};
+use duet_transfer::wormhole::session::{Event, Session};
+use duet_transfer::wormhole::transit::{Transit, Wire};
+use duet_transfer::wormhole::{Kind, WormholeCode};
+use duet_transfer::{Error, Role};
+use wasm_bindgen::prelude::*;
+
+/// What [`Wormhole::server`] found, as numbers for the page.
+pub mod found {
+    /// Nothing the page acts on.
+    pub const NOTHING: u32 = 0;
+    /// The sender's offer is here: [`super::Wormhole::offer_kind`] and the rest.
+    pub const OFFER: u32 = 1;
+}
+
+fn js(e: Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// One wormhole receiver.
+#[wasm_bindgen]
+pub struct Wormhole {
+    session: Session,
+    out: Vec<String>,
+    relay: Hint,
+    answered_transit: bool,
+    offer: Option<Offer>,
+    wire: Option<Wire>,
+    data: Vec<Vec<u8>>,
+}
+
+#[wasm_bindgen]
+impl Wormhole {
+    /// Whether `text` is a wormhole code by its form (PGP words); a code that could also be
+    /// duet's stays duet's in the page, as `duet recv` takes it without asking.
+    pub fn is_code(text: &str) -> bool {
+        matches!(Kind::of(text), Ok(Kind::Wormhole(_)))
+    }
+
+    /// A receiver for `code`; `host` and `port` are the relay's (the page's origin), offered
+    /// to the sender as the transit relay.
+    pub fn receiver(code: &str, host: &str, port: u16) -> Result<Wormhole, JsError> {
+        let code = WormholeCode::parse(code).map_err(|e| JsError::new(&e))?;
+        let (session, events) = Session::start(Some(code), "duet-web").map_err(js)?;
+        let mut wormhole = Wormhole {
+            session,
+            out: Vec::new(),
+            relay: Hint {
+                host: host.to_string(),
+                port,
+                relay: true,
+            },
+            answered_transit: false,
+            offer: None,
+            wire: None,
+            data: Vec::new(),
+        };
+        wormhole.events(events).map_err(js)?;
+        Ok(wormhole)
+    }
+
+    /// The messages for the mailbox server, one per line, and forgets them.
+    pub fn outgoing(&mut self) -> String {
+        std::mem::take(&mut self.out).join("\n")
+    }
+
+    /// Takes one message from the mailbox server; see [`found`].
+    pub fn server(&mut self, text: &str) -> Result<u32, JsError> {
+        let events = self.session.on_server(text).map_err(|e| {
+            let mood = Session::mood_of(&e);
+            self.out.extend(self.session.close(mood));
+            js(e)
+        })?;
+        let had_offer = self.offer.is_some();
+        self.events(events).map_err(js)?;
+        Ok(match self.offer.is_some() && !had_offer {
+            true => found::OFFER,
+            false => found::NOTHING,
+        })
+    }
+
+    fn events(&mut self, events: Vec<Event>) -> Result<(), Error> {
+        for event in events {
+            match event {
+                Event::Send(text) => self.out.push(text),
+                Event::Message(plaintext) => self.message(&plaintext)?,
+                Event::Code(_) | Event::Verified | Event::Closed => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn message(&mut self, plaintext: &[u8]) -> Result<(), Error> {
+        let message = Message::parse(plaintext)?;
+        if let Some(error) = message.error {
+            return Err(Error::Peer(error));
+        }
+        if message.hints.is_some() && !self.answered_transit {
+            self.answered_transit = true;
+            let transit = offer::transit(std::slice::from_ref(&self.relay));
+            self.out.push(self.session.send(&transit)?);
+        }
+        if let Some(offer) = message.offer {
+            self.offer.get_or_insert(offer);
+        }
+        Ok(())
+    }
+
+    /// `text`, `file` or `directory` (a zip file), or empty before the offer.
+    pub fn offer_kind(&self) -> String {
+        match &self.offer {
+            Some(Offer::Text(_)) => "text",
+            Some(Offer::File { .. }) => "file",
+            Some(Offer::Directory { .. }) => "directory",
+            None => "",
+        }
+        .into()
+    }
+
+    /// The offered name (checked: one plain part); a directory's gets `.zip`.
+    pub fn offer_name(&self) -> String {
+        match &self.offer {
+            Some(Offer::File { name, .. }) => name.clone(),
+            Some(Offer::Directory { name, .. }) => format!("{name}.zip"),
+            _ => String::new(),
+        }
+    }
+
+    /// The bytes that will arrive (a directory's zip size).
+    pub fn offer_size(&self) -> f64 {
+        match &self.offer {
+            Some(Offer::File { size, .. }) => *size as f64,
+            Some(Offer::Directory { zipsize, .. }) => *zipsize as f64,
+            _ => 0.0,
+        }
+    }
+
+    /// A text offer's text (the page shows it as text, never as markup).
+    pub fn offer_text(&self) -> String {
+        match &self.offer {
+            Some(Offer::Text(text)) => text.clone(),
+            _ => String::new(),
+        }
+    }
+
+    /// Accepts the offer: the answer goes out, and for data the transit wire is made.
+    pub fn accept(&mut self) -> Result<(), JsError> {
+        let (answer, size) = match &self.offer {
+            Some(Offer::Text(_)) => (Answer::TextOk, None),
+            Some(Offer::File { size, .. }) => (Answer::FileOk, Some(*size)),
+            Some(Offer::Directory { zipsize, .. }) => (Answer::FileOk, Some(*zipsize)),
+            None => return Err(JsError::new("nothing was offered yet")),
+        };
+        let text = self
+            .session
+            .send(&offer::answer_message(&answer))
+            .map_err(js)?;
+        self.out.push(text);
+        if let Some(size) = size {
+            let key = self
+                .session
+                .transit_key()
+                .ok_or_else(|| JsError::new("no key yet"))?;
+            self.wire = Some(Wire::receiver(Transit::new(key, Role::Receiver), size));
+        }
+        Ok(())
+    }
+
+    /// Refuses the offer (or gives up), saying why to the sender.
+    pub fn refuse(&mut self, why: &str) {
+        if let Ok(text) = self.session.send(&offer::error_message(why)) {
+            self.out.push(text);
+        }
+    }
+
+    /// The first message on the transit WebSocket: the relay's handshake.
+    pub fn relay_handshake(&self) -> Result<Vec<u8>, JsError> {
+        let key = self
+            .session
+            .transit_key()
+            .ok_or_else(|| JsError::new("no key yet"))?;
+        Ok(Transit::new(key, Role::Receiver).relay_handshake(self.session.side()))
+    }
+
+    /// Takes a transit message; what to send back (maybe nothing). The data it carried
+    /// comes out of [`Wormhole::next_data`].
+    pub fn transit(&mut self, piece: &[u8]) -> Result<Vec<u8>, JsError> {
+        let wire = self
+            .wire
+            .as_mut()
+            .ok_or_else(|| JsError::new("nothing accepted"))?;
+        let data = &mut self.data;
+        wire.push(piece, |d| data.push(d.to_vec())).map_err(js)
+    }
+
+    /// The next piece of data, in order, or nothing.
+    pub fn next_data(&mut self) -> Option<Vec<u8>> {
+        (!self.data.is_empty()).then(|| self.data.remove(0))
+    }
+
+    /// Whether the sender chose the transit connection (its `go` came).
+    pub fn flowing(&self) -> bool {
+        self.wire.as_ref().is_some_and(Wire::flowing)
+    }
+
+    /// Data bytes received so far.
+    pub fn received(&self) -> f64 {
+        self.wire.as_ref().map_or(0.0, |w| w.received() as f64)
+    }
+
+    /// The last transit message, once all the data is here: the SHA-256 of it, sealed.
+    pub fn ack(&mut self) -> Result<Vec<u8>, JsError> {
+        let wire = self
+            .wire
+            .as_mut()
+            .ok_or_else(|| JsError::new("nothing accepted"))?;
+        wire.ack().map_err(js)
+    }
+
+    /// Ends the session with `mood` (`happy`, `errory`…): the messages go out with
+    /// [`Wormhole::outgoing`].
+    pub fn close(&mut self, mood: &str) {
+        let messages = self.session.close(mood);
+        self.out.extend(messages);
+    }
+}
