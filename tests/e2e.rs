@@ -712,3 +712,34 @@ fn a_wormhole_send_lands_in_the_page() {
         texting.expect_containing("text message sent").await;
     });
 }
+
+/// The page sends one file to `wormhole receive` (the Python client, `--no-listen`):
+/// through duet's mailbox and relay, byte-exact, confirmed by the receiver's digest.
+#[test]
+#[ignore = "needs chromium, puppeteer and magic-wormhole (make test runs it)"]
+fn the_page_sends_to_wormhole_receive() {
+    let _turn = one_browser_at_a_time();
+    smol::block_on(async {
+        let duet = server(&[]);
+        let dir = Dir::new("e2e-wormhole-send");
+        let src = dir.path().join("from-page.bin");
+        std::fs::write(&src, payload(5 << 20, 12)).unwrap();
+        let recv_dir = dir.sub("r");
+        let mut browser = drive(&duet, "wormhole-send", &[src.to_str().unwrap()]);
+        let line = browser.expect_containing("step code ").await;
+        let code = line.trim_start_matches("step code ").to_string();
+        assert!(duet_transfer::wormhole::code::is_pgp(
+            &duet_transfer::wormhole::WormholeCode::parse(&code).unwrap()
+        ));
+        let args = ["receive", "--no-listen", "--accept-file", &code];
+        let receiving = common::wormhole_client(duet.port, &recv_dir, &args);
+        let (ok, text) = common::wormhole::run(receiving);
+        assert!(ok, "{text}");
+        let line = within(TIMEOUT * 3, "the page to finish", result(&mut browser)).await;
+        assert!(
+            line.contains("confirmed by the wormhole receiver"),
+            "{line}"
+        );
+        assert_eq!(sha256(&recv_dir.join("from-page.bin")), sha256(&src));
+    });
+}

@@ -331,11 +331,12 @@ async function e2eReceive(fragment = '#r=', waiting = 'waiting for the sender') 
 
 // An end-to-end transfer the page sends: FILES chosen in `#send-files`; prints `step code
 // CODE` once the page shows it, then waits for the end.
-async function e2eSend() {
+async function e2eSend(wormhole = false) {
   const browser = await launch();
   console.log('step pid ' + browser.process().pid);
   const { page, problems } = await open(browser, '#files');
   await (await page.$('#send-files')).uploadFile(...args);
+  if (wormhole) await page.click('#send-wormhole');
   await page.click('#e2e-send');
   await page.waitForFunction(() => document.querySelector('#code').textContent !== '');
   const code = await textOf(page, '#code');
@@ -528,7 +529,7 @@ async function e2eHostile() {
   return result;
 }
 
-const scenarios = { 'e2e-hostile': e2eHostile, 'e2e-folder-resume': e2eFolderResume, 'e2e-folder': e2eFolder, share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': () => e2eReceive(), 'wormhole-receive': () => e2eReceive('#w=', 'waiting for the wormhole sender'), 'e2e-send': e2eSend, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
+const scenarios = { 'e2e-hostile': e2eHostile, 'e2e-folder-resume': e2eFolderResume, 'e2e-folder': e2eFolder, share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': () => e2eReceive(), 'wormhole-receive': () => e2eReceive('#w=', 'waiting for the wormhole sender'), 'e2e-send': () => e2eSend(), 'wormhole-send': () => e2eSend(true), chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
 const run = scenarios[scenario];
 if (!run) { console.error('no scenario ' + scenario); process.exit(2); }
 run().then((result) => {

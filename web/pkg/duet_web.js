@@ -540,7 +540,7 @@ let wasm_bindgen = (function(exports) {
     exports.Transfer = Transfer;
 
     /**
-     * One wormhole receiver.
+     * One end of a wormhole.
      */
     class Wormhole {
         static __wrap(ptr) {
@@ -582,6 +582,17 @@ let wasm_bindgen = (function(exports) {
             return v1;
         }
         /**
+         * Whether the receiver confirmed every byte (an error if its digest differs).
+         * @returns {boolean}
+         */
+        acked() {
+            const ret = wasm.wormhole_acked(this.__wbg_ptr);
+            if (ret[2]) {
+                throw takeFromExternrefTable0(ret[1]);
+            }
+            return ret[0] !== 0;
+        }
+        /**
          * Ends the session with `mood` (`happy`, `errory`…): the messages go out with
          * [`Wormhole::outgoing`].
          * @param {string} mood
@@ -590,6 +601,22 @@ let wasm_bindgen = (function(exports) {
             const ptr0 = passStringToWasm0(mood, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             const len0 = WASM_VECTOR_LEN;
             wasm.wormhole_close(this.__wbg_ptr, ptr0, len0);
+        }
+        /**
+         * The code (a sender's once the server allocated its nameplate), or empty.
+         * @returns {string}
+         */
+        code() {
+            let deferred1_0;
+            let deferred1_1;
+            try {
+                const ret = wasm.wormhole_code(this.__wbg_ptr);
+                deferred1_0 = ret[0];
+                deferred1_1 = ret[1];
+                return getStringFromWasm0(ret[0], ret[1]);
+            } finally {
+                wasm.__wbindgen_free(deferred1_0, deferred1_1, 1);
+            }
         }
         /**
          * Whether the sender chose the transit connection (its `go` came).
@@ -625,6 +652,20 @@ let wasm_bindgen = (function(exports) {
             return v1;
         }
         /**
+         * A sender's offer of one file: this relay as the transit hint, then the offer.
+         * @param {string} name
+         * @param {number} size
+         */
+        offer_file(name, size) {
+            const val2 = +size;
+            const ptr0 = passStringToWasm0(name, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.wormhole_offer_file(this.__wbg_ptr, ptr0, len0, val2);
+            if (ret[1]) {
+                throw takeFromExternrefTable0(ret[0]);
+            }
+        }
+        /**
          * `text`, `file` or `directory` (a zip file), or empty before the offer.
          * @returns {string}
          */
@@ -638,6 +679,18 @@ let wasm_bindgen = (function(exports) {
                 return getStringFromWasm0(ret[0], ret[1]);
             } finally {
                 wasm.__wbindgen_free(deferred1_0, deferred1_1, 1);
+            }
+        }
+        /**
+         * A sender's text message.
+         * @param {string} text
+         */
+        offer_message(text) {
+            const ptr0 = passStringToWasm0(text, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.wormhole_offer_message(this.__wbg_ptr, ptr0, len0);
+            if (ret[1]) {
+                throw takeFromExternrefTable0(ret[0]);
             }
         }
         /**
@@ -754,6 +807,38 @@ let wasm_bindgen = (function(exports) {
             return v1;
         }
         /**
+         * A sender's record of `data`, sealed, to send on the transit WebSocket.
+         * @param {Uint8Array | number[]} data
+         * @returns {Uint8Array}
+         */
+        seal(data) {
+            const ptr0 = passArray8ToWasm0(data, wasm.__wbindgen_malloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.wormhole_seal(this.__wbg_ptr, ptr0, len0);
+            if (ret[3]) {
+                throw takeFromExternrefTable0(ret[2]);
+            }
+            var v2 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v2;
+        }
+        /**
+         * A sender: the code comes from the nameplate the server allocates ([`Wormhole::code`]).
+         * @param {string} host
+         * @param {number} port
+         * @returns {Wormhole}
+         */
+        static sender(host, port) {
+            const val2 = +port;
+            const ptr0 = passStringToWasm0(host, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.wormhole_sender(ptr0, len0, val2);
+            if (ret[2]) {
+                throw takeFromExternrefTable0(ret[1]);
+            }
+            return Wormhole.__wrap(ret[0]);
+        }
+        /**
          * Takes one message from the mailbox server; see [`found`].
          * @param {string} text
          * @returns {number}
@@ -766,6 +851,15 @@ let wasm_bindgen = (function(exports) {
                 throw takeFromExternrefTable0(ret[1]);
             }
             return ret[0] >>> 0;
+        }
+        /**
+         * A sender's transit wire, once the receiver answered.
+         */
+        start_transit() {
+            const ret = wasm.wormhole_start_transit(this.__wbg_ptr);
+            if (ret[1]) {
+                throw takeFromExternrefTable0(ret[0]);
+            }
         }
         /**
          * Takes a transit message; what to send back (maybe nothing). The data it carried

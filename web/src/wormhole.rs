@@ -1,5 +1,6 @@
-//! A magic-wormhole receiver for the page (`/#w=CODE`): `duet_transfer::wormhole`'s mailbox
-//! session and transit wire behind a JavaScript interface. The page moves the mailbox's
+//! A magic-wormhole end for the page: it receives a `wormhole send` (`/#w=CODE`) and sends
+//! to `wormhole receive`, with `duet_transfer::wormhole`'s mailbox session and transit wire
+//! behind a JavaScript interface. The page moves the mailbox's
 //! WebSocket messages and the transit WebSocket's bytes; everything the protocol decides
 //! (keys, phases, the offer and its name, records, the final ack) is decided here, by the
 //! code `duet recv` runs. The data is sealed with XSalsa20-Poly1305, which WebCrypto does
@@ -18,16 +19,24 @@ pub mod found {
     pub const NOTHING: u32 = 0;
     /// The sender's offer is here: [`super::Wormhole::offer_kind`] and the rest.
     pub const OFFER: u32 = 1;
+    /// The other side proved it holds the code: a sender makes its offer now.
+    pub const VERIFIED: u32 = 2;
+    /// The receiver accepted the offer.
+    pub const ANSWERED: u32 = 3;
 }
 
 fn js(e: Error) -> JsError {
     JsError::new(&e.to_string())
 }
 
-/// One wormhole receiver.
+/// One end of a wormhole.
 #[wasm_bindgen]
 pub struct Wormhole {
     session: Session,
+    role: Role,
+    code: String,
+    verified: bool,
+    answered: bool,
     out: Vec<String>,
     relay: Hint,
     answered_transit: bool,
@@ -48,9 +57,27 @@ impl Wormhole {
     /// to the sender as the transit relay.
     pub fn receiver(code: &str, host: &str, port: u16) -> Result<Wormhole, JsError> {
         let code = WormholeCode::parse(code).map_err(|e| JsError::new(&e))?;
-        let (session, events) = Session::start(Some(code), "duet-web").map_err(js)?;
+        Wormhole::start(Some(code), Role::Receiver, host, port)
+    }
+
+    /// A sender: the code comes from the nameplate the server allocates ([`Wormhole::code`]).
+    pub fn sender(host: &str, port: u16) -> Result<Wormhole, JsError> {
+        Wormhole::start(None, Role::Sender, host, port)
+    }
+
+    fn start(
+        code: Option<WormholeCode>,
+        role: Role,
+        host: &str,
+        port: u16,
+    ) -> Result<Wormhole, JsError> {
+        let (session, events) = Session::start(code, "duet-web").map_err(js)?;
         let mut wormhole = Wormhole {
             session,
+            role,
+            code: String::new(),
+            verified: false,
+            answered: false,
             out: Vec::new(),
             relay: Hint {
                 host: host.to_string(),
@@ -78,12 +105,19 @@ impl Wormhole {
             self.out.extend(self.session.close(mood));
             js(e)
         })?;
-        let had_offer = self.offer.is_some();
+        let before = (self.offer.is_some(), self.verified, self.answered);
         self.events(events).map_err(js)?;
-        Ok(match self.offer.is_some() && !had_offer {
-            true => found::OFFER,
-            false => found::NOTHING,
+        Ok(match before {
+            (false, _, _) if self.offer.is_some() && self.role == Role::Receiver => found::OFFER,
+            (_, false, _) if self.verified => found::VERIFIED,
+            (_, _, false) if self.answered => found::ANSWERED,
+            _ => found::NOTHING,
         })
+    }
+
+    /// The code (a sender's once the server allocated its nameplate), or empty.
+    pub fn code(&self) -> String {
+        self.code.clone()
     }
 
     fn events(&mut self, events: Vec<Event>) -> Result<(), Error> {
@@ -91,7 +125,9 @@ impl Wormhole {
             match event {
                 Event::Send(text) => self.out.push(text),
                 Event::Message(plaintext) => self.message(&plaintext)?,
-                Event::Code(_) | Event::Verified | Event::Closed => {}
+                Event::Code(code) => self.code = code.to_string(),
+                Event::Verified => self.verified = true,
+                Event::Closed => {}
             }
         }
         Ok(())
@@ -101,6 +137,13 @@ impl Wormhole {
         let message = Message::parse(plaintext)?;
         if let Some(error) = message.error {
             return Err(Error::Peer(error));
+        }
+        if self.role == Role::Sender {
+            if let Some(answer) = message.answer {
+                self.answered =
+                    answer == Answer::FileOk || matches!(self.offer, Some(Offer::Text(_)));
+            }
+            return Ok(());
         }
         if message.hints.is_some() && !self.answered_transit {
             self.answered_transit = true;
@@ -173,6 +216,59 @@ impl Wormhole {
         Ok(())
     }
 
+    /// A sender's offer of one file: this relay as the transit hint, then the offer.
+    pub fn offer_file(&mut self, name: &str, size: f64) -> Result<(), JsError> {
+        let transit = offer::transit(std::slice::from_ref(&self.relay));
+        self.out.push(self.session.send(&transit).map_err(js)?);
+        self.make_offer(Offer::File {
+            name: name.to_string(),
+            size: size as u64,
+        })
+    }
+
+    /// A sender's text message.
+    pub fn offer_message(&mut self, text: &str) -> Result<(), JsError> {
+        self.make_offer(Offer::Text(text.to_string()))
+    }
+
+    fn make_offer(&mut self, what: Offer) -> Result<(), JsError> {
+        self.out.push(
+            self.session
+                .send(&offer::offer_message(&what))
+                .map_err(js)?,
+        );
+        self.offer = Some(what);
+        Ok(())
+    }
+
+    /// A sender's transit wire, once the receiver answered.
+    pub fn start_transit(&mut self) -> Result<(), JsError> {
+        let key = self
+            .session
+            .transit_key()
+            .ok_or_else(|| JsError::new("no key yet"))?;
+        self.wire = Some(Wire::sender(Transit::new(key, Role::Sender)));
+        Ok(())
+    }
+
+    /// A sender's record of `data`, sealed, to send on the transit WebSocket.
+    pub fn seal(&mut self, data: &[u8]) -> Result<Vec<u8>, JsError> {
+        let wire = self
+            .wire
+            .as_mut()
+            .ok_or_else(|| JsError::new("no transit yet"))?;
+        Ok(wire.seal(data))
+    }
+
+    /// Whether the receiver confirmed every byte (an error if its digest differs).
+    pub fn acked(&self) -> Result<bool, JsError> {
+        let wire = self
+            .wire
+            .as_ref()
+            .ok_or_else(|| JsError::new("no transit yet"))?;
+        wire.acked().map_err(js)
+    }
+
     /// Refuses the offer (or gives up), saying why to the sender.
     pub fn refuse(&mut self, why: &str) {
         if let Ok(text) = self.session.send(&offer::error_message(why)) {
@@ -186,7 +282,7 @@ impl Wormhole {
             .session
             .transit_key()
             .ok_or_else(|| JsError::new("no key yet"))?;
-        Ok(Transit::new(key, Role::Receiver).relay_handshake(self.session.side()))
+        Ok(Transit::new(key, self.role).relay_handshake(self.session.side()))
     }
 
     /// Takes a transit message; what to send back (maybe nothing). The data it carried

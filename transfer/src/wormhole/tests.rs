@@ -423,3 +423,29 @@ fn the_transit_wire_takes_pieces_of_any_size() {
     let mut other = Wire::receiver(Transit::new([4u8; 32], Role::Receiver), 10);
     assert!(other.push(&stream, |_| {}).is_err());
 }
+
+#[test]
+fn a_sender_wire_says_go_and_checks_the_ack() {
+    use super::transit::{Wire, GO, RELAY_OK};
+    let key = [5u8; 32];
+    let mut wire = Wire::sender(Transit::new(key, Role::Sender));
+    let receiver = Transit::new(key, Role::Receiver);
+    let mut reply = wire.push(RELAY_OK, |_| {}).unwrap();
+    assert_eq!(reply, Transit::new(key, Role::Sender).my_handshake());
+    reply = wire.push(&receiver.my_handshake(), |_| {}).unwrap();
+    assert_eq!(reply, GO);
+    assert!(wire.flowing());
+    let mut record = wire.seal(b"the data");
+    receiver.opener().open_in_place(&mut record[4..]).unwrap();
+    assert_eq!(&record[HEADER_BYTES + 16..], b"the data");
+    assert!(!wire.acked().unwrap());
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(b"the data");
+    let mut acks = receiver.sealer();
+    wire.push(&acks.seal(&offer::ack_record(&digest)), |_| {})
+        .unwrap();
+    assert!(wire.acked().unwrap());
+    assert!(
+        wire.push(&acks.seal(b"again"), |_| {}).is_err(),
+        "one ack only"
+    );
+}

@@ -179,12 +179,16 @@ impl Records {
     }
 }
 
-/// A transit connection's bytes as they arrive in pieces (WebSocket messages), for the
-/// receiving side: the relay's `ok`, the sender's handshake and `go`, then records, opened
-/// and checked against the size offered. Holds at most one record and one piece.
+/// A transit connection's bytes as they arrive in pieces (WebSocket messages): the relay's
+/// `ok`, the other side's handshake (and for a receiver the sender's `go`, which a sender
+/// sends instead), then records, opened. A receiver's are the data, checked against the size
+/// offered; a sender's one record is the receiver's ack. Holds at most one record and one
+/// piece.
 #[derive(Debug)]
 pub struct Wire {
     transit: Transit,
+    role: Role,
+    ack: Option<Vec<u8>>,
     stage: Stage,
     buffer: Vec<u8>,
     start: usize,
@@ -193,6 +197,7 @@ pub struct Wire {
     hasher: Sha256,
     expected: u64,
     received: u64,
+    sent: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,9 +211,21 @@ enum Stage {
 impl Wire {
     /// A receiver's wire for `expected` bytes of data, through a relay.
     pub fn receiver(transit: Transit, expected: u64) -> Wire {
+        Wire::new(transit, Role::Receiver, expected)
+    }
+
+    /// A sender's wire, through a relay: data goes out through [`Wire::seal`].
+    pub fn sender(transit: Transit) -> Wire {
+        Wire::new(transit, Role::Sender, 0)
+    }
+
+    fn new(transit: Transit, role: Role, expected: u64) -> Wire {
+        let transit = Transit::new(transit.key, role);
         let (opener, sealer) = (transit.opener(), transit.sealer());
         Wire {
             transit,
+            role,
+            ack: None,
             stage: Stage::RelayOk,
             buffer: Vec::new(),
             start: 0,
@@ -217,12 +234,31 @@ impl Wire {
             hasher: Sha256::new(),
             expected,
             received: 0,
+            sent: 0,
         }
     }
 
     /// Data bytes opened so far.
     pub fn received(&self) -> u64 {
         self.received
+    }
+
+    /// A sender's record of `data`, sealed (and counted in the digest the ack must match).
+    pub fn seal(&mut self, data: &[u8]) -> Vec<u8> {
+        self.hasher.update(data);
+        self.sent += data.len() as u64;
+        self.sealer.seal(data)
+    }
+
+    /// A sender's check of the receiver's ack: `false` while it has not come, an error if
+    /// it is not `ok` or its SHA-256 is not that of what was sent.
+    pub fn acked(&self) -> Result<bool, Error> {
+        match &self.ack {
+            None => Ok(false),
+            Some(ack) => {
+                super::offer::check_ack(ack, &self.hasher.clone().finalize()).map(|()| true)
+            }
+        }
     }
 
     /// The receiver's last record, once every byte arrived: `ack` and the SHA-256 of the
@@ -299,9 +335,15 @@ impl Wire {
                 expect(
                     &self.buffer[range],
                     &theirs,
-                    "the sender's handshake (another code?)",
+                    "the other side's handshake (another code?)",
                 )?;
-                self.stage = Stage::Go;
+                self.stage = match self.role {
+                    Role::Receiver => Stage::Go,
+                    Role::Sender => {
+                        reply.extend_from_slice(GO);
+                        Stage::Records
+                    }
+                };
             }
             Stage::Go => {
                 expect(&self.buffer[range], GO, "go")?;
@@ -311,6 +353,12 @@ impl Wire {
                 let body = &mut self.buffer[range.start + 4..range.end];
                 self.opener.open_in_place(body)?;
                 let plain = &body[NONCE_BYTES + TAG_BYTES..];
+                if self.role == Role::Sender {
+                    return match self.ack.replace(plain.to_vec()) {
+                        None => Ok(()),
+                        Some(_) => Err(Error::Lie("a second ack".into())),
+                    };
+                }
                 if plain.len() as u64 > self.expected - self.received {
                     return Err(Error::Lie("more than it offered".into()));
                 }
