@@ -305,12 +305,7 @@ fn collect(paths: &[PathBuf], quiet: bool) -> io::Result<Vec<Item>> {
     for path in paths {
         let meta = fs::metadata(path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", shown_path(path))))?;
-        let name = path
-            .canonicalize()?
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map(str::to_string)
-            .ok_or_else(|| not_utf8(path))?;
+        let name = name_of(path)?;
         if !names.insert(name.clone()) {
             return Err(io::Error::other(format!(
                 "two things named {name:?} to send"
@@ -374,6 +369,15 @@ fn add(
         eprintln!("skipping {} (not a file or directory)", shown_path(path));
     }
     Ok(())
+}
+
+/// The name `path` is sent under: its last part, once `.` and `..` are resolved.
+pub(crate) fn name_of(path: &Path) -> io::Result<String> {
+    path.canonicalize()?
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| not_utf8(path))
 }
 
 fn not_utf8(path: &Path) -> io::Error {

@@ -155,6 +155,20 @@ impl Mailbox {
         }
     }
 
+    /// Ends the session after the transfer: `happy`, or the error told to the other side
+    /// and the mailbox closed `errory`. Returns the result it was given.
+    pub fn finish(&mut self, result: io::Result<()>) -> io::Result<()> {
+        match &result {
+            Ok(()) => self.close(mood::HAPPY),
+            Err(e) => {
+                let why = duet_transfer::wormhole::offer::error_message(&e.to_string());
+                self.send_message(&why).ok();
+                self.close(mood::ERRORY);
+            }
+        }
+        result
+    }
+
     /// Closes the mailbox with a mood the server logs (`happy`, `scary`, `errory`…), and
     /// waits briefly for the server's `closed` so that the mood is recorded.
     pub fn close(&mut self, mood: &str) {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use duet_transfer::wormhole::offer::{self, Answer, Hint, Message, Offer};
 use duet_transfer::wormhole::transit::Transit;
-use duet_transfer::wormhole::{mood, WormholeCode};
+use duet_transfer::wormhole::WormholeCode;
 use duet_transfer::{shown, Role};
 use sha2::{Digest, Sha256};
 
@@ -43,16 +43,7 @@ pub fn run(options: &Options) -> io::Result<()> {
     }
     mailbox.verify()?;
     let result = receive(&mut mailbox, options);
-    match &result {
-        Ok(()) => mailbox.close(mood::HAPPY),
-        Err(e) => {
-            mailbox
-                .send_message(&offer::error_message(&e.to_string()))
-                .ok();
-            mailbox.close(mood::ERRORY);
-        }
-    }
-    result
+    mailbox.finish(result)
 }
 
 /// Reads the sender's messages up to its offer, answering its transit hints with ours.

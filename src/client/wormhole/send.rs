@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use duet_transfer::wormhole::offer::{self, Answer, Hint, Message, Offer};
 use duet_transfer::wormhole::transit::Transit;
-use duet_transfer::wormhole::{mood, WormholeCode};
+use duet_transfer::wormhole::WormholeCode;
 use duet_transfer::{shown, Role};
 use sha2::{Digest, Sha256};
 
@@ -61,16 +61,7 @@ fn send(options: &Options, prepared: &Prepared) -> io::Result<()> {
         None => offer_text(&mut mailbox, &prepared.offer),
         Some((file, size)) => offer_data(&mut mailbox, options, &prepared.offer, file, *size),
     };
-    match &result {
-        Ok(()) => mailbox.close(mood::HAPPY),
-        Err(e) => {
-            mailbox
-                .send_message(&offer::error_message(&e.to_string()))
-                .ok();
-            mailbox.close(mood::ERRORY);
-        }
-    }
-    result
+    mailbox.finish(result)
 }
 
 fn announce(code: &WormholeCode, options: &Options) {
@@ -97,17 +88,7 @@ fn prepare(what: &What, quiet: bool) -> io::Result<Prepared> {
     };
     let meta = fs::metadata(path)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", shown_path(path))))?;
-    let name = path
-        .canonicalize()?
-        .file_name()
-        .and_then(|n| n.to_str())
-        .map(str::to_string)
-        .ok_or_else(|| {
-            io::Error::other(format!(
-                "{}: names must be UTF-8 to be sent",
-                shown_path(path)
-            ))
-        })?;
+    let name = crate::client::send::name_of(path)?;
     if meta.is_file() {
         let offer = Offer::File {
             name,
