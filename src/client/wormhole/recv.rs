@@ -59,12 +59,7 @@ fn receive(mailbox: &mut Mailbox, options: &Options) -> io::Result<()> {
             )));
         }
         if let Some(theirs) = message.hints {
-            hints.extend(
-                theirs
-                    .into_iter()
-                    .filter(|h| !hints.contains(h))
-                    .collect::<Vec<_>>(),
-            );
+            offer::add_hints(&mut hints, theirs);
             if !answered_transit {
                 mailbox.send_message(&offer::transit(&hints[..1]))?;
                 answered_transit = true;

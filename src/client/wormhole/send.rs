@@ -157,7 +157,7 @@ fn answer(mailbox: &mut Mailbox) -> io::Result<(Vec<Hint>, Answer)> {
                 shown(&error)
             )));
         }
-        hints.extend(message.hints.unwrap_or_default());
+        offer::add_hints(&mut hints, message.hints.unwrap_or_default());
         if let Some(answer) = message.answer {
             return Ok((hints, answer));
         }

@@ -191,6 +191,19 @@ fn answer(answer: &Value) -> Result<Answer, Error> {
     }
 }
 
+/// Adds the other side's `more` hints to `hints`: each once, and at most [`MAX_HINTS`] in
+/// all however many transit messages it sends (each hint costs a connection attempt).
+pub fn add_hints(hints: &mut Vec<Hint>, more: Vec<Hint>) {
+    for hint in more {
+        if hints.len() >= MAX_HINTS {
+            break;
+        }
+        if !hints.contains(&hint) {
+            hints.push(hint);
+        }
+    }
+}
+
 /// This side's `transit` message: it connects through relays only, so it lists those.
 pub fn transit(relays: &[Hint]) -> Vec<u8> {
     let relay_hints: Vec<Value> = relays

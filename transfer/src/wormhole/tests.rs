@@ -240,6 +240,21 @@ fn hints_and_answers_round_trip() {
     let hints = Message::parse(theirs.as_bytes()).unwrap().hints.unwrap();
     assert_eq!(hints.len(), 2, "port 0 and tor dropped: {hints:?}");
     assert!(!hints[0].relay && hints[1].relay);
+    let mut all = vec![hints[1].clone()];
+    for round in 0..100u16 {
+        let more = (0..32).map(|i| Hint {
+            host: "h".into(),
+            port: round * 32 + i + 1,
+            relay: false,
+        });
+        offer::add_hints(&mut all, more.collect());
+    }
+    assert_eq!(
+        all.len(),
+        offer::MAX_HINTS,
+        "hints are bounded across messages"
+    );
+    offer::add_hints(&mut vec![], hints.clone());
     let answer = Message::parse(&offer::answer_message(&Answer::FileOk)).unwrap();
     assert_eq!(answer.answer, Some(Answer::FileOk));
     assert!(Message::parse(br#"{"answer":{"file_ack":"no"}}"#).is_err());
