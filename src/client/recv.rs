@@ -39,12 +39,7 @@ struct Planned {
 }
 
 pub fn run(options: &Options) -> io::Result<()> {
-    fs::create_dir_all(&options.dir).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot use {}: {e}", shown_path(&options.dir)),
-        )
-    })?;
+    out_dir(&options.dir)?;
     let token = options.code.token();
     let (stream, leftover) = match client::open_pipe(&options.relay, &token, client::Role::Recv) {
         Err(e) if matches!(client::Refused::of(&e), Some(client::Refused::Taken(_))) => {
@@ -483,6 +478,12 @@ fn partial_state(part: &Path, size: u64) -> io::Result<(u64, [u8; 32])> {
 /// Directories stay usable by their owner whatever mode the sender gave.
 fn dir_mode(mode: u32) -> u32 {
     (mode & 0o777) | 0o700
+}
+
+/// Makes the folder to receive into (`-o DIR`), saying which one when it cannot.
+pub(crate) fn out_dir(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot use {}: {e}", shown_path(dir))))
 }
 
 pub(crate) fn confirm() -> io::Result<bool> {

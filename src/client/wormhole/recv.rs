@@ -30,12 +30,7 @@ pub struct Options {
 }
 
 pub fn run(options: &Options) -> io::Result<()> {
-    fs::create_dir_all(&options.dir).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot use {}: {e}", shown_path(&options.dir)),
-        )
-    })?;
+    crate::client::recv::out_dir(&options.dir)?;
     let code = Some(options.code.clone());
     let mut mailbox = Mailbox::connect(&options.common.url, &options.common.relay, code)?;
     if !options.common.quiet {
