@@ -71,9 +71,10 @@ deps:
 
 # Unit and integration tests, every one: those that need the peers `deps` installs or move
 # gigabytes are #[ignore]d for a bare `cargo test` (the fast tier: nothing but cargo) and
-# run here. Release mode: the tests move gigabytes through the server.
+# run here. Optimized (the tests move gigabytes through the server), in Cargo.toml's `tests`
+# profile: release without its link-time optimization, which only the shipped binary needs.
 unit:
-	$(CARGO) test --release --workspace -- --include-ignored
+	$(CARGO) test --profile tests --workspace -- --include-ignored
 
 # The wasm32 target and wasm-bindgen-cli at the version web/Cargo.toml pins.
 wasm-tools:
@@ -95,10 +96,9 @@ wasm-test: wasm-tools
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 	  $(CARGO) test -p duet-transfer --no-default-features --features rustcrypto --target wasm32-unknown-unknown
 
-# The real binary driven by real nc, the way a user would.
-smoke:
-	$(CARGO) build --release --bin duet
-	bash tests/smoke.sh target/release/duet
+# The shipped binary (`make release`'s static one) driven by real nc, the way a user would.
+smoke: release
+	bash tests/smoke.sh $(STATIC)
 
 # Pictures of the web page for the README (not part of `make test`): the browser tests'
 # harness against a server on a free port.
