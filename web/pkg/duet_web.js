@@ -81,7 +81,9 @@ let wasm_bindgen = (function(exports) {
         }
         /**
          * Adds a file (or, with `dir`, a directory) to send, before the transfer starts. Its
-         * name is checked as the receiver will check it.
+         * name is checked as the receiver will check it; the list as a whole (no name twice, no
+         * file that is also a folder) by [`Transfer::added`], once, so that a folder of many
+         * thousand files costs linear time.
          * @param {string} path
          * @param {number} size
          * @param {boolean} dir
@@ -92,6 +94,15 @@ let wasm_bindgen = (function(exports) {
             const ptr0 = passStringToWasm0(path, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             const len0 = WASM_VECTOR_LEN;
             const ret = wasm.transfer_add(this.__wbg_ptr, ptr0, len0, val2, val3);
+            if (ret[1]) {
+                throw takeFromExternrefTable0(ret[0]);
+            }
+        }
+        /**
+         * Ends the list: checks it whole and makes it the one this end sends.
+         */
+        added() {
+            const ret = wasm.transfer_added(this.__wbg_ptr);
             if (ret[1]) {
                 throw takeFromExternrefTable0(ret[0]);
             }

@@ -1,20 +1,21 @@
 //! The keys of a wormhole: SPAKE2 over the code, then HKDF-SHA256 for every purpose, and
 //! NaCl SecretBox (XSalsa20-Poly1305) for the mailbox messages and transit records.
 
-use crypto_secretbox::aead::{Aead, KeyInit};
-use crypto_secretbox::{Nonce, XSalsa20Poly1305};
 use hkdf::Hkdf;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 
+use super::secretbox::SecretBox;
 use super::{WormholeCode, APPID};
 use crate::Error;
 
 /// SecretBox's nonce: 24 bytes, sent before the ciphertext.
 pub const NONCE_BYTES: usize = 24;
-/// What SecretBox adds to a plaintext: the nonce in front and a 16-byte tag.
-pub const OVERHEAD: usize = NONCE_BYTES + 16;
+/// SecretBox's tag, which NaCl puts before the ciphertext.
+pub const TAG_BYTES: usize = 16;
+/// What SecretBox adds to a plaintext: the nonce in front and the tag.
+pub const OVERHEAD: usize = NONCE_BYTES + TAG_BYTES;
 
 /// HKDF-SHA256 with no salt: `length` bytes of `key` for `purpose`.
 pub fn derive(key: &[u8], purpose: &[u8], length: usize) -> Vec<u8> {
@@ -42,12 +43,12 @@ pub fn phase_key(key: &[u8], side: &str, phase: &str) -> [u8; 32] {
 
 /// `nonce ‖ SecretBox(key, nonce, plaintext)`.
 pub fn seal(key: &[u8; 32], nonce: [u8; NONCE_BYTES], plaintext: &[u8]) -> Vec<u8> {
-    let sealed = XSalsa20Poly1305::new(key.into())
-        .encrypt(Nonce::from_slice(&nonce), plaintext)
-        .expect("SecretBox seals any length a wormhole message has");
-    let mut out = Vec::with_capacity(NONCE_BYTES + sealed.len());
+    let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&sealed);
+    out.extend_from_slice(&[0; TAG_BYTES]);
+    out.extend_from_slice(plaintext);
+    let tag = SecretBox::new(key).seal_in_place(&nonce, &mut out[OVERHEAD..]);
+    out[NONCE_BYTES..OVERHEAD].copy_from_slice(&tag);
     out
 }
 
@@ -56,10 +57,11 @@ pub fn open(key: &[u8; 32], sealed: &[u8]) -> Result<Vec<u8>, Error> {
     if sealed.len() < OVERHEAD {
         return Err(Error::Integrity);
     }
-    let (nonce, body) = sealed.split_at(NONCE_BYTES);
-    XSalsa20Poly1305::new(key.into())
-        .decrypt(Nonce::from_slice(nonce), body)
-        .map_err(|_| Error::Integrity)
+    let nonce = sealed[..NONCE_BYTES].try_into().expect("24 bytes");
+    let tag = sealed[NONCE_BYTES..OVERHEAD].try_into().expect("16 bytes");
+    let mut plaintext = sealed[OVERHEAD..].to_vec();
+    SecretBox::new(key).open_in_place(&nonce, &mut plaintext, &tag)?;
+    Ok(plaintext)
 }
 
 /// A fresh random nonce.

@@ -10,6 +10,7 @@
 //! - [`crypto`]: SPAKE2 (symmetric, the app id as identity), HKDF purposes, the phase
 //!   keys and NaCl SecretBox sealing of mailbox messages.
 //! - [`mailbox`]: the JSON the client and the mailbox server exchange over the WebSocket.
+//! - [`secretbox`]: NaCl SecretBox, libsodium's natively and RustCrypto's in WebAssembly.
 //! - [`offer`]: file-transfer v1's messages (transit hints, offer, answer, the final ack),
 //!   checked as they arrive.
 //! - [`transit`]: the transit handshakes and the encrypted records.
@@ -18,6 +19,7 @@ pub mod code;
 pub mod crypto;
 pub mod mailbox;
 pub mod offer;
+pub mod secretbox;
 pub mod session;
 pub mod transit;
 pub mod words;

@@ -6,12 +6,11 @@
 //! connection and says `go\n` on it. Then records: a 4-byte big-endian length, a 24-byte
 //! nonce counting up from 0 in each direction, and the SecretBox ciphertext.
 
-use crypto_secretbox::aead::{AeadInPlace, KeyInit};
-use crypto_secretbox::{Nonce, Tag, XSalsa20Poly1305};
-
 use sha2::{Digest, Sha256};
 
+pub use super::crypto::TAG_BYTES;
 use super::crypto::{derive, derive_key, NONCE_BYTES};
+use super::secretbox::SecretBox;
 use crate::{Error, Role};
 
 /// The largest record taken from the other side (the reference client sends 16 KiB and
@@ -19,8 +18,6 @@ use crate::{Error, Role};
 pub const MAX_RECORD_BYTES: usize = 16 << 20;
 /// Bytes before a record's ciphertext: the length and the nonce.
 pub const HEADER_BYTES: usize = 4 + NONCE_BYTES;
-/// The Poly1305 tag, which NaCl puts before the ciphertext.
-pub const TAG_BYTES: usize = 16;
 /// The relay's answer once both sides are there.
 pub const RELAY_OK: &[u8] = b"ok\n";
 /// The sender's choice of this connection.
@@ -98,7 +95,7 @@ impl Transit {
 
 /// One direction's records: the key and the next nonce.
 pub struct Records {
-    cipher: XSalsa20Poly1305,
+    cipher: SecretBox,
     nonce: u64,
 }
 
@@ -119,7 +116,7 @@ fn nonce_of(n: u64) -> [u8; NONCE_BYTES] {
 impl Records {
     fn new(key: [u8; 32]) -> Records {
         Records {
-            cipher: XSalsa20Poly1305::new(&key.into()),
+            cipher: SecretBox::new(&key),
             nonce: 0,
         }
     }
@@ -131,11 +128,7 @@ impl Records {
         self.nonce += 1;
         let (head, rest) = record.split_at_mut(HEADER_BYTES);
         let (tag_room, body) = rest.split_at_mut(TAG_BYTES);
-        let tag = self
-            .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), b"", body)
-            .expect("records are far below XSalsa20's limit");
-        tag_room.copy_from_slice(&tag);
+        tag_room.copy_from_slice(&self.cipher.seal_in_place(&nonce, body));
         let length = u32::try_from(NONCE_BYTES + TAG_BYTES + body.len())
             .expect("records are far below 4 GiB");
         head[..4].copy_from_slice(&length.to_be_bytes());
@@ -170,10 +163,9 @@ impl Records {
             return Err(Error::Lie("a record out of order".into()));
         }
         let (tag, data) = rest.split_at_mut(TAG_BYTES);
-        let tag = Tag::clone_from_slice(tag);
-        self.cipher
-            .decrypt_in_place_detached(Nonce::from_slice(nonce), b"", data, &tag)
-            .map_err(|_| Error::Integrity)?;
+        let nonce = (&*nonce).try_into().expect("24 bytes");
+        let tag = (&*tag).try_into().expect("16 bytes");
+        self.cipher.open_in_place(&nonce, data, &tag)?;
         self.nonce += 1;
         Ok(())
     }
