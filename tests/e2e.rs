@@ -743,3 +743,96 @@ fn the_page_sends_to_wormhole_receive() {
         assert_eq!(sha256(&recv_dir.join("from-page.bin")), sha256(&src));
     });
 }
+
+/// The page sends a message to `wormhole receive` (the Python client prints it): the
+/// wormhole box ticked, the text typed, no file.
+#[test]
+#[ignore = "needs chromium, puppeteer and magic-wormhole (make test runs it)"]
+fn the_page_sends_a_message_to_wormhole_receive() {
+    let _turn = one_browser_at_a_time();
+    smol::block_on(async {
+        let duet = server(&[]);
+        let dir = Dir::new("e2e-wormhole-text");
+        let text = "the door code is 4711, from the page ✓";
+        let mut browser = drive(&duet, "wormhole-send-text", &[text]);
+        let line = browser.expect_containing("step code ").await;
+        let code = line.trim_start_matches("step code ").to_string();
+        let receiving = common::wormhole_client(duet.port, dir.path(), &["receive", &code]);
+        let (ok, said) = common::wormhole::run(receiving);
+        assert!(ok && said.contains(text), "{said}");
+        let json = within(TIMEOUT * 3, "the page to finish", result(&mut browser)).await;
+        assert!(
+            json.contains("sent the message to the wormhole receiver"),
+            "{json}"
+        );
+    });
+}
+
+/// The bytes e2e-send-folder puts in album/sub/big.bin.
+fn folder_big() -> Vec<u8> {
+    (0..3usize << 20)
+        .map(|i| ((i * 7 + (i >> 12)) & 255) as u8)
+        .collect()
+}
+
+/// "Send a folder": the page walks the folder it was given (a real directory handle, from
+/// the origin's private file system) and `duet recv` gets it whole: its files in their
+/// folders, byte-exact, and the empty folder too.
+#[test]
+#[ignore = "needs chromium, node (make test runs it)"]
+fn the_page_sends_a_folder_to_duet_recv() {
+    let _turn = one_browser_at_a_time();
+    smol::block_on(async {
+        let duet = server(&[]);
+        let dir = Dir::new("e2e-send-folder");
+        let mut browser = drive(&duet, "e2e-send-folder", &[]);
+        let line = browser.expect_containing("step code ").await;
+        let code = line.trim_start_matches("step code ").to_string();
+        let out = dir.path().join("out");
+        let mut recv = duet.client_command(&["recv", "--yes", "-o", out.to_str().unwrap(), &code]);
+        let (ok, err) = finish_child(&mut recv.spawn().unwrap(), TIMEOUT * 3, "duet recv");
+        assert!(ok, "{err}");
+        let json = within(TIMEOUT * 3, "the page to finish", result(&mut browser)).await;
+        assert!(
+            json.contains("2 files") && json.contains("all verified"),
+            "{json}"
+        );
+        let album = out.join("album");
+        assert_eq!(
+            std::fs::read(album.join("notes.txt")).unwrap(),
+            "a folder from the page\n".repeat(100).as_bytes()
+        );
+        assert!(std::fs::read(album.join("sub/big.bin")).unwrap() == folder_big());
+        assert!(
+            album.join("empty").is_dir(),
+            "the empty folder did not arrive"
+        );
+    });
+}
+
+/// Files dropped on the Files panel are sent at once, as if picked.
+#[test]
+#[ignore = "needs chromium, node (make test runs it)"]
+fn files_dropped_on_the_page_go_to_duet_recv() {
+    let _turn = one_browser_at_a_time();
+    smol::block_on(async {
+        let duet = server(&[]);
+        let dir = Dir::new("e2e-drop");
+        let args = [
+            "first.txt=dropped first\n",
+            "second.txt=and dropped second\n",
+        ];
+        let mut browser = drive(&duet, "e2e-drop", &args);
+        let line = browser.expect_containing("step code ").await;
+        let code = line.trim_start_matches("step code ").to_string();
+        let out = dir.path().join("out");
+        let mut recv = duet.client_command(&["recv", "--yes", "-o", out.to_str().unwrap(), &code]);
+        let (ok, err) = finish_child(&mut recv.spawn().unwrap(), TIMEOUT * 3, "duet recv");
+        assert!(ok, "{err}");
+        let json = within(TIMEOUT * 3, "the page to finish", result(&mut browser)).await;
+        assert!(json.contains("all verified"), "{json}");
+        let read = |name| std::fs::read_to_string(out.join(name)).unwrap();
+        assert_eq!(read("first.txt"), "dropped first\n");
+        assert_eq!(read("second.txt"), "and dropped second\n");
+    });
+}

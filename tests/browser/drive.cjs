@@ -350,6 +350,85 @@ async function e2eSend(wormhole = false) {
   return result;
 }
 
+// A message to a magic-wormhole receiver: the wormhole box ticked, TEXT typed, Send;
+// prints `step code CODE`.
+async function wormholeSendText() {
+  const [text] = args;
+  const browser = await launch();
+  const { page, problems } = await open(browser, '#files');
+  await page.click('#send-wormhole');
+  await page.type('#send-text', text);
+  await page.click('#e2e-send');
+  await page.waitForFunction(() => document.querySelector('#code').textContent !== '');
+  console.log('step code ' + await textOf(page, '#code'));
+  await page.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 3 });
+  const result = { transfer: await page.evaluate(() => window.duetTransfer), problems, status: await textOf(page, '#e2e-status') };
+  await browser.close();
+  return result;
+}
+
+// Digests of what a directory handle holds, by path (folders as "dir").
+const listTree = async (root) => {
+  const out = {};
+  const hex = (b) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, '0')).join('');
+  const walk = async (dir, prefix) => {
+    for await (const [name, handle] of dir.entries()) {
+      if (handle.kind === 'directory') { out[prefix + name] = 'dir'; await walk(handle, prefix + name + '/'); }
+      else out[prefix + name] = hex(await crypto.subtle.digest('SHA-256', await (await handle.getFile()).arrayBuffer()));
+    }
+  };
+  await walk(root, '');
+  return out;
+};
+
+// A folder sent with the "Send a folder" button: the folder picker answered with
+// `album/` in the origin's private file system, which this scenario fills first (a text,
+// 3 MiB in a subfolder, an empty folder). Prints `step code CODE`; the result lists what
+// was sent, with digests.
+async function e2eSendFolder() {
+  const browser = await launch();
+  const { page, problems } = await open(browser, '#files');
+  // Through CDP, which the page's CSP (no eval) does not govern.
+  await page.evaluate('window.listTree = ' + listTree.toString());
+  const sent = await page.evaluate(async () => {
+    const root = await navigator.storage.getDirectory();
+    const album = await root.getDirectoryHandle('album', { create: true });
+    const put = async (dir, name, bytes) => { const w = await (await dir.getFileHandle(name, { create: true })).createWritable(); await w.write(bytes); await w.close(); };
+    await put(album, 'notes.txt', 'a folder from the page\n'.repeat(100));
+    const big = new Uint8Array(3 << 20);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 7 + (i >> 12)) & 255;
+    await put(await album.getDirectoryHandle('sub', { create: true }), 'big.bin', big);
+    await album.getDirectoryHandle('empty', { create: true });
+    window.showDirectoryPicker = async () => (await navigator.storage.getDirectory()).getDirectoryHandle('album');
+    return window.listTree(album);
+  });
+  await page.click('#send-folder');
+  await page.waitForFunction(() => document.querySelector('#code').textContent !== '');
+  console.log('step code ' + await textOf(page, '#code'));
+  await page.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 3 });
+  const result = { transfer: await page.evaluate(() => window.duetTransfer), sent, problems, status: await textOf(page, '#e2e-status') };
+  await browser.close();
+  return result;
+}
+
+// Two files dropped on the panel (a DragEvent carrying a DataTransfer the page cannot tell
+// from a person's): NAME=TEXT pairs. Prints `step code CODE`.
+async function e2eDrop() {
+  const browser = await launch();
+  const { page, problems } = await open(browser, '#files');
+  await page.evaluate((pairs) => {
+    const dt = new DataTransfer();
+    for (const pair of pairs) { const at = pair.indexOf('='); dt.items.add(new File([pair.slice(at + 1)], pair.slice(0, at))); }
+    document.getElementById('e2e').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, args);
+  await page.waitForFunction(() => document.querySelector('#code').textContent !== '');
+  console.log('step code ' + await textOf(page, '#code'));
+  await page.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 3 });
+  const result = { transfer: await page.evaluate(() => window.duetTransfer), problems, status: await textOf(page, '#e2e-status') };
+  await browser.close();
+  return result;
+}
+
 // Page to page: one page sends FILES, another opens its link and receives them into DIR.
 async function e2ePageToPage() {
   const [dir, ...files] = args;
@@ -529,7 +608,7 @@ async function e2eHostile() {
   return result;
 }
 
-const scenarios = { 'e2e-hostile': e2eHostile, 'e2e-folder-resume': e2eFolderResume, 'e2e-folder': e2eFolder, share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': () => e2eReceive(), 'wormhole-receive': () => e2eReceive('#w=', 'waiting for the wormhole sender'), 'e2e-send': () => e2eSend(), 'wormhole-send': () => e2eSend(true), chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
+const scenarios = { 'e2e-hostile': e2eHostile, 'e2e-folder-resume': e2eFolderResume, 'e2e-folder': e2eFolder, share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': () => e2eReceive(), 'wormhole-receive': () => e2eReceive('#w=', 'waiting for the wormhole sender'), 'e2e-send': () => e2eSend(), 'wormhole-send': () => e2eSend(true), 'wormhole-send-text': wormholeSendText, 'e2e-send-folder': e2eSendFolder, 'e2e-drop': e2eDrop, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
 const run = scenarios[scenario];
 if (!run) { console.error('no scenario ' + scenario); process.exit(2); }
 run().then((result) => {

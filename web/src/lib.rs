@@ -120,20 +120,29 @@ impl Transfer {
     }
 
     /// Adds a file (or, with `dir`, a directory) to send, before the transfer starts. Its
-    /// name is checked as the receiver will check it.
+    /// name is checked as the receiver will check it; the list as a whole (no name twice, no
+    /// file that is also a folder) by [`Transfer::added`], once, so that a folder of many
+    /// thousand files costs linear time.
     pub fn add(&mut self, path: &str, size: f64, dir: bool) -> Result<(), JsError> {
-        let size = size as u64;
-        let mode = if dir { 0o755 } else { 0o644 };
-        let entry = Entry {
+        duet_transfer::safe_path(path).map_err(|why| js(Error::Refused(why)))?;
+        if self.entries.len() as u64 >= duet_transfer::MAX_ENTRIES {
+            return Err(js(Error::Refused(format!(
+                "more than {} entries",
+                duet_transfer::MAX_ENTRIES
+            ))));
+        }
+        self.entries.push(Entry {
             dir,
-            mode,
-            size: if dir { 0 } else { size },
+            mode: if dir { 0o755 } else { 0o644 },
+            size: if dir { 0 } else { size as u64 },
             path: path.into(),
-        };
-        let mut entries = self.entries.clone();
-        entries.push(entry);
-        self.side = Side::Send(Sender::new(entries.clone()).map_err(js)?);
-        self.entries = entries;
+        });
+        Ok(())
+    }
+
+    /// Ends the list: checks it whole and makes it the one this end sends.
+    pub fn added(&mut self) -> Result<(), JsError> {
+        self.side = Side::Send(Sender::new(self.entries.clone()).map_err(js)?);
         Ok(())
     }
 
