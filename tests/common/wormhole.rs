@@ -6,6 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::*;
+use std::io;
+use std::thread;
+
+use duet::client::wormhole::mailbox::Mailbox;
+use duet::client::wormhole::transit;
+use duet::client::Relay;
+use duet_transfer::wormhole::offer::{self, Hint};
+use duet_transfer::wormhole::transit::Transit;
+use duet_transfer::wormhole::WormholeCode;
+use duet_transfer::Role;
 
 /// A sender whose output (the code is on stderr) is read line by line.
 pub fn sender(port: u16, dir: &Path, args: &[&str]) -> Proc {
@@ -97,4 +107,62 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
         .arg(b)
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// A hostile wormhole sender: duet's own mailbox and transit pieces, with an offer and
+/// data chosen by the test. Returns what went wrong on its side, if anything.
+pub fn hostile_sender(
+    port: u16,
+    code: &str,
+    offer: String,
+    data: Vec<u8>,
+) -> thread::JoinHandle<io::Result<()>> {
+    let code = WormholeCode::parse(code).unwrap();
+    thread::spawn(move || {
+        let relay = Relay::plain(format!("127.0.0.1:{port}"));
+        let url = format!("ws://127.0.0.1:{port}/v1");
+        let mut mailbox = Mailbox::connect(&url, &relay, Some(code))?;
+        mailbox.verify()?;
+        let hint = Hint {
+            host: "127.0.0.1".into(),
+            port,
+            relay: true,
+        };
+        mailbox.send_message(&offer::transit(std::slice::from_ref(&hint)))?;
+        mailbox.send_message(offer.as_bytes())?;
+        // The receiver answers (a file) or refuses at once (a bad name).
+        let answer = offer::Message::parse(&mailbox.receive_message()?)?;
+        let answer = match answer.hints {
+            Some(_) => offer::Message::parse(&mailbox.receive_message()?)?,
+            None => answer,
+        };
+        if let Some(error) = answer.error {
+            return Err(io::Error::other(error));
+        }
+        let transit = Transit::new(mailbox.transit_key()?, Role::Sender);
+        let mut conn = transit::connect(&[hint], &transit, mailbox.side(), Role::Sender)?;
+        for chunk in data.chunks(64 << 10) {
+            conn.send(chunk)?;
+        }
+        conn.receive()?
+            .map(drop)
+            .ok_or_else(|| io::Error::other("no ack"))
+    })
+}
+
+pub fn directory_offer(zip: &[u8], numbytes: u64) -> String {
+    serde_json::json!({"offer": {"directory": {"mode": "zipfile/deflated", "dirname": "evil",
+        "zipsize": zip.len(), "numbytes": numbytes, "numfiles": 1}}})
+    .to_string()
+}
+
+/// A zip with one entry, written by `add`.
+pub fn zip_of(add: impl FnOnce(&mut zip::ZipWriter<io::Cursor<Vec<u8>>>)) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+    add(&mut zip);
+    zip.finish().unwrap().into_inner()
+}
+
+pub fn stored() -> zip::write::SimpleFileOptions {
+    zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored)
 }

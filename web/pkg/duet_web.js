@@ -551,6 +551,158 @@ let wasm_bindgen = (function(exports) {
     exports.Transfer = Transfer;
 
     /**
+     * A wormhole directory's zip, unpacked as the page reads it.
+     */
+    class Unzip {
+        __destroy_into_raw() {
+            const ptr = this.__wbg_ptr;
+            this.__wbg_ptr = 0;
+            UnzipFinalization.unregister(this);
+            return ptr;
+        }
+        free() {
+            const ptr = this.__destroy_into_raw();
+            wasm.__wbg_unzip_free(ptr, 0);
+        }
+        /**
+         * Ends the entry: every byte of its stated size came, with its CRC-32.
+         */
+        close() {
+            const ret = wasm.unzip_close(this.__wbg_ptr);
+            if (ret[1]) {
+                throw takeFromExternrefTable0(ret[0]);
+            }
+        }
+        /**
+         * @returns {number}
+         */
+        count() {
+            const ret = wasm.unzip_count(this.__wbg_ptr);
+            return ret >>> 0;
+        }
+        /**
+         * Where entry `i`'s data starts in the zip, and how many bytes it takes there.
+         * @param {number} i
+         * @returns {number}
+         */
+        data_at(i) {
+            const ret = wasm.unzip_data_at(this.__wbg_ptr, i);
+            return ret;
+        }
+        /**
+         * @param {number} i
+         * @returns {number}
+         */
+        data_len(i) {
+            const ret = wasm.unzip_data_len(this.__wbg_ptr, i);
+            return ret;
+        }
+        /**
+         * The bytes the page read at `offset`, as [`Unzip::wants`] asked.
+         * @param {number} offset
+         * @param {Uint8Array | number[]} bytes
+         */
+        give(offset, bytes) {
+            const val2 = +offset;
+            const ptr0 = passArray8ToWasm0(bytes, wasm.__wbindgen_malloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.unzip_give(this.__wbg_ptr, val2, ptr0, len0);
+            if (ret[1]) {
+                throw takeFromExternrefTable0(ret[0]);
+            }
+        }
+        /**
+         * Takes the next slice of the entry's data (none: what is held already) and gives
+         * back at most 256 KiB of its content; call again with an empty slice while it gives
+         * something.
+         * @param {Uint8Array | number[]} slice
+         * @returns {Uint8Array}
+         */
+        inflate(slice) {
+            const ptr0 = passArray8ToWasm0(slice, wasm.__wbindgen_malloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.unzip_inflate(this.__wbg_ptr, ptr0, len0);
+            if (ret[3]) {
+                throw takeFromExternrefTable0(ret[2]);
+            }
+            var v2 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v2;
+        }
+        /**
+         * @param {number} i
+         * @returns {boolean}
+         */
+        is_dir(i) {
+            const ret = wasm.unzip_is_dir(this.__wbg_ptr, i);
+            return ret !== 0;
+        }
+        /**
+         * A zip of `size` bytes whose files may hold `limit` bytes in all (the offer's
+         * `numbytes`).
+         * @param {number} size
+         * @param {number} limit
+         */
+        constructor(size, limit) {
+            const ret = wasm.unzip_new(size, limit);
+            this.__wbg_ptr = ret;
+            UnzipFinalization.register(this, this.__wbg_ptr, this);
+            return this;
+        }
+        /**
+         * Starts entry `i`: its data follows with [`Unzip::inflate`].
+         * @param {number} i
+         */
+        open(i) {
+            wasm.unzip_open(this.__wbg_ptr, i);
+        }
+        /**
+         * Entry `i`'s path inside the directory ('/' between its parts).
+         * @param {number} i
+         * @returns {string}
+         */
+        path(i) {
+            let deferred1_0;
+            let deferred1_1;
+            try {
+                const ret = wasm.unzip_path(this.__wbg_ptr, i);
+                deferred1_0 = ret[0];
+                deferred1_1 = ret[1];
+                return getStringFromWasm0(ret[0], ret[1]);
+            } finally {
+                wasm.__wbindgen_free(deferred1_0, deferred1_1, 1);
+            }
+        }
+        /**
+         * @param {number} i
+         * @returns {number}
+         */
+        size(i) {
+            const ret = wasm.unzip_size(this.__wbg_ptr, i);
+            return ret;
+        }
+        /**
+         * Where the list needs bytes next, as `[offset, length]`, or nothing once it is read
+         * whole (then [`Unzip::count`] and the entries). Fails on a broken or hostile zip.
+         * @returns {Float64Array | undefined}
+         */
+        wants() {
+            const ret = wasm.unzip_wants(this.__wbg_ptr);
+            if (ret[3]) {
+                throw takeFromExternrefTable0(ret[2]);
+            }
+            let v1;
+            if (ret[0] !== 0) {
+                v1 = getArrayF64FromWasm0(ret[0], ret[1]).slice();
+                wasm.__wbindgen_free(ret[0], ret[1] * 8, 8);
+            }
+            return v1;
+        }
+    }
+    if (Symbol.dispose) Unzip.prototype[Symbol.dispose] = Unzip.prototype.free;
+    exports.Unzip = Unzip;
+
+    /**
      * One end of a wormhole.
      */
     class Wormhole {
@@ -705,7 +857,7 @@ let wasm_bindgen = (function(exports) {
             }
         }
         /**
-         * The offered name (checked: one plain part); a directory's gets `.zip`.
+         * The offered name (checked: one plain part): a file's, or a directory's folder name.
          * @returns {string}
          */
         offer_name() {
@@ -719,6 +871,14 @@ let wasm_bindgen = (function(exports) {
             } finally {
                 wasm.__wbindgen_free(deferred1_0, deferred1_1, 1);
             }
+        }
+        /**
+         * What a directory offer's files hold in all (its zip may hold no more).
+         * @returns {number}
+         */
+        offer_numbytes() {
+            const ret = wasm.wormhole_offer_numbytes(this.__wbg_ptr);
+            return ret;
         }
         /**
          * The bytes that will arrive (a directory's zip size).
@@ -1056,6 +1216,9 @@ let wasm_bindgen = (function(exports) {
     const TransferFinalization = (typeof FinalizationRegistry === 'undefined')
         ? { register: () => {}, unregister: () => {} }
         : new FinalizationRegistry(ptr => wasm.__wbg_transfer_free(ptr, 1));
+    const UnzipFinalization = (typeof FinalizationRegistry === 'undefined')
+        ? { register: () => {}, unregister: () => {} }
+        : new FinalizationRegistry(ptr => wasm.__wbg_unzip_free(ptr, 1));
     const WormholeFinalization = (typeof FinalizationRegistry === 'undefined')
         ? { register: () => {}, unregister: () => {} }
         : new FinalizationRegistry(ptr => wasm.__wbg_wormhole_free(ptr, 1));
@@ -1066,9 +1229,22 @@ let wasm_bindgen = (function(exports) {
         return idx;
     }
 
+    function getArrayF64FromWasm0(ptr, len) {
+        ptr = ptr >>> 0;
+        return getFloat64ArrayMemory0().subarray(ptr / 8, ptr / 8 + len);
+    }
+
     function getArrayU8FromWasm0(ptr, len) {
         ptr = ptr >>> 0;
         return getUint8ArrayMemory0().subarray(ptr / 1, ptr / 1 + len);
+    }
+
+    let cachedFloat64ArrayMemory0 = null;
+    function getFloat64ArrayMemory0() {
+        if (cachedFloat64ArrayMemory0 === null || cachedFloat64ArrayMemory0.byteLength === 0) {
+            cachedFloat64ArrayMemory0 = new Float64Array(wasm.memory.buffer);
+        }
+        return cachedFloat64ArrayMemory0;
     }
 
     function getStringFromWasm0(ptr, len) {
@@ -1173,6 +1349,7 @@ let wasm_bindgen = (function(exports) {
         wasmInstance = instance;
         wasm = instance.exports;
         wasmModule = module;
+        cachedFloat64ArrayMemory0 = null;
         cachedUint8ArrayMemory0 = null;
         wasm.__wbindgen_start();
         return wasm;

@@ -21,6 +21,7 @@ mod frames;
 mod wormhole;
 pub use wormhole::Wormhole;
 mod qr;
+mod unzip;
 
 /// What [`Transfer::step`] and [`Transfer::frame`] found, as numbers for the page.
 pub mod step {

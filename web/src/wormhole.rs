@@ -167,11 +167,10 @@ impl Wormhole {
         .into()
     }
 
-    /// The offered name (checked: one plain part); a directory's gets `.zip`.
+    /// The offered name (checked: one plain part): a file's, or a directory's folder name.
     pub fn offer_name(&self) -> String {
         match &self.offer {
-            Some(Offer::File { name, .. }) => name.clone(),
-            Some(Offer::Directory { name, .. }) => format!("{name}.zip"),
+            Some(Offer::File { name, .. }) | Some(Offer::Directory { name, .. }) => name.clone(),
             _ => String::new(),
         }
     }
@@ -181,6 +180,14 @@ impl Wormhole {
         match &self.offer {
             Some(Offer::File { size, .. }) => *size as f64,
             Some(Offer::Directory { zipsize, .. }) => *zipsize as f64,
+            _ => 0.0,
+        }
+    }
+
+    /// What a directory offer's files hold in all (its zip may hold no more).
+    pub fn offer_numbytes(&self) -> f64 {
+        match &self.offer {
+            Some(Offer::Directory { numbytes, .. }) => *numbytes as f64,
             _ => 0.0,
         }
     }
