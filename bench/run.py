@@ -878,6 +878,56 @@ def from_page_once(s, src, work):
     return wall, sampler.stop()
 
 
+def wormhole_to_page_once(s, src, work, code):
+    """`wormhole send` (the Python client, `--no-listen`: every byte through duet's transit
+    relay) → the page (headless Chromium, /#w=CODE, streamed to a download): wall from
+    starting the sender, and the browser's CPU seconds meanwhile."""
+    dl = work / "downloads"
+    shutil.rmtree(dl, ignore_errors=True)
+    dl.mkdir()
+    page = drive("wormhole-receive", f"http://127.0.0.1:{s.port}", code, dl, 1)
+    pid = int(line_starting(page, "step idle "))
+    sampler = CpuSampler(pid)
+    t0 = time.perf_counter()
+    send = subprocess.Popen([str(WORMHOLE_PY), "--relay-url", f"ws://127.0.0.1:{s.port}/v1",
+                             "--transit-helper", f"tcp:127.0.0.1:{s.port}", "send",
+                             "--no-listen", "--hide-progress", "--code", code, str(src)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    line = line_starting(page, "result ")
+    wall = time.perf_counter() - t0
+    if send.wait(timeout=300) or page.wait(timeout=60) or "done" not in line:
+        raise RuntimeError("wormhole send -> page failed")
+    if (dl / src.name).stat().st_size != src.stat().st_size:
+        raise RuntimeError("the page saved the wrong size")
+    return wall, sampler.stop()
+
+
+def bench_wormhole_page(big, work):
+    """1 GiB from `wormhole send` into the page, beside the same sender into its own
+    receiver, through the same duet."""
+    if not WORMHOLE_PY.exists():
+        return
+    wall = {"wormhole send -> page": [], "wormhole send -> wormhole receive": []}
+    cpu = {"wormhole send -> page": []}
+    py = lambda port, *a: [str(WORMHOLE_PY), "--relay-url", f"ws://127.0.0.1:{port}/v1",
+                            "--transit-helper", f"tcp:127.0.0.1:{port}", *a]
+    (work / "py").mkdir(exist_ok=True)
+    for i in range(RUNS):
+        s = duet()
+        w, c = wormhole_to_page_once(s, big, work, f"{70 + i}-adroitness-aardvark")
+        wall["wormhole send -> page"].append(w)
+        cpu["wormhole send -> page"].append(c)
+        w, _ = wormhole_receive_once(
+            s.port, lambda port, f: py(port, "send", "--no-listen", "--hide-progress", f),
+            lambda port, code, out: py(port, "receive", "--no-listen", "--hide-progress",
+                                       "--accept-file", code), big, work / "py")
+        wall["wormhole send -> wormhole receive"].append(w)
+        s.stop()
+    row("1 GiB wormhole send -> the page (magic-wormhole in the browser)", "s", wall,
+        better="lower", note="the Python sender; beside it, into the Python receiver")
+    row("1 GiB wormhole send -> the page: the browser's CPU", "s", cpu, better="lower")
+
+
 def bench_browser():
     """1 GiB between duet's page in headless Chromium and the CLI, both ways, beside the CLI
     on both ends, through the same server."""
@@ -910,6 +960,7 @@ def bench_browser():
     row("1 GiB the page -> duet recv", "s", from_page, better="lower",
         note="goal: at most 2x the CLI's wall time")
     row("1 GiB through the page: the browser's CPU", "s", cpu, better="lower")
+    bench_wormhole_page(big, work)
     shutil.rmtree(work, ignore_errors=True)
 
 
