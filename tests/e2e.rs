@@ -940,3 +940,38 @@ fn the_page_refuses_hostile_wormhole_directories() {
         }
     });
 }
+
+/// A folder from the page to `wormhole receive` (the Python client): sent as the zip
+/// wormhole apps expect, made as it goes; the receiver unpacks it whole, byte-exact, the
+/// empty folder too, and confirms its digest.
+#[test]
+#[ignore = "needs chromium, puppeteer and magic-wormhole (make test runs it)"]
+fn the_page_sends_a_folder_to_wormhole_receive() {
+    let _turn = one_browser_at_a_time();
+    smol::block_on(async {
+        let duet = server(&[]);
+        let dir = Dir::new("e2e-wormhole-folder");
+        let mut browser = drive(&duet, "wormhole-send-folder", &[]);
+        let line = browser.expect_containing("step code ").await;
+        let code = line.trim_start_matches("step code ").to_string();
+        let args = ["receive", "--no-listen", "--accept-file", &code];
+        let receiving = common::wormhole_client(duet.port, dir.path(), &args);
+        let (ok, said) = common::wormhole::run(receiving);
+        assert!(ok, "{said}");
+        let json = within(TIMEOUT * 3, "the page to finish", result(&mut browser)).await;
+        assert!(
+            json.contains("a folder of 2 files") && json.contains("confirmed"),
+            "{json}"
+        );
+        let album = dir.path().join("album");
+        assert_eq!(
+            std::fs::read(album.join("notes.txt")).unwrap(),
+            "a folder from the page\n".repeat(100).as_bytes()
+        );
+        assert!(std::fs::read(album.join("sub/big.bin")).unwrap() == folder_big());
+        assert!(
+            album.join("empty").is_dir(),
+            "the empty folder did not arrive"
+        );
+    });
+}

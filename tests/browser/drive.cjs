@@ -383,9 +383,9 @@ const listTree = async (root) => {
 
 // A folder sent with the "Send a folder" button: the folder picker answered with
 // `album/` in the origin's private file system, which this scenario fills first (a text,
-// 3 MiB in a subfolder, an empty folder). Prints `step code CODE`; the result lists what
-// was sent, with digests.
-async function e2eSendFolder() {
+// 3 MiB in a subfolder, an empty folder); with `wormhole`, to a wormhole app. Prints `step
+// code CODE`; the result lists what was sent, with digests.
+async function e2eSendFolder(wormhole = false) {
   const browser = await launch();
   const { page, problems } = await open(browser, '#files');
   // Through CDP, which the page's CSP (no eval) does not govern.
@@ -402,6 +402,7 @@ async function e2eSendFolder() {
     window.showDirectoryPicker = async () => (await navigator.storage.getDirectory()).getDirectoryHandle('album');
     return window.listTree(album);
   });
+  if (wormhole) await page.click('#send-wormhole');
   await page.click('#send-folder');
   await page.waitForFunction(() => document.querySelector('#code').textContent !== '');
   console.log('step code ' + await textOf(page, '#code'));
@@ -632,7 +633,7 @@ async function e2eHostile() {
   return result;
 }
 
-const scenarios = { 'e2e-hostile': e2eHostile, 'e2e-folder-resume': e2eFolderResume, 'e2e-folder': e2eFolder, share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': () => e2eReceive(), 'wormhole-receive': () => e2eReceive('#w=', 'waiting for the wormhole sender'), 'e2e-send': () => e2eSend(), 'wormhole-send': () => e2eSend(true), 'wormhole-send-text': wormholeSendText, 'e2e-send-folder': e2eSendFolder, 'e2e-drop': e2eDrop, 'wormhole-receive-folder': wormholeReceiveFolder, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
+const scenarios = { 'e2e-hostile': e2eHostile, 'e2e-folder-resume': e2eFolderResume, 'e2e-folder': e2eFolder, share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': () => e2eReceive(), 'wormhole-receive': () => e2eReceive('#w=', 'waiting for the wormhole sender'), 'e2e-send': () => e2eSend(), 'wormhole-send': () => e2eSend(true), 'wormhole-send-text': wormholeSendText, 'e2e-send-folder': () => e2eSendFolder(), 'wormhole-send-folder': () => e2eSendFolder(true), 'e2e-drop': e2eDrop, 'wormhole-receive-folder': wormholeReceiveFolder, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
 const run = scenarios[scenario];
 if (!run) { console.error('no scenario ' + scenario); process.exit(2); }
 run().then((result) => {

@@ -815,6 +815,25 @@ let wasm_bindgen = (function(exports) {
             return v1;
         }
         /**
+         * A sender's offer of several files or a folder, as the zip `ZipOut` makes: this relay
+         * as the transit hint, then a `directory` offer named `name`.
+         * @param {string} name
+         * @param {number} zipsize
+         * @param {number} numbytes
+         * @param {number} numfiles
+         */
+        offer_directory(name, zipsize, numbytes, numfiles) {
+            const val2 = +zipsize;
+            const val3 = +numbytes;
+            const val4 = +numfiles;
+            const ptr0 = passStringToWasm0(name, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.wormhole_offer_directory(this.__wbg_ptr, ptr0, len0, val2, val3, val4);
+            if (ret[1]) {
+                throw takeFromExternrefTable0(ret[0]);
+            }
+        }
+        /**
          * A sender's offer of one file: this relay as the transit hint, then the offer.
          * @param {string} name
          * @param {number} size
@@ -1054,6 +1073,125 @@ let wasm_bindgen = (function(exports) {
     exports.Wormhole = Wormhole;
 
     /**
+     * The zip of a wormhole directory offer, made as the page sends it.
+     */
+    class ZipOut {
+        __destroy_into_raw() {
+            const ptr = this.__wbg_ptr;
+            this.__wbg_ptr = 0;
+            ZipOutFinalization.unregister(this);
+            return ptr;
+        }
+        free() {
+            const ptr = this.__destroy_into_raw();
+            wasm.__wbg_zipout_free(ptr, 0);
+        }
+        /**
+         * Adds a file of `size` bytes (or, with `dir`, a folder) at `path` inside the
+         * directory ('/' between parts), checked as a receiver will check it.
+         * @param {string} path
+         * @param {number} size
+         * @param {boolean} dir
+         */
+        add(path, size, dir) {
+            const val2 = +size;
+            const val3 = +dir;
+            const ptr0 = passStringToWasm0(path, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.zipout_add(this.__wbg_ptr, ptr0, len0, val2, val3);
+            if (ret[1]) {
+                throw takeFromExternrefTable0(ret[0]);
+            }
+        }
+        /**
+         * @returns {number}
+         */
+        count() {
+            const ret = wasm.zipout_count(this.__wbg_ptr);
+            return ret >>> 0;
+        }
+        /**
+         * A slice of the entry's data, as it goes into the zip (counted, and into its CRC).
+         * @param {Uint8Array | number[]} bytes
+         * @returns {Uint8Array}
+         */
+        data(bytes) {
+            const ptr0 = passArray8ToWasm0(bytes, wasm.__wbindgen_malloc);
+            const len0 = WASM_VECTOR_LEN;
+            const ret = wasm.zipout_data(this.__wbg_ptr, ptr0, len0);
+            if (ret[3]) {
+                throw takeFromExternrefTable0(ret[2]);
+            }
+            var v2 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v2;
+        }
+        /**
+         * The zip's last bytes: the last entry's end, the list and the end record.
+         * @returns {Uint8Array}
+         */
+        finish() {
+            const ret = wasm.zipout_finish(this.__wbg_ptr);
+            if (ret[3]) {
+                throw takeFromExternrefTable0(ret[2]);
+            }
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        constructor() {
+            const ret = wasm.zipout_new();
+            this.__wbg_ptr = ret;
+            ZipOutFinalization.register(this, this.__wbg_ptr, this);
+            return this;
+        }
+        /**
+         * What the files hold in all (the offer's `numbytes`).
+         * @returns {number}
+         */
+        num_bytes() {
+            const ret = wasm.zipout_num_bytes(this.__wbg_ptr);
+            return ret;
+        }
+        /**
+         * How many files (the offer's `numfiles`).
+         * @returns {number}
+         */
+        num_files() {
+            const ret = wasm.zipout_num_files(this.__wbg_ptr);
+            return ret >>> 0;
+        }
+        /**
+         * Entry `i`'s bytes before its data (with the end of the entry before it). Entries go
+         * in the order they were added, each one's data whole before the next.
+         * @param {number} i
+         * @returns {Uint8Array}
+         */
+        start(i) {
+            const ret = wasm.zipout_start(this.__wbg_ptr, i);
+            if (ret[3]) {
+                throw takeFromExternrefTable0(ret[2]);
+            }
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
+        }
+        /**
+         * The zip's size in bytes: the offer's `zipsize`. Refused past 4 GiB.
+         * @returns {number}
+         */
+        zip_size() {
+            const ret = wasm.zipout_zip_size(this.__wbg_ptr);
+            if (ret[2]) {
+                throw takeFromExternrefTable0(ret[1]);
+            }
+            return ret[0];
+        }
+    }
+    if (Symbol.dispose) ZipOut.prototype[Symbol.dispose] = ZipOut.prototype.free;
+    exports.ZipOut = ZipOut;
+
+    /**
      * The QR code of `text` (medium error correction): its width, then its modules.
      * @param {string} text
      * @returns {string}
@@ -1128,6 +1266,9 @@ let wasm_bindgen = (function(exports) {
                 const ret = arg0.crypto;
                 return ret;
             },
+            __wbg_getRandomValues_8b6f1f663e6f188d: function() { return handleError(function (arg0, arg1) {
+                globalThis.crypto.getRandomValues(getArrayU8FromWasm0(arg0, arg1));
+            }, arguments); },
             __wbg_getRandomValues_d2908e0b99612b91: function() { return handleError(function (arg0, arg1) {
                 arg0.getRandomValues(arg1);
             }, arguments); },
@@ -1222,6 +1363,9 @@ let wasm_bindgen = (function(exports) {
     const WormholeFinalization = (typeof FinalizationRegistry === 'undefined')
         ? { register: () => {}, unregister: () => {} }
         : new FinalizationRegistry(ptr => wasm.__wbg_wormhole_free(ptr, 1));
+    const ZipOutFinalization = (typeof FinalizationRegistry === 'undefined')
+        ? { register: () => {}, unregister: () => {} }
+        : new FinalizationRegistry(ptr => wasm.__wbg_zipout_free(ptr, 1));
 
     function addToExternrefTable0(obj) {
         const idx = wasm.__externref_table_alloc();

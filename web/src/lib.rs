@@ -22,6 +22,7 @@ mod wormhole;
 pub use wormhole::Wormhole;
 mod qr;
 mod unzip;
+mod zipout;
 
 /// What [`Transfer::step`] and [`Transfer::frame`] found, as numbers for the page.
 pub mod step {

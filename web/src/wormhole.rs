@@ -233,6 +233,25 @@ impl Wormhole {
         })
     }
 
+    /// A sender's offer of several files or a folder, as the zip `ZipOut` makes: this relay
+    /// as the transit hint, then a `directory` offer named `name`.
+    pub fn offer_directory(
+        &mut self,
+        name: &str,
+        zipsize: f64,
+        numbytes: f64,
+        numfiles: f64,
+    ) -> Result<(), JsError> {
+        let transit = offer::transit(std::slice::from_ref(&self.relay));
+        self.out.push(self.session.send(&transit).map_err(js)?);
+        self.make_offer(Offer::Directory {
+            name: name.to_string(),
+            zipsize: zipsize as u64,
+            numbytes: numbytes as u64,
+            numfiles: numfiles as u64,
+        })
+    }
+
     /// A sender's text message.
     pub fn offer_message(&mut self, text: &str) -> Result<(), JsError> {
         self.make_offer(Offer::Text(text.to_string()))
