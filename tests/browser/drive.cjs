@@ -412,30 +412,6 @@ async function e2eSendFolder(wormhole = false) {
   return result;
 }
 
-// A wormhole CODE typed into the receive box with a folder to receive into (the picker
-// answered with the origin's private file system): prints `step idle`, then the result
-// lists the folder, with digests.
-async function wormholeReceiveFolder() {
-  const [code] = args;
-  const browser = await launch();
-  const page = await browser.newPage();
-  page.setDefaultTimeout(LIMIT);
-  const problems = [];
-  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
-  await page.evaluateOnNewDocument(() => { window.showDirectoryPicker = () => navigator.storage.getDirectory(); });
-  await page.goto(url + '/#files', { waitUntil: 'load' });
-  await page.evaluate('window.listTree = ' + listTree.toString());
-  await page.type('#recv-code', code);
-  await page.click('#e2e-recv');
-  await waitText(page, '#e2e-status', 'waiting for the wormhole sender');
-  console.log('step idle');
-  await page.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 5 });
-  const files = await page.evaluate(async () => window.listTree(await navigator.storage.getDirectory()));
-  const result = { transfer: await page.evaluate(() => window.duetTransfer), files, problems, status: await textOf(page, '#e2e-status') };
-  await browser.close();
-  return result;
-}
-
 // Two files dropped on the panel (a DragEvent carrying a DataTransfer the page cannot tell
 // from a person's): NAME=TEXT pairs. Prints `step code CODE`.
 async function e2eDrop() {
@@ -535,8 +511,9 @@ async function share() {
 
 // Receiving into a folder (the File System Access API): the folder picker is answered with
 // the origin's private file system, a real directory handle Chromium writes through the
-// same API. Types CODE, presses Receive, then lists what the folder holds, with digests.
-async function e2eFolder() {
+// same API. Types CODE (duet's, or a wormhole code: `waiting` is what the page then says),
+// presses Receive, then lists what the folder holds, with digests.
+async function e2eFolder(waiting = 'waiting for the sender') {
   const [code, existing] = args;
   const browser = await launch();
   const page = await browser.newPage();
@@ -545,6 +522,8 @@ async function e2eFolder() {
   page.on('pageerror', (e) => problems.push('page error: ' + e.message));
   await page.evaluateOnNewDocument(() => { window.showDirectoryPicker = () => navigator.storage.getDirectory(); });
   await page.goto(url + '/#files', { waitUntil: 'load' });
+  // Through CDP, which the page's CSP (no eval) does not govern.
+  await page.evaluate('window.listTree = ' + listTree.toString());
   if (existing) {
     await page.evaluate(async (name) => {
       const root = await navigator.storage.getDirectory();
@@ -554,21 +533,10 @@ async function e2eFolder() {
   }
   await page.type('#recv-code', code);
   await page.click('#e2e-recv');
-  await waitText(page, '#e2e-status', 'waiting for the sender');
+  await waitText(page, '#e2e-status', waiting);
   console.log('step idle');
   await page.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 5 });
-  const files = await page.evaluate(async () => {
-    const out = {};
-    const hex = (b) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, '0')).join('');
-    const walk = async (dir, prefix) => {
-      for await (const [name, handle] of dir.entries()) {
-        if (handle.kind === 'directory') await walk(handle, prefix + name + '/');
-        else { const f = await handle.getFile(); out[prefix + name] = hex(await crypto.subtle.digest('SHA-256', await f.arrayBuffer())); }
-      }
-    };
-    await walk(await navigator.storage.getDirectory(), '');
-    return out;
-  });
+  const files = await page.evaluate(async () => window.listTree(await navigator.storage.getDirectory()));
   const result = { transfer: await page.evaluate(() => window.duetTransfer), files, problems, status: await textOf(page, '#e2e-status') };
   await browser.close();
   return result;
@@ -633,7 +601,7 @@ async function e2eHostile() {
   return result;
 }
 
-const scenarios = { 'e2e-hostile': e2eHostile, 'e2e-folder-resume': e2eFolderResume, 'e2e-folder': e2eFolder, share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': () => e2eReceive(), 'wormhole-receive': () => e2eReceive('#w=', 'waiting for the wormhole sender'), 'e2e-send': () => e2eSend(), 'wormhole-send': () => e2eSend(true), 'wormhole-send-text': wormholeSendText, 'e2e-send-folder': () => e2eSendFolder(), 'wormhole-send-folder': () => e2eSendFolder(true), 'e2e-drop': e2eDrop, 'wormhole-receive-folder': wormholeReceiveFolder, chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
+const scenarios = { 'e2e-hostile': e2eHostile, 'e2e-folder-resume': e2eFolderResume, 'e2e-folder': () => e2eFolder(), share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': () => e2eReceive(), 'wormhole-receive': () => e2eReceive('#w=', 'waiting for the wormhole sender'), 'e2e-send': () => e2eSend(), 'wormhole-send': () => e2eSend(true), 'wormhole-send-text': wormholeSendText, 'e2e-send-folder': () => e2eSendFolder(), 'wormhole-send-folder': () => e2eSendFolder(true), 'e2e-drop': e2eDrop, 'wormhole-receive-folder': () => e2eFolder('waiting for the wormhole sender'), chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
 const run = scenarios[scenario];
 if (!run) { console.error('no scenario ' + scenario); process.exit(2); }
 run().then((result) => {
