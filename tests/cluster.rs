@@ -412,6 +412,7 @@ fn links_to_nodes_with_certificates_run_over_tls() {
         let (n1, mut n2) = (node(&redis, &tls).await, node(&redis, &tls).await);
         let mut b = n2.silent("sec").await;
         n2.wait_for_text("-> /pipe sec").await;
+        pipe_waits(&redis, "sec").await;
         let mut a = n1.silent("sec").await;
         n2.wait_for_text("secured: TLSv1_3").await;
         let sent: Vec<u8> = (0..4u32 << 20).map(|i| (i % 253) as u8).collect();
@@ -430,6 +431,7 @@ fn links_to_nodes_with_certificates_run_over_tls() {
         // A reset on one node reaches the end on the other as an error, never an EOF.
         let x = n2.silent("cut").await;
         n2.wait_for_text("-> /pipe cut").await;
+        pipe_waits(&redis, "cut").await;
         let y = n1.silent("cut").await;
         n2.wait_for_text("pipe cut: ").await;
         reset_reaches(y, x).await;
@@ -866,6 +868,7 @@ fn a_renewed_certificate_is_advertised_to_the_other_nodes() {
         // n2 links to n1 (the node of the waiting end) and must pin the new certificate.
         let mut waiting = n1.silent("renewed").await;
         n1.wait_for_text("-> /pipe renewed").await;
+        pipe_waits(&redis, "renewed").await;
         let mut joining = n2.silent("renewed").await;
         n1.wait_for_text("secured: TLSv1_3").await;
         joining.send("across the renewal\n").await;
@@ -875,17 +878,33 @@ fn a_renewed_certificate_is_advertised_to_the_other_nodes() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// redis-cli's answer to `args`, raw.
+fn redis_cli(redis: &Redis, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "--raw"])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Once pipe `token`'s first end is registered in Redis. A node logs the `/pipe` line as it
+/// reads it, before it registers the end: a second end that comes between the two would
+/// wait on its own node, and the first would then link to it, not the other way round.
+async fn pipe_waits(redis: &Redis, token: &str) {
+    let key = format!("duet:pipe:{token}");
+    let registered = async {
+        while redis_cli(redis, &["EXISTS", &key]).trim() != "1" {
+            Timer::after(Duration::from_millis(20)).await;
+        }
+    };
+    within(TIMEOUT, "the pipe's first end in Redis", registered).await;
+}
+
 /// What the node listening on `port` advertises in Redis (address and fingerprint), once
 /// it is there and is not `other_than`.
 async fn advertised(redis: &Redis, port: u16, other_than: Option<&str>) -> String {
-    let cli = |args: &[&str]| {
-        let out = Command::new("redis-cli")
-            .args(["-p", &redis.port.to_string(), "--raw"])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let cli = |args: &[&str]| redis_cli(redis, args);
     let mine = format!("127.0.0.1:{port} ");
     loop {
         let keys = cli(&["KEYS", "duet:alive:*"]);
