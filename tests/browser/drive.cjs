@@ -350,6 +350,17 @@ async function e2eSend(wormhole = false) {
   return result;
 }
 
+// The end of a scenario where the page sends: prints `step code CODE` once the page shows
+// it, waits for the transfer's end, and gives what the page reported (with `extra`).
+async function sentResult(browser, page, problems, extra = {}) {
+  await page.waitForFunction(() => document.querySelector('#code').textContent !== '');
+  console.log('step code ' + await textOf(page, '#code'));
+  await page.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 3 });
+  const result = { transfer: await page.evaluate(() => window.duetTransfer), ...extra, problems, status: await textOf(page, '#e2e-status') };
+  await browser.close();
+  return result;
+}
+
 // A message to a magic-wormhole receiver: the wormhole box ticked, TEXT typed, Send;
 // prints `step code CODE`.
 async function wormholeSendText() {
@@ -359,12 +370,7 @@ async function wormholeSendText() {
   await page.click('#send-wormhole');
   await page.type('#send-text', text);
   await page.click('#e2e-send');
-  await page.waitForFunction(() => document.querySelector('#code').textContent !== '');
-  console.log('step code ' + await textOf(page, '#code'));
-  await page.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 3 });
-  const result = { transfer: await page.evaluate(() => window.duetTransfer), problems, status: await textOf(page, '#e2e-status') };
-  await browser.close();
-  return result;
+  return sentResult(browser, page, problems);
 }
 
 // Digests of what a directory handle holds, by path (folders as "dir").
@@ -404,12 +410,7 @@ async function e2eSendFolder(wormhole = false) {
   });
   if (wormhole) await page.click('#send-wormhole');
   await page.click('#send-folder');
-  await page.waitForFunction(() => document.querySelector('#code').textContent !== '');
-  console.log('step code ' + await textOf(page, '#code'));
-  await page.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 3 });
-  const result = { transfer: await page.evaluate(() => window.duetTransfer), sent, problems, status: await textOf(page, '#e2e-status') };
-  await browser.close();
-  return result;
+  return sentResult(browser, page, problems, { sent });
 }
 
 // Two files dropped on the panel (a DragEvent carrying a DataTransfer the page cannot tell
@@ -422,12 +423,7 @@ async function e2eDrop() {
     for (const pair of pairs) { const at = pair.indexOf('='); dt.items.add(new File([pair.slice(at + 1)], pair.slice(0, at))); }
     document.getElementById('e2e').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
   }, args);
-  await page.waitForFunction(() => document.querySelector('#code').textContent !== '');
-  console.log('step code ' + await textOf(page, '#code'));
-  await page.waitForFunction(() => window.duetTransfer, { timeout: LIMIT * 3 });
-  const result = { transfer: await page.evaluate(() => window.duetTransfer), problems, status: await textOf(page, '#e2e-status') };
-  await browser.close();
-  return result;
+  return sentResult(browser, page, problems);
 }
 
 // Page to page: one page sends FILES, another opens its link and receives them into DIR.
