@@ -57,10 +57,19 @@ pub enum Arrived {
 /// arguments a second time).
 pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Ticket, how: Arrived) {
     #[cfg(feature = "tls")]
-    if how == Arrived::Tcp && hub.config.tls.is_some() {
-        // Boxed: only servers with TLS need it.
-        return Box::pin(tls::serve_maybe(stream, peer, hub, ticket)).await;
-    }
+    let how = match how == Arrived::Tcp && hub.config.tls.is_some() {
+        // Boxed: only servers with TLS need it, and it is over once the client has opened
+        // (a plain client then costs nothing more than on a server without TLS).
+        true => match Box::pin(tls::opening(&stream, peer, &hub)).await {
+            tls::Opened::Handshake => {
+                return Box::pin(tls::secure(stream, peer, hub, ticket)).await
+            }
+            tls::Opened::Refused => return,
+            // A plain client, logged already: greeted as usual.
+            tls::Opened::Plain => Arrived::Tls,
+        },
+        false => how,
+    };
     if how == Arrived::Tcp {
         hub.log.send(Record::Connected { peer }).await;
     }
@@ -355,42 +364,48 @@ mod tls {
     use super::*;
     use crate::server::notice::NOTICE_WRITE_TIMEOUT;
     use crate::server::printer::Mood;
-    use crate::server::signal::Signal;
-    use crate::server::tls::{self as tls_setup, Tls};
-    use futures_rustls::server::TlsStream;
-    use std::sync::atomic::Ordering;
+    use crate::server::tls::{self as tls_setup, Bridge, Session};
+    use futures_lite::ready;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::Poll;
 
-    /// On a server with TLS: a TLS client gets a handshake first, a plain one is served as
-    /// usual (or refused with `--tls-only`).
-    pub async fn serve_maybe(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Ticket) {
-        let tls = hub
+    /// How a client of a server with TLS opened.
+    pub enum Opened {
+        /// With a TLS handshake.
+        Handshake,
+        /// With anything else (or nothing, until its greeting was due): served plain text.
+        Plain,
+        /// With anything else, on a `--tls-only` server: refused, and told why.
+        Refused,
+    }
+
+    /// On a server with TLS: logs the client as connected, and tells whether it starts a
+    /// handshake. With plain text served too, a client that has said nothing when the
+    /// greeting is due is a plain one; with --tls-only there is no greeting to send, so
+    /// the handshake is waited for.
+    pub async fn opening(stream: &Socket, peer: SocketAddr, hub: &Hub) -> Opened {
+        let only = hub
             .config
             .tls
-            .clone()
-            .expect("the door sends only TLS servers' clients here");
+            .as_ref()
+            .expect("the door sends only TLS servers' clients here")
+            .only;
         hub.log.send(Record::Connected { peer }).await;
-        // With plain text served too, a client that has said nothing when the greeting is
-        // due is a plain one. With --tls-only there is no greeting to send: wait for the
-        // handshake.
-        let until = match tls.only {
+        let until = match only {
             true => Instant::now() + hub.config.limits.handshake_timeout,
             false => Instant::now() + hub.config.limits.greet_wait,
         };
-        match (starts_handshake(&stream, until).await, tls.only) {
-            // Boxed: a TLS client's state is kilobytes that a plain client must not carry.
-            (true, _) => Box::pin(secure(stream, peer, hub, ticket, &tls)).await,
+        match (starts_handshake(stream, until).await, only) {
+            (true, _) => Opened::Handshake,
             (false, true) => {
                 hub.stats.refused(crate::server::hub::Refusal::TlsOnly);
-                refuse(
-                    &hub.log,
-                    &stream,
-                    peer,
-                    "this server speaks TLS only".into(),
-                )
-                .await
+                let reason = "this server speaks TLS only".into();
+                refuse(&hub.log, stream, peer, reason).await;
+                Opened::Refused
             }
-            // A plain client, logged already: greeted as usual.
-            (false, false) => Box::pin(super::serve(stream, peer, hub, ticket, Arrived::Tls)).await,
+            (false, false) => Opened::Plain,
         }
     }
 
@@ -412,8 +427,8 @@ mod tls {
 
     /// What a TLS client agreed to speak: HTTP (ALPN http/1.1) or anything; None for an
     /// ACME CA's check (ALPN acme-tls/1), which is over once the handshake is.
-    fn arrived(secured: &TlsStream<Socket>) -> Option<Arrived> {
-        match secured.get_ref().1.alpn_protocol() {
+    fn arrived(secured: &Session) -> Option<Arrived> {
+        match secured.alpn_protocol() {
             Some(tls_setup::HTTP_1_1) => Some(Arrived::TlsHttp),
             Some(tls_setup::ACME_TLS_1) => None,
             _ => Some(Arrived::Tls),
@@ -421,7 +436,7 @@ mod tls {
     }
 
     /// A TLS client: handshake, then its plaintext is served like any connection.
-    async fn secure(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Ticket, tls: &Tls) {
+    pub async fn secure(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Ticket) {
         let closed = |reason: String, mood| Record::Closed {
             peer,
             reason: reason.into(),
@@ -429,14 +444,18 @@ mod tls {
         };
         let failed = |reason| closed(reason, Mood::Errored);
         let limit = hub.config.limits.handshake_timeout;
-        // Boxed: the handshake's state (a whole rustls connection) would otherwise size
-        // this future, which every TLS client's task keeps for good, though the connection
-        // moves on into the bridge once the handshake is done.
+        let tls = hub
+            .config
+            .tls
+            .as_ref()
+            .expect("only a TLS server's clients come here");
+        // Boxed: the handshake's future would otherwise size this one, which every TLS
+        // client's task keeps for good, though the session moves on into the bridge once
+        // the handshake is done.
         let secured = match Box::pin(tls.accept(stream, limit)).await {
             Ok(secured) => {
                 hub.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
-                // On the heap once, not copied into each future it passes through.
-                Box::new(secured)
+                secured
             }
             Err(e) => {
                 hub.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
@@ -456,9 +475,9 @@ mod tls {
             let record = closed("ACME TLS-ALPN-01 check answered".into(), Mood::Happy);
             return hub.log.send(record).await;
         };
-        let how = tls_setup::describe(&secured);
+        let how = secured.describe();
         hub.log.send(Record::Secured { peer, how }).await;
-        let tcp = secured.get_ref().0.clone();
+        let tcp = secured.tcp().clone();
         tcp.get_ref().set_keepalive(hub.config.limits.keepalive);
         let serving = Box::pin(super::serve(theirs, peer, hub, ticket, arrived));
         bridged(secured, tcp, ours, serving).await;
@@ -467,7 +486,7 @@ mod tls {
     /// The TLS session's bytes moved to and from `ours` while `serving` serves the other
     /// end of the pair, until both are done.
     async fn bridged(
-        secured: Box<TlsStream<Socket>>,
+        secured: Box<Session>,
         tcp: Socket,
         ours: Socket,
         serving: impl std::future::Future<Output = ()>,
@@ -476,20 +495,28 @@ mod tls {
         // Set when the server side ended with a reset (a pipe that was cut, a refusal): the
         // bridge may be stuck writing to a slow client and would notice late, so after a
         // moment to pass on what was written before the reset (a refusal's error line) it is
-        // stopped, and the TCP socket closes with a reset and no close_notify.
-        let cut = Signal::default();
+        // stopped, and the TCP socket closes with a reset and no close_notify. A flag, not a
+        // signal: both sides are polled by this one future, the server's side first, so the
+        // bridge's side sees it set in the same poll.
+        let cut = AtomicBool::new(false);
+        let mut stop: Option<Timer> = None;
         future::zip(
-            future::or(tls_setup::bridge(secured, tcp.clone(), ours), async {
-                cut.raised().await;
-                Timer::after(NOTICE_WRITE_TIMEOUT).await;
-                tcp.reset_on_close()
-            }),
             async {
                 serving.await;
-                if flag.get_ref().is_reset() {
-                    cut.raise();
-                }
+                cut.store(flag.get_ref().is_reset(), Ordering::Relaxed);
             },
+            future::or(
+                Bridge::new(secured, ours),
+                future::poll_fn(|cx| {
+                    if !cut.load(Ordering::Relaxed) {
+                        return Poll::Pending;
+                    }
+                    let timer = stop.get_or_insert_with(|| Timer::after(NOTICE_WRITE_TIMEOUT));
+                    ready!(Pin::new(timer).poll(cx));
+                    tcp.reset_on_close();
+                    Poll::Ready(())
+                }),
+            ),
         )
         .await;
     }
@@ -526,11 +553,26 @@ mod tests {
             // An HTTP request's, a WebSocket's among them (a mailbox client holds it for the
             // whole exchange): the pipe's relay and a cluster link are boxed inside it.
             let ticket = hub.slots.take(peer.ip()).unwrap();
-            let http =
-                super::super::http::serve(&hub, stream, peer, Vec::new(), Vec::new(), ticket);
+            let http = super::super::http::serve(
+                &hub,
+                stream.clone(),
+                peer,
+                Vec::new(),
+                Vec::new(),
+                ticket,
+            );
             let size = std::mem::size_of_val(&http);
             println!("an HTTP request's future is {size} bytes");
             assert!(size <= 6144, "an HTTP request's future is {size} bytes");
+            // A TLS client's, which it holds beside its plaintext's (from the handshake
+            // on: the session and its bridge).
+            #[cfg(feature = "tls")]
+            {
+                let ticket = hub.slots.take(peer.ip()).unwrap();
+                let secure = tls::secure(stream.clone(), peer, hub.clone(), ticket);
+                let size = std::mem::size_of_val(&secure);
+                println!("a TLS client's future is {size} bytes");
+            }
             drop(client);
         });
     }

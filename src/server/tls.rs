@@ -15,6 +15,7 @@
 //! as a TCP reset, never as a clean close. A client that ends its TCP stream without a
 //! close_notify (ncat --ssl does, at the end of its input) is taken to have ended it.
 
+use std::future::Future;
 use std::io;
 use std::net::Shutdown;
 use std::path::Path;
@@ -23,8 +24,6 @@ use std::time::Duration;
 
 use futures_lite::io::{split, ReadHalf, WriteHalf};
 use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use futures_rustls::server::TlsStream;
-use futures_rustls::TlsAcceptor;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
@@ -35,8 +34,10 @@ use crate::socket::{Socket, Stream};
 
 pub(crate) mod acme;
 pub(crate) mod reload;
+pub(crate) mod session;
 
 pub use reload::Current;
+pub use session::{Bridge, Session};
 
 /// The ALPN name of HTTP/1.1.
 pub const HTTP_1_1: &[u8] = b"http/1.1";
@@ -53,7 +54,7 @@ const BRIDGE_BUFFER_BYTES: usize = 16 * 1024;
 /// The server's TLS setup: certificate and key, and whether plain clients are refused.
 #[derive(Clone)]
 pub struct Tls {
-    acceptor: TlsAcceptor,
+    config: Arc<ServerConfig>,
     /// `--tls-only`: refuse clients that do not start a handshake.
     pub only: bool,
     /// The DNS names the certificate is for (lower case): the names pages of this server
@@ -139,7 +140,7 @@ impl Tls {
             config.alpn_protocols.push(ACME_TLS_1.to_vec());
         }
         Ok(Tls {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            config: Arc::new(config),
             only,
             names,
             current,
@@ -148,16 +149,19 @@ impl Tls {
     }
 
     /// Runs the handshake on `tcp`, for at most `limit`.
-    pub async fn accept(&self, tcp: Socket, limit: Duration) -> io::Result<TlsStream<Socket>> {
-        let handshake = self.acceptor.accept(tcp);
-        future::or(handshake, async {
+    pub fn accept(
+        &self,
+        tcp: Socket,
+        limit: Duration,
+    ) -> impl Future<Output = io::Result<Box<Session>>> + 'static {
+        let handshake = Session::accept(self.config.clone(), tcp);
+        future::or(handshake, async move {
             Timer::after(limit).await;
             Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("no handshake within {} s", limit.as_secs()),
             ))
         })
-        .await
     }
 }
 
@@ -186,18 +190,6 @@ pub fn starts_handshake(first: u8) -> bool {
     first == 0x16
 }
 
-/// "TLSv1_3 TLS13_AES_256_GCM_SHA384", for the log.
-pub fn describe(tls: &TlsStream<Socket>) -> String {
-    let conn = tls.get_ref().1;
-    let version = conn
-        .protocol_version()
-        .map_or("?".into(), |v| format!("{v:?}"));
-    let suite = conn
-        .negotiated_cipher_suite()
-        .map_or("?".into(), |s| format!("{:?}", s.suite()));
-    format!("{version} {suite}")
-}
-
 /// A Unix socket pair: the bridge keeps the first, the server serves the second.
 pub fn socket_pair() -> io::Result<(Socket, Socket)> {
     let (ours, theirs) = Stream::pair()?;
@@ -206,8 +198,8 @@ pub fn socket_pair() -> io::Result<(Socket, Socket)> {
 
 /// Moves bytes between a TLS session (running on `tcp`) and `plain` until both directions
 /// have ended, passing each direction's end on (a TLS close_notify becomes a shutdown, and
-/// back). The session is a client's (the door), or this node's own on a link to another
-/// node (`cluster/link.rs`).
+/// back). The session is this node's own on a link to another node (`cluster/link.rs`); a
+/// client's is bridged by [`Bridge`].
 pub async fn bridge<S: AsyncRead + AsyncWrite + Unpin>(tls: S, tcp: Socket, plain: Socket) {
     let (from_client, to_client) = split(tls);
     future::zip(
@@ -295,7 +287,7 @@ async fn outbound<S: AsyncWrite + Unpin>(from: Socket, mut to: WriteHalf<S>, tcp
 
 /// One side failed: end both with a reset (on the plain side, the pair's reset flag is set
 /// before the shutdown, so the server reads an error, not an end).
-fn fail(plain: &Socket, tcp: &Socket) {
+pub(crate) fn fail(plain: &Socket, tcp: &Socket) {
     plain.reset_on_close();
     plain.shutdown(Shutdown::Both);
     // Not the write side: that would send a FIN now, before the reset of the final close.
