@@ -66,7 +66,10 @@ pub async fn serve(
         Some(at) => [&first[..at], b" ...".as_slice()].concat(),
         None => first.clone(),
     };
-    let (answered, method, path, peer) = match head::read(&stream, &first, early, until).await {
+    // Boxed: reading the head takes a 4 KiB chunk that would otherwise stay in the future
+    // of a request that lasts (a WebSocket, for hours).
+    let read = Box::pin(head::read(&stream, &first, early, until)).await;
+    let (answered, method, path, peer) = match read {
         Err(refusal) => {
             hub.log.send(Record::Line { peer, text: shown }).await;
             hub.stats.refused(Refusal::Http);
@@ -150,8 +153,10 @@ async fn route(
         ("OPTIONS", _) => preflight(hub, stream).await,
         ("GET" | "HEAD", "/healthz") => health(hub, stream, head).await,
         ("GET", "/metrics") => scrape(hub, stream, peer).await,
+        // Boxed: a WebSocket stays open for hours, and must not carry what other requests
+        // need while they are served.
         ("GET", _) if ws::is_upgrade(head) => {
-            ws::serve(hub, stream, peer, head, body, ticket).await
+            Box::pin(ws::serve(hub, stream, peer, head, body, ticket)).await
         }
         ("GET" | "HEAD", "/") if wants_html(head) => web_page(hub, stream, head).await,
         ("GET" | "HEAD", "/") => usage(hub, stream, head).await,

@@ -18,7 +18,7 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 100;
 
 /// A parsed request head.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Head {
     pub method: String,
     /// The path without the query, as sent (not decoded).

@@ -86,12 +86,14 @@ pub async fn serve(
         close(&mut to_client, 1008, &why).await;
         return Answered::ws(why, Mood::Refused);
     }
+    // Each boxed: a WebSocket is held open for hours, and a future sized for the largest
+    // route (a pipe's, 5 KB) would make every mailbox client (1 KB) carry it.
     match route {
-        Route::Lines => lines::serve(hub, ws, peer, ticket).await,
-        Route::Pipe(token) => pipe_end::serve(hub, ws, peer, head, token, ticket).await,
-        Route::Transit => transit_ws::serve(hub, ws, peer, ticket).await,
+        Route::Lines => Box::pin(lines::serve(hub, ws, peer, ticket)).await,
+        Route::Pipe(token) => Box::pin(pipe_end::serve(hub, ws, peer, head, token, ticket)).await,
+        Route::Transit => Box::pin(transit_ws::serve(hub, ws, peer, ticket)).await,
         Route::Mailbox => {
-            let answered = mailbox::serve(hub, ws, peer).await;
+            let answered = Box::pin(mailbox::serve(hub, ws, peer)).await;
             drop(ticket);
             answered
         }
@@ -206,5 +208,39 @@ fn origin_allowed(hub: &Hub, head: &Head) -> Result<(), String> {
         false => Err(format!(
             "pages from {origin} may not use this server (see --allow-origin)"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::printer::Printer;
+    use crate::server::Config;
+    use crate::socket::Stream;
+
+    /// A WebSocket is held open for hours, most of them idle: what it keeps is what a node
+    /// full of mailbox clients and chat pages costs (`make bench`, "full node").
+    #[test]
+    fn a_websockets_futures_are_small() {
+        smol::block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (stream, peer) = listener.accept().unwrap();
+            let (log, _printer) =
+                Printer::spawn(Box::new(std::io::sink()), Default::default()).unwrap();
+            let (hub, _all_done) = Hub::new(Config::default(), log).expect("a hub");
+            let hub = Arc::new(hub);
+            let stream = Socket::new(Stream::tcp(stream)).unwrap();
+            let head = Head::default();
+            let ticket = hub.slots.take(peer.ip()).unwrap();
+            let upgrading = serve(&hub, &stream, peer, &head, vec![], ticket);
+            let size = std::mem::size_of_val(&upgrading);
+            assert!(size <= 1200, "a WebSocket's own future is {size} bytes");
+            drop(upgrading);
+            let ws = WebSocketStream::from_raw_socket(stream.clone(), Role::Server, None).await;
+            let mailbox = mailbox::serve(&hub, ws, peer);
+            let size = std::mem::size_of_val(&mailbox);
+            assert!(size <= 1200, "a mailbox client's future is {size} bytes");
+        });
     }
 }
