@@ -10,8 +10,10 @@
 //! as a pipe with notices but no greeting; anything else, or nothing in time, goes to line mode. Adding a protocol means adding a
 //! handler and one arm here.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -92,9 +94,9 @@ pub async fn serve(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Tick
         }
     };
     if let Some(first) = FirstLine::of(&hub, &opening) {
-        // Boxed, arguments and all: one await for every first-line handler keeps the
-        // future that every connection holds as small as line mode needs.
-        return Box::pin(first_line(hub, stream, peer, lines, ticket, first)).await;
+        // The handler comes boxed, arguments and all: one await for every first-line
+        // handler keeps the future that every connection holds as small as line mode needs.
+        return first_line(hub, stream, peer, lines, ticket, first).await;
     }
     // Boxed too: a connection served by another handler (TLS, a WebSocket, a mailbox
     // client) must not carry line mode's state in its task for its whole life.
@@ -216,30 +218,41 @@ impl FirstLine {
     }
 }
 
-/// Serves a connection whose first line asked for HTTP or a pipe: here, or with
+/// A first-line handler, boxed: the connection's task holds it and nothing of the door's.
+type Handler = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The handler of a connection whose first line asked for HTTP or a pipe: here, or with
 /// `--cluster` on the node that serves it (magic-wormhole's).
-async fn first_line(
+///
+/// Not an async fn but one that returns the handler's box: every level of async calls
+/// keeps its arguments in the connection's task for as long as the connection lasts, and
+/// a WebSocket lasts hours.
+fn first_line(
     hub: Arc<Hub>,
     stream: Socket,
     peer: SocketAddr,
     mut lines: LineReader<LineSocket>,
     ticket: Ticket,
     first: FirstLine,
-) {
+) -> Handler {
     if let FirstLine::HandedOver(from) = first {
-        let Some((from, next)) = handed_over(&hub, from, &mut lines).await else {
-            let error = "not a client handed over by a node of this cluster".into();
-            return refuse(&hub.log, &stream, peer, error).await;
-        };
-        return dispatch(hub, stream, from, lines, ticket, next).await;
+        return Box::pin(async move {
+            let Some((from, next)) = handed_over(&hub, from, &mut lines).await else {
+                let error = "not a client handed over by a node of this cluster".into();
+                return refuse(&hub.log, &stream, peer, error).await;
+            };
+            dispatch(hub, stream, from, lines, ticket, next).await
+        });
     }
     if let Some((node, opening)) = wormhole_elsewhere(&hub, &first) {
         let mut bytes = opening;
         bytes.extend_from_slice(&lines.buffered());
         drop(lines);
-        return Box::pin(handover::send(&hub, stream, peer, bytes, ticket, node)).await;
+        return Box::pin(
+            async move { handover::send(&hub, stream, peer, bytes, ticket, node).await },
+        );
     }
-    dispatch(hub, stream, peer, lines, ticket, first).await
+    dispatch(hub, stream, peer, lines, ticket, first)
 }
 
 /// With `--cluster`, when magic-wormhole is served by another node and `first` is for it
@@ -280,47 +293,44 @@ async fn handed_over(
     }
 }
 
-/// Serves a first line here.
-async fn dispatch(
+/// The handler `first` asks for.
+fn dispatch(
     hub: Arc<Hub>,
     stream: Socket,
     peer: SocketAddr,
     lines: LineReader<LineSocket>,
     ticket: Ticket,
     first: FirstLine,
-) {
+) -> Handler {
     let early = lines.buffered();
     drop(lines);
-    // Each handler boxed: a connection keeps this future for its whole life, and one sized
-    // for the largest handler (a pipe's) would make an idle WebSocket carry it.
     match first {
         FirstLine::Http(request) => {
-            Box::pin(http::serve(&hub, stream, peer, request, early, ticket)).await
+            Box::pin(async move { http::serve(&hub, stream, peer, request, early, ticket).await })
         }
         FirstLine::Pipe(token, role, line) => {
             // A bare `/pipe TOKEN` is silent (netcat); one with a role is a program's, which
             // wants the notices, just not the greeting.
             let end = End::new(stream, peer, early, role.is_none(), role, ticket);
-            Box::pin(pipe::first_line(&hub, token, line, end)).await
+            Box::pin(async move { pipe::first_line(&hub, token, line, end).await })
         }
         FirstLine::Transit(shake, line) => {
-            Box::pin(transit::serve(
-                &hub, stream, peer, line, early, shake, ticket,
-            ))
-            .await
+            Box::pin(
+                async move { transit::serve(&hub, stream, peer, line, early, shake, ticket).await },
+            )
         }
         FirstLine::Link(Some(asked)) => {
             let mut end = End::new(stream, peer, early, true, asked.role, ticket);
             end.about = asked.about.map(Arc::new);
-            Box::pin(pipe::serve_link(&hub, asked.token, end)).await
+            Box::pin(async move { pipe::serve_link(&hub, asked.token, end).await })
         }
         FirstLine::Link(None) => {
             let error = "not a link from a node of this cluster (wrong secret?)".into();
-            refuse(&hub.log, &stream, peer, error).await
+            Box::pin(async move { refuse(&hub.log, &stream, peer, error).await })
         }
         FirstLine::HandedOver(_) => {
             let error = "a client handed over twice".into();
-            refuse(&hub.log, &stream, peer, error).await
+            Box::pin(async move { refuse(&hub.log, &stream, peer, error).await })
         }
     }
 }
@@ -367,167 +377,7 @@ async fn early_line(
 /// The TLS handler: a handshake, then the plaintext comes back through the door through a
 /// bridge (see `server/tls.rs`).
 #[cfg(feature = "tls")]
-mod tls {
-    use super::*;
-    use crate::server::notice::NOTICE_WRITE_TIMEOUT;
-    use crate::server::printer::Mood;
-    use crate::server::tls::{self as tls_setup, Bridge, Session};
-    use futures_lite::ready;
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::task::Poll;
-
-    /// How a client of a server with TLS opened.
-    pub enum Opened {
-        /// With a TLS handshake.
-        Handshake,
-        /// With anything else (or nothing, until its greeting was due): served plain text.
-        Plain,
-        /// With anything else, on a `--tls-only` server: refused, and told why.
-        Refused,
-    }
-
-    /// On a server with TLS: logs the client as connected, and tells whether it starts a
-    /// handshake. With plain text served too, a client that has said nothing when the
-    /// greeting is due is a plain one; with --tls-only there is no greeting to send, so
-    /// the handshake is waited for.
-    pub async fn opening(stream: &Socket, peer: SocketAddr, hub: &Hub) -> Opened {
-        let only = hub
-            .config
-            .tls
-            .as_ref()
-            .expect("the door sends only TLS servers' clients here")
-            .only;
-        hub.log.send(Record::Connected { peer }).await;
-        let until = match only {
-            true => Instant::now() + hub.config.limits.handshake_timeout,
-            false => Instant::now() + hub.config.limits.greet_wait,
-        };
-        match (starts_handshake(stream, until).await, only) {
-            (true, _) => Opened::Handshake,
-            (false, true) => {
-                hub.stats.refused(crate::server::hub::Refusal::TlsOnly);
-                let reason = "this server speaks TLS only".into();
-                refuse(&hub.log, stream, peer, reason).await;
-                Opened::Refused
-            }
-            (false, false) => Opened::Plain,
-        }
-    }
-
-    /// Whether the client opens with a TLS handshake (TLS clients speak first), waiting at
-    /// most until `until`.
-    async fn starts_handshake(stream: &Socket, until: Instant) -> bool {
-        let mut first = [0u8; 1];
-        let peek = stream.source().read_with(|s| s.peek(&mut first));
-        let peeked = future::or(async { Some(peek.await) }, async {
-            Timer::at(until).await;
-            None
-        })
-        .await;
-        // A hello that came in time but whose readiness was not yet seen (the reactor
-        // took the timer first): the socket itself says.
-        let peeked = peeked.or_else(|| Some(stream.get_ref().peek(&mut first)));
-        matches!(peeked, Some(Ok(1)) if tls_setup::starts_handshake(first[0]))
-    }
-
-    /// What a TLS client agreed to speak: HTTP (ALPN http/1.1) or anything; None for an
-    /// ACME CA's check (ALPN acme-tls/1), which is over once the handshake is.
-    fn arrived(secured: &Session) -> Option<Arrived> {
-        match secured.alpn_protocol() {
-            Some(tls_setup::HTTP_1_1) => Some(Arrived::TlsHttp),
-            Some(tls_setup::ACME_TLS_1) => None,
-            _ => Some(Arrived::Tls),
-        }
-    }
-
-    /// A TLS client: handshake, then its plaintext is served like any connection.
-    pub async fn secure(stream: Socket, peer: SocketAddr, hub: Arc<Hub>, ticket: Ticket) {
-        let closed = |reason: String, mood| Record::Closed {
-            peer,
-            reason: reason.into(),
-            mood,
-        };
-        let failed = |reason| closed(reason, Mood::Errored);
-        let limit = hub.config.limits.handshake_timeout;
-        let tls = hub
-            .config
-            .tls
-            .as_ref()
-            .expect("only a TLS server's clients come here");
-        // Boxed: the handshake's future would otherwise size this one, which every TLS
-        // client's task keeps for good, though the session moves on into the bridge once
-        // the handshake is done.
-        let secured = match Box::pin(tls.accept(stream, limit)).await {
-            Ok(secured) => {
-                hub.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
-                secured
-            }
-            Err(e) => {
-                hub.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
-                let record = failed(format!("TLS handshake failed: {e}"));
-                return hub.log.send(record).await;
-            }
-        };
-        let (ours, theirs) = match tls_setup::socket_pair() {
-            Ok(pair) => pair,
-            Err(e) => {
-                let record = failed(format!("cannot make a socket pair: {e}"));
-                return hub.log.send(record).await;
-            }
-        };
-        let Some(arrived) = arrived(&secured) else {
-            // An ACME CA's TLS-ALPN-01 check: the handshake was all of it.
-            let record = closed("ACME TLS-ALPN-01 check answered".into(), Mood::Happy);
-            return hub.log.send(record).await;
-        };
-        let how = secured.describe();
-        hub.log.send(Record::Secured { peer, how }).await;
-        let tcp = secured.tcp().clone();
-        tcp.get_ref().set_keepalive(hub.config.limits.keepalive);
-        let serving = Box::pin(super::serve(theirs, peer, hub, ticket, arrived));
-        bridged(secured, tcp, ours, serving).await;
-    }
-
-    /// The TLS session's bytes moved to and from `ours` while `serving` serves the other
-    /// end of the pair, until both are done.
-    async fn bridged(
-        secured: Box<Session>,
-        tcp: Socket,
-        ours: Socket,
-        serving: impl std::future::Future<Output = ()>,
-    ) {
-        let flag = ours.clone();
-        // Set when the server side ended with a reset (a pipe that was cut, a refusal): the
-        // bridge may be stuck writing to a slow client and would notice late, so after a
-        // moment to pass on what was written before the reset (a refusal's error line) it is
-        // stopped, and the TCP socket closes with a reset and no close_notify. A flag, not a
-        // signal: both sides are polled by this one future, the server's side first, so the
-        // bridge's side sees it set in the same poll.
-        let cut = AtomicBool::new(false);
-        let mut stop: Option<Timer> = None;
-        future::zip(
-            async {
-                serving.await;
-                cut.store(flag.get_ref().is_reset(), Ordering::Relaxed);
-            },
-            future::or(
-                Bridge::new(secured, ours),
-                future::poll_fn(|cx| {
-                    if !cut.load(Ordering::Relaxed) {
-                        return Poll::Pending;
-                    }
-                    let timer = stop.get_or_insert_with(|| Timer::after(NOTICE_WRITE_TIMEOUT));
-                    ready!(Pin::new(timer).poll(cx));
-                    tcp.reset_on_close();
-                    Poll::Ready(())
-                }),
-            ),
-        )
-        .await;
-    }
-}
+mod tls;
 
 #[cfg(test)]
 mod tests {

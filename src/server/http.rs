@@ -56,43 +56,15 @@ pub async fn serve(
     peer: SocketAddr,
     first: Vec<u8>,
     early: Vec<u8>,
-    mut ticket: Ticket,
+    ticket: Ticket,
 ) {
     let started = Instant::now();
-    let until = started + hub.config.limits.handshake_timeout;
-    // The request line, as the log shows every client's first line (a token is not a
-    // secret; the query, which may carry a file name, is left out).
-    let shown = match first.iter().position(|&b| b == b'?') {
-        Some(at) => [&first[..at], b" ...".as_slice()].concat(),
-        None => first.clone(),
-    };
-    // Boxed: reading the head takes a 4 KiB chunk that would otherwise stay in the future
-    // of a request that lasts (a WebSocket, for hours).
-    let read = Box::pin(head::read(&stream, &first, early, until)).await;
-    let (answered, method, path, peer) = match read {
-        Err(refusal) => {
-            hub.log.send(Record::Line { peer, text: shown }).await;
-            hub.stats.refused(Refusal::Http);
-            respond(hub, &stream, refusal.status, &refusal.why, &[]).await;
-            let method =
-                String::from_utf8_lossy(first.split(|&b| b == b' ').next().unwrap_or_default());
-            let answered = Answered::plain(refusal.status, &refusal.why);
-            (answered, method.into_owned(), "-".into(), peer)
-        }
-        Ok((head, body)) => {
-            let client = forwarded::client(&hub.config.auth.trusted_proxies, peer, &head);
-            hub.log
-                .send(Record::Line {
-                    peer: client,
-                    text: shown,
-                })
-                .await;
-            let answered = match place(hub, &stream, (peer, client), &mut ticket).await {
-                Ok(()) => route(hub, &stream, client, &head, body, ticket).await,
-                Err(answered) => answered,
-            };
-            (answered, head.method, head.path, client)
-        }
+    // Boxed: what the request needed is gone before a WebSocket is served, for hours.
+    let (served, method, path, peer) =
+        Box::pin(request(hub, &stream, peer, first, early, ticket, started)).await;
+    let answered = match served {
+        Served::Answered(answered) => answered,
+        Served::Upgraded(serving) => serving.await,
     };
     hub.stats
         .http_requests
@@ -108,6 +80,57 @@ pub async fn serve(
         mood: answered.mood,
     };
     hub.log.send(Record::Http(Box::new(record))).await;
+}
+
+/// Reads the request's head and answers it, or upgrades it: what it came to, its method,
+/// its path and the client's address.
+async fn request<'h>(
+    hub: &'h Arc<Hub>,
+    stream: &Socket,
+    peer: SocketAddr,
+    first: Vec<u8>,
+    early: Vec<u8>,
+    mut ticket: Ticket,
+    started: Instant,
+) -> (Served<'h>, String, String, SocketAddr) {
+    let until = started + hub.config.limits.handshake_timeout;
+    // The request line, as the log shows every client's first line (a token is not a
+    // secret; the query, which may carry a file name, is left out).
+    let shown = match first.iter().position(|&b| b == b'?') {
+        Some(at) => [&first[..at], b" ...".as_slice()].concat(),
+        None => first.clone(),
+    };
+    match head::read(stream, &first, early, until).await {
+        Err(refusal) => {
+            hub.log.send(Record::Line { peer, text: shown }).await;
+            hub.stats.refused(Refusal::Http);
+            respond(hub, stream, refusal.status, &refusal.why, &[]).await;
+            let method =
+                String::from_utf8_lossy(first.split(|&b| b == b' ').next().unwrap_or_default());
+            let answered = Answered::plain(refusal.status, &refusal.why);
+            (
+                Served::Answered(answered),
+                method.into_owned(),
+                "-".into(),
+                peer,
+            )
+        }
+        Ok((head, body)) => {
+            let client = forwarded::client(&hub.config.auth.trusted_proxies, peer, &head);
+            hub.log
+                .send(Record::Line {
+                    peer: client,
+                    text: shown,
+                })
+                .await;
+            let (method, path) = (head.method.clone(), head.path.clone());
+            let served = match place(hub, stream, (peer, client), &mut ticket).await {
+                Ok(()) => route(hub, stream, client, head, body, ticket).await,
+                Err(answered) => Served::Answered(answered),
+            };
+            (served, method, path, client)
+        }
+    }
 }
 
 /// A request a `--trusted-proxy` forwarded for another client (`peers`: the proxy and
@@ -140,8 +163,33 @@ async fn place(
     Err(Answered::plain(status, &error))
 }
 
+/// What a request came to: an answer, or a WebSocket to serve.
+enum Served<'h> {
+    Answered(Answered),
+    Upgraded(ws::Serving<'h>),
+}
+
+/// A WebSocket upgrade, or an answer.
+async fn route<'h>(
+    hub: &'h Arc<Hub>,
+    stream: &Socket,
+    peer: SocketAddr,
+    head: Head,
+    body: Vec<u8>,
+    ticket: Ticket,
+) -> Served<'h> {
+    if head.method == "GET" && ws::is_upgrade(&head) {
+        // Boxed: only WebSockets need it, and it is over once the upgrade is.
+        return match Box::pin(ws::upgraded(hub, stream, peer, head, body, ticket)).await {
+            Ok(serving) => Served::Upgraded(serving),
+            Err(answered) => Served::Answered(answered),
+        };
+    }
+    Served::Answered(answer(hub, stream, peer, &head, body, ticket).await)
+}
+
 /// One function per route.
-async fn route(
+async fn answer(
     hub: &Arc<Hub>,
     stream: &Socket,
     peer: SocketAddr,
@@ -153,11 +201,6 @@ async fn route(
         ("OPTIONS", _) => preflight(hub, stream).await,
         ("GET" | "HEAD", "/healthz") => health(hub, stream, head).await,
         ("GET", "/metrics") => scrape(hub, stream, peer).await,
-        // Boxed: a WebSocket stays open for hours, and must not carry what other requests
-        // need while they are served.
-        ("GET", _) if ws::is_upgrade(head) => {
-            Box::pin(ws::serve(hub, stream, peer, head, body, ticket)).await
-        }
         ("GET" | "HEAD", "/") if wants_html(head) => web_page(hub, stream, head).await,
         ("GET" | "HEAD", "/") => usage(hub, stream, head).await,
         // The page's own files, and what its service worker answers: never pipes.

@@ -103,22 +103,35 @@ pub async fn read(
     Ok((parse(&buf)?, rest))
 }
 
+/// Bytes read at a time while the head comes.
+const READ_BYTES: usize = 4096;
+
 /// Reads once into `buf`, unless `until` passes first (`None`).
 async fn read_some(
     stream: &Socket,
     buf: &mut Vec<u8>,
     until: Instant,
 ) -> Option<io::Result<usize>> {
-    let mut chunk = [0u8; 4096];
+    // Into `buf` itself: a chunk on the side would sit in the request's future (4 KiB)
+    // for as long as the request lasts, a WebSocket's for hours.
+    let start = buf.len();
+    buf.resize(start + READ_BYTES, 0);
     let mut reader = stream.clone();
-    let n = future::or(async { Some(reader.read(&mut chunk).await) }, async {
-        Timer::at(until).await;
-        None
-    })
+    let n = future::or(
+        async { Some(reader.read(&mut buf[start..]).await) },
+        async {
+            Timer::at(until).await;
+            None
+        },
+    )
     .await;
-    if let Some(Ok(n)) = n {
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    buf.truncate(
+        start
+            + n.as_ref()
+                .and_then(|n| n.as_ref().ok())
+                .copied()
+                .unwrap_or(0),
+    );
     n
 }
 

@@ -15,7 +15,9 @@
 mod lines;
 mod pipe_end;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -52,19 +54,20 @@ enum Route {
     Transit,
 }
 
-/// Upgrades the connection and serves it until it closes.
-pub async fn serve(
-    hub: &Arc<Hub>,
+/// A WebSocket's handler, boxed, from the upgrade on.
+pub type Serving<'h> = Pin<Box<dyn Future<Output = Answered> + Send + 'h>>;
+
+/// Upgrades the connection, and returns the WebSocket's handler to be run once the
+/// request's own state is gone (or the answer that refused it).
+pub async fn upgraded<'h>(
+    hub: &'h Arc<Hub>,
     stream: &Socket,
     peer: SocketAddr,
-    head: &Head,
+    head: Head,
     early: Vec<u8>,
     ticket: Ticket,
-) -> Answered {
-    let (route, key) = match admit(hub, stream, peer, head).await {
-        Ok(admitted) => admitted,
-        Err(answered) => return answered,
-    };
+) -> Result<Serving<'h>, Answered> {
+    let (route, key) = admit(hub, stream, peer, &head).await?;
     let limit = match route {
         Route::Lines => hub.config.limits.max_line_bytes,
         Route::Pipe(_) | Route::Transit => PIPE_MESSAGE_BYTES,
@@ -80,24 +83,26 @@ pub async fn serve(
     let ws = upgrade(hub, stream, key, early, (limit, reads)).await;
     // Wormhole web apps use mailbox servers and relays of other origins by design.
     let checked = !matches!(route, Route::Mailbox | Route::Transit);
-    if let (true, Err(why)) = (checked, origin_allowed(hub, head)) {
+    if let (true, Err(why)) = (checked, origin_allowed(hub, &head)) {
         hub.stats.refused(Refusal::Origin);
         let (mut to_client, _from_client) = ws.split();
         close(&mut to_client, 1008, &why).await;
-        return Answered::ws(why, Mood::Refused);
+        return Err(Answered::ws(why, Mood::Refused));
     }
-    // Each boxed: a WebSocket is held open for hours, and a future sized for the largest
-    // route (a pipe's, 5 KB) would make every mailbox client (1 KB) carry it.
-    match route {
-        Route::Lines => Box::pin(lines::serve(hub, ws, peer, ticket)).await,
-        Route::Pipe(token) => Box::pin(pipe_end::serve(hub, ws, peer, head, token, ticket)).await,
-        Route::Transit => Box::pin(transit_ws::serve(hub, ws, peer, ticket)).await,
-        Route::Mailbox => {
-            let answered = Box::pin(mailbox::serve(hub, ws, peer)).await;
+    // Each its own box: a future sized for the largest route (a pipe's, 5 KB) would make
+    // every mailbox client (1 KB) carry it.
+    Ok(match route {
+        Route::Lines => Box::pin(lines::serve(hub, ws, peer, ticket)),
+        Route::Pipe(token) => {
+            Box::pin(async move { pipe_end::serve(hub, ws, peer, &head, token, ticket).await })
+        }
+        Route::Transit => Box::pin(transit_ws::serve(hub, ws, peer, ticket)),
+        Route::Mailbox => Box::pin(async move {
+            let answered = mailbox::serve(hub, ws, peer).await;
             drop(ticket);
             answered
-        }
-    }
+        }),
+    })
 }
 
 /// Where the request goes and its `Sec-WebSocket-Key`, or the answer that refused it: an
@@ -231,12 +236,12 @@ mod tests {
             let (hub, _all_done) = Hub::new(Config::default(), log).expect("a hub");
             let hub = Arc::new(hub);
             let stream = Socket::new(Stream::tcp(stream)).unwrap();
-            let head = Head::default();
+            let ws = WebSocketStream::from_raw_socket(stream.clone(), Role::Server, None).await;
             let ticket = hub.slots.take(peer.ip()).unwrap();
-            let upgrading = serve(&hub, &stream, peer, &head, vec![], ticket);
-            let size = std::mem::size_of_val(&upgrading);
-            assert!(size <= 1200, "a WebSocket's own future is {size} bytes");
-            drop(upgrading);
+            let lines = lines::serve(&hub, ws, peer, ticket);
+            let size = std::mem::size_of_val(&lines);
+            assert!(size <= 4096, "a /ws client's future is {size} bytes");
+            drop(lines);
             let ws = WebSocketStream::from_raw_socket(stream.clone(), Role::Server, None).await;
             let mailbox = mailbox::serve(&hub, ws, peer);
             let size = std::mem::size_of_val(&mailbox);

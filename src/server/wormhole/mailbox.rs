@@ -20,7 +20,7 @@ use crate::server::http::answer::Answered;
 use crate::server::hub::Hub;
 use crate::server::printer::{Mood, Record};
 use crate::server::websocket::{close, violation, Heard, Ws};
-use crate::server::wormhole::state::{self, Listener, Message, LISTENER_QUEUE};
+use crate::server::wormhole::state::{self, Listener, Message};
 
 /// A command refused: the `error` text.
 struct CommandError(String);
@@ -364,7 +364,7 @@ impl<'a> Conn<'a> {
         }
         let mailbox = text(msg, "mailbox").ok_or("open requires 'mailbox'")?;
         short(&mailbox, "mailbox")?;
-        let (heard_in, heard_out) = async_channel::bounded(LISTENER_QUEUE);
+        let (heard_in, heard_out) = state::listener_queue();
         let listener: Listener = (self.id, heard_in);
         let old = self
             .hub

@@ -380,7 +380,9 @@ impl Wormhole {
         }
         // A listener whose queue is full does not read: it is dropped (its connection
         // notices its channel closed and ends).
-        (opened.listeners).retain(|(_, heard)| heard.try_send(message.clone()).is_ok());
+        (opened.listeners).retain(|(_, heard)| {
+            heard.len() < LISTENER_QUEUE && heard.try_send(message.clone()).is_ok()
+        });
         state.bytes += cost;
         state.held.entry(who).or_default().bytes += cost;
         if self.journaled() {

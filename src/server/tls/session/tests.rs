@@ -10,7 +10,6 @@ use futures_rustls::client::TlsStream;
 use rustls::pki_types::ServerName;
 
 use super::*;
-use crate::client::tls::{config, Options};
 use crate::server::tls::{socket_pair, Tls};
 use crate::socket::Stream;
 
@@ -28,12 +27,17 @@ fn tcp() -> (TcpStream, Socket) {
     (client, server)
 }
 
+/// A client that trusts `tls`'s certificate alone.
 fn client_config(tls: &Tls) -> Arc<rustls::ClientConfig> {
-    let options = Options {
-        ca: None,
-        fingerprint: tls.fingerprint(),
-    };
-    Arc::new(config(&options).unwrap())
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(tls.current.chain()[0].clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }
 
 /// rustls' client connected to a session: the client, the session's bridge, and the

@@ -4,7 +4,7 @@ use super::journal::Write;
 use super::*;
 
 fn listener(id: u64) -> (Listener, async_channel::Receiver<Arc<Message>>) {
-    let (tx, rx) = async_channel::bounded(LISTENER_QUEUE);
+    let (tx, rx) = listener_queue();
     ((id, tx), rx)
 }
 
@@ -221,4 +221,23 @@ fn one_address_holds_only_its_share() {
         .unwrap_err()
         .to_string();
     assert!(refused.contains("--wormhole-max-bytes"), "{refused}");
+}
+
+#[test]
+fn a_listener_that_does_not_read_is_dropped_past_its_queue() {
+    let w = Wormhole::new(Settings::default());
+    let name = w.allocate("app", "a", me()).unwrap();
+    let mailbox = w.claim("app", &name, "b", me()).unwrap();
+    let (l, rx) = listener(1);
+    w.open("app", &mailbox, "a", me(), l).unwrap();
+    for i in 0..LISTENER_QUEUE {
+        w.add("app", &mailbox, message("b", &i.to_string()), me())
+            .unwrap();
+    }
+    assert_eq!(rx.len(), LISTENER_QUEUE);
+    assert!(!rx.is_closed(), "a full queue is still heard");
+    w.add("app", &mailbox, message("b", "one more"), me())
+        .unwrap();
+    assert_eq!(rx.len(), LISTENER_QUEUE, "nothing past the queue");
+    assert!(rx.is_closed(), "the listener was dropped");
 }
