@@ -12,6 +12,7 @@ import os
 import random
 import re
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -1571,6 +1572,24 @@ def tls_handshakes(port, secs):
     return int(m.group(1)), float(m.group(2))
 
 
+def tls_pipe(s, fingerprint, token):
+    """1 GiB through server `s` between two `duet pipe --tls-fingerprint` clients (the
+    clients' own TLS bridges included): GB/s, and the server's CPU seconds."""
+    pipe = [str(DUET), "pipe", "--relay", f"127.0.0.1:{s.port}", "--tls-fingerprint",
+            fingerprint, token]
+    recv = subprocess.Popen(f"{shlex.join(pipe)} </dev/null | wc -c", shell=True,
+                            stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    before, started = s.cpu_secs(), time.time()
+    subprocess.run(f"head -c {GIB} /dev/zero | {shlex.join(pipe)} >/dev/null", shell=True,
+                   check=True, timeout=300)
+    got = int(recv.communicate(timeout=300)[0])
+    secs = time.time() - started
+    if got != GIB:
+        raise RuntimeError(f"the TLS pipe carried {got} bytes")
+    return GIB / secs / 1e9, s.cpu_secs() - before
+
+
 def bench_tls():
     """TLS handshakes with an ACME-style ECDSA P-256 certificate: duet beside nginx
     terminating TLS on the same certificate (one process, one worker), driven by the same
@@ -1587,7 +1606,8 @@ def bench_tls():
                     str(work / "cert.pem")], check=True, capture_output=True)
     rate = {"duet": [], "nginx": []}
     cpu = {"duet": [], "nginx": []}
-    for _ in range(RUNS):
+    piped, pipe_cpu = {"duet": []}, {"duet": []}
+    for i in range(RUNS):
         port = free_port()
         conf = work / "nginx.conf"
         conf.write_text(
@@ -1597,7 +1617,14 @@ def bench_tls():
             f"ssl_certificate {work}/cert.pem; ssl_certificate_key {work}/key.pem;\n"
             f"location / {{ return 200 'hi'; }} }} }}\n")
         nginx = Server(["nginx", "-p", str(work), "-c", str(conf)], port)
-        d = duet("--tls-cert", str(work / "cert.pem"), "--tls-key", str(work / "key.pem"))
+        d = duet("--tls-cert", str(work / "cert.pem"), "--tls-key", str(work / "key.pem"),
+                 log=str(work / "duet.log"))
+        fingerprint = subprocess.run(
+            ["openssl", "x509", "-in", str(work / "cert.pem"), "-noout", "-fingerprint",
+             "-sha256"], capture_output=True, text=True, check=True).stdout.split("=")[1].strip()
+        gbps, secs = tls_pipe(d, fingerprint, f"tls{i}")
+        piped["duet"].append(gbps)
+        pipe_cpu["duet"].append(secs)
         for name, server in [("duet", d), ("nginx", nginx)]:
             before = server.cpu_secs()
             count, secs = tls_handshakes(server.port, 10)
@@ -1608,6 +1635,9 @@ def bench_tls():
     row("TLS handshakes per second (one openssl s_time client)", "/s", rate,
         note="new connections, TLS 1.3, ECDSA P-256; the client shares the 2 cores")
     row("server CPU per TLS handshake", "µs", cpu, better="lower")
+    row("1 GiB pipe over TLS (duet pipe --tls at both ends)", "GB/s", piped,
+        note="the clients' TLS bridges share the 2 cores")
+    row("server CPU per GiB piped over TLS", "s", pipe_cpu, better="lower")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -79,8 +79,10 @@ enum Write<'a> {
 pub struct Session {
     conn: UnbufferedServerConnection,
     tcp: Socket,
-    /// The client's bytes not yet made into records (empty, with no capacity, when idle).
+    /// The client's bytes not yet made into records: the first `used` of `incoming`, whose
+    /// length is its room (none when idle, the part of a record when one is awaited).
     incoming: Vec<u8>,
+    used: usize,
     /// TLS bytes for the client, written from `out_at`.
     out: Vec<u8>,
     out_at: usize,
@@ -92,7 +94,7 @@ pub struct Session {
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
-            .field("incoming", &self.incoming.len())
+            .field("incoming", &self.used)
             .field("out", &(self.out.len() - self.out_at))
             .field("pending", &(self.pending.len() - self.pending_at))
             .finish_non_exhaustive()
@@ -109,6 +111,7 @@ impl Session {
             conn,
             tcp,
             incoming: Vec::new(),
+            used: 0,
             out: Vec::new(),
             out_at: 0,
             pending: Vec::new(),
@@ -169,7 +172,9 @@ impl Session {
     /// One step of the state machine over the bytes in `incoming`, writing `write` if the
     /// connection is ready for application data.
     fn step(&mut self, write: Write<'_>) -> Result<Stepped, rustls::Error> {
-        let status = self.conn.process_tls_records(&mut self.incoming);
+        let status = self
+            .conn
+            .process_tls_records(&mut self.incoming[..self.used]);
         let mut discard = status.discard;
         let stepped = match status.state? {
             ConnectionState::ReadTraffic(mut records) => {
@@ -213,7 +218,8 @@ impl Session {
             // understood.
             _ => return Err(rustls::Error::General("unexpected TLS state".into())),
         };
-        self.incoming.drain(..discard);
+        self.incoming.copy_within(discard..self.used, 0);
+        self.used -= discard;
         Ok(stepped)
     }
 
@@ -237,23 +243,27 @@ impl Session {
         }
     }
 
-    /// One non-blocking read into `incoming`, which grows for it (up to its bound) and
-    /// shrinks back to what it holds after it.
+    /// One non-blocking read into `incoming`, which grows for it (up to its bound).
     fn try_read_tcp(&mut self) -> io::Result<usize> {
-        let held = self.incoming.len();
-        if held >= MAX_INCOMING_BYTES {
+        if self.used >= MAX_INCOMING_BYTES {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "a TLS message larger than 64 KiB",
             ));
         }
-        self.incoming
-            .resize(held + READ_BYTES.min(MAX_INCOMING_BYTES - held), 0);
-        let read = io::Read::read(&mut self.tcp.get_ref(), &mut self.incoming[held..]);
-        let n = *read.as_ref().unwrap_or(&0);
-        self.incoming.truncate(held + n);
+        let room = (self.used + READ_BYTES).min(MAX_INCOMING_BYTES);
+        if self.incoming.len() < room {
+            self.incoming.resize(room, 0);
+        }
+        let n = io::Read::read(&mut self.tcp.get_ref(), &mut self.incoming[self.used..])?;
+        self.used += n;
+        Ok(n)
+    }
+
+    /// Waiting for the client: keeps no more than the part of a record it holds.
+    fn rest(&mut self) {
+        self.incoming.truncate(self.used);
         self.incoming.shrink_to_fit();
-        read
     }
 }
 
@@ -328,6 +338,8 @@ pub struct Bridge {
     /// The last read found the socket empty: wait for it before reading again.
     tcp_drained: bool,
     plain_drained: bool,
+    /// The server's plaintext, read into this while it flows (none while it does not).
+    scratch: Vec<u8>,
 }
 
 impl Bridge {
@@ -341,6 +353,7 @@ impl Bridge {
             server_done: false,
             tcp_drained: false,
             plain_drained: false,
+            scratch: Vec::new(),
         }
     }
 
@@ -431,8 +444,7 @@ impl Bridge {
             if self.tcp_drained {
                 match self.session.tcp.source().poll_readable(cx) {
                     Poll::Pending => {
-                        // Waiting: keep no more than a part of a record.
-                        self.session.incoming.shrink_to_fit();
+                        self.session.rest();
                         break;
                     }
                     Poll::Ready(ready) => ready?,
@@ -462,11 +474,15 @@ impl Bridge {
         }
         if self.plain_drained {
             match self.plain.source().poll_readable(cx) {
-                Poll::Pending => return Ok(false),
+                Poll::Pending => {
+                    self.scratch = Vec::new();
+                    return Ok(false);
+                }
                 Poll::Ready(ready) => ready?,
             }
         }
-        let mut buf = vec![0; PLAIN_READ_BYTES];
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.resize(PLAIN_READ_BYTES, 0);
         let n = match Read::read(&mut self.plain.get_ref(), &mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -482,7 +498,9 @@ impl Bridge {
             n => Write::Plain(&buf[..n]),
         };
         self.closing = n == 0;
-        self.write(write)
+        let wrote = self.write(write);
+        self.scratch = buf;
+        wrote
     }
 
     /// Steps the connection until it has taken `write`.
