@@ -306,7 +306,7 @@ fn dispatch(
     drop(lines);
     match first {
         FirstLine::Http(request) => {
-            Box::pin(async move { http::serve(&hub, stream, peer, request, early, ticket).await })
+            Box::pin(http::serve(hub, stream, peer, request, early, ticket))
         }
         FirstLine::Pipe(token, role, line) => {
             // A bare `/pipe TOKEN` is silent (netcat); one with a role is a program's, which
@@ -411,7 +411,7 @@ mod tests {
             // whole exchange): the pipe's relay and a cluster link are boxed inside it.
             let ticket = hub.slots.take(peer.ip()).unwrap();
             let http = super::super::http::serve(
-                &hub,
+                hub.clone(),
                 stream.clone(),
                 peer,
                 Vec::new(),

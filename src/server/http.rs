@@ -51,7 +51,7 @@ pub fn request_line(opening: &Opening) -> Option<Vec<u8>> {
 /// Serves one HTTP request (`first` is its request line, `early` what the door read past
 /// it) and logs it.
 pub async fn serve(
-    hub: &Arc<Hub>,
+    hub: Arc<Hub>,
     stream: Socket,
     peer: SocketAddr,
     first: Vec<u8>,
@@ -61,7 +61,7 @@ pub async fn serve(
     let started = Instant::now();
     // Boxed: what the request needed is gone before a WebSocket is served, for hours.
     let (served, method, path, peer) =
-        Box::pin(request(hub, &stream, peer, first, early, ticket, started)).await;
+        Box::pin(request(&hub, &stream, peer, first, early, ticket, started)).await;
     let answered = match served {
         Served::Answered(answered) => answered,
         Served::Upgraded(serving) => serving.await,

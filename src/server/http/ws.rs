@@ -97,11 +97,15 @@ pub async fn upgraded<'h>(
             Box::pin(async move { pipe_end::serve(hub, ws, peer, &head, token, ticket).await })
         }
         Route::Transit => Box::pin(transit_ws::serve(hub, ws, peer, ticket)),
-        Route::Mailbox => Box::pin(async move {
-            let answered = mailbox::serve(hub, ws, peer).await;
-            drop(ticket);
-            answered
-        }),
+        Route::Mailbox => {
+            // Made first, then moved in: the block keeps only the future and the ticket.
+            let serving = mailbox::serve(hub, ws, peer);
+            Box::pin(async move {
+                let answered = serving.await;
+                drop(ticket);
+                answered
+            })
+        }
     })
 }
 

@@ -46,7 +46,7 @@ struct Conn<'a> {
     did_close: bool,
     id: u64,
     /// Where this connection hears its mailbox, once it has opened one.
-    heard: Option<async_channel::Receiver<Arc<Message>>>,
+    heard: Option<state::Hear>,
     /// Replies to send, in order.
     out: Vec<Value>,
 }
@@ -142,7 +142,7 @@ enum Event {
 
 async fn next_event(
     from_client: &mut async_tungstenite::WebSocketReceiver<crate::socket::Socket>,
-    heard: Option<&async_channel::Receiver<Arc<Message>>>,
+    heard: Option<&state::Hear>,
     ticks: &mut Timer,
 ) -> Event {
     let from_client = async {
@@ -160,8 +160,8 @@ async fn next_event(
     let from_mailbox = async {
         match heard {
             Some(heard) => match heard.recv().await {
-                Ok(message) => Event::Heard(message),
-                Err(_) => Event::Deaf,
+                Some(message) => Event::Heard(message),
+                None => Event::Deaf,
             },
             None => future::pending().await,
         }
@@ -451,7 +451,7 @@ impl<'a> Conn<'a> {
     /// Everything its listener has queued, into the replies.
     fn take_heard(&mut self) {
         let queued: Vec<Arc<Message>> = match &self.heard {
-            Some(heard) => std::iter::from_fn(|| heard.try_recv().ok()).collect(),
+            Some(heard) => std::iter::from_fn(|| heard.try_recv()).collect(),
             None => return,
         };
         for message in queued {

@@ -15,18 +15,19 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use async_channel::Sender;
 use serde::{Deserialize, Serialize};
 
 use crate::lock::lock;
 
 pub(crate) mod journal;
+mod listener;
 mod names;
 mod settings;
 #[cfg(test)]
 mod tests;
 
 pub use journal::write;
+pub use listener::{listener_queue, Hear, Tell};
 pub use settings::*;
 
 use names::{check_nameplate, free_nameplate, mailbox_id, result, too_many};
@@ -54,7 +55,7 @@ impl Message {
 }
 
 /// Where a connection that opened a mailbox hears its messages.
-pub type Listener = (u64, Sender<Arc<Message>>);
+pub type Listener = (u64, Tell);
 
 /// Who asks: the address a limit is counted against (see [`crate::server::throttle::key`]).
 pub type Who = IpAddr;
@@ -380,9 +381,7 @@ impl Wormhole {
         }
         // A listener whose queue is full does not read: it is dropped (its connection
         // notices its channel closed and ends).
-        (opened.listeners).retain(|(_, heard)| {
-            heard.len() < LISTENER_QUEUE && heard.try_send(message.clone()).is_ok()
-        });
+        (opened.listeners).retain(|(_, heard)| heard.send(message.clone()));
         state.bytes += cost;
         state.held.entry(who).or_default().bytes += cost;
         if self.journaled() {

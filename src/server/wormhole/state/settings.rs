@@ -1,6 +1,5 @@
 //! What the mailbox state may hold, and the words a client gets when it may not.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Default for `--wormhole-expiry`: a mailbox nobody listens to and nobody touched for this
@@ -34,15 +33,6 @@ pub const MAX_ID_BYTES: usize = 128;
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Messages queued for one listener that does not read; past it, it is dropped.
 pub const LISTENER_QUEUE: usize = 64;
-
-/// A listener's queue, bounded at [`LISTENER_QUEUE`] by `add`: a bounded channel would
-/// keep its slots (a kilobyte) for every open mailbox client, idle or not.
-pub fn listener_queue() -> (
-    async_channel::Sender<Arc<super::Message>>,
-    async_channel::Receiver<Arc<super::Message>>,
-) {
-    async_channel::unbounded()
-}
 
 /// Why a command failed: the `error` text a client shows.
 #[derive(Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use super::journal::Write;
 use super::*;
 
-fn listener(id: u64) -> (Listener, async_channel::Receiver<Arc<Message>>) {
+fn listener(id: u64) -> (Listener, Hear) {
     let (tx, rx) = listener_queue();
     ((id, tx), rx)
 }
