@@ -137,9 +137,14 @@ fn a_record_in_pieces_is_kept_at_its_size_until_it_is_whole() {
         conn.write_tls(&mut record).unwrap();
         let half = record.len() / 2;
         tcp.write_all(&record[..half]).await.unwrap();
-        beside(&mut bridge, smol::Timer::after(Duration::from_millis(200))).await;
-        let s = &bridge.session;
-        assert_eq!((s.used, s.incoming.capacity()), (half, half));
+        // Until the bridge has read the half and, idle, kept only it.
+        let until = std::time::Instant::now() + WAIT;
+        let kept = |b: &Bridge| (b.session.used, b.session.incoming.capacity());
+        while kept(&bridge) != (half, half) {
+            assert!(future::poll_once(&mut bridge).await.is_none());
+            assert!(std::time::Instant::now() < until, "the half was read");
+            smol::Timer::after(Duration::from_millis(1)).await;
+        }
         tcp.write_all(&record[half..]).await.unwrap();
         let mut got = [0; 10];
         beside(&mut bridge, plain.read_exact(&mut got))
