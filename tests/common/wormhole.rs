@@ -17,6 +17,35 @@ use duet_transfer::wormhole::transit::Transit;
 use duet_transfer::wormhole::WormholeCode;
 use duet_transfer::Role;
 
+/// How often an exchange with the Go client is tried. wormhole-william's SPAKE2 (gospake2
+/// 0.2.1, as Debian builds it) encodes a curve point with Go's `big.Int.Bytes()`, which
+/// drops the encoding's last byte when it is zero. When its own message or the shared point
+/// ends in a zero byte (one exchange in about 128) it hashes a 31-byte point and derives
+/// another key: it prints "decrypt message failed" and its peer sees a wrong code. The Python
+/// client fails with it the same way, so it is the Go client's bug, not duet's: such an
+/// exchange is tried again with a new code (a slip three times running is one in two
+/// million), and any other failure fails at once.
+pub const GO_ATTEMPTS: u32 = 3;
+
+/// Whether a failed exchange with the Go client was its key slip (see [`GO_ATTEMPTS`]) and
+/// may be tried again: `texts` is what both sides printed.
+pub fn go_key_slip(attempt: u32, texts: &[&str]) -> bool {
+    let slip = texts.iter().any(|text| {
+        [
+            "decrypt message failed",
+            "wrong code",
+            "Key confirmation failed",
+        ]
+        .iter()
+        .any(|sign| text.contains(sign))
+    });
+    if slip && attempt < GO_ATTEMPTS {
+        eprintln!("the Go client's key slipped (attempt {attempt}), trying a new code: {texts:?}");
+        return true;
+    }
+    false
+}
+
 /// A sender whose output (the code is on stderr) is read line by line.
 pub fn sender(port: u16, dir: &Path, args: &[&str]) -> Proc {
     let flags =
