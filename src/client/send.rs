@@ -18,7 +18,7 @@ use std::thread;
 
 use crate::client::link::Link;
 use crate::client::progress::{size, Progress};
-use crate::client::transfer::{self, kind, Channel, Code, Entry, FileHasher, Frame, FRAME_BYTES};
+use crate::client::transfer::{self, kind, Channel, Code, Entry, FileHasher, Frame, DATA_BYTES};
 use crate::client::{self, shown_path, PipeStream, Relay, Role};
 use crate::proto;
 
@@ -162,7 +162,7 @@ fn send_all(
 
 /// Frames read ahead of the network: the reading thread (file and digest) and the sending
 /// one (sealing and the socket) each work while the other waits, at most this many frames
-/// (of [`transfer::FRAME_BYTES`]) apart.
+/// (of [`transfer::DATA_BYTES`]) apart.
 const IN_FLIGHT: usize = 4;
 
 /// What the reading thread hands to the sending one, in order.
@@ -255,7 +255,7 @@ fn read_file(
     let mut left = size - from;
     while left > 0 {
         let mut frame = free.try_recv().unwrap_or_default();
-        let want = FRAME_BYTES.min(usize::try_from(left).unwrap_or(usize::MAX));
+        let want = DATA_BYTES.min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = read_full(&mut file, &mut frame.space()[..want])?;
         if n == 0 {
             return Err(io::Error::other(format!(

@@ -14,8 +14,8 @@ use duet_transfer::Handshake;
 
 pub use duet_transfer::handshake::OLDER_PEER;
 pub use duet_transfer::{
-    hex, kind, safe_path, shown, Code, Entry, FileHasher, Role, FRAME_BYTES, MAX_ENTRIES,
-    MAX_PATH_BYTES, WRONG_CODE,
+    hex, kind, safe_path, shown, Code, Entry, FileHasher, Role, DATA_BYTES, FRAME_BYTES,
+    MAX_ENTRIES, MAX_PATH_BYTES, WRONG_CODE,
 };
 
 /// A sealed, ordered channel over a pipe.
