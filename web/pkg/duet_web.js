@@ -150,19 +150,18 @@ let wasm_bindgen = (function(exports) {
         }
         /**
          * Sender: the next slice of the current file as a `DATA` frame, hashed on the way.
+         * The frame stays here, at [`Transfer::plain_at`] for [`Transfer::plain_len`] bytes,
+         * for WebCrypto to seal where it lies: handing it out would make a fresh buffer of the
+         * slice's size for every frame, and the page's thread pays for fresh memory.
          * @param {Uint8Array | number[]} bytes
-         * @returns {Uint8Array}
          */
         data_frame(bytes) {
             const ptr0 = passArray8ToWasm0(bytes, wasm.__wbindgen_malloc);
             const len0 = WASM_VECTOR_LEN;
             const ret = wasm.transfer_data_frame(this.__wbg_ptr, ptr0, len0);
-            if (ret[3]) {
-                throw takeFromExternrefTable0(ret[2]);
+            if (ret[1]) {
+                throw takeFromExternrefTable0(ret[0]);
             }
-            var v2 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
-            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
-            return v2;
         }
         /**
          * Sender: the end of the transfer.
@@ -241,6 +240,18 @@ let wasm_bindgen = (function(exports) {
                 throw takeFromExternrefTable0(ret[1]);
             }
             return ret[0] >>> 0;
+        }
+        /**
+         * What goes before a frame sealed elsewhere of `len` bytes (ciphertext and tag), for
+         * a page that sends the two apart rather than copy the frame to join them.
+         * @param {number} len
+         * @returns {Uint8Array}
+         */
+        static frame_head(len) {
+            const ret = wasm.transfer_frame_head(len);
+            var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+            wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+            return v1;
         }
         /**
          * A frame sealed elsewhere (ciphertext and tag), framed for the wire.
@@ -396,6 +407,22 @@ let wasm_bindgen = (function(exports) {
             var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
             wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
             return v1;
+        }
+        /**
+         * Where the frame [`Transfer::data_frame`] made lies in [`crate::wasm_memory`]. Valid
+         * until the next call into this module.
+         * @returns {number}
+         */
+        plain_at() {
+            const ret = wasm.transfer_plain_at(this.__wbg_ptr);
+            return ret >>> 0;
+        }
+        /**
+         * @returns {number}
+         */
+        plain_len() {
+            const ret = wasm.transfer_plain_len(this.__wbg_ptr);
+            return ret >>> 0;
         }
         /**
          * Takes one message of the stream; then call [`Transfer::step`] until it gives

@@ -78,12 +78,28 @@ impl Transfer {
     }
 
     /// Sender: the next slice of the current file as a `DATA` frame, hashed on the way.
-    pub fn data_frame(&mut self, bytes: &[u8]) -> Result<Vec<u8>, JsError> {
+    /// The frame stays here, at [`Transfer::plain_at`] for [`Transfer::plain_len`] bytes,
+    /// for WebCrypto to seal where it lies: handing it out would make a fresh buffer of the
+    /// slice's size for every frame, and the page's thread pays for fresh memory.
+    pub fn data_frame(&mut self, bytes: &[u8]) -> Result<(), JsError> {
         match &mut self.side {
             Side::Send(s) => s.data(bytes).map_err(js)?,
             Side::Recv(_) => return Err(JsError::new("a receiver sends no data")),
         }
-        Ok(plain(kind::DATA, bytes))
+        self.plain.clear();
+        self.plain.push(kind::DATA);
+        self.plain.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Where the frame [`Transfer::data_frame`] made lies in [`crate::wasm_memory`]. Valid
+    /// until the next call into this module.
+    pub fn plain_at(&self) -> *const u8 {
+        self.plain.as_ptr()
+    }
+
+    pub fn plain_len(&self) -> usize {
+        self.plain.len()
     }
 
     /// Sender: the digest that ends file `n`.

@@ -9,7 +9,7 @@
 //! ([`Transfer::seal_key`], [`Transfer::open_key`]) and a nonce per frame from here, so the
 //! frame numbering stays in one place.
 
-use duet_transfer::frame::{Cipher, TAG_BYTES};
+use duet_transfer::frame::{self, Cipher, TAG_BYTES};
 use duet_transfer::list::Offer;
 use duet_transfer::receiver::Receiver;
 use duet_transfer::sender::Sender;
@@ -63,6 +63,8 @@ pub struct Transfer {
     open: Option<Cipher>,
     side: Side,
     sealed: Vec<u8>,
+    /// Sender: the `DATA` frame to seal next (see [`Transfer::data_frame`]).
+    plain: Vec<u8>,
     current: usize,
     /// Receiver: where the current file starts (non-zero when it resumes).
     offset: u64,
@@ -114,6 +116,7 @@ impl Transfer {
             open: None,
             side,
             sealed: Vec::new(),
+            plain: Vec::new(),
             current: 0,
             offset: 0,
             offers: Vec::new(),
@@ -252,6 +255,12 @@ impl Transfer {
     /// A frame sealed elsewhere (ciphertext and tag), framed for the wire.
     pub fn framed(sealed: &[u8]) -> Vec<u8> {
         wire::framed(sealed)
+    }
+
+    /// What goes before a frame sealed elsewhere of `len` bytes (ciphertext and tag), for
+    /// a page that sends the two apart rather than copy the frame to join them.
+    pub fn frame_head(len: usize) -> Vec<u8> {
+        frame::prefix(len).to_vec()
     }
 
     /// Why a frame that did not open ends the transfer (a wrong code before the
