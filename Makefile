@@ -22,7 +22,7 @@ WORMHOLE_VENV     := target/peers/wormhole-venv
 # in git as web/pkg/, so `cargo build` needs nothing but cargo. web/pkg/SOURCES lists the
 # digest of every file it was built from; a test fails when one has changed since.
 WASM_BINDGEN_VERSION := 0.2.130
-WASM_INPUTS = $$(find transfer/src web/src -name '*.rs' ! -name tests.rs | LC_ALL=C sort) transfer/Cargo.toml web/Cargo.toml
+WASM_INPUTS = $$(find transfer/src web/src -name '*.rs' ! -name tests.rs | LC_ALL=C sort) transfer/Cargo.toml web/Cargo.toml .cargo/config.toml
 
 # Seconds per fuzz target: a short run in `make test`, a long one in `make fuzz`.
 FUZZ_SHORT ?= 15

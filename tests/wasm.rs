@@ -12,9 +12,13 @@ fn root() -> &'static Path {
 }
 
 /// The files `make wasm` builds from: every `.rs` under transfer/src and web/src (but the
-/// tests) and both manifests.
+/// tests), both manifests and the build's flags (`.cargo/config.toml`).
 fn inputs() -> BTreeSet<String> {
-    let mut files = BTreeSet::from(["transfer/Cargo.toml".to_string(), "web/Cargo.toml".into()]);
+    let mut files = BTreeSet::from([
+        "transfer/Cargo.toml".to_string(),
+        "web/Cargo.toml".into(),
+        ".cargo/config.toml".into(),
+    ]);
     let mut dirs = vec![root().join("transfer/src"), root().join("web/src")];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
