@@ -635,8 +635,9 @@ class Cpu:
         return self.now() - self.start
 
 
-def send_once(s, src, out, code, ttfb=False):
-    """duet send waiting first, then duet recv: wall and first byte from recv's start."""
+def send_once(s, src, out, code, ttfb=False, ends=None):
+    """duet send waiting first, then duet recv: wall and first byte from recv's start; with
+    `ends` (a dict), each end's CPU seconds go into it as "send" and "recv"."""
     env = {**os.environ, "DUET_RELAY": f"127.0.0.1:{s.port}"}
     for f in out.iterdir():
         f.unlink()
@@ -649,6 +650,11 @@ def send_once(s, src, out, code, ttfb=False):
                             stderr=subprocess.DEVNULL)
     fb = first_byte(lambda: [out / f".{src.name}.duet-part", out / src.name], recv, t0) \
         if ttfb else None
+    if ends is not None:
+        for name, proc in (("recv", recv), ("send", send)):
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            ends[name] = usage.ru_utime + usage.ru_stime
     if recv.wait(timeout=300) or send.wait(timeout=300):
         raise RuntimeError("duet send/recv failed")
     wall = time.perf_counter() - t0
@@ -903,30 +909,6 @@ def wormhole_to_page_once(s, src, work, code):
     return wall, sampler.stop()
 
 
-def cli_ends_once(s, src, out, code):
-    """duet send → duet recv, as send_once, with each end's CPU seconds (its rusage)."""
-    env = {**os.environ, "DUET_RELAY": f"127.0.0.1:{s.port}"}
-    for f in out.iterdir():
-        f.unlink()
-    send = subprocess.Popen([str(DUET), "send", "--code", code, "-q", str(src)], env=env,
-                            stderr=subprocess.DEVNULL)
-    time.sleep(0.2)
-    t0 = time.perf_counter()
-    recv = subprocess.Popen([str(DUET), "recv", code, "-o", str(out), "-y", "-q"], env=env,
-                            stderr=subprocess.DEVNULL)
-    cpu = {}
-    for name, proc in (("recv", recv), ("send", send)):
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        cpu[name] = usage.ru_utime + usage.ru_stime
-        if proc.returncode:
-            raise RuntimeError(f"duet {name} failed")
-    wall = time.perf_counter() - t0
-    if (out / src.name).stat().st_size != src.stat().st_size:
-        raise RuntimeError("duet recv wrote the wrong size")
-    return wall, cpu
-
-
 def bench_wormhole_page(big, work):
     """1 GiB from `wormhole send` into the page, beside the same sender into its own
     receiver, through the same duet."""
@@ -977,7 +959,8 @@ def bench_browser():
         w, c = from_page_once(s, big, work)
         from_page["page -> duet recv"].append(w)
         sending["the page (the browser, every process)"].append(c)
-        cli, ends = cli_ends_once(s, big, work / "cli", f"{6400 + i}-cli-to-cli")
+        ends = {}
+        cli = send_once(s, big, work / "cli", f"{6400 + i}-cli-to-cli", ends=ends)[0]
         to_page["duet send -> duet recv"].append(cli)
         from_page["duet send -> duet recv"].append(cli)
         receiving["duet recv"].append(ends["recv"])
