@@ -413,6 +413,23 @@ fn without_a_secure_context_the_page_offers_no_transfer() {
     });
 }
 
+/// A browser that cannot compile the page's WebAssembly (it needs SIMD) is told what the
+/// page needs, not given a compiler's message alone.
+#[test]
+#[ignore = "needs chromium, node (make test runs it)"]
+fn a_browser_without_webassembly_simd_is_told_what_the_page_needs() {
+    let _turn = one_browser_at_a_time();
+    smol::block_on(async {
+        let duet = server(&[]);
+        let json = result(&mut drive(&duet, "no-simd", &["4712-some-code-words"])).await;
+        assert!(
+            json.contains("encrypted transfers need WebAssembly SIMD")
+                && json.contains("Safari 16.4"),
+            "{json}"
+        );
+    });
+}
+
 /// The page installs as an app (Chromium finds no installability error in its manifest),
 /// and a file shared to it (the manifest's share target, as Android's Share menu posts it)
 /// is sent with a code that `duet recv` takes.

@@ -478,6 +478,21 @@ async function insecure() {
   return result;
 }
 
+// A browser whose WebAssembly lacks SIMD (Safari before 16.4), played by one whose compile
+// refuses it as such a browser's would: the receive link says what the page needs.
+async function noSimd() {
+  const browser = await launch();
+  const page = await browser.newPage();
+  await page.evaluateOnNewDocument(() => {
+    WebAssembly.compile = () => Promise.reject(new WebAssembly.CompileError('invalid opcode 0xfd'));
+  });
+  await page.goto(url + '/#r=' + args[0], { waitUntil: 'load' });
+  await waitText(page, '#e2e-status', 'WebAssembly');
+  const result = { status: await textOf(page, '#e2e-status'), problems: [] };
+  await browser.close();
+  return result;
+}
+
 // Installable (Chromium's own check) and, as on Android's Share menu, a file shared to the
 // installed page: POSTed to the manifest's share target, which the service worker takes;
 // the page then sends it and prints `step code CODE`.
@@ -600,7 +615,7 @@ async function e2eHostile() {
   return result;
 }
 
-const scenarios = { 'e2e-hostile': e2eHostile, 'e2e-folder-resume': e2eFolderResume, 'e2e-folder': () => e2eFolder(), share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': () => e2eReceive(), 'wormhole-receive': () => e2eReceive('#w=', 'waiting for the wormhole sender'), 'e2e-send': () => e2eSend(), 'wormhole-send': () => e2eSend(true), 'wormhole-send-text': wormholeSendText, 'e2e-send-folder': () => e2eSendFolder(), 'wormhole-send-folder': () => e2eSendFolder(true), 'e2e-drop': e2eDrop, 'wormhole-receive-folder': () => e2eFolder('waiting for the wormhole sender'), chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
+const scenarios = { 'no-simd': noSimd, 'e2e-hostile': e2eHostile, 'e2e-folder-resume': e2eFolderResume, 'e2e-folder': () => e2eFolder(), share, insecure, 'e2e-page-to-page': e2ePageToPage, 'e2e-receive': () => e2eReceive(), 'wormhole-receive': () => e2eReceive('#w=', 'waiting for the wormhole sender'), 'e2e-send': () => e2eSend(), 'wormhole-send': () => e2eSend(true), 'wormhole-send-text': wormholeSendText, 'e2e-send-folder': () => e2eSendFolder(), 'wormhole-send-folder': () => e2eSendFolder(true), 'e2e-drop': e2eDrop, 'wormhole-receive-folder': () => e2eFolder('waiting for the wormhole sender'), chat, screenshots, 'foreign-origin': foreignOrigin, 'hostile-pipes': hostilePipes, reconnect, 'send-file': sendFile, 'receive-file': receiveFile, talk, listen };
 const run = scenarios[scenario];
 if (!run) { console.error('no scenario ' + scenario); process.exit(2); }
 run().then((result) => {
