@@ -909,18 +909,38 @@ def wormhole_to_page_once(s, src, work, code):
     return wall, sampler.stop()
 
 
+def page_to_wormhole_once(s, src, work, receive):
+    """The page (headless Chromium, "to a magic-wormhole app") → `receive(code)`, the Python
+    receiver's command line: wall from starting the receiver, and the browser's CPU
+    seconds meanwhile."""
+    out = work / "py"
+    for f in out.iterdir():
+        f.unlink()
+    page = drive("wormhole-send", f"http://127.0.0.1:{s.port}", src)
+    pid = int(line_starting(page, "step pid "))
+    code = line_starting(page, "step code ")
+    sampler = CpuSampler(pid)
+    wall, _ = receive_timed(receive(code), out)
+    if page.wait(timeout=60) or (out / src.name).stat().st_size != src.stat().st_size:
+        raise RuntimeError("page -> wormhole receive failed")
+    return wall, sampler.stop()
+
+
 def bench_wormhole_page(big, work):
     """1 GiB from `wormhole send` into the page, beside the same sender into its own
     receiver, through the same duet."""
     if not WORMHOLE_PY.exists():
         return
     wall = {"wormhole send -> page": [], "wormhole send -> wormhole receive": []}
-    cpu = {"wormhole send -> page": []}
+    out = {"page -> wormhole receive": [], "wormhole send -> wormhole receive": []}
+    cpu = {"wormhole send -> page": [], "page -> wormhole receive": []}
     py = lambda port, *a: [str(WORMHOLE_PY), "--relay-url", f"ws://127.0.0.1:{port}/v1",
                             "--transit-helper", f"tcp:127.0.0.1:{port}", *a]
     (work / "py").mkdir(exist_ok=True)
     for i in range(RUNS):
-        s = duet()
+        # A connection the browser opened ahead would be greeted as a line client after
+        # 100 ms (docs/web.md), as in bench_browser.
+        s = duet("--greet-wait", "2000")
         w, c = wormhole_to_page_once(s, big, work, f"{70 + i}-adroitness-aardvark")
         wall["wormhole send -> page"].append(w)
         cpu["wormhole send -> page"].append(c)
@@ -929,10 +949,18 @@ def bench_wormhole_page(big, work):
             lambda port, code, out: py(port, "receive", "--no-listen", "--hide-progress",
                                        "--accept-file", code), big, work / "py")
         wall["wormhole send -> wormhole receive"].append(w)
+        out["wormhole send -> wormhole receive"].append(w)
+        w, c = page_to_wormhole_once(s, big, work, lambda code: py(
+            s.port, "receive", "--no-listen", "--hide-progress", "--accept-file", code))
+        out["page -> wormhole receive"].append(w)
+        cpu["page -> wormhole receive"].append(c)
         s.stop()
     row("1 GiB wormhole send -> the page (magic-wormhole in the browser)", "s", wall,
         better="lower", note="the Python sender; beside it, into the Python receiver")
-    row("1 GiB wormhole send -> the page: the browser's CPU", "s", cpu, better="lower")
+    row("1 GiB the page -> wormhole receive", "s", out, better="lower",
+        note="the Python receiver; beside it, from the Python sender")
+    row("1 GiB between the page and the Python client: the browser's CPU", "s", cpu,
+        better="lower")
 
 
 def bench_browser():
